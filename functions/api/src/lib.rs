@@ -1,0 +1,104 @@
+//! # webhooks-api
+//!
+//! The HTTP API of dakkio webhooks (DESIGN.md §3) as one axum [`Router`]: the API Lambda serves
+//! it through `lambda_http` (`src/main.rs`), the local mode through plain axum. Handlers extract
+//! input, call one `webhooks_core` service method and map the result; they never touch an SDK.
+//!
+//! ## Layout
+//! - [`auth`]: JWT verification (and minting, for the local mode and tests).
+//! - [`cursor`]: signed pagination cursors.
+//! - [`extract`]: body/query extractors that answer in the API's error format.
+//! - [`error`]: `ApiError` → status + `{"error": {"code", "message"}}`.
+//! - [`routes`]: the handlers. [`openapi`]: the OpenAPI 3 document.
+//! - [`config`]: the API Lambda's environment.
+
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use webhooks_core::ports::{Clock, SubscriptionStore};
+use webhooks_core::service::WebhookService;
+use webhooks_core::validate::UrlPolicy;
+
+use crate::auth::Authenticator;
+use crate::cursor::CursorCodec;
+use crate::error::ApiError;
+
+/// What every handler may use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub webhooks: WebhookService,
+    pub auth: Arc<Authenticator>,
+    pub cursors: Arc<CursorCodec>,
+}
+
+impl AppState {
+    /// `jwt_secret` verifies user tokens; a key for pagination cursors is derived from it.
+    pub fn new(
+        store: Arc<dyn SubscriptionStore>,
+        clock: Arc<dyn Clock>,
+        policy: UrlPolicy,
+        jwt_secret: &[u8],
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        Ok(Self {
+            webhooks: WebhookService::new(store, clock, policy),
+            auth: Arc::new(Authenticator::new(jwt_secret)?),
+            cursors: Arc::new(CursorCodec::new(jwt_secret)),
+        })
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    use routes::webhooks;
+    Router::new()
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/api/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/api/openapi.json", get(openapi::serve))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI 3 document of the API, generated from the handlers' annotations and the types they
+//! use, so it cannot drift from the code. Served at `GET /api/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::webhooks;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "dakkio webhooks",
+        description = "Subscribe HTTPS URLs to events of a dakkio bucket and receive each event as a signed, retried POST."
+    ),
+    paths(webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete),
+    modifiers(&BearerAuth),
+    tags((name = "webhooks", description = "Webhook subscriptions"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

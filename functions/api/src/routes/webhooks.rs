@@ -1,0 +1,236 @@
+//! `/api/webhooks`: create, list, read, change, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use webhooks_core::validate::{CreateWebhook, UpdateWebhook};
+use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook};
+use webhooks_core::{BucketId, EventType, Timestamp, WebhookId};
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, query};
+
+/// A webhook as the API shows it. The secret appears only in the create response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookResponse {
+    pub id: WebhookId,
+    pub bucket_id: BucketId,
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub description: Option<String>,
+    pub active: bool,
+    pub retry_config: RetryConfig,
+    pub stats: DeliveryStats,
+    pub last_delivery_at: Option<Timestamp>,
+    pub last_delivery_status: Option<DeliveryStatus>,
+    /// The secret's last four characters, to tell secrets apart.
+    #[schema(example = "…cret")]
+    pub secret_hint: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Only in the response to `POST /api/webhooks`: store it now, it is not shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl WebhookResponse {
+    fn new(w: Webhook, with_secret: bool) -> Self {
+        Self {
+            secret_hint: w.secret.hint(),
+            secret: with_secret.then(|| w.secret.expose().to_owned()),
+            id: w.id,
+            bucket_id: w.bucket_id,
+            url: w.url,
+            events: w.events,
+            description: w.description,
+            active: w.active,
+            retry_config: w.retry_config,
+            stats: w.stats,
+            last_delivery_at: w.last_delivery_at,
+            last_delivery_status: w.last_delivery_status,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// One page of webhooks, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookList {
+    pub data: Vec<WebhookResponse>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this bucket's webhooks.
+    pub bucket_id: Option<String>,
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+
+fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+    WebhookId::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_id", format!("webhook id {e}")))
+}
+
+/// Create a webhook.
+#[utoipa::path(
+    post, path = "/api/webhooks", tag = "webhooks",
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden`", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<CreateWebhook>,
+) -> Result<impl IntoResponse, ApiError> {
+    let w = state.webhooks.create(&auth.caller, body).await?;
+    tracing::info!(webhook = %w.id, owner = %auth.caller.owner, "webhook created");
+    Ok((StatusCode::CREATED, Json(WebhookResponse::new(w, true))))
+}
+
+/// List the caller's webhooks.
+#[utoipa::path(
+    get, path = "/api/webhooks", tag = "webhooks", params(ListParams),
+    responses(
+        (status = 200, body = WebhookList),
+        (status = 400, description = "`invalid_query`, `invalid_bucket_id`, `invalid_cursor`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+) -> Result<Json<WebhookList>, ApiError> {
+    let params: ListParams = query(&uri)?;
+    let bucket = params
+        .bucket_id
+        .as_deref()
+        .map(BucketId::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_bucket_id", format!("bucketId {e}")))?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "limit must be a whole number from 1 to 100",
+                )
+            })?,
+    };
+    let owner = &auth.caller.owner;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(owner, bucket.as_ref(), c))
+        .transpose()?;
+    let page = state
+        .webhooks
+        .list(&auth.caller, bucket.clone(), after, limit)
+        .await?;
+    let next_cursor = page
+        .next_after
+        .map(|a| state.cursors.encode(owner, bucket.as_ref(), &a));
+    Ok(Json(WebhookList {
+        data: page
+            .items
+            .into_iter()
+            .map(|w| WebhookResponse::new(w, false))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// One webhook, with its delivery stats.
+#[utoipa::path(
+    get, path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id (ObjectId)")),
+    responses(
+        (status = 200, body = WebhookResponse),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such webhook of the caller's", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookResponse>, ApiError> {
+    let w = state.webhooks.get(&auth.caller, &webhook_id(&id)?).await?;
+    Ok(Json(WebhookResponse::new(w, false)))
+}
+
+/// Change a webhook: any of url, events, description (`null` clears), active, retryConfig
+/// (fields given replace, others stay), secret.
+#[utoipa::path(
+    patch, path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id (ObjectId)")),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, body = WebhookResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateWebhook>,
+) -> Result<Json<WebhookResponse>, ApiError> {
+    let id = webhook_id(&id)?;
+    let w = state.webhooks.update(&auth.caller, &id, body).await?;
+    tracing::info!(webhook = %w.id, "webhook updated");
+    Ok(Json(WebhookResponse::new(w, false)))
+}
+
+/// Delete a webhook.
+#[utoipa::path(
+    delete, path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id (ObjectId)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = webhook_id(&id)?;
+    state.webhooks.delete(&auth.caller, &id).await?;
+    tracing::info!(webhook = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,409 @@
+//! The [`SubscriptionStore`] contract as executable checks. Every adapter's tests call
+//! [`run_all`] against a real backend (SQLite file, DynamoDB in the emulator), so "same
+//! semantics" is something tested, not hoped for. Each check uses fresh owner and bucket ids, so
+//! several may share one table.
+
+use std::sync::Arc;
+
+use crate::ports::{ListQuery, StoreError, SubscriptionStore};
+use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch};
+use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn fresh_owner() -> OwnerId {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    OwnerId::parse(&format!("user-{}-{n}", std::process::id())).expect("owner id")
+}
+
+fn fresh_bucket() -> BucketId {
+    BucketId::generate(1_700_000_000)
+}
+
+/// A webhook with every optional field set, created at `t` (unix seconds).
+pub fn sample_webhook(owner: &OwnerId, bucket: &BucketId, t: i64) -> Webhook {
+    let at = Timestamp::from_unix(t);
+    Webhook {
+        id: WebhookId::generate(t),
+        owner_id: owner.clone(),
+        bucket_id: bucket.clone(),
+        url: "https://your-server.com/webhook?q=1".into(),
+        events: vec![EventType::AlertTriggered, EventType::DataReceived],
+        description: Some("Room A — °C alerts".into()),
+        active: true,
+        retry_config: RetryConfig {
+            max_retries: 5,
+            backoff_multiplier: 1.5,
+            initial_delay_seconds: 7,
+        },
+        secret: Secret::new("your_webhook_secret".into()),
+        stats: DeliveryStats::default(),
+        last_delivery_at: None,
+        last_delivery_status: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Runs every check; panics with the failing check's message.
+pub async fn run_all(store: Arc<dyn SubscriptionStore>) {
+    create_then_get_round_trips_every_field(&*store).await;
+    create_never_overwrites(&*store).await;
+    list_is_newest_first_paginated_and_owner_scoped(&*store).await;
+    fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(&*store).await;
+    update_applies_the_patch_for_the_owner_only(&*store).await;
+    delete_is_owner_scoped(&*store).await;
+    concurrent_outcomes_are_all_counted(store).await;
+}
+
+pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionStore) {
+    let owner = fresh_owner();
+    let mut w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_000);
+    store.create(&w).await.expect("create");
+    assert_eq!(
+        store.get(&w.id).await.expect("get").as_ref(),
+        Some(&w),
+        "round trip"
+    );
+
+    // Optional fields absent, too.
+    w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_001);
+    w.description = None;
+    w.active = false;
+    w.events = vec![EventType::BucketUpdated];
+    store.create(&w).await.expect("create minimal");
+    assert_eq!(
+        store.get(&w.id).await.expect("get").as_ref(),
+        Some(&w),
+        "minimal round trip"
+    );
+
+    let missing = WebhookId::generate(1_600_000_000);
+    assert!(store.get(&missing).await.expect("get missing").is_none());
+}
+
+pub async fn create_never_overwrites(store: &dyn SubscriptionStore) {
+    let owner = fresh_owner();
+    let w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_100);
+    store.create(&w).await.expect("create");
+    let mut other = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_700_000_100);
+    other.id = w.id.clone();
+    other.url = "https://attacker.example/".into();
+    let err = store
+        .create(&other)
+        .await
+        .expect_err("second create with the same id");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+    assert_eq!(
+        store.get(&w.id).await.expect("get").as_ref(),
+        Some(&w),
+        "original unchanged"
+    );
+}
+
+pub async fn list_is_newest_first_paginated_and_owner_scoped(store: &dyn SubscriptionStore) {
+    let (owner, stranger) = (fresh_owner(), fresh_owner());
+    let (b1, b2) = (fresh_bucket(), fresh_bucket());
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let w = sample_webhook(
+            &owner,
+            if i % 2 == 0 { &b1 } else { &b2 },
+            1_700_001_000 + i,
+        );
+        store.create(&w).await.expect("create");
+        mine.push(w);
+    }
+    store
+        .create(&sample_webhook(&stranger, &b1, 1_700_001_010))
+        .await
+        .expect("create");
+    mine.reverse(); // newest first
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = ListQuery {
+            owner: owner.clone(),
+            bucket: None,
+            after: after.clone(),
+            limit: 2,
+        };
+        let page = store.list(&q).await.expect("list");
+        assert!(page.items.len() <= 2, "page larger than limit");
+        seen.extend(page.items.iter().map(|w| w.id.clone()));
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+        assert!(seen.len() <= 5, "pagination does not end");
+    }
+    let want: Vec<WebhookId> = mine.iter().map(|w| w.id.clone()).collect();
+    assert_eq!(
+        seen, want,
+        "all of the owner's webhooks, newest first, each once"
+    );
+
+    let q = ListQuery {
+        owner: owner.clone(),
+        bucket: Some(b1.clone()),
+        after: None,
+        limit: 10,
+    };
+    let page = store.list(&q).await.expect("list bucket");
+    let want: Vec<WebhookId> = mine
+        .iter()
+        .filter(|w| w.bucket_id == b1)
+        .map(|w| w.id.clone())
+        .collect();
+    assert_eq!(
+        page.items.iter().map(|w| w.id.clone()).collect::<Vec<_>>(),
+        want,
+        "bucket filter"
+    );
+    assert_eq!(page.next_after, None);
+
+    let q = ListQuery {
+        owner: owner.clone(),
+        bucket: Some(b1),
+        after: None,
+        limit: 1,
+    };
+    let page = store.list(&q).await.expect("list bucket limit 1");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.next_after.as_ref(),
+        Some(&page.items[0].id),
+        "more follow"
+    );
+
+    let q = ListQuery {
+        owner: fresh_owner(),
+        bucket: None,
+        after: None,
+        limit: 10,
+    };
+    assert!(store.list(&q).await.expect("list empty").items.is_empty());
+}
+
+pub async fn fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(
+    store: &dyn SubscriptionStore,
+) {
+    let bucket = fresh_bucket();
+    let mut alerts = sample_webhook(&fresh_owner(), &bucket, 1_700_002_000);
+    alerts.events = vec![EventType::AlertTriggered];
+    let mut both = sample_webhook(&fresh_owner(), &bucket, 1_700_002_001);
+    both.events = vec![EventType::AlertTriggered, EventType::DataReceived];
+    let mut inactive = sample_webhook(&fresh_owner(), &bucket, 1_700_002_002);
+    inactive.active = false;
+    let elsewhere = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_700_002_003);
+    for w in [&alerts, &both, &inactive, &elsewhere] {
+        store.create(w).await.expect("create");
+    }
+    let mut got: Vec<WebhookId> = store
+        .list_for_bucket_event(&bucket, EventType::AlertTriggered)
+        .await
+        .expect("fan-out")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![alerts.id.clone(), both.id.clone()],
+        "alert.triggered subscribers"
+    );
+    let got = store
+        .list_for_bucket_event(&bucket, EventType::DataReceived)
+        .await
+        .expect("fan-out");
+    assert_eq!(
+        got.into_iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![both.id]
+    );
+    let got = store
+        .list_for_bucket_event(&bucket, EventType::BucketUpdated)
+        .await
+        .expect("fan-out");
+    assert!(got.is_empty());
+}
+
+pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn SubscriptionStore) {
+    let owner = fresh_owner();
+    let w = sample_webhook(&owner, &fresh_bucket(), 1_700_003_000);
+    store.create(&w).await.expect("create");
+    let later = Timestamp::from_unix(1_700_003_500);
+
+    let patch = WebhookPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    let err = store
+        .update(&fresh_owner(), &w.id, &patch, later)
+        .await
+        .expect_err("stranger");
+    assert!(
+        matches!(err, StoreError::NotFound),
+        "stranger update: {err:?}"
+    );
+    assert_eq!(
+        store.get(&w.id).await.expect("get").as_ref(),
+        Some(&w),
+        "unchanged by stranger"
+    );
+    let missing = WebhookId::generate(1_600_000_000);
+    let err = store
+        .update(&owner, &missing, &patch, later)
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(err, StoreError::NotFound),
+        "missing update: {err:?}"
+    );
+    assert!(
+        store.get(&missing).await.expect("get").is_none(),
+        "update must not create"
+    );
+
+    let patch = WebhookPatch {
+        url: Some("https://example.com/new".into()),
+        events: Some(vec![EventType::BucketUpdated]),
+        description: Some(None),
+        active: Some(false),
+        max_retries: Some(0),
+        backoff_multiplier: None,
+        initial_delay_seconds: Some(3600),
+        secret: Some(Secret::new("rotated-secret".into())),
+    };
+    let mut want = w.clone();
+    patch.apply(&mut want, later);
+    let got = store
+        .update(&owner, &w.id, &patch, later)
+        .await
+        .expect("update");
+    assert_eq!(got, want, "returned webhook");
+    assert_eq!(
+        store.get(&w.id).await.expect("get"),
+        Some(want.clone()),
+        "stored webhook"
+    );
+    assert_eq!(
+        got.retry_config.backoff_multiplier, 1.5,
+        "untouched retry field kept"
+    );
+
+    let patch = WebhookPatch {
+        description: Some(Some("back".into())),
+        ..Default::default()
+    };
+    let got = store
+        .update(&owner, &w.id, &patch, later)
+        .await
+        .expect("update description");
+    assert_eq!(got.description.as_deref(), Some("back"));
+    assert_eq!(got.url, "https://example.com/new");
+}
+
+pub async fn delete_is_owner_scoped(store: &dyn SubscriptionStore) {
+    let owner = fresh_owner();
+    let w = sample_webhook(&owner, &fresh_bucket(), 1_700_004_000);
+    store.create(&w).await.expect("create");
+    let err = store
+        .delete(&fresh_owner(), &w.id)
+        .await
+        .expect_err("stranger delete");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(
+        store.get(&w.id).await.expect("get").is_some(),
+        "stranger deleted it"
+    );
+    store.delete(&owner, &w.id).await.expect("delete");
+    assert!(store.get(&w.id).await.expect("get").is_none());
+    let err = store
+        .delete(&owner, &w.id)
+        .await
+        .expect_err("second delete");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(
+        store
+            .list_for_bucket_event(&w.bucket_id, EventType::AlertTriggered)
+            .await
+            .expect("q")
+            .is_empty()
+    );
+}
+
+pub async fn concurrent_outcomes_are_all_counted(store: Arc<dyn SubscriptionStore>) {
+    let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_700_005_000);
+    store.create(&w).await.expect("create");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24i64 {
+        let (store, id) = (store.clone(), w.id.clone());
+        let status = if i % 3 == 0 {
+            DeliveryStatus::Failed
+        } else {
+            DeliveryStatus::Success
+        };
+        tasks.spawn(async move {
+            store
+                .record_outcome(&id, status, Timestamp::from_unix(1_700_005_100 + i))
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("record_outcome");
+    }
+    let got = store.get(&w.id).await.expect("get").expect("exists");
+    assert_eq!(
+        got.stats,
+        DeliveryStats {
+            total_deliveries: 24,
+            successful_deliveries: 16,
+            failed_deliveries: 8
+        },
+        "every outcome counted once"
+    );
+    assert!(got.last_delivery_at.is_some() && got.last_delivery_status.is_some());
+    let mut rest = got.clone();
+    rest.stats = w.stats;
+    rest.last_delivery_at = None;
+    rest.last_delivery_status = None;
+    assert_eq!(rest, w, "counters touched nothing else");
+
+    store
+        .record_outcome(
+            &w.id,
+            DeliveryStatus::Success,
+            Timestamp::from_unix(1_700_006_000),
+        )
+        .await
+        .expect("record");
+    let got = store.get(&w.id).await.expect("get").expect("exists");
+    assert_eq!(
+        got.last_delivery_at,
+        Some(Timestamp::from_unix(1_700_006_000))
+    );
+    assert_eq!(got.last_delivery_status, Some(DeliveryStatus::Success));
+
+    let missing = WebhookId::generate(1_600_000_000);
+    let err = store
+        .record_outcome(&missing, DeliveryStatus::Success, Timestamp::from_unix(1))
+        .await
+        .expect_err("missing webhook");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(
+        store.get(&missing).await.expect("get").is_none(),
+        "counter must not create a webhook"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_memory_store_meets_the_contract() {
+        super::run_all(std::sync::Arc::new(crate::ports::memory::MemoryStore::new())).await;
+    }
+}

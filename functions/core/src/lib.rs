@@ -1,0 +1,32 @@
+//! # webhooks-core
+//!
+//! The domain of dakkio webhooks: ids, events, webhooks, validation of user input, the ports
+//! (traits) the adapters implement, and the services the API and the delivery worker call.
+//!
+//! This crate must not depend on the AWS SDK, the Lambda runtime or an HTTP server: the adapters
+//! (`webhooks-aws`, `webhooks-embedded`) and entry points (`webhooks-api`, `webhooks-local`) depend
+//! on it, never the other way round.
+//!
+//! ## Layout
+//! - [`ids`]: ObjectId-form identifiers (`WebhookId`, `BucketId`, `DeliveryId`) and `OwnerId`.
+//! - [`event`]: the event names a webhook can subscribe to.
+//! - [`time`]: [`Timestamp`] (RFC 3339, UTC, `Z`, whole seconds) and the [`Clock`](ports::Clock) port's impls.
+//! - [`webhook`]: the stored [`Webhook`](webhook::Webhook), its retry policy, stats and secret.
+//! - [`validate`]: request bodies as users send them, and their validation into domain values.
+//! - [`ports`]: `SubscriptionStore`, `Clock` and their error types.
+//! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
+
+pub mod event;
+pub mod ids;
+pub mod ports;
+pub mod service;
+pub mod time;
+pub mod validate;
+pub mod webhook;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use event::EventType;
+pub use ids::{BucketId, DeliveryId, IdError, OwnerId, WebhookId};
+pub use time::Timestamp;

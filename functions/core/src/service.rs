@@ -1,0 +1,255 @@
+//! `WebhookService`: the use cases behind `/api/webhooks`. It validates input, enforces who may
+//! see and change what, and calls the store. Ownership rule (DESIGN.md §3): a webhook belongs to
+//! the `sub` that created it; to anyone else it does not exist (`NotFound`, never "forbidden").
+
+use std::sync::Arc;
+
+use crate::ports::{Clock, ListQuery, Page, StoreError, SubscriptionStore};
+use crate::validate::{CreateWebhook, UpdateWebhook, UrlPolicy, ValidationError};
+use crate::webhook::{DeliveryStats, Secret, Webhook};
+use crate::{BucketId, OwnerId, WebhookId};
+
+/// Who is calling: the token's `sub` and, when the token limits it, the buckets it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub owner: OwnerId,
+    /// `None`: the token does not limit buckets.
+    pub buckets: Option<Vec<BucketId>>,
+}
+
+impl Caller {
+    pub fn may_use(&self, bucket: &BucketId) -> bool {
+        self.buckets.as_ref().is_none_or(|b| b.contains(bucket))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("bucket {0} is not one this token may use")]
+    BucketForbidden(BucketId),
+    #[error("webhook not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound,
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WebhookService {
+    store: Arc<dyn SubscriptionStore>,
+    clock: Arc<dyn Clock>,
+    policy: UrlPolicy,
+}
+
+impl std::fmt::Debug for WebhookService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookService {
+    pub fn new(
+        store: Arc<dyn SubscriptionStore>,
+        clock: Arc<dyn Clock>,
+        policy: UrlPolicy,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            policy,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SubscriptionStore> {
+        &self.store
+    }
+
+    pub fn policy(&self) -> UrlPolicy {
+        self.policy
+    }
+
+    /// Creates a webhook. The returned webhook carries its secret (given or generated): the
+    /// create response is the one place it is shown.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        body: CreateWebhook,
+    ) -> Result<Webhook, ServiceError> {
+        let new = body.validate(self.policy)?;
+        if !caller.may_use(&new.bucket_id) {
+            return Err(ServiceError::BucketForbidden(new.bucket_id));
+        }
+        let now = self.clock.now();
+        let webhook = Webhook {
+            id: WebhookId::generate(now.unix()),
+            owner_id: caller.owner.clone(),
+            bucket_id: new.bucket_id,
+            url: new.url,
+            events: new.events,
+            description: new.description,
+            active: new.active,
+            retry_config: new.retry_config,
+            secret: new.secret.unwrap_or_else(Secret::generate),
+            stats: DeliveryStats::default(),
+            last_delivery_at: None,
+            last_delivery_status: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create(&webhook).await?;
+        Ok(webhook)
+    }
+
+    /// The caller's webhooks, newest first; only `bucket`'s when given.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        bucket: Option<BucketId>,
+        after: Option<WebhookId>,
+        limit: usize,
+    ) -> Result<Page, ServiceError> {
+        if let Some(b) = &bucket {
+            if !caller.may_use(b) {
+                return Err(ServiceError::BucketForbidden(b.clone()));
+            }
+        }
+        let query = ListQuery {
+            owner: caller.owner.clone(),
+            bucket,
+            after,
+            limit,
+        };
+        Ok(self.store.list(&query).await?)
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &WebhookId) -> Result<Webhook, ServiceError> {
+        match self.store.get(id).await? {
+            Some(w) if w.owner_id == caller.owner => Ok(w),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: &WebhookId,
+        body: UpdateWebhook,
+    ) -> Result<Webhook, ServiceError> {
+        let patch = body.validate(self.policy)?;
+        Ok(self
+            .store
+            .update(&caller.owner, id, &patch, self.clock.now())
+            .await?)
+    }
+
+    pub async fn delete(&self, caller: &Caller, id: &WebhookId) -> Result<(), ServiceError> {
+        Ok(self.store.delete(&caller.owner, id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Timestamp;
+    use crate::ports::memory::MemoryStore;
+    use crate::time::FixedClock;
+
+    fn service() -> (WebhookService, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(FixedClock::at(
+            Timestamp::parse("2024-01-15T10:30:00Z").unwrap(),
+        ));
+        (
+            WebhookService::new(store.clone(), clock, UrlPolicy::PRODUCTION),
+            store,
+        )
+    }
+
+    fn caller(sub: &str) -> Caller {
+        Caller {
+            owner: OwnerId::parse(sub).unwrap(),
+            buckets: None,
+        }
+    }
+
+    fn body() -> CreateWebhook {
+        serde_json::from_value(serde_json::json!({
+            "bucketId": "507f1f77bcf86cd799439011",
+            "url": "https://your-server.com/webhook",
+            "events": ["alert.triggered", "data.received"],
+            "secret": "your_webhook_secret"
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_guides_webhook_is_created_with_defaults_and_zero_stats() {
+        let (svc, _) = service();
+        let w = svc.create(&caller("alice"), body()).await.unwrap();
+        assert_eq!(w.secret.expose(), "your_webhook_secret");
+        assert!(w.active);
+        assert_eq!(w.retry_config, crate::webhook::RetryConfig::default());
+        assert_eq!(w.stats, DeliveryStats::default());
+        assert_eq!(w.created_at.to_rfc3339(), "2024-01-15T10:30:00Z");
+    }
+
+    #[tokio::test]
+    async fn other_owners_webhooks_do_not_exist_for_the_caller() {
+        let (svc, store) = service();
+        let w = svc.create(&caller("alice"), body()).await.unwrap();
+        let bob = caller("bob");
+        assert!(matches!(
+            svc.get(&bob, &w.id).await,
+            Err(ServiceError::NotFound)
+        ));
+        assert!(matches!(
+            svc.delete(&bob, &w.id).await,
+            Err(ServiceError::NotFound)
+        ));
+        let patch = UpdateWebhook {
+            active: Some(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            svc.update(&bob, &w.id, patch).await,
+            Err(ServiceError::NotFound)
+        ));
+        assert!(
+            svc.list(&bob, None, None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(
+            store.get(&w.id).await.unwrap().unwrap().active,
+            "bob changed alice's webhook"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bucket_outside_the_tokens_buckets_is_refused_and_nothing_stored() {
+        let (svc, store) = service();
+        let limited = Caller {
+            owner: OwnerId::parse("alice").unwrap(),
+            buckets: Some(vec![BucketId::parse("507f1f77bcf86cd799439099").unwrap()]),
+        };
+        assert!(matches!(
+            svc.create(&limited, body()).await,
+            Err(ServiceError::BucketForbidden(_))
+        ));
+        assert!(store.is_empty());
+    }
+}
