@@ -236,6 +236,17 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
     let w = sample_webhook(&owner, &fresh_bucket(), 1_700_003_000);
     store.create(&w).await.expect("create");
     let later = Timestamp::from_unix(1_700_003_500);
+    // Counters set before the update must survive it (an update never rewrites stats).
+    store
+        .record_outcome(
+            &w.id,
+            DeliveryStatus::Failed,
+            Timestamp::from_unix(1_700_003_100),
+        )
+        .await
+        .expect("record");
+    let w = store.get(&w.id).await.expect("get").expect("exists");
+    assert_eq!(w.stats.failed_deliveries, 1);
 
     let patch = WebhookPatch {
         active: Some(false),

@@ -120,10 +120,8 @@ impl WebhookService {
         after: Option<WebhookId>,
         limit: usize,
     ) -> Result<Page, ServiceError> {
-        if let Some(b) = &bucket {
-            if !caller.may_use(b) {
-                return Err(ServiceError::BucketForbidden(b.clone()));
-            }
+        if let Some(b) = bucket.as_ref().filter(|b| !caller.may_use(b)) {
+            return Err(ServiceError::BucketForbidden(b.clone()));
         }
         let query = ListQuery {
             owner: caller.owner.clone(),

@@ -165,9 +165,12 @@ impl UpdateWebhook {
     }
 }
 
+/// `maxRetries`, `backoffMultiplier`, `initialDelaySeconds`, each when present.
+type RetryFields = (Option<u32>, Option<f64>, Option<u32>);
+
 impl RetryConfigInput {
     /// Range-checks the fields that are present.
-    fn checked(self) -> Result<(Option<u32>, Option<f64>, Option<u32>), ValidationError> {
+    fn checked(self) -> Result<RetryFields, ValidationError> {
         let bad = |m: String| ValidationError::new("invalid_retry_config", m);
         let max_retries = self
             .max_retries

@@ -1,0 +1,424 @@
+//! The SQLite file every embedded adapter shares: opening it, its settings, its versioned schema,
+//! and running calls on it without blocking the async runtime.
+//!
+//! One [`Database`] owns one connection. The subscription store uses it today; the local delivery
+//! queue is meant to add its tables here (a new entry in [`MIGRATIONS`]) and share the connection,
+//! so a store write and a queue write can one day go in one transaction.
+//!
+//! Must not depend on the AWS SDK or the Lambda runtime, nor on any port of `webhooks-core`:
+//! mapping failures to a port's error type is each adapter's job.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+/// How long a statement waits for a lock held by another connection to the same file (another
+/// process, such as a second `local` or the `sqlite3` shell) before failing as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, as steps: `MIGRATIONS[i]` takes a file from `PRAGMA user_version` `i` to `i + 1`.
+///
+/// Append only. A step that has shipped is never edited: existing files already ran it, and
+/// opening a file runs only the steps it has not run yet.
+const MIGRATIONS: &[&str] = &[
+    // 1: webhook subscriptions (`webhooks_core::webhook::Webhook`, one row each).
+    "CREATE TABLE webhooks (
+        id                     TEXT    NOT NULL PRIMARY KEY,
+        owner_id               TEXT    NOT NULL,
+        bucket_id              TEXT    NOT NULL,
+        url                    TEXT    NOT NULL,
+        -- JSON array of event names, e.g. [\"alert.triggered\",\"data.received\"]
+        events                 TEXT    NOT NULL,
+        description            TEXT,
+        active                 INTEGER NOT NULL CHECK (active IN (0, 1)),
+        max_retries            INTEGER NOT NULL,
+        backoff_multiplier     REAL    NOT NULL,
+        initial_delay_seconds  INTEGER NOT NULL,
+        secret                 TEXT    NOT NULL,
+        total_deliveries       INTEGER NOT NULL DEFAULT 0,
+        successful_deliveries  INTEGER NOT NULL DEFAULT 0,
+        failed_deliveries      INTEGER NOT NULL DEFAULT 0,
+        -- unix seconds
+        last_delivery_at       INTEGER,
+        last_delivery_status   TEXT    CHECK (last_delivery_status IN ('success', 'failed')),
+        created_at             INTEGER NOT NULL,
+        updated_at             INTEGER NOT NULL
+    ) STRICT;
+    -- An owner's webhooks, newest first (ids are time-ordered ObjectIds).
+    CREATE INDEX webhooks_by_owner ON webhooks (owner_id, id DESC);
+    -- Fan-out: the subscribers of a bucket.
+    CREATE INDEX webhooks_by_bucket ON webhooks (bucket_id);",
+];
+
+/// Why the database could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// It cannot answer now: locked by another connection past the busy timeout, an I/O error, a
+    /// full disk, a file that cannot be opened or written. Trying again later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The file is not one this build can use: corrupt, not SQLite, or its schema is newer than
+    /// this build knows.
+    #[error("database unusable: {0}")]
+    Unusable(String),
+}
+
+impl DbError {
+    fn from_sqlite(context: &str, e: &rusqlite::Error) -> Self {
+        let message = format!("{context}: {e}");
+        match classify(e) {
+            Failure::Unavailable => DbError::Unavailable(message),
+            Failure::Unusable => DbError::Unusable(message),
+        }
+    }
+}
+
+/// What a rusqlite error means for the caller, so each adapter can map it to its port's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The database could not answer now (busy, locked, I/O, full, unopenable). Retryable.
+    Unavailable,
+    /// The data, the file or a value does not fit what this build expects. Not retryable.
+    Unusable,
+}
+
+/// Classifies a rusqlite error. rusqlite's messages name columns, types and constraints, never
+/// the values bound or read, so they are safe to put in an error message (no secrets).
+pub(crate) fn classify(e: &rusqlite::Error) -> Failure {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::OperationInterrupted
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ReadOnly
+            | ErrorCode::SchemaChanged,
+        ) => Failure::Unavailable,
+        // Corrupt or foreign files, constraint and type violations, conversions of values read or
+        // written, SQL that does not match the schema: all say the data is not what we expect.
+        _ => Failure::Unusable,
+    }
+}
+
+/// The embedded database: one SQLite file in WAL mode, `synchronous=FULL`, schema migrated to the
+/// latest version on open. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Database {
+    // `std::sync::Mutex`, not tokio's: it is only ever locked inside `spawn_blocking`, never held
+    // across an `.await`, and SQLite calls are blocking anyway.
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the database file at `path`, creating it (and its parent directories) and the schema
+    /// if missing, and migrating an older schema to the latest one. A file whose schema is newer
+    /// than this build is refused rather than touched.
+    ///
+    /// Blocking: call it at start-up, before serving.
+    pub fn open(path: &Path) -> Result<Database, DbError> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    fn open_with(path: &Path, migrations: &[&str]) -> Result<Database, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                DbError::Unavailable(format!("creating directory {}: {e}", dir.display()))
+            })?;
+        }
+        let context = format!("opening {}", path.display());
+        let mut conn = Connection::open(path).map_err(|e| DbError::from_sqlite(&context, &e))?;
+        configure(&conn).map_err(|e| DbError::from_sqlite(&context, &e))?;
+        migrate(&mut conn, migrations, path)?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// The file this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection on tokio's blocking pool, so a slow disk or a lock wait never
+    /// stalls the async workers. Calls are serialized by the connection's mutex: `f` sees no
+    /// other call's writes half-done.
+    ///
+    /// A panic in `f` is resumed on the caller (it is a bug, not a store failure); if `f`
+    /// panicked inside a transaction, rusqlite's `Transaction` drop rolled it back, so the
+    /// connection is safe to keep using and the poisoned lock is taken over.
+    pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only happens when the runtime shuts down under us.
+            Err(e) => Err(DbError::Unavailable(format!("database task cancelled: {e}")).into()),
+        }
+    }
+}
+
+/// Per-connection settings. `busy_timeout` comes first so that switching the journal mode also
+/// waits for another process's lock instead of failing at once.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer, and a commit is one append to the log.
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some file systems (network mounts) cannot do WAL; with synchronous=FULL the rollback
+        // journal is still durable, only slower, so we carry on.
+        tracing::warn!(journal_mode = %mode, "SQLite could not switch to WAL mode");
+    }
+    // FULL: the log is synced on every commit, so a write we acknowledged survives a power cut
+    // (NORMAL could lose the last commits in WAL mode).
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // For the tables later migrations add (queue rows referencing webhooks).
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Brings the schema to `migrations.len()`, running only the steps the file has not run yet, all
+/// in one write transaction: two processes opening one new file at once migrate it once, and a
+/// failed step leaves the file as it was.
+fn migrate(conn: &mut Connection, migrations: &[&str], path: &Path) -> Result<(), DbError> {
+    let context = format!("migrating the schema of {}", path.display());
+    let sqlite = |e: rusqlite::Error| DbError::from_sqlite(&context, &e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
+    let current: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    let known = migrations.len();
+    let current = usize::try_from(current)
+        .ok()
+        .filter(|v| *v <= known)
+        .ok_or_else(|| {
+            DbError::Unusable(format!(
+                "{} has schema version {current}, this build knows up to {known}: \
+                 it was written by a newer version of dakkio webhooks",
+                path.display()
+            ))
+        })?;
+    for (step, sql) in migrations.iter().enumerate().skip(current) {
+        let version = step + 1;
+        tx.execute_batch(sql).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(sqlite)?;
+        tracing::info!(path = %path.display(), version, "applied schema migration");
+    }
+    tx.commit().map_err(sqlite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(db: &Database) -> i64 {
+        let conn = db.conn.lock().unwrap();
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_file_gets_wal_full_sync_and_the_latest_schema() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/webhooks.db");
+
+        // Act
+        let db = Database::open(&path).expect("open");
+
+        // Assert
+        assert!(path.exists(), "file created with its parent directories");
+        assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+        let conn = db.conn.lock().unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        let busy: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap();
+        assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+    }
+
+    #[test]
+    fn reopening_runs_only_the_migrations_a_file_has_not_run() {
+        // Arrange: a file at version 1 with a row in it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let v1: &[&str] = &["CREATE TABLE things (name TEXT NOT NULL) STRICT;"];
+        let db = Database::open_with(&path, v1).expect("open v1");
+        db.conn
+            .lock()
+            .unwrap()
+            .execute("INSERT INTO things (name) VALUES ('kept')", [])
+            .unwrap();
+        drop(db);
+
+        // Act: a later build adds a table; then the same build opens the file again. Were step 1
+        // run again, its CREATE TABLE would fail on the existing table.
+        let v2: &[&str] = &[v1[0], "CREATE TABLE more (n INTEGER NOT NULL) STRICT;"];
+        drop(Database::open_with(&path, v2).expect("open v2"));
+        let db = Database::open_with(&path, v2).expect("reopen v2");
+
+        // Assert
+        assert_eq!(user_version(&db), 2);
+        let conn = db.conn.lock().unwrap();
+        let name: String = conn
+            .query_row("SELECT name FROM things", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, "kept");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM more", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_file_at_its_previous_version() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let v1: &[&str] = &["CREATE TABLE things (name TEXT NOT NULL) STRICT;"];
+        drop(Database::open_with(&path, v1).expect("open v1"));
+
+        // Act
+        let broken: &[&str] = &[v1[0], "CREATE TABLE ok (n INTEGER); THIS IS NOT SQL;"];
+        let err = Database::open_with(&path, broken).expect_err("broken step");
+
+        // Assert
+        assert!(matches!(err, DbError::Unusable(_)), "{err:?}");
+        let db = Database::open_with(&path, v1).expect("reopen v1");
+        assert_eq!(user_version(&db), 1);
+        let conn = db.conn.lock().unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'ok'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            tables, 0,
+            "the failed step's first statement was rolled back"
+        );
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_build_is_refused_and_left_alone() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let newer: &[&str] = &[MIGRATIONS[0], "CREATE TABLE future (n INTEGER) STRICT;"];
+        drop(Database::open_with(&path, newer).expect("open newer"));
+
+        // Act
+        let err = Database::open_with(&path, &newer[..1]).expect_err("older build");
+
+        // Assert
+        assert!(
+            matches!(err, DbError::Unusable(ref m) if m.contains("newer")),
+            "{err:?}"
+        );
+        let db = Database::open_with(&path, newer).expect("the newer build still opens it");
+        assert_eq!(user_version(&db), 2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_as_unusable() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "these are not the pages you are looking for ".repeat(200),
+        )
+        .unwrap();
+
+        // Act
+        let err = Database::open(&path).expect_err("not a database");
+
+        // Assert
+        assert!(matches!(err, DbError::Unusable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn busy_and_io_failures_are_unavailable_and_data_failures_unusable() {
+        let sqlite = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_FULL,
+        ] {
+            assert_eq!(classify(&sqlite(code)), Failure::Unavailable, "code {code}");
+        }
+        for code in [rusqlite::ffi::SQLITE_CORRUPT, rusqlite::ffi::SQLITE_NOTADB] {
+            assert_eq!(classify(&sqlite(code)), Failure::Unusable, "code {code}");
+        }
+        let decode =
+            rusqlite::Error::InvalidColumnType(0, "events".into(), rusqlite::types::Type::Integer);
+        assert_eq!(classify(&decode), Failure::Unusable);
+    }
+
+    #[tokio::test]
+    async fn calls_run_on_the_shared_connection() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("db.sqlite")).unwrap();
+        let clone = db.clone();
+
+        // Act
+        clone
+            .call(|c| {
+                c.execute_batch("CREATE TEMP TABLE t (n INTEGER); INSERT INTO t VALUES (7);")
+                    .map_err(|e| DbError::from_sqlite("test", &e))
+            })
+            .await
+            .unwrap();
+        let n: i64 = db
+            .call(|c| {
+                c.query_row("SELECT n FROM t", [], |r| r.get(0))
+                    .map_err(|e| DbError::from_sqlite("test", &e))
+            })
+            .await
+            .unwrap();
+
+        // Assert: a TEMP table is per connection, so both handles used the same one.
+        assert_eq!(n, 7);
+        assert!(format!("{db:?}").contains("db.sqlite"));
+    }
+}

@@ -1,0 +1,395 @@
+//! [`SqliteStore`]: the [`SubscriptionStore`] of the local mode, on the `webhooks` table of the
+//! embedded [`Database`].
+//!
+//! Each call is one statement or one transaction, so the port's contract (atomic writes,
+//! conditional create, owner-scoped update and delete, atomic counters) is SQLite's to keep, as
+//! it is DynamoDB's in the AWS adapter. Rows are decoded strictly: a value this build cannot read
+//! back is [`StoreError::Corrupt`], never a panic and never a silently wrong webhook.
+//!
+//! Must not depend on the AWS SDK or the Lambda runtime.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Params, Row, TransactionBehavior, params, params_from_iter};
+use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use webhooks_core::webhook::{
+    DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch,
+};
+use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
+
+use crate::db::{Database, DbError, Failure, classify};
+
+/// The columns every read selects. [`read_webhook`] reads them by name, so their order here is
+/// only for the human reading the SQL.
+const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active, \
+     max_retries, backoff_multiplier, initial_delay_seconds, secret, \
+     total_deliveries, successful_deliveries, failed_deliveries, \
+     last_delivery_at, last_delivery_status, created_at, updated_at";
+
+/// Webhook subscriptions in the embedded SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    db: Database,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and the store on it. Blocking:
+    /// call it at start-up.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Ok(Self::new(Database::open(path)?))
+    }
+
+    /// The store on an already open database (which other embedded adapters may share).
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database this store lives in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(m) => StoreError::Unavailable(m),
+            DbError::Unusable(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+/// A rusqlite error as the port's error. `StoreError` has no "internal" variant; anything that is
+/// not the database being unavailable means the data or the schema is not what this build
+/// expects, which is what `Corrupt` says.
+fn sql(e: rusqlite::Error) -> StoreError {
+    match classify(&e) {
+        Failure::Unavailable => StoreError::Unavailable(e.to_string()),
+        Failure::Unusable => StoreError::Corrupt(e.to_string()),
+    }
+}
+
+fn corrupt(id: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
+    let id: String = id.chars().take(64).collect();
+    StoreError::Corrupt(format!("webhook {id:?}: column `{column}`: {why}"))
+}
+
+/// Decodes one row selected with [`COLUMNS`]. Error messages name the webhook and the column and
+/// say what is wrong; they never quote the secret column (rusqlite's and our messages for it give
+/// only its type), and other quoted values (ids, event names) are not secret.
+fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
+    let raw_id: String = row.get("id").map_err(|e| corrupt("?", "id", e))?;
+    let id = raw_id.as_str();
+    // Typed reads through rusqlite's `FromSql`, which checks type and range.
+    macro_rules! read {
+        ($column:literal) => {
+            row.get($column).map_err(|e| corrupt(id, $column, e))?
+        };
+    }
+
+    let events: String = read!("events");
+    let events: Vec<EventType> =
+        serde_json::from_str(&events).map_err(|e| corrupt(id, "events", e))?;
+    let owner: String = read!("owner_id");
+    let bucket: String = read!("bucket_id");
+    let status: Option<String> = read!("last_delivery_status");
+    let last_delivery_status = match status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| corrupt(id, "last_delivery_status", "unknown status"))?,
+        ),
+    };
+    let last_delivery_at: Option<i64> = read!("last_delivery_at");
+    let secret: String = read!("secret");
+
+    Ok(Webhook {
+        id: WebhookId::parse(id).map_err(|e| corrupt(id, "id", e))?,
+        owner_id: OwnerId::parse(&owner).map_err(|e| corrupt(id, "owner_id", e))?,
+        bucket_id: BucketId::parse(&bucket).map_err(|e| corrupt(id, "bucket_id", e))?,
+        url: read!("url"),
+        events,
+        description: read!("description"),
+        active: read!("active"),
+        retry_config: RetryConfig {
+            max_retries: read!("max_retries"),
+            backoff_multiplier: read!("backoff_multiplier"),
+            initial_delay_seconds: read!("initial_delay_seconds"),
+        },
+        secret: Secret::new(secret),
+        stats: DeliveryStats {
+            total_deliveries: read!("total_deliveries"),
+            successful_deliveries: read!("successful_deliveries"),
+            failed_deliveries: read!("failed_deliveries"),
+        },
+        last_delivery_at: last_delivery_at.map(Timestamp::from_unix),
+        last_delivery_status,
+        created_at: Timestamp::from_unix(read!("created_at")),
+        updated_at: Timestamp::from_unix(read!("updated_at")),
+    })
+}
+
+/// Runs a `SELECT {COLUMNS} …` and decodes every row.
+fn query_webhooks(
+    conn: &Connection,
+    sql_text: &str,
+    params: impl Params,
+) -> Result<Vec<Webhook>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql_text).map_err(sql)?;
+    let mut rows = stmt.query(params).map_err(sql)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        out.push(read_webhook(row)?);
+    }
+    Ok(out)
+}
+
+fn events_json(id: &WebhookId, events: &[EventType]) -> Result<String, StoreError> {
+    serde_json::to_string(events).map_err(|e| corrupt(id.as_str(), "events", e))
+}
+
+fn stat(id: &WebhookId, column: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| corrupt(id.as_str(), column, "counter out of range"))
+}
+
+#[async_trait]
+impl SubscriptionStore for SqliteStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let w = webhook.clone();
+        self.db
+            .call(move |conn| {
+                let events = events_json(&w.id, &w.events)?;
+                // A conditional put: an existing id is left untouched and reported, never
+                // replaced (`INSERT OR REPLACE` would overwrite another owner's webhook).
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO webhooks (
+                            id, owner_id, bucket_id, url, events, description, active,
+                            max_retries, backoff_multiplier, initial_delay_seconds, secret,
+                            total_deliveries, successful_deliveries, failed_deliveries,
+                            last_delivery_at, last_delivery_status, created_at, updated_at
+                         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                                   ?15, ?16, ?17, ?18)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        w.id.as_str(),
+                        w.owner_id.as_str(),
+                        w.bucket_id.as_str(),
+                        w.url,
+                        events,
+                        w.description,
+                        w.active,
+                        w.retry_config.max_retries,
+                        w.retry_config.backoff_multiplier,
+                        w.retry_config.initial_delay_seconds,
+                        w.secret.expose(),
+                        stat(&w.id, "total_deliveries", w.stats.total_deliveries)?,
+                        stat(
+                            &w.id,
+                            "successful_deliveries",
+                            w.stats.successful_deliveries
+                        )?,
+                        stat(&w.id, "failed_deliveries", w.stats.failed_deliveries)?,
+                        w.last_delivery_at.map(Timestamp::unix),
+                        w.last_delivery_status.map(DeliveryStatus::as_str),
+                        w.created_at.unix(),
+                        w.updated_at.unix(),
+                    ])
+                    .map_err(sql)?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!("webhook {} exists", w.id)));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let id = id.clone();
+        self.db
+            .call(move |conn| {
+                let found = query_webhooks(
+                    conn,
+                    &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
+                    [id.as_str()],
+                )?;
+                Ok(found.into_iter().next())
+            })
+            .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let q = query.clone();
+        self.db
+            .call(move |conn| {
+                // Conditions are added only when set (rather than `?n IS NULL OR …`) so SQLite
+                // walks `webhooks_by_owner` from `after` down and stops after `limit + 1` rows.
+                let mut text = format!("SELECT {COLUMNS} FROM webhooks WHERE owner_id = ?1");
+                let mut args = vec![Value::Text(q.owner.as_str().to_owned())];
+                if let Some(bucket) = &q.bucket {
+                    args.push(Value::Text(bucket.as_str().to_owned()));
+                    text.push_str(&format!(" AND bucket_id = ?{}", args.len()));
+                }
+                if let Some(after) = &q.after {
+                    args.push(Value::Text(after.as_str().to_owned()));
+                    text.push_str(&format!(" AND id < ?{}", args.len()));
+                }
+                // One more than asked tells whether another page follows.
+                let fetch = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
+                args.push(Value::Integer(fetch));
+                text.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+
+                let mut items = query_webhooks(conn, &text, params_from_iter(args))?;
+                let more = items.len() > q.limit;
+                items.truncate(q.limit);
+                let next_after = if more {
+                    items.last().map(|w| w.id.clone())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_after })
+            })
+            .await
+    }
+
+    async fn list_for_bucket_event(
+        &self,
+        bucket: &BucketId,
+        event: EventType,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let bucket = bucket.clone();
+        self.db
+            .call(move |conn| {
+                // The event filter runs here rather than in SQL (`json_each`): a bucket has few
+                // webhooks, and a row with unreadable events must be reported as `Corrupt`, not
+                // as an SQL error or a silent miss.
+                let webhooks = query_webhooks(
+                    conn,
+                    &format!(
+                        "SELECT {COLUMNS} FROM webhooks
+                         WHERE bucket_id = ?1 AND active = 1 ORDER BY id"
+                    ),
+                    [bucket.as_str()],
+                )?;
+                Ok(webhooks
+                    .into_iter()
+                    .filter(|w| w.subscribes_to(event))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        owner: &OwnerId,
+        id: &WebhookId,
+        patch: &WebhookPatch,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        let (owner, id, patch) = (owner.clone(), id.clone(), patch.clone());
+        self.db
+            .call(move |conn| {
+                // IMMEDIATE takes the write lock before the read, so no other writer (another
+                // process on the file) can change the row between our read and our write.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let mut w = query_webhooks(
+                    &tx,
+                    &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND owner_id = ?2"),
+                    [id.as_str(), owner.as_str()],
+                )?
+                .into_iter()
+                .next()
+                .ok_or(StoreError::NotFound)?;
+                patch.apply(&mut w, now);
+                // Only the fields a patch can change: the counters belong to `record_outcome`.
+                tx.prepare_cached(
+                    "UPDATE webhooks SET url = ?2, events = ?3, description = ?4, active = ?5,
+                         max_retries = ?6, backoff_multiplier = ?7, initial_delay_seconds = ?8,
+                         secret = ?9, updated_at = ?10
+                     WHERE id = ?1",
+                )
+                .map_err(sql)?
+                .execute(params![
+                    w.id.as_str(),
+                    w.url,
+                    events_json(&w.id, &w.events)?,
+                    w.description,
+                    w.active,
+                    w.retry_config.max_retries,
+                    w.retry_config.backoff_multiplier,
+                    w.retry_config.initial_delay_seconds,
+                    w.secret.expose(),
+                    w.updated_at.unix(),
+                ])
+                .map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                Ok(w)
+            })
+            .await
+    }
+
+    async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
+        let (owner, id) = (owner.clone(), id.clone());
+        self.db
+            .call(move |conn| {
+                let deleted = conn
+                    .prepare_cached("DELETE FROM webhooks WHERE id = ?1 AND owner_id = ?2")
+                    .map_err(sql)?
+                    .execute([id.as_str(), owner.as_str()])
+                    .map_err(sql)?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn record_outcome(
+        &self,
+        id: &WebhookId,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        let (success, failure) = match status {
+            DeliveryStatus::Success => (1, 0),
+            DeliveryStatus::Failed => (0, 1),
+        };
+        self.db
+            .call(move |conn| {
+                // One statement, counters computed by SQLite from the stored values: concurrent
+                // outcomes each add their one, and total = successful + failed stays true.
+                let updated = conn
+                    .prepare_cached(
+                        "UPDATE webhooks SET
+                             total_deliveries = total_deliveries + 1,
+                             successful_deliveries = successful_deliveries + ?2,
+                             failed_deliveries = failed_deliveries + ?3,
+                             last_delivery_at = ?4,
+                             last_delivery_status = ?5
+                         WHERE id = ?1",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        id.as_str(),
+                        success,
+                        failure,
+                        at.unix(),
+                        status.as_str()
+                    ])
+                    .map_err(sql)?;
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,239 @@
+//! `SqliteStore` against a real SQLite file: the shared store contract, persistence across
+//! restarts, and what happens when a row cannot be read back.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use webhooks_core::conformance::{run_all, sample_webhook};
+use webhooks_core::ports::{ListQuery, StoreError, SubscriptionStore};
+use webhooks_core::webhook::{DeliveryStatus, WebhookPatch};
+use webhooks_core::{BucketId, EventType, OwnerId, Timestamp};
+use webhooks_embedded::SqliteStore;
+
+fn owner(name: &str) -> OwnerId {
+    OwnerId::parse(name).unwrap()
+}
+
+/// A second, raw connection to the file, as the `sqlite3` shell or another tool would open it.
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+fn user_version(path: &Path) -> i64 {
+    raw(path)
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sqlite_store_meets_the_subscription_store_contract() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("webhooks.db")).expect("open");
+
+    // Act + Assert: the checks every adapter passes (panics on the first failure).
+    run_all(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    // Arrange: a webhook created, counted and edited, then the process "stops".
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let me = owner("user_1");
+    let bucket = BucketId::generate(1_700_000_000);
+    let store = SqliteStore::open(&path).expect("open");
+    let w = sample_webhook(&me, &bucket, 1_700_000_000);
+    store.create(&w).await.unwrap();
+    store
+        .record_outcome(
+            &w.id,
+            DeliveryStatus::Failed,
+            Timestamp::from_unix(1_700_000_050),
+        )
+        .await
+        .unwrap();
+    let patch = WebhookPatch {
+        url: Some("https://example.com/moved".into()),
+        ..Default::default()
+    };
+    let before = store
+        .update(&me, &w.id, &patch, Timestamp::from_unix(1_700_000_060))
+        .await
+        .unwrap();
+    drop(store);
+
+    // Act
+    let store = SqliteStore::open(&path).expect("reopen");
+
+    // Assert
+    let got = store.get(&w.id).await.unwrap();
+    assert_eq!(
+        got.as_ref(),
+        Some(&before),
+        "every field, counters and edit included"
+    );
+    assert_eq!(before.stats.failed_deliveries, 1);
+    let page = store
+        .list(&ListQuery {
+            owner: me,
+            bucket: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![before]);
+    assert_eq!(page.next_after, None);
+}
+
+#[tokio::test]
+async fn reopening_an_existing_file_keeps_its_data_and_schema_version() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let w = sample_webhook(&owner("user_2"), &BucketId::generate(1), 1_700_000_100);
+    store.create(&w).await.unwrap();
+    drop(store);
+    let version = user_version(&path);
+
+    // Act: open it twice more.
+    drop(SqliteStore::open(&path).expect("second open"));
+    let store = SqliteStore::open(&path).expect("third open");
+
+    // Assert
+    assert!(version > 0, "schema recorded in user_version");
+    assert_eq!(user_version(&path), version, "no migration ran again");
+    assert_eq!(store.get(&w.id).await.unwrap(), Some(w));
+}
+
+#[tokio::test]
+async fn a_row_that_cannot_be_read_back_is_corrupt_not_a_panic() {
+    // GIVEN rows damaged behind the store's back, one column each
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_3");
+    let damage = [
+        ("events", "'not json'"),
+        ("events", "'[\"alert.fired\"]'"),
+        ("events", "'{}'"),
+        ("bucket_id", "'not-an-object-id'"),
+        ("owner_id", "''"),
+        ("max_retries", "-1"),
+        ("total_deliveries", "-5"),
+    ];
+    for (i, (column, value)) in damage.into_iter().enumerate() {
+        let bucket = BucketId::generate(1_700_000_000);
+        let w = sample_webhook(&me, &bucket, 1_700_000_200 + i as i64);
+        store.create(&w).await.unwrap();
+        raw(&path)
+            .execute(
+                &format!("UPDATE webhooks SET {column} = {value} WHERE id = ?1"),
+                [w.id.as_str()],
+            )
+            .unwrap();
+
+        // WHEN it is read in every way the store reads that still finds the row (a damaged
+        // bucket or owner no longer matches the fan-out or the owner-scoped update)
+        let mut results = vec![("get", store.get(&w.id).await.map(|_| ()))];
+        if column != "bucket_id" {
+            let fan_out = store
+                .list_for_bucket_event(&bucket, EventType::AlertTriggered)
+                .await;
+            results.push(("fan-out", fan_out.map(|_| ())));
+        }
+        if column != "owner_id" {
+            let patch = WebhookPatch {
+                active: Some(false),
+                ..Default::default()
+            };
+            let updated = store
+                .update(&me, &w.id, &patch, Timestamp::from_unix(1_700_001_000))
+                .await;
+            results.push(("update", updated.map(|_| ())));
+        }
+
+        // THEN each read says Corrupt, names the webhook and column, and never shows the secret
+        for (call, result) in results {
+            let err = result.expect_err(call);
+            let message = err.to_string();
+            assert!(
+                matches!(err, StoreError::Corrupt(_)),
+                "{column} = {value}, {call}: {err:?}"
+            );
+            assert!(!err.is_retryable());
+            assert!(!message.contains(w.secret.expose()), "secret in {message}");
+            assert!(
+                message.contains(w.id.as_str()),
+                "{message} names the webhook"
+            );
+            assert!(message.contains(column), "{message} names {column}");
+        }
+        // AND the owner can still delete it to recover (owner_id damage aside)
+        if column != "owner_id" {
+            store.delete(&me, &w.id).await.expect("delete corrupt row");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_list_with_a_corrupt_row_reports_it_instead_of_skipping_it() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_4");
+    let w = sample_webhook(&me, &BucketId::generate(1), 1_700_000_300);
+    store.create(&w).await.unwrap();
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET last_delivery_at = 'yesterday' WHERE id = ?1",
+            [w.id.as_str()],
+        )
+        .expect_err("STRICT table refuses text in an INTEGER column");
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET events = '[' WHERE id = ?1",
+            [w.id.as_str()],
+        )
+        .unwrap();
+
+    // Act
+    let err = store
+        .list(&ListQuery {
+            owner: me,
+            bucket: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect_err("corrupt row");
+
+    // Assert
+    assert!(
+        matches!(err, StoreError::Corrupt(ref m) if m.contains(w.id.as_str())),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_blocked_by_another_connection_fails_as_unavailable_not_corrupt() {
+    // Arrange: another process holds the write lock past the store's busy timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let w = sample_webhook(&owner("user_5"), &BucketId::generate(1), 1_700_000_400);
+    let other = raw(&path);
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    // Act
+    let err = store.create(&w).await.expect_err("locked");
+    other.execute_batch("ROLLBACK").unwrap();
+
+    // Assert
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.is_retryable());
+    store.create(&w).await.expect("works once the lock is gone");
+}

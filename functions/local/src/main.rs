@@ -1,0 +1,225 @@
+//! `dakkio-webhooks`: the local mode. One process on 127.0.0.1 serves the same API Router the
+//! API Lambda serves, on the embedded SQLite store (data survives restarts), with `http://` and
+//! loopback targets allowed. No AWS needed.
+//!
+//! Commands:
+//! - `serve` (the default): run the API; prints the address, a dev token and the first curl.
+//! - `token`: mint a JWT for a user, signed with this data directory's secret.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::{AppState, router};
+use webhooks_core::time::SystemClock;
+use webhooks_core::validate::UrlPolicy;
+use webhooks_embedded::SqliteStore;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dakkio-webhooks",
+    version,
+    about = "dakkio webhooks, local mode"
+)]
+struct Cli {
+    /// Where the embedded database and the local JWT secret live.
+    #[arg(
+        long,
+        global = true,
+        env = "DAKKIO_DATA_DIR",
+        default_value = ".dakkio"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API on the embedded store (the default command).
+    Serve(ServeArgs),
+    /// Print a JWT for a user, valid against `serve` on the same data directory.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, env = "DAKKIO_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The user id (`sub`) the token is for.
+    #[arg(long, default_value = "dev-user")]
+    sub: String,
+    /// Limit the token to these buckets (repeatable); unlimited when omitted.
+    #[arg(long = "bucket")]
+    buckets: Vec<String>,
+    /// OAuth-style scope, e.g. `events:publish` for a producer token.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Lifetime in hours.
+    #[arg(long, default_value_t = 24)]
+    hours: i64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating data directory {}", cli.data_dir.display()))?;
+    let secret = jwt_secret(&cli.data_dir)?;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs {
+        addr: default_addr(),
+    })) {
+        Command::Serve(args) => serve(&cli.data_dir, &secret, args).await,
+        Command::Token(args) => {
+            println!("{}", mint(&secret, &args)?);
+            Ok(())
+        }
+    }
+}
+
+fn default_addr() -> SocketAddr {
+    std::env::var("DAKKIO_ADDR")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// `JWT_SECRET` when set; otherwise a random secret kept in the data directory (created once,
+/// readable by the owner only), so `token` and `serve` agree across runs.
+fn jwt_secret(data_dir: &Path) -> Result<Vec<u8>> {
+    if let Ok(s) = std::env::var("JWT_SECRET") {
+        if s.len() < webhooks_api::config::MIN_JWT_SECRET_BYTES {
+            bail!("JWT_SECRET must be at least 32 bytes");
+        }
+        return Ok(s.into_bytes());
+    }
+    let path = data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().as_bytes().to_vec());
+    }
+    use base64::Engine;
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+    write_private(&path, &s).with_context(|| format!("writing {}", path.display()))?;
+    Ok(s.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+fn mint(secret: &[u8], args: &TokenArgs) -> Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        + args.hours * 3600;
+    let claims = Claims {
+        sub: args.sub.clone(),
+        exp,
+        buckets: (!args.buckets.is_empty()).then(|| args.buckets.clone()),
+        scope: args.scope.clone().map(Scope::Text),
+    };
+    Ok(Authenticator::new(secret)?.mint(&claims)?)
+}
+
+async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
+    let db_path = data_dir.join("webhooks.db");
+    let store = SqliteStore::open(&db_path)
+        .with_context(|| format!("opening the embedded store at {}", db_path.display()))?;
+    let state = AppState::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        UrlPolicy::LOCAL,
+        secret,
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let token = mint(
+        secret,
+        &TokenArgs {
+            sub: "dev-user".into(),
+            buckets: vec![],
+            scope: None,
+            hours: 24,
+        },
+    )?;
+    print_welcome(addr, data_dir, &db_path, &token);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
+    let base = format!("http://{addr}");
+    let dir = data_dir.display();
+    println!("dakkio webhooks (local mode) listening on {base}");
+    println!("  store:     {} (SQLite; survives restarts)", db.display());
+    println!("  api docs:  {base}/api/openapi.json");
+    println!();
+    println!("A token for user `dev-user`, valid 24 h:");
+    println!("  export TOKEN={token}");
+    println!("Tokens for other users (same data directory):");
+    println!("  cargo run -p webhooks-local -- --data-dir {dir} token --sub alice");
+    println!();
+    println!("Create your first webhook:");
+    println!(
+        r#"  curl -X POST {base}/api/webhooks \
+    -H "Authorization: Bearer $TOKEN" \
+    -H "Content-Type: application/json" \
+    -d '{{"bucketId": "507f1f77bcf86cd799439011", "url": "https://your-server.com/webhook", "events": ["alert.triggered", "data.received"], "secret": "your_webhook_secret"}}'"#
+    );
+    println!("List them:");
+    println!(r#"  curl {base}/api/webhooks -H "Authorization: Bearer $TOKEN""#);
+    // Tests and scripts wait for this line.
+    println!("ready");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
