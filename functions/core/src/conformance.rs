@@ -418,3 +418,245 @@ mod tests {
         super::run_all(std::sync::Arc::new(crate::ports::memory::MemoryStore::new())).await;
     }
 }
+
+/// The [`DeliveryLog`](crate::ports::DeliveryLog) contract. `store` and `log` must be the same
+/// backend (the log's `finish` updates the store's webhook counters).
+pub mod delivery_log {
+    use std::sync::Arc;
+
+    use super::{fresh_bucket, fresh_owner, sample_webhook};
+    use crate::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask};
+    use crate::ports::{DeliveryLog, SubscriptionStore};
+    use crate::webhook::{DeliveryStats, DeliveryStatus};
+    use crate::{DeliveryId, EventType, Timestamp, WebhookId};
+
+    fn attempt(
+        w: &WebhookId,
+        d: &DeliveryId,
+        generation: u32,
+        n: u32,
+        ok: bool,
+        at: i64,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            webhook_id: w.clone(),
+            delivery_id: d.clone(),
+            generation,
+            attempt: n,
+            event: EventType::AlertTriggered,
+            status: if ok {
+                AttemptStatus::Success
+            } else {
+                AttemptStatus::Failed
+            },
+            status_code: Some(if ok { 200 } else { 500 }),
+            duration_ms: 12,
+            error: (!ok).then(|| "receiver answered HTTP 500".to_owned()),
+            response_body: Some("{\"ok\":false} — é".into()),
+            at: Timestamp::from_unix(at),
+        }
+    }
+
+    fn task(w: &WebhookId, t: i64) -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: DeliveryId::generate(t),
+            webhook_id: w.clone(),
+            event: EventType::DataReceived,
+            generation: 0,
+            body: r#"{"event":"data.received","data":{"v":31.5,"s":"°C"}}"#.into(),
+            created_at: Timestamp::from_unix(t),
+        }
+    }
+
+    pub async fn run_all(store: Arc<dyn SubscriptionStore>, log: Arc<dyn DeliveryLog>) {
+        attempts_are_kept_per_generation_and_listed_newest_first(&*store, &*log).await;
+        finish_counts_each_delivery_once_even_when_repeated_or_concurrent(
+            store.clone(),
+            log.clone(),
+        )
+        .await;
+        dead_letters_round_trip_and_are_removable(&*store, &*log).await;
+    }
+
+    pub async fn attempts_are_kept_per_generation_and_listed_newest_first(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_710_000_000);
+        store.create(&w).await.expect("create");
+        let d = DeliveryId::generate(1_710_000_001);
+        let a1 = attempt(&w.id, &d, 0, 1, false, 1_710_000_010);
+        let a2 = attempt(&w.id, &d, 0, 2, true, 1_710_000_020);
+        let g1 = attempt(&w.id, &d, 1, 1, true, 1_710_000_030);
+        for a in [&a1, &a2, &g1] {
+            log.record_attempt(a).await.expect("record");
+        }
+        log.record_attempt(&a2)
+            .await
+            .expect("record the same attempt again");
+        assert_eq!(
+            log.attempts_of(&w.id, &d, 0).await.expect("attempts"),
+            vec![a1.clone(), a2.clone()]
+        );
+        assert_eq!(
+            log.attempts_of(&w.id, &d, 1).await.expect("attempts"),
+            vec![g1.clone()]
+        );
+        assert!(
+            log.attempts_of(&w.id, &DeliveryId::generate(1), 0)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        let recent = log.recent_attempts(&w.id, 2).await.expect("recent");
+        assert_eq!(recent, vec![g1, a2], "newest first, limited");
+        let other = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_710_000_100);
+        assert!(
+            log.recent_attempts(&other.id, 10)
+                .await
+                .expect("recent")
+                .is_empty()
+        );
+    }
+
+    pub async fn finish_counts_each_delivery_once_even_when_repeated_or_concurrent(
+        store: Arc<dyn SubscriptionStore>,
+        log: Arc<dyn DeliveryLog>,
+    ) {
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_720_000_000);
+        store.create(&w).await.expect("create");
+        let at = Timestamp::from_unix(1_720_000_050);
+        let d1 = DeliveryId::generate(1_720_000_001);
+        assert!(
+            log.finish(&w.id, &d1, 0, DeliveryStatus::Success, at)
+                .await
+                .expect("finish")
+        );
+        assert!(
+            !log.finish(&w.id, &d1, 0, DeliveryStatus::Success, at)
+                .await
+                .expect("again")
+        );
+        assert!(
+            !log.finish(&w.id, &d1, 0, DeliveryStatus::Failed, at)
+                .await
+                .expect("other status")
+        );
+        assert!(
+            log.finish(&w.id, &d1, 1, DeliveryStatus::Failed, at)
+                .await
+                .expect("next generation")
+        );
+
+        // 10 deliveries, each finished by 3 racing workers: counted 10 times in all.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..10i64 {
+            let d = DeliveryId::generate(1_720_000_100 + i);
+            for _ in 0..3 {
+                let (log, id, d) = (log.clone(), w.id.clone(), d.clone());
+                tasks.spawn(
+                    async move { log.finish(&id, &d, 0, DeliveryStatus::Success, at).await },
+                );
+            }
+        }
+        let mut newly = 0;
+        while let Some(r) = tasks.join_next().await {
+            newly += usize::from(r.expect("task").expect("finish"));
+        }
+        assert_eq!(newly, 10, "each delivery finished exactly once");
+        let got = store.get(&w.id).await.expect("get").expect("exists");
+        assert_eq!(
+            got.stats,
+            DeliveryStats {
+                total_deliveries: 12,
+                successful_deliveries: 11,
+                failed_deliveries: 1
+            }
+        );
+        assert_eq!(got.last_delivery_at, Some(at));
+
+        let gone = WebhookId::generate(1_600_000_000);
+        assert!(
+            !log.finish(&gone, &d1, 0, DeliveryStatus::Success, at)
+                .await
+                .expect("missing webhook")
+        );
+        assert!(
+            store.get(&gone).await.expect("get").is_none(),
+            "finish must not create a webhook"
+        );
+    }
+
+    pub async fn dead_letters_round_trip_and_are_removable(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_730_000_000);
+        store.create(&w).await.expect("create");
+        let first = DeadLetter {
+            task: task(&w.id, 1_730_000_001),
+            error: "receiver answered HTTP 500".into(),
+            attempts: 4,
+            at: Timestamp::from_unix(1_730_000_010),
+        };
+        let second = DeadLetter {
+            task: task(&w.id, 1_730_000_002),
+            error: "timed out after 30 s".into(),
+            attempts: 4,
+            at: Timestamp::from_unix(1_730_000_020),
+        };
+        log.put_dead_letter(&second).await.expect("put");
+        log.put_dead_letter(&first).await.expect("put");
+        assert_eq!(
+            log.dead_letters(&w.id, 10).await.expect("list"),
+            vec![first.clone(), second.clone()],
+            "oldest first"
+        );
+        assert_eq!(
+            log.dead_letters(&w.id, 1).await.expect("list"),
+            vec![first.clone()]
+        );
+        let got = log
+            .dead_letter(&w.id, &first.task.delivery_id)
+            .await
+            .expect("get");
+        assert_eq!(got.as_ref(), Some(&first));
+
+        let mut again = first.clone();
+        again.attempts = 5;
+        log.put_dead_letter(&again).await.expect("replace");
+        assert_eq!(
+            log.dead_letters(&w.id, 10).await.expect("list").len(),
+            2,
+            "replaced, not added"
+        );
+
+        log.remove_dead_letter(&w.id, &first.task.delivery_id)
+            .await
+            .expect("remove");
+        log.remove_dead_letter(&w.id, &first.task.delivery_id)
+            .await
+            .expect("remove twice is fine");
+        assert_eq!(
+            log.dead_letters(&w.id, 10).await.expect("list"),
+            vec![second]
+        );
+        let other = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_730_000_100);
+        assert!(
+            log.dead_letters(&other.id, 10)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[tokio::test]
+        async fn the_memory_log_meets_the_contract() {
+            let store = std::sync::Arc::new(crate::ports::memory::MemoryStore::new());
+            let log = std::sync::Arc::new(crate::ports::memory::MemoryLog::new(store.clone()));
+            super::run_all(store, log).await;
+        }
+    }
+}

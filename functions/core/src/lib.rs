@@ -15,11 +15,23 @@
 //! - [`validate`]: request bodies as users send them, and their validation into domain values.
 //! - [`ports`]: `SubscriptionStore`, `Clock` and their error types.
 //! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
+//! - [`jsjson`]: JSON written exactly as JavaScript's `JSON.stringify` writes it (delivery bodies).
+//! - [`signing`]: the guide's `sha256=` signature and Standard Webhooks' `v1,` signature.
+//! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
+//! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
+//! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
+//! - [`samples`]: the guide's example payloads, for test sends.
 
+pub mod delivery;
+pub mod dispatch;
 pub mod event;
 pub mod ids;
+pub mod jsjson;
 pub mod ports;
+pub mod publish;
+pub mod samples;
 pub mod service;
+pub mod signing;
 pub mod time;
 pub mod validate;
 pub mod webhook;

@@ -108,3 +108,133 @@ pub trait SubscriptionStore: Send + Sync + 'static {
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delivery side
+// ---------------------------------------------------------------------------------------------
+
+use crate::DeliveryId;
+use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask};
+
+/// Some tasks of an `enqueue` call could not be enqueued; all others were.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} of the deliveries could not be enqueued: {reason}", failed.len())]
+pub struct EnqueueError {
+    pub failed: Vec<DeliveryId>,
+    pub reason: String,
+}
+
+/// Where deliveries wait to be sent: SQS in production, the embedded queue locally.
+///
+/// Contract: `enqueue` is at-least-once — when it returns `Ok`, every task is durably queued;
+/// when it returns `Err`, the error lists the tasks that are *not* queued (the adapter has
+/// already retried transient failures), and every other task is. Each message is at most
+/// [`crate::delivery::MAX_MESSAGE_BYTES`] (callers check first). No ordering is promised.
+/// The worker side (receive, retry after a delay, dead-letter) belongs to each adapter, driven
+/// by [`crate::dispatch::Outcome`].
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
+    async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError>;
+}
+
+/// The delivery history and final outcomes.
+///
+/// Contract:
+/// - `record_attempt` stores one attempt, keyed by (delivery, generation, attempt): recording
+///   the same attempt twice keeps one record.
+/// - `finish` is atomic and idempotent: the first call for a (delivery, generation) marks it
+///   final *and* counts the outcome on the webhook (`record_outcome` semantics) in one write
+///   and returns `true`; later calls change nothing and return `false`. A missing webhook
+///   counts nothing and returns `Ok(false)`. This is what keeps stats exactly-once when a
+///   worker dies between sending and acknowledging.
+/// - Dead letters are keyed by (webhook, delivery); putting one again replaces it.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync + 'static {
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
+
+    /// Attempts recorded for one delivery generation, in attempt order.
+    async fn attempts_of(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// A webhook's most recent attempts, newest first: by `at`, then delivery id, generation and
+    /// attempt, all descending.
+    async fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    async fn finish(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError>;
+
+    /// A webhook's dead letters, oldest first.
+    async fn dead_letters(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+
+    async fn dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// Removes a dead letter (after it was re-enqueued). Missing is not an error.
+    async fn remove_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), StoreError>;
+}
+
+/// One HTTP request to a receiver.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// What a receiver answered (any status: success or not is the dispatcher's call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderResponse {
+    pub status: u16,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The start of the body (at most 1 KiB).
+    pub body_excerpt: String,
+}
+
+/// Why no HTTP answer came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("timed out after {0} s")]
+    Timeout(u64),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The target is not allowed (e.g. it resolves to a private address in production).
+    #[error("target refused by policy: {0}")]
+    Refused(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// Sends one signed request. Implementations must time out (30 s default), never follow
+/// redirects (a 3xx is an answer like any other), and refuse private targets unless allowed.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError>;
+}

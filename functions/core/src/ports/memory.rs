@@ -130,3 +130,275 @@ impl SubscriptionStore for MemoryStore {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delivery side fakes
+// ---------------------------------------------------------------------------------------------
+
+use crate::DeliveryId;
+use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask};
+use crate::ports::{
+    DeliveryLog, DeliveryQueue, EnqueueError, OutgoingRequest, SendError, SenderResponse,
+    WebhookSender,
+};
+
+/// The in-memory delivery log shares [`MemoryStore`]'s lock so `finish` is atomic with stats.
+#[derive(Debug, Default)]
+pub struct MemoryLog {
+    store: std::sync::Arc<MemoryStore>,
+    inner: Mutex<LogInner>,
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    attempts: Vec<AttemptRecord>,
+    finished: std::collections::BTreeSet<(DeliveryId, u32)>,
+    dead: BTreeMap<(WebhookId, DeliveryId), DeadLetter>,
+}
+
+impl MemoryLog {
+    pub fn new(store: std::sync::Arc<MemoryStore>) -> Self {
+        Self {
+            store,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for MemoryLog {
+    async fn record_attempt(&self, a: &AttemptRecord) -> Result<(), StoreError> {
+        let mut l = self.lock();
+        l.attempts.retain(|x| {
+            !(x.delivery_id == a.delivery_id
+                && x.generation == a.generation
+                && x.attempt == a.attempt)
+        });
+        l.attempts.push(a.clone());
+        Ok(())
+    }
+
+    async fn attempts_of(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut v: Vec<AttemptRecord> = self
+            .lock()
+            .attempts
+            .iter()
+            .filter(|a| {
+                &a.webhook_id == webhook && &a.delivery_id == delivery && a.generation == generation
+            })
+            .cloned()
+            .collect();
+        v.sort_by_key(|a| a.attempt);
+        Ok(v)
+    }
+
+    async fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut v: Vec<AttemptRecord> = self
+            .lock()
+            .attempts
+            .iter()
+            .filter(|a| &a.webhook_id == webhook)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            (b.at, &b.delivery_id, b.generation, b.attempt).cmp(&(
+                a.at,
+                &a.delivery_id,
+                a.generation,
+                a.attempt,
+            ))
+        });
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn finish(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut l = self.lock();
+        if l.finished.contains(&(delivery.clone(), generation)) {
+            return Ok(false);
+        }
+        match self.store.record_outcome_sync(webhook, status, at) {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        l.finished.insert((delivery.clone(), generation));
+        Ok(true)
+    }
+
+    async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        let key = (dead.task.webhook_id.clone(), dead.task.delivery_id.clone());
+        self.lock().dead.insert(key, dead.clone());
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut v: Vec<DeadLetter> = self
+            .lock()
+            .dead
+            .values()
+            .filter(|d| &d.task.webhook_id == webhook)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (a.at, &a.task.delivery_id).cmp(&(b.at, &b.task.delivery_id)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        Ok(self
+            .lock()
+            .dead
+            .get(&(webhook.clone(), delivery.clone()))
+            .cloned())
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .dead
+            .remove(&(webhook.clone(), delivery.clone()));
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn record_outcome_sync(
+        &self,
+        id: &WebhookId,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        let w = map.get_mut(id).ok_or(StoreError::NotFound)?;
+        w.stats.total_deliveries += 1;
+        match status {
+            DeliveryStatus::Success => w.stats.successful_deliveries += 1,
+            DeliveryStatus::Failed => w.stats.failed_deliveries += 1,
+        }
+        w.last_delivery_at = Some(at);
+        w.last_delivery_status = Some(status);
+        Ok(())
+    }
+}
+
+/// A queue that keeps what was enqueued; it can be told to fail.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    tasks: Mutex<Vec<DeliveryTask>>,
+    fail: Mutex<Option<String>>,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn tasks(&self) -> Vec<DeliveryTask> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes every later `enqueue` fail with `reason` (None: succeed again).
+    pub fn fail_with(&self, reason: Option<&str>) {
+        *self.fail.lock().unwrap_or_else(|e| e.into_inner()) = reason.map(str::to_owned);
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for MemoryQueue {
+    async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
+        if let Some(reason) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(EnqueueError {
+                failed: tasks.iter().map(|t| t.delivery_id.clone()).collect(),
+                reason,
+            });
+        }
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(tasks);
+        Ok(())
+    }
+}
+
+/// A sender that records requests and answers from a script (then 200s).
+#[derive(Debug, Default)]
+pub struct RecordingSender {
+    requests: Mutex<Vec<OutgoingRequest>>,
+    script: Mutex<std::collections::VecDeque<Result<SenderResponse, SendError>>>,
+}
+
+impl RecordingSender {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues answers, used in order; once used up, every request gets 200.
+    pub fn answer(&self, answers: impl IntoIterator<Item = Result<SenderResponse, SendError>>) {
+        self.script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(answers);
+    }
+
+    pub fn status(code: u16) -> Result<SenderResponse, SendError> {
+        Ok(SenderResponse {
+            status: code,
+            retry_after: None,
+            body_excerpt: String::new(),
+        })
+    }
+
+    pub fn requests(&self) -> Vec<OutgoingRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for RecordingSender {
+    async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.clone());
+        self.script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .unwrap_or_else(|| Self::status(200))
+    }
+}

@@ -1,0 +1,546 @@
+//! The delivery decision: one attempt of one delivery, and what the queue must do next.
+//! The core decides, the adapter acts: SQS maps [`Outcome`] to `ChangeMessageVisibility` +
+//! `batchItemFailures`, a send to the dead-letter queue, or an acknowledgement; the embedded
+//! queue maps it to its visibility timeout and dead-letter table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::delivery::{
+    AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after, request_headers,
+};
+use crate::ports::{
+    Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
+};
+use crate::webhook::{DeliveryStatus, RetryConfig, WebhookPatch};
+
+/// What to do with the message after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered (2xx): acknowledge.
+    Delivered,
+    /// Failed, retries left: make the message visible again after `after`.
+    Retry { after: Duration, error: String },
+    /// Failed for good (retries exhausted, 410, disabled, refused target): the dead letter is
+    /// recorded and counted; move the message to the dead-letter queue, then acknowledge.
+    GiveUp { error: String },
+    /// Nothing to send (the webhook was deleted): acknowledge.
+    Drop { reason: String },
+}
+
+/// The attempt could not be carried out (store unavailable): leave the message on the queue;
+/// it comes back after its visibility timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery could not be processed: {0}")]
+pub struct DispatchError(#[from] pub StoreError);
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn SubscriptionStore>,
+    log: Arc<dyn DeliveryLog>,
+    sender: Arc<dyn WebhookSender>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dispatcher")
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn SubscriptionStore>,
+        log: Arc<dyn DeliveryLog>,
+        sender: Arc<dyn WebhookSender>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            sender,
+            clock,
+        }
+    }
+
+    /// Processes one receipt of `task`. `receive_count` is the queue's count of receipts
+    /// (SQS `ApproximateReceiveCount`), cross-checked against the attempts already recorded:
+    /// the attempt number is the larger of the two, so a crash between sending and
+    /// acknowledging never resets the schedule.
+    pub async fn process(
+        &self,
+        task: &DeliveryTask,
+        receive_count: u32,
+    ) -> Result<Outcome, DispatchError> {
+        let Some(webhook) = self.store.get(&task.webhook_id).await? else {
+            return Ok(Outcome::Drop {
+                reason: "webhook deleted".into(),
+            });
+        };
+        let recorded = self
+            .log
+            .attempts_of(&task.webhook_id, &task.delivery_id, task.generation)
+            .await?;
+        if recorded.iter().any(|a| a.status == AttemptStatus::Success) {
+            // Sent and recorded before a crash: count it (idempotently), do not send again.
+            self.finish(task, DeliveryStatus::Success).await?;
+            return Ok(Outcome::Delivered);
+        }
+        let last = recorded.iter().map(|a| a.attempt).max().unwrap_or(0);
+        let attempt = receive_count.max(1).max(last + 1);
+        let policy = webhook.retry_config;
+
+        if attempt > policy.max_attempts() {
+            let error = recorded
+                .last()
+                .and_then(|a| a.error.clone())
+                .unwrap_or_else(|| "retries exhausted".into());
+            return self.give_up(task, last, error).await;
+        }
+        if !webhook.active {
+            let error = "not sent: the webhook is disabled".to_owned();
+            self.record(task, attempt, None, 0, Some(error.clone()), None)
+                .await?;
+            return self.give_up(task, attempt, error).await;
+        }
+
+        let now = self.clock.now();
+        let request = OutgoingRequest {
+            url: webhook.url.clone(),
+            headers: request_headers(task, &webhook.secret, attempt, now),
+            body: task.body.clone(),
+        };
+        let started = Instant::now();
+        let result = self.sender.send(&request).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+
+        match result {
+            Ok(res) if (200..300).contains(&res.status) => {
+                self.record(
+                    task,
+                    attempt,
+                    Some(res.status),
+                    duration_ms,
+                    None,
+                    Some(res.body_excerpt),
+                )
+                .await?;
+                self.finish(task, DeliveryStatus::Success).await?;
+                Ok(Outcome::Delivered)
+            }
+            Ok(res) => {
+                let error = format!("receiver answered HTTP {}", res.status);
+                self.record(
+                    task,
+                    attempt,
+                    Some(res.status),
+                    duration_ms,
+                    Some(error.clone()),
+                    Some(res.body_excerpt),
+                )
+                .await?;
+                if res.status == 410 {
+                    let patch = WebhookPatch {
+                        active: Some(false),
+                        ..Default::default()
+                    };
+                    match self
+                        .store
+                        .update(&webhook.owner_id, &webhook.id, &patch, now)
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let error = "receiver answered HTTP 410 Gone: webhook disabled".to_owned();
+                    return self.give_up(task, attempt, error).await;
+                }
+                let wait = match res.status {
+                    429 | 503 => res
+                        .retry_after
+                        .as_deref()
+                        .and_then(|v| parse_retry_after(v, now)),
+                    _ => None,
+                };
+                self.retry_or_give_up(task, attempt, &policy, wait, error)
+                    .await
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.record(task, attempt, None, duration_ms, Some(error.clone()), None)
+                    .await?;
+                if matches!(e, SendError::Refused(_)) {
+                    return self.give_up(task, attempt, error).await;
+                }
+                self.retry_or_give_up(task, attempt, &policy, None, error)
+                    .await
+            }
+        }
+    }
+
+    async fn retry_or_give_up(
+        &self,
+        task: &DeliveryTask,
+        attempt: u32,
+        policy: &RetryConfig,
+        retry_after: Option<u64>,
+        error: String,
+    ) -> Result<Outcome, DispatchError> {
+        if attempt >= policy.max_attempts() {
+            return self.give_up(task, attempt, error).await;
+        }
+        let mut after = policy.delay_before_retry(attempt);
+        if let Some(secs) = retry_after {
+            after = after.max(Duration::from_secs(
+                secs.min(RetryConfig::MAX_DELAY_SECONDS),
+            ));
+        }
+        Ok(Outcome::Retry { after, error })
+    }
+
+    async fn give_up(
+        &self,
+        task: &DeliveryTask,
+        attempts: u32,
+        error: String,
+    ) -> Result<Outcome, DispatchError> {
+        let dead = DeadLetter {
+            task: task.clone(),
+            error: error.clone(),
+            attempts,
+            at: self.clock.now(),
+        };
+        self.log.put_dead_letter(&dead).await?;
+        self.finish(task, DeliveryStatus::Failed).await?;
+        Ok(Outcome::GiveUp { error })
+    }
+
+    async fn finish(
+        &self,
+        task: &DeliveryTask,
+        status: DeliveryStatus,
+    ) -> Result<(), DispatchError> {
+        self.log
+            .finish(
+                &task.webhook_id,
+                &task.delivery_id,
+                task.generation,
+                status,
+                self.clock.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        task: &DeliveryTask,
+        attempt: u32,
+        status_code: Option<u16>,
+        duration_ms: u64,
+        error: Option<String>,
+        response_body: Option<String>,
+    ) -> Result<(), DispatchError> {
+        let record = AttemptRecord {
+            webhook_id: task.webhook_id.clone(),
+            delivery_id: task.delivery_id.clone(),
+            generation: task.generation,
+            attempt,
+            event: task.event,
+            status: if error.is_none() {
+                AttemptStatus::Success
+            } else {
+                AttemptStatus::Failed
+            },
+            status_code,
+            duration_ms,
+            error,
+            response_body: response_body.filter(|b| !b.is_empty()),
+            at: self.clock.now(),
+        };
+        self.log.record_attempt(&record).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::AttemptStatus;
+    use crate::ports::memory::{MemoryLog, MemoryStore, RecordingSender};
+    use crate::ports::{DeliveryLog, SenderResponse};
+    use crate::time::FixedClock;
+    use crate::webhook::{DeliveryStats, Secret, Webhook};
+    use crate::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
+
+    struct Fixture {
+        store: Arc<MemoryStore>,
+        log: Arc<MemoryLog>,
+        sender: Arc<RecordingSender>,
+        dispatcher: Dispatcher,
+        webhook: Webhook,
+        task: DeliveryTask,
+    }
+
+    async fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let log = Arc::new(MemoryLog::new(store.clone()));
+        let sender = Arc::new(RecordingSender::new());
+        let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+        let webhook = Webhook {
+            id: WebhookId::generate(1),
+            owner_id: OwnerId::parse("alice").unwrap(),
+            bucket_id: BucketId::generate(1),
+            url: "https://example.com/hook".into(),
+            events: vec![EventType::AlertTriggered],
+            description: None,
+            active: true,
+            retry_config: RetryConfig::default(),
+            secret: Secret::new("your_webhook_secret".into()),
+            stats: DeliveryStats::default(),
+            last_delivery_at: None,
+            last_delivery_status: None,
+            created_at: Timestamp::from_unix(1),
+            updated_at: Timestamp::from_unix(1),
+        };
+        store.create(&webhook).await.unwrap();
+        let task = DeliveryTask {
+            delivery_id: DeliveryId::generate(2),
+            webhook_id: webhook.id.clone(),
+            event: EventType::AlertTriggered,
+            generation: 0,
+            body: r#"{"event":"alert.triggered","data":{"currentValue":31.5}}"#.into(),
+            created_at: Timestamp::from_unix(2),
+        };
+        let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender.clone(), clock);
+        Fixture {
+            store,
+            log,
+            sender,
+            dispatcher,
+            webhook,
+            task,
+        }
+    }
+
+    impl Fixture {
+        async fn stats(&self) -> DeliveryStats {
+            self.store
+                .get(&self.webhook.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .stats
+        }
+    }
+
+    #[tokio::test]
+    async fn a_2xx_is_delivered_signed_and_counted_once() {
+        let f = fixture().await;
+        assert_eq!(
+            f.dispatcher.process(&f.task, 1).await.unwrap(),
+            Outcome::Delivered
+        );
+        let req = &f.sender.requests()[0];
+        let header = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            header("x-webhook-signature"),
+            crate::signing::guide_signature(&f.webhook.secret, f.task.body.as_bytes())
+        );
+        assert_eq!(header("x-webhook-id"), f.task.delivery_id.to_string());
+        assert_eq!(header("webhook-id"), f.task.delivery_id.to_string());
+        assert_eq!(header("x-webhook-attempt"), "1");
+        assert_eq!(header("x-webhook-timestamp"), "1700000000");
+        assert!(header("webhook-signature").starts_with("v1,"));
+        assert_eq!(req.body, f.task.body);
+        assert_eq!(
+            f.stats().await,
+            DeliveryStats {
+                total_deliveries: 1,
+                successful_deliveries: 1,
+                failed_deliveries: 0
+            }
+        );
+
+        // A second receipt of the same message (crash before the ack) is not sent again nor recounted.
+        assert_eq!(
+            f.dispatcher.process(&f.task, 2).await.unwrap(),
+            Outcome::Delivered
+        );
+        assert_eq!(f.sender.requests().len(), 1);
+        assert_eq!(f.stats().await.total_deliveries, 1);
+    }
+
+    #[tokio::test]
+    async fn failures_retry_after_1_2_4_seconds_then_give_up_to_the_dead_letters() {
+        let f = fixture().await;
+        f.sender
+            .answer((0..4).map(|_| RecordingSender::status(500)));
+        let mut outcomes = Vec::new();
+        for receive in 1..=4 {
+            outcomes.push(f.dispatcher.process(&f.task, receive).await.unwrap());
+        }
+        let err = "receiver answered HTTP 500".to_owned();
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Retry {
+                    after: Duration::from_secs(1),
+                    error: err.clone()
+                },
+                Outcome::Retry {
+                    after: Duration::from_secs(2),
+                    error: err.clone()
+                },
+                Outcome::Retry {
+                    after: Duration::from_secs(4),
+                    error: err.clone()
+                },
+                Outcome::GiveUp { error: err.clone() },
+            ]
+        );
+        assert_eq!(
+            f.stats().await,
+            DeliveryStats {
+                total_deliveries: 1,
+                successful_deliveries: 0,
+                failed_deliveries: 1
+            }
+        );
+        let dead = f
+            .log
+            .dead_letter(&f.webhook.id, &f.task.delivery_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((dead.attempts, dead.error.as_str()), (4, err.as_str()));
+        let attempts = f
+            .log
+            .attempts_of(&f.webhook.id, &f.task.delivery_id, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(
+            attempts
+                .iter()
+                .all(|a| a.status == AttemptStatus::Failed && a.status_code == Some(500))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_attempt_number_never_goes_back_when_the_receive_count_does() {
+        let f = fixture().await;
+        f.sender
+            .answer([RecordingSender::status(500), RecordingSender::status(500)]);
+        f.dispatcher.process(&f.task, 1).await.unwrap();
+        f.dispatcher.process(&f.task, 1).await.unwrap(); // e.g. a redriven message
+        let attempts = f
+            .log
+            .attempts_of(&f.webhook.id, &f.task.delivery_id, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        // A receipt beyond the last attempt (crash after the last try) gives up without sending.
+        let sent = f.sender.requests().len();
+        assert!(matches!(
+            f.dispatcher.process(&f.task, 9).await.unwrap(),
+            Outcome::GiveUp { .. }
+        ));
+        assert_eq!(f.sender.requests().len(), sent);
+        assert_eq!(f.stats().await.failed_deliveries, 1);
+    }
+
+    #[tokio::test]
+    async fn gone_disables_the_webhook_and_gives_up() {
+        let f = fixture().await;
+        f.sender.answer([RecordingSender::status(410)]);
+        let out = f.dispatcher.process(&f.task, 1).await.unwrap();
+        assert!(
+            matches!(out, Outcome::GiveUp { ref error } if error.contains("410")),
+            "{out:?}"
+        );
+        assert!(!f.store.get(&f.webhook.id).await.unwrap().unwrap().active);
+    }
+
+    #[tokio::test]
+    async fn retry_after_on_429_and_503_stretches_the_wait() {
+        let f = fixture().await;
+        let r = |s: u16, ra: &str| {
+            Ok(SenderResponse {
+                status: s,
+                retry_after: Some(ra.into()),
+                body_excerpt: String::new(),
+            })
+        };
+        f.sender.answer([r(429, "30"), r(503, "1"), r(500, "999")]);
+        assert!(
+            matches!(f.dispatcher.process(&f.task, 1).await.unwrap(), Outcome::Retry { after, .. } if after == Duration::from_secs(30))
+        );
+        assert!(
+            matches!(f.dispatcher.process(&f.task, 2).await.unwrap(), Outcome::Retry { after, .. } if after == Duration::from_secs(2))
+        );
+        assert!(
+            matches!(f.dispatcher.process(&f.task, 3).await.unwrap(), Outcome::Retry { after, .. } if after == Duration::from_secs(4)),
+            "Retry-After only counts on 429/503"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleted_webhooks_drop_and_disabled_ones_are_not_sent() {
+        let f = fixture().await;
+        let patch = WebhookPatch {
+            active: Some(false),
+            ..Default::default()
+        };
+        f.store
+            .update(
+                &f.webhook.owner_id,
+                &f.webhook.id,
+                &patch,
+                Timestamp::from_unix(3),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.dispatcher.process(&f.task, 2).await.unwrap(),
+            Outcome::GiveUp { .. }
+        ));
+        assert!(f.sender.requests().is_empty());
+        f.store
+            .delete(&f.webhook.owner_id, &f.webhook.id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.dispatcher.process(&f.task, 3).await.unwrap(),
+            Outcome::Drop { .. }
+        ));
+        assert!(f.sender.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn transport_errors_retry_and_refused_targets_give_up_at_once() {
+        let f = fixture().await;
+        f.sender.answer([
+            Err(SendError::Timeout(30)),
+            Err(SendError::Refused("10.0.0.1 is private".into())),
+        ]);
+        assert!(
+            matches!(f.dispatcher.process(&f.task, 1).await.unwrap(), Outcome::Retry { ref error, .. } if error.contains("timed out"))
+        );
+        assert!(
+            matches!(f.dispatcher.process(&f.task, 2).await.unwrap(), Outcome::GiveUp { ref error } if error.contains("refused"))
+        );
+    }
+}
