@@ -1,0 +1,395 @@
+//! [`DynamoDbSubscriptionStore`]: the [`SubscriptionStore`] port on one DynamoDB table.
+//!
+//! ## Table design (declared as `WebhooksTable` in `template.yaml`)
+//!
+//! | | HASH | RANGE | used for |
+//! |---|---|---|---|
+//! | table | `id` (S) | | `get`, every write |
+//! | GSI `byOwner` (projection ALL) | `ownerId` (S) | `id` (S) | an owner's list, newest first |
+//! | GSI `byBucket` (projection ALL) | `bucketId` (S) | `id` (S) | fan-out; an owner's list of one bucket |
+//!
+//! Ids are ObjectIds, which sort by creation time, so "newest first" is a descending query on
+//! `id` (`ScanIndexForward = false`) and the cursor is `id < :after`.
+//!
+//! Writes are single conditional requests, so each is atomic and a failed one changes nothing:
+//! `create` is a `PutItem` with `attribute_not_exists(id)`; `update` and `delete` carry
+//! `attribute_exists(id) AND ownerId = :owner` (a stranger's webhook looks exactly like a
+//! missing one); `record_outcome` is one `UpdateItem` with `ADD` counters.
+//!
+//! The index queries read eventually consistent data (DynamoDB offers nothing else on a GSI), so
+//! lists may lag a completed write by a moment; `get` reads consistently.
+//!
+//! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
+
+pub mod item;
+
+mod error;
+mod expr;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use webhooks_core::webhook::{DeliveryStatus, Secret, Webhook, WebhookPatch};
+use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
+
+use self::error::{condition_failed, corrupt, id_taken, redact, redact_str, unavailable};
+use self::item::{WebhookItem, attr};
+use crate::config::DynamoDbConfig;
+
+/// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`.
+pub const BY_OWNER_INDEX: &str = "byOwner";
+/// The GSI of a bucket's webhooks: HASH `bucketId`, RANGE `id`.
+pub const BY_BUCKET_INDEX: &str = "byBucket";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Webhooks in one DynamoDB table (see the module docs for its design).
+#[derive(Debug, Clone)]
+pub struct DynamoDbSubscriptionStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbSubscriptionStore {
+    /// A store on `table` through `client` (tests configure the client: endpoint, timeouts,
+    /// retries).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A store built from the shared SDK config and the adapter's config (what the Lambda mains
+    /// do at cold start).
+    pub fn from_config(sdk: &SdkConfig, config: &DynamoDbConfig) -> Self {
+        Self::new(Client::new(sdk), config.table_name.clone())
+    }
+
+    /// The table this store reads and writes.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn key(id: &WebhookId) -> Item {
+        HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.to_string()))])
+    }
+
+    /// Queries `index` with `key_condition`, newest first, following pages until `want` items
+    /// passed the filter or the index is exhausted. `Limit` counts items *before* the filter, so a
+    /// filtered query may need many pages to find `want` matches.
+    async fn query_newest_first(
+        &self,
+        index: &'static str,
+        key_condition: String,
+        filter: Option<String>,
+        names: HashMap<String, String>,
+        values: Item,
+        want: usize,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let mut found = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(key_condition.clone())
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            for raw in out.items.unwrap_or_default() {
+                found.push(decode(raw)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && found.len() < want => start_key = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+/// An item as read back from DynamoDB, decoded into the domain type or reported `Corrupt`.
+fn decode(raw: Item) -> Result<Webhook, StoreError> {
+    let id = match raw.get(attr::ID) {
+        Some(AttributeValue::S(id)) => id.clone(),
+        _ => "<no id>".to_owned(),
+    };
+    // The secret is the only value that must never reach a message: strip it from whatever the
+    // decoder says (serde errors may quote values).
+    let secret = match raw.get(attr::SECRET) {
+        Some(AttributeValue::S(s) | AttributeValue::N(s)) => Some(Secret::new(s.clone())),
+        _ => None,
+    };
+    let problem = match serde_dynamo::from_item::<_, WebhookItem>(raw) {
+        Ok(item) => match Webhook::try_from(item) {
+            Ok(webhook) => return Ok(webhook),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    let problem = match secret {
+        Some(secret) => redact_str(problem, &secret),
+        None => problem,
+    };
+    Err(corrupt(&id, problem))
+}
+
+fn names<const N: usize>(pairs: [&str; N]) -> HashMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|a| (format!("#{a}"), a.to_owned()))
+        .collect()
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+#[async_trait]
+impl SubscriptionStore for DynamoDbSubscriptionStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(WebhookItem::from(webhook)).map_err(|e| {
+            let problem = redact_str(format!("not encodable: {e}"), &webhook.secret);
+            corrupt(webhook.id.as_str(), problem)
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", attr::ID)
+            .send()
+            .await
+            .map_err(|e| {
+                if condition_failed(&e) {
+                    id_taken(&webhook.id)
+                } else {
+                    redact(unavailable("PutItem", e), &webhook.secret)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        out.item.map(decode).transpose()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        let want = q.limit.saturating_add(1);
+        let mut values = HashMap::from([(":owner".to_owned(), s(q.owner.as_str()))]);
+        let mut names = names([attr::OWNER_ID]);
+        // DynamoDB refuses placeholders an expression does not use: add `#id` only with a cursor.
+        let after = match &q.after {
+            Some(a) => {
+                values.insert(":after".to_owned(), s(a.as_str()));
+                names.insert("#id".to_owned(), attr::ID.to_owned());
+                " AND #id < :after"
+            }
+            None => "",
+        };
+        let mut items = match &q.bucket {
+            None => {
+                let cond = format!("#ownerId = :owner{after}");
+                self.query_newest_first(BY_OWNER_INDEX, cond, None, names, values, want)
+                    .await?
+            }
+            Some(bucket) => {
+                // byBucket has the bucket in its key; the owner can only be a filter, which
+                // DynamoDB applies after `Limit`, hence the page loop in query_newest_first.
+                values.insert(":bucket".to_owned(), s(bucket.as_str()));
+                names.insert("#bucketId".to_owned(), attr::BUCKET_ID.to_owned());
+                let cond = format!("#bucketId = :bucket{after}");
+                let filter = Some("#ownerId = :owner".to_owned());
+                self.query_newest_first(BY_BUCKET_INDEX, cond, filter, names, values, want)
+                    .await?
+            }
+        };
+        let more = items.len() > q.limit;
+        items.truncate(q.limit);
+        let next_after = if more {
+            items.last().map(|w| w.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    async fn list_for_bucket_event(
+        &self,
+        bucket: &BucketId,
+        event: EventType,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let mut found = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_BUCKET_INDEX)
+                .key_condition_expression("#bucketId = :bucket")
+                .filter_expression("#active = :true AND contains(#events, :event)")
+                .set_expression_attribute_names(Some(names([
+                    attr::BUCKET_ID,
+                    attr::ACTIVE,
+                    attr::EVENTS,
+                ])))
+                .expression_attribute_values(":bucket", s(bucket.as_str()))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":event", s(event.as_str()))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            for raw in out.items.unwrap_or_default() {
+                found.push(decode(raw)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start_key = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        owner: &OwnerId,
+        id: &WebhookId,
+        patch: &WebhookPatch,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        let mut e = expr::patch_update(patch, now);
+        let condition = expr::owned_by(&mut e, owner.as_str());
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression(e.expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|err| {
+                if condition_failed(&err) {
+                    return StoreError::NotFound;
+                }
+                let err = unavailable("UpdateItem", err);
+                match &patch.secret {
+                    Some(secret) => redact(err, secret),
+                    None => err,
+                }
+            })?;
+        match out.attributes {
+            Some(attributes) if !attributes.is_empty() => decode(attributes),
+            _ => Err(corrupt(id.as_str(), "UpdateItem returned no attributes")),
+        }
+    }
+
+    async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
+        let mut e = expr::Expr::default();
+        let condition = expr::owned_by(&mut e, owner.as_str());
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .send()
+            .await
+            .map_err(|err| {
+                if condition_failed(&err) {
+                    StoreError::NotFound
+                } else {
+                    unavailable("DeleteItem", err)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        id: &WebhookId,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (e, condition) = expr::outcome_update(status, at);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression(e.expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .send()
+            .await
+            .map_err(|err| {
+                if condition_failed(&err) {
+                    StoreError::NotFound
+                } else {
+                    unavailable("UpdateItem", err)
+                }
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item_of(w: &Webhook) -> Item {
+        serde_dynamo::to_item(WebhookItem::from(w)).expect("encode")
+    }
+
+    #[test]
+    fn an_undecodable_item_is_corrupt_and_its_message_never_quotes_the_secret() {
+        // GIVEN an item whose `events` quotes the secret, and one with `active` as a string
+        let owner = OwnerId::parse("user_1").unwrap();
+        let bucket = BucketId::parse("507f1f77bcf86cd799439011").unwrap();
+        let w = webhooks_core::conformance::sample_webhook(&owner, &bucket, 1_700_000_000);
+        let mut quoting = item_of(&w);
+        quoting.insert(
+            "events".into(),
+            AttributeValue::L(vec![s("your_webhook_secret")]),
+        );
+        let mut mistyped = item_of(&w);
+        mistyped.insert("active".into(), s("your_webhook_secret"));
+        for raw in [quoting, mistyped] {
+            // WHEN decoded
+            let err = decode(raw).expect_err("must not decode");
+            // THEN it is Corrupt, names the webhook, and the secret is redacted
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(msg.contains(w.id.as_str()), "{msg}");
+            assert!(!msg.contains("your_webhook_secret"), "{msg}");
+        }
+        // AND a sound item decodes to the webhook
+        assert_eq!(decode(item_of(&w)).expect("decode"), w);
+    }
+}

@@ -1,0 +1,230 @@
+//! Expressions built by hand: the one `UpdateItem` a [`WebhookPatch`] becomes, and the atomic
+//! counter update of an outcome. Every attribute name goes through a `#placeholder`, so no name
+//! ever collides with a DynamoDB reserved word.
+//!
+//! Values are encoded exactly as [`WebhookItem`](super::item::WebhookItem) encodes them (strings,
+//! a list of strings, numbers, a boolean), so a patched item decodes like a created one.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use webhooks_core::Timestamp;
+use webhooks_core::webhook::{DeliveryStatus, WebhookPatch};
+
+use super::item::attr;
+
+/// An update expression with its placeholder maps.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Expr {
+    pub expression: String,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, attribute: &str) -> String {
+        let placeholder = format!("#{attribute}");
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, key: &str, v: AttributeValue) -> String {
+        let placeholder = format!(":{key}");
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The condition every owner-scoped write carries: the item exists and is `owner`'s. Adds its
+/// placeholders to `e` and returns the condition text.
+pub(crate) fn owned_by(e: &mut Expr, owner: &str) -> String {
+    let (id, owner_name) = (e.name(attr::ID), e.name(attr::OWNER_ID));
+    let owner_value = e.value("owner", s(owner));
+    format!("attribute_exists({id}) AND {owner_name} = {owner_value}")
+}
+
+/// `patch` as one update expression: `SET` for every present field (and `updatedAt`), `REMOVE
+/// description` for a cleared description. Retry settings are set inside the `retryConfig` map,
+/// so a patch of one of them keeps the others.
+pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
+    let mut e = Expr::default();
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+
+    if let Some(url) = &patch.url {
+        set.push(format!(
+            "{} = {}",
+            e.name(attr::URL),
+            e.value("url", s(url))
+        ));
+    }
+    if let Some(events) = &patch.events {
+        let list = AttributeValue::L(events.iter().map(|ev| s(ev.as_str())).collect());
+        set.push(format!(
+            "{} = {}",
+            e.name(attr::EVENTS),
+            e.value("events", list)
+        ));
+    }
+    match &patch.description {
+        None => {}
+        Some(Some(d)) => {
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::DESCRIPTION),
+                e.value("description", s(d))
+            ));
+        }
+        Some(None) => remove.push(e.name(attr::DESCRIPTION)),
+    }
+    if let Some(active) = patch.active {
+        let v = e.value("active", AttributeValue::Bool(active));
+        set.push(format!("{} = {v}", e.name(attr::ACTIVE)));
+    }
+    let retry: [(&str, Option<AttributeValue>); 3] = [
+        (attr::MAX_RETRIES, patch.max_retries.map(n)),
+        (attr::BACKOFF_MULTIPLIER, patch.backoff_multiplier.map(n)),
+        (
+            attr::INITIAL_DELAY_SECONDS,
+            patch.initial_delay_seconds.map(n),
+        ),
+    ];
+    for (field, value) in retry {
+        if let Some(value) = value {
+            let path = format!("{}.{}", e.name(attr::RETRY_CONFIG), e.name(field));
+            set.push(format!("{path} = {}", e.value(field, value)));
+        }
+    }
+    if let Some(secret) = &patch.secret {
+        set.push(format!(
+            "{} = {}",
+            e.name(attr::SECRET),
+            e.value("secret", s(secret.expose()))
+        ));
+    }
+    let updated = e.value("updatedAt", s(now.to_rfc3339()));
+    set.push(format!("{} = {updated}", e.name(attr::UPDATED_AT)));
+
+    e.expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        e.expression
+            .push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    e
+}
+
+/// The atomic counter update of one final outcome: `ADD totalDeliveries :one, <counter> :one
+/// SET lastDeliveryAt = :at, lastDeliveryStatus = :status`, conditional on the item existing.
+/// Returns the expression and the condition.
+pub(crate) fn outcome_update(status: DeliveryStatus, at: Timestamp) -> (Expr, String) {
+    let mut e = Expr::default();
+    let counter = match status {
+        DeliveryStatus::Success => attr::SUCCESSFUL_DELIVERIES,
+        DeliveryStatus::Failed => attr::FAILED_DELIVERIES,
+    };
+    let one = e.value("one", n(1));
+    let (total, counter) = (e.name(attr::TOTAL_DELIVERIES), e.name(counter));
+    let (last_at, last_status) = (
+        e.name(attr::LAST_DELIVERY_AT),
+        e.name(attr::LAST_DELIVERY_STATUS),
+    );
+    let at = e.value("at", s(at.to_rfc3339()));
+    let status = e.value("status", s(status.as_str()));
+    e.expression = format!(
+        "ADD {total} {one}, {counter} {one} SET {last_at} = {at}, {last_status} = {status}"
+    );
+    let condition = format!("attribute_exists({})", e.name(attr::ID));
+    (e, condition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webhooks_core::EventType;
+    use webhooks_core::webhook::Secret;
+
+    #[test]
+    fn a_patch_sets_only_its_present_fields_and_always_updated_at() {
+        // GIVEN a patch of the active flag only
+        let patch = WebhookPatch {
+            active: Some(false),
+            ..Default::default()
+        };
+        // WHEN turned into an update
+        let e = patch_update(&patch, Timestamp::from_unix(0));
+        // THEN it sets `active` and `updatedAt`, and nothing else
+        assert_eq!(
+            e.expression,
+            "SET #active = :active, #updatedAt = :updatedAt"
+        );
+        assert_eq!(e.values.get(":active"), Some(&AttributeValue::Bool(false)));
+        assert_eq!(e.values.get(":updatedAt"), Some(&s("1970-01-01T00:00:00Z")));
+        assert_eq!(e.names.len(), 2);
+    }
+
+    #[test]
+    fn a_full_patch_sets_nested_retry_fields_and_removes_a_cleared_description() {
+        // GIVEN a patch of every field that clears the description
+        let patch = WebhookPatch {
+            url: Some("https://example.com/h".into()),
+            events: Some(vec![EventType::AlertTriggered, EventType::BucketUpdated]),
+            description: Some(None),
+            active: Some(true),
+            max_retries: Some(4),
+            backoff_multiplier: Some(1.5),
+            initial_delay_seconds: Some(30),
+            secret: Some(Secret::new("rotated".into())),
+        };
+        // WHEN turned into an update
+        let e = patch_update(&patch, Timestamp::from_unix(0));
+        // THEN the retry settings are paths inside `retryConfig`, and the description is removed
+        assert!(
+            e.expression
+                .contains("#retryConfig.#maxRetries = :maxRetries"),
+            "{}",
+            e.expression
+        );
+        assert!(
+            e.expression
+                .contains("#retryConfig.#backoffMultiplier = :backoffMultiplier")
+        );
+        assert!(
+            e.expression.ends_with(" REMOVE #description"),
+            "{}",
+            e.expression
+        );
+        assert!(!e.values.contains_key(":description"));
+        assert_eq!(e.values.get(":backoffMultiplier"), Some(&n("1.5")));
+        assert_eq!(
+            e.values.get(":events"),
+            Some(&AttributeValue::L(vec![
+                s("alert.triggered"),
+                s("bucket.updated")
+            ]))
+        );
+        // every placeholder used is defined
+        for name in e.names.keys() {
+            assert!(e.expression.contains(name.as_str()));
+        }
+    }
+
+    #[test]
+    fn an_outcome_adds_to_the_total_and_one_counter() {
+        let (e, cond) = outcome_update(DeliveryStatus::Failed, Timestamp::from_unix(0));
+        assert_eq!(
+            e.expression,
+            "ADD #totalDeliveries :one, #failedDeliveries :one \
+             SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status"
+        );
+        assert_eq!(cond, "attribute_exists(#id)");
+        assert_eq!(e.values.get(":status"), Some(&s("failed")));
+    }
+}

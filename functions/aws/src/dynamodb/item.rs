@@ -1,0 +1,254 @@
+//! The stored form of a webhook: [`WebhookItem`], one DynamoDB item per webhook, camelCase
+//! attribute names, converted to and from the domain [`Webhook`] here and nowhere else.
+//!
+//! The item is owned by this adapter on purpose (plain strings and numbers, not the API's serde
+//! types), so a change to the API's JSON never silently changes what is on disk. Must not depend on
+//! anything but `webhooks-core`, serde and serde_dynamo.
+//!
+//! | attribute | type | note |
+//! |---|---|---|
+//! | `id` | S | table HASH key; RANGE key of both indexes |
+//! | `ownerId` | S | HASH key of `byOwner` |
+//! | `bucketId` | S | HASH key of `byBucket` |
+//! | `url`, `secret` | S | |
+//! | `events` | L of S | sorted event names; the fan-out filters with `contains(events, :e)` |
+//! | `description` | S | absent when there is none |
+//! | `active` | BOOL | |
+//! | `retryConfig` | M | `maxRetries`, `backoffMultiplier`, `initialDelaySeconds` (N) |
+//! | `totalDeliveries`, `successfulDeliveries`, `failedDeliveries` | N | atomic counters (`ADD`) |
+//! | `lastDeliveryAt` | S | RFC 3339, absent until the first outcome |
+//! | `lastDeliveryStatus` | S | `success` or `failed`, absent until the first outcome |
+//! | `createdAt`, `updatedAt` | S | RFC 3339 |
+
+use serde::{Deserialize, Serialize};
+use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook};
+use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
+
+/// Attribute names, shared by the item struct (through serde) and the hand-built expressions.
+pub(crate) mod attr {
+    pub const ID: &str = "id";
+    pub const OWNER_ID: &str = "ownerId";
+    pub const BUCKET_ID: &str = "bucketId";
+    pub const URL: &str = "url";
+    pub const EVENTS: &str = "events";
+    pub const DESCRIPTION: &str = "description";
+    pub const ACTIVE: &str = "active";
+    pub const RETRY_CONFIG: &str = "retryConfig";
+    pub const MAX_RETRIES: &str = "maxRetries";
+    pub const BACKOFF_MULTIPLIER: &str = "backoffMultiplier";
+    pub const INITIAL_DELAY_SECONDS: &str = "initialDelaySeconds";
+    pub const SECRET: &str = "secret";
+    pub const TOTAL_DELIVERIES: &str = "totalDeliveries";
+    pub const SUCCESSFUL_DELIVERIES: &str = "successfulDeliveries";
+    pub const FAILED_DELIVERIES: &str = "failedDeliveries";
+    pub const LAST_DELIVERY_AT: &str = "lastDeliveryAt";
+    pub const LAST_DELIVERY_STATUS: &str = "lastDeliveryStatus";
+    pub const UPDATED_AT: &str = "updatedAt";
+}
+
+/// One webhook as a DynamoDB item (see the module docs for the attributes).
+///
+/// `Debug` is derived safely: the secret is a [`Secret`], whose `Debug` is redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookItem {
+    pub id: String,
+    pub owner_id: String,
+    pub bucket_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub active: bool,
+    pub retry_config: RetryConfigItem,
+    pub secret: Secret,
+    // Counters only ever grow through `ADD`, which treats a missing attribute as 0.
+    #[serde(default)]
+    pub total_deliveries: u64,
+    #[serde(default)]
+    pub successful_deliveries: u64,
+    #[serde(default)]
+    pub failed_deliveries: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_status: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The `retryConfig` map of a [`WebhookItem`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfigItem {
+    pub max_retries: u32,
+    pub backoff_multiplier: f64,
+    pub initial_delay_seconds: u32,
+}
+
+/// Why a [`WebhookItem`] is not a valid [`Webhook`]: which attribute, and what is wrong with it.
+/// Never carries the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("attribute `{attribute}`: {problem}")]
+pub struct ItemError {
+    pub attribute: &'static str,
+    pub problem: String,
+}
+
+impl ItemError {
+    fn new(attribute: &'static str, problem: impl ToString) -> Self {
+        Self {
+            attribute,
+            problem: problem.to_string(),
+        }
+    }
+}
+
+impl From<&Webhook> for WebhookItem {
+    fn from(w: &Webhook) -> Self {
+        Self {
+            id: w.id.to_string(),
+            owner_id: w.owner_id.to_string(),
+            bucket_id: w.bucket_id.to_string(),
+            url: w.url.clone(),
+            events: w.events.iter().map(|e| e.as_str().to_owned()).collect(),
+            description: w.description.clone(),
+            active: w.active,
+            retry_config: RetryConfigItem {
+                max_retries: w.retry_config.max_retries,
+                backoff_multiplier: w.retry_config.backoff_multiplier,
+                initial_delay_seconds: w.retry_config.initial_delay_seconds,
+            },
+            secret: w.secret.clone(),
+            total_deliveries: w.stats.total_deliveries,
+            successful_deliveries: w.stats.successful_deliveries,
+            failed_deliveries: w.stats.failed_deliveries,
+            last_delivery_at: w.last_delivery_at.map(Timestamp::to_rfc3339),
+            last_delivery_status: w.last_delivery_status.map(|s| s.as_str().to_owned()),
+            created_at: w.created_at.to_rfc3339(),
+            updated_at: w.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+impl From<Webhook> for WebhookItem {
+    fn from(w: Webhook) -> Self {
+        Self::from(&w)
+    }
+}
+
+fn timestamp(attribute: &'static str, s: &str) -> Result<Timestamp, ItemError> {
+    Timestamp::parse(s).map_err(|e| ItemError::new(attribute, e))
+}
+
+impl TryFrom<WebhookItem> for Webhook {
+    type Error = ItemError;
+
+    fn try_from(i: WebhookItem) -> Result<Self, ItemError> {
+        let events = i
+            .events
+            .iter()
+            .map(|e| e.parse::<EventType>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ItemError::new(attr::EVENTS, e))?;
+        if events.is_empty() {
+            return Err(ItemError::new(attr::EVENTS, "empty list"));
+        }
+        let last_delivery_status = match i.last_delivery_status.as_deref() {
+            None => None,
+            Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+                ItemError::new(attr::LAST_DELIVERY_STATUS, format!("unknown status {s:?}"))
+            })?),
+        };
+        Ok(Webhook {
+            id: WebhookId::parse(&i.id).map_err(|e| ItemError::new(attr::ID, e))?,
+            owner_id: OwnerId::parse(&i.owner_id).map_err(|e| ItemError::new(attr::OWNER_ID, e))?,
+            bucket_id: BucketId::parse(&i.bucket_id)
+                .map_err(|e| ItemError::new(attr::BUCKET_ID, e))?,
+            url: i.url,
+            events,
+            description: i.description,
+            active: i.active,
+            retry_config: RetryConfig {
+                max_retries: i.retry_config.max_retries,
+                backoff_multiplier: i.retry_config.backoff_multiplier,
+                initial_delay_seconds: i.retry_config.initial_delay_seconds,
+            },
+            secret: i.secret,
+            stats: DeliveryStats {
+                total_deliveries: i.total_deliveries,
+                successful_deliveries: i.successful_deliveries,
+                failed_deliveries: i.failed_deliveries,
+            },
+            last_delivery_at: i
+                .last_delivery_at
+                .as_deref()
+                .map(|s| timestamp(attr::LAST_DELIVERY_AT, s))
+                .transpose()?,
+            last_delivery_status,
+            created_at: timestamp("createdAt", &i.created_at)?,
+            updated_at: timestamp(attr::UPDATED_AT, &i.updated_at)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::collections::HashMap;
+
+    fn sample() -> Webhook {
+        let owner = OwnerId::parse("user_1").unwrap();
+        let bucket = BucketId::parse("507f1f77bcf86cd799439011").unwrap();
+        let mut w = webhooks_core::conformance::sample_webhook(&owner, &bucket, 1_700_000_000);
+        w.stats = DeliveryStats {
+            total_deliveries: 3,
+            successful_deliveries: 2,
+            failed_deliveries: 1,
+        };
+        w.last_delivery_at = Some(Timestamp::from_unix(1_700_000_100));
+        w.last_delivery_status = Some(DeliveryStatus::Failed);
+        w
+    }
+
+    #[test]
+    fn a_webhook_round_trips_through_its_dynamodb_item() {
+        // GIVEN a webhook with every field set, and one with the optional ones absent
+        let full = sample();
+        let mut minimal = sample();
+        minimal.description = None;
+        minimal.last_delivery_at = None;
+        minimal.last_delivery_status = None;
+        for w in [full, minimal] {
+            // WHEN it is turned into an attribute map and back
+            let item: HashMap<String, AttributeValue> =
+                serde_dynamo::to_item(WebhookItem::from(&w)).unwrap();
+            let back: WebhookItem = serde_dynamo::from_item(item.clone()).unwrap();
+            // THEN nothing is lost, and the attributes are the documented camelCase ones
+            assert_eq!(Webhook::try_from(back).unwrap(), w);
+            assert!(item.contains_key("ownerId") && item.contains_key("retryConfig"));
+            assert_eq!(item.contains_key("description"), w.description.is_some());
+            assert!(matches!(item.get("events"), Some(AttributeValue::L(_))));
+            assert!(matches!(
+                item.get("active"),
+                Some(AttributeValue::Bool(true))
+            ));
+        }
+    }
+
+    #[test]
+    fn an_item_with_unknown_or_missing_events_is_refused_naming_the_attribute() {
+        // GIVEN items whose events are not valid
+        let mut bad = WebhookItem::from(&sample());
+        bad.events = vec!["alert.fired".into()];
+        let mut empty = WebhookItem::from(&sample());
+        empty.events.clear();
+        // WHEN converted THEN the error names the attribute and never shows the secret
+        for item in [bad, empty] {
+            let err = Webhook::try_from(item).unwrap_err();
+            assert_eq!(err.attribute, "events");
+            assert!(!err.to_string().contains("your_webhook_secret"));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `DynamoDbSubscriptionStore` against DynamoDB in moto, each test on its own table built from
+//! `template.yaml`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use webhooks_aws::dynamodb::item::WebhookItem;
+use webhooks_aws::{DynamoDbConfig, DynamoDbSubscriptionStore};
+use webhooks_core::conformance::{run_all, sample_webhook};
+use webhooks_core::ports::{ListQuery, StoreError, SubscriptionStore};
+use webhooks_core::webhook::Secret;
+use webhooks_core::{BucketId, OwnerId, WebhookId};
+
+use crate::helpers::dynamo::{WebhooksTable, sdk_config_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_store_meets_the_subscription_store_contract() {
+    // GIVEN a store on a fresh table built from template.yaml
+    let table = WebhooksTable::create().await;
+    // WHEN / THEN every check of the core's store contract passes
+    run_all(Arc::new(table.store)).await;
+}
+
+#[tokio::test]
+async fn owner_list_filtered_by_bucket_finds_matches_spread_over_many_pages() {
+    // GIVEN an owner with 5 webhooks in bucket B, interleaved (by creation time, so by id) with
+    // 30 webhooks of other owners in B and 30 of the same owner in other buckets, the newest 10
+    // of B being strangers', so the first DynamoDB pages hold no match at all
+    let table = WebhooksTable::create().await;
+    let store = &table.store;
+    let owner = OwnerId::parse("owner-of-many-pages").unwrap();
+    let bucket = BucketId::generate(1_700_100_000);
+    let mut mine_in_bucket = Vec::new();
+    let mut t = 1_700_100_000;
+    for i in 0..40 {
+        t += 1;
+        if i % 6 == 0 && mine_in_bucket.len() < 5 && i < 30 {
+            let w = sample_webhook(&owner, &bucket, t);
+            store.create(&w).await.expect("create match");
+            mine_in_bucket.push(w.id);
+        } else {
+            let stranger = OwnerId::parse(&format!("stranger-{i}")).unwrap();
+            store
+                .create(&sample_webhook(&stranger, &bucket, t))
+                .await
+                .expect("create stranger's");
+        }
+        t += 1;
+        let elsewhere = BucketId::generate(t);
+        if i < 30 {
+            store
+                .create(&sample_webhook(&owner, &elsewhere, t))
+                .await
+                .expect("create elsewhere");
+        }
+    }
+    assert_eq!(mine_in_bucket.len(), 5);
+    mine_in_bucket.reverse(); // newest first
+
+    // WHEN the owner lists bucket B two at a time (each query page reads only 3 items)
+    let mut seen = Vec::new();
+    let mut after: Option<WebhookId> = None;
+    let mut pages = 0;
+    loop {
+        let q = ListQuery {
+            owner: owner.clone(),
+            bucket: Some(bucket.clone()),
+            after,
+            limit: 2,
+        };
+        let page = store.list(&q).await.expect("list");
+        pages += 1;
+        assert!(
+            page.items.len() <= 2,
+            "page over the limit: {}",
+            page.items.len()
+        );
+        assert!(
+            page.items
+                .iter()
+                .all(|w| w.owner_id == owner && w.bucket_id == bucket)
+        );
+        seen.extend(page.items.into_iter().map(|w| w.id));
+        after = page.next_after;
+        if after.is_none() {
+            break;
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+
+    // THEN exactly the owner's webhooks of B come back, newest first, each once, in full pages
+    assert_eq!(seen, mine_in_bucket);
+    assert_eq!(pages, 3, "2 + 2 + 1");
+    // AND one large page holds them all, with no cursor
+    let q = ListQuery {
+        owner: owner.clone(),
+        bucket: Some(bucket.clone()),
+        after: None,
+        limit: 100,
+    };
+    let page = store.list(&q).await.expect("list all");
+    assert_eq!(
+        page.items.into_iter().map(|w| w.id).collect::<Vec<_>>(),
+        mine_in_bucket
+    );
+    assert_eq!(page.next_after, None);
+    // AND the unfiltered list has all 35 of the owner's
+    let q = ListQuery {
+        owner,
+        bucket: None,
+        after: None,
+        limit: 100,
+    };
+    assert_eq!(store.list(&q).await.expect("list owner").items.len(), 35);
+}
+
+#[tokio::test]
+async fn a_store_pointed_at_a_closed_port_answers_unavailable_quickly() {
+    // GIVEN a store whose endpoint is a port nothing listens on, with retries off and short
+    // timeouts (no moto needed)
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sdk = sdk_config_for(&format!("http://127.0.0.1:{port}"))
+        .to_builder()
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_timeout(Duration::from_secs(3))
+                .build(),
+        )
+        .build();
+    let store = DynamoDbSubscriptionStore::from_config(
+        &sdk,
+        &DynamoDbConfig {
+            table_name: "nowhere".into(),
+        },
+    );
+    let owner = OwnerId::parse("user-unreachable").unwrap();
+    let mut w = sample_webhook(&owner, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    w.secret = Secret::new("whsec_never-in-an-error-message".into());
+
+    // WHEN reading and writing
+    let started = Instant::now();
+    let read = store.get(&w.id).await.expect_err("get cannot succeed");
+    let write = store.create(&w).await.expect_err("create cannot succeed");
+
+    // THEN both fail fast as Unavailable (retryable), and no message carries the secret
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    for err in [read, write] {
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(err.is_retryable());
+        assert!(
+            !err.to_string().contains("never-in-an-error-message"),
+            "{err}"
+        );
+    }
+}
+
+/// Writes `item` with the raw SDK, past the store's encoder.
+async fn put_raw(table: &WebhooksTable, item: HashMap<String, AttributeValue>) {
+    table
+        .client
+        .put_item()
+        .table_name(&table.name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("raw put");
+}
+
+#[tokio::test]
+async fn an_item_with_a_bad_events_value_is_reported_corrupt_by_get() {
+    // GIVEN two items written behind the store's back: one whose `events` is a string instead of
+    // a list, one whose `events` names an unknown event
+    let table = WebhooksTable::create().await;
+    let owner = OwnerId::parse("user-corrupt").unwrap();
+    let bucket = BucketId::generate(1_700_200_000);
+    let mut ids = Vec::new();
+    let bad_events = [
+        AttributeValue::S("alert.triggered".into()),
+        AttributeValue::L(vec![AttributeValue::S("alert.fired".into())]),
+    ];
+    for (i, events) in bad_events.into_iter().enumerate() {
+        let w = sample_webhook(&owner, &bucket, 1_700_200_000 + i as i64);
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(WebhookItem::from(&w)).expect("encode");
+        item.insert("events".into(), events);
+        put_raw(&table, item).await;
+        ids.push(w.id);
+    }
+
+    for id in &ids {
+        // WHEN the store reads it
+        let err = table
+            .store
+            .get(id)
+            .await
+            .expect_err("corrupt item must not decode");
+        // THEN it is Corrupt, names the webhook, and never shows the secret
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(!err.is_retryable());
+        let msg = err.to_string();
+        assert!(msg.contains(id.as_str()), "{msg}");
+        assert!(!msg.contains("your_webhook_secret"), "{msg}");
+    }
+}
