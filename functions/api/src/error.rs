@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use webhooks_core::ports::StoreError;
+use webhooks_core::publish::PublishError;
 use webhooks_core::service::ServiceError;
 use webhooks_core::validate::ValidationError;
 
@@ -131,5 +132,33 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         res
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Service(s) => s.into(),
+            PublishError::TooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
+            PublishError::Enqueue { source, queued } => {
+                tracing::error!(error = %source, queued = queued.len(), "enqueue failed");
+                let not_queued: Vec<String> =
+                    source.failed.iter().map(ToString::to_string).collect();
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "enqueue_failed",
+                    format!(
+                        "{} deliveries could not be queued and {} were; not queued: [{}]. Publish again to retry (receivers deduplicate on deliveryId)",
+                        not_queued.len(),
+                        queued.len(),
+                        not_queued.join(", ")
+                    ),
+                )
+            }
+        }
     }
 }

@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use webhooks_core::ports::{Clock, SubscriptionStore};
+use webhooks_core::ports::{Clock, DeliveryLog, DeliveryQueue, SubscriptionStore};
+use webhooks_core::publish::DeliveryService;
 use webhooks_core::service::WebhookService;
 use webhooks_core::validate::UrlPolicy;
 
@@ -38,19 +39,41 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub webhooks: WebhookService,
+    pub deliveries: DeliveryService,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
+}
+
+/// The adapters the API runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn SubscriptionStore>,
+    pub log: Arc<dyn DeliveryLog>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ports")
+    }
 }
 
 impl AppState {
     /// `jwt_secret` verifies user tokens; a key for pagination cursors is derived from it.
     pub fn new(
-        store: Arc<dyn SubscriptionStore>,
-        clock: Arc<dyn Clock>,
+        ports: Ports,
         policy: UrlPolicy,
         jwt_secret: &[u8],
     ) -> Result<Self, jsonwebtoken::errors::Error> {
+        let Ports {
+            store,
+            log,
+            queue,
+            clock,
+        } = ports;
         Ok(Self {
+            deliveries: DeliveryService::new(store.clone(), log, queue, clock.clone()),
             webhooks: WebhookService::new(store, clock, policy),
             auth: Arc::new(Authenticator::new(jwt_secret)?),
             cursors: Arc::new(CursorCodec::new(jwt_secret)),
@@ -66,7 +89,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::webhooks;
+    use routes::{deliveries, events, webhooks};
     Router::new()
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
@@ -75,6 +98,21 @@ pub fn router(state: AppState) -> Router {
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
+        .route("/api/webhooks/{id}/test", post(deliveries::test))
+        .route("/api/webhooks/{id}/deliveries", get(deliveries::list))
+        .route(
+            "/api/webhooks/{id}/dead-letters",
+            get(deliveries::dead_letters),
+        )
+        .route(
+            "/api/webhooks/{id}/deliveries/redeliver",
+            post(deliveries::redeliver_all),
+        )
+        .route(
+            "/api/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(deliveries::redeliver_one),
+        )
+        .route("/api/events", post(events::publish))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/health", get(health))
         .fallback(not_found)

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::webhooks;
+use crate::routes::{deliveries, events, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -13,9 +13,17 @@ use crate::routes::webhooks;
         title = "dakkio webhooks",
         description = "Subscribe HTTPS URLs to events of a dakkio bucket and receive each event as a signed, retried POST."
     ),
-    paths(webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete),
+    paths(
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        deliveries::test, deliveries::list, deliveries::dead_letters, deliveries::redeliver_one,
+        deliveries::redeliver_all, events::publish
+    ),
     modifiers(&BearerAuth),
-    tags((name = "webhooks", description = "Webhook subscriptions"))
+    tags(
+        (name = "webhooks", description = "Webhook subscriptions"),
+        (name = "deliveries", description = "Test sends, delivery history, dead letters and redelivery"),
+        (name = "events", description = "Publishing events (producers)")
+    )
 )]
 pub struct ApiDoc;
 

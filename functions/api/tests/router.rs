@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhooks_api::auth::{Authenticator, Claims};
-use webhooks_api::{AppState, router};
-use webhooks_core::ports::memory::MemoryStore;
+use webhooks_api::{AppState, Ports, router};
+use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
 
@@ -25,7 +25,13 @@ struct App {
 
 fn app_with(policy: UrlPolicy) -> App {
     let store = Arc::new(MemoryStore::new());
-    let state = AppState::new(store.clone(), Arc::new(SystemClock), policy, SECRET).unwrap();
+    let ports = Ports {
+        store: store.clone(),
+        log: Arc::new(MemoryLog::new(store.clone())),
+        queue: Arc::new(MemoryQueue::new()),
+        clock: Arc::new(SystemClock),
+    };
+    let state = AppState::new(ports, policy, SECRET).unwrap();
     App { state, store }
 }
 

@@ -1,9 +1,9 @@
 //! The SQLite file every embedded adapter shares: opening it, its settings, its versioned schema,
 //! and running calls on it without blocking the async runtime.
 //!
-//! One [`Database`] owns one connection. The subscription store uses it today; the local delivery
-//! queue is meant to add its tables here (a new entry in [`MIGRATIONS`]) and share the connection,
-//! so a store write and a queue write can one day go in one transaction.
+//! One [`Database`] owns one connection, shared by every embedded adapter: the subscription
+//! store, the delivery log and the delivery queue each own tables here (entries in
+//! [`MIGRATIONS`]), so a log write that touches the webhooks' counters is one transaction.
 //!
 //! Must not depend on the AWS SDK or the Lambda runtime, nor on any port of `webhooks-core`:
 //! mapping failures to a port's error type is each adapter's job.
@@ -51,6 +51,84 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhooks_by_owner ON webhooks (owner_id, id DESC);
     -- Fan-out: the subscribers of a bucket.
     CREATE INDEX webhooks_by_bucket ON webhooks (bucket_id);",
+    // 2: the delivery side. The delivery log (`SqliteDeliveryLog`): attempts, finished markers and
+    // dead letters; and the queue (`SqliteQueue`): messages and their dead-letter table. No
+    // foreign keys to `webhooks`: history and dead letters outlive a deleted webhook, as they do
+    // in DynamoDB, and a queued delivery of a deleted webhook is dropped by the dispatcher.
+    "CREATE TABLE delivery_attempts (
+        webhook_id     TEXT    NOT NULL,
+        delivery_id    TEXT    NOT NULL,
+        generation     INTEGER NOT NULL CHECK (generation >= 0),
+        attempt        INTEGER NOT NULL CHECK (attempt >= 1),
+        event          TEXT    NOT NULL,
+        status         TEXT    NOT NULL CHECK (status IN ('success', 'failed')),
+        status_code    INTEGER,
+        duration_ms    INTEGER NOT NULL,
+        error          TEXT,
+        response_body  TEXT,
+        -- unix seconds
+        at             INTEGER NOT NULL,
+        PRIMARY KEY (webhook_id, delivery_id, generation, attempt)
+    ) STRICT, WITHOUT ROWID;
+    -- A webhook's recent attempts, newest first (the `DeliveryLog::recent_attempts` order).
+    CREATE INDEX delivery_attempts_recent
+        ON delivery_attempts (webhook_id, at DESC, delivery_id DESC, generation DESC, attempt DESC);
+    -- Pruning after `ATTEMPT_RETENTION_SECS`.
+    CREATE INDEX delivery_attempts_by_age ON delivery_attempts (at);
+
+    -- One row per (delivery, generation) whose final outcome is counted on its webhook.
+    CREATE TABLE finished_deliveries (
+        delivery_id  TEXT    NOT NULL,
+        generation   INTEGER NOT NULL,
+        webhook_id   TEXT    NOT NULL,
+        status       TEXT    NOT NULL CHECK (status IN ('success', 'failed')),
+        -- unix seconds
+        at           INTEGER NOT NULL,
+        PRIMARY KEY (delivery_id, generation)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX finished_deliveries_by_age ON finished_deliveries (at);
+
+    -- Deliveries given up (`webhooks_core::delivery::DeadLetter`), kept until redelivered.
+    CREATE TABLE dead_letters (
+        webhook_id   TEXT    NOT NULL,
+        delivery_id  TEXT    NOT NULL,
+        -- the `DeliveryTask` as JSON (its body included, so it can be redelivered)
+        task         TEXT    NOT NULL,
+        error        TEXT    NOT NULL,
+        attempts     INTEGER NOT NULL,
+        -- unix seconds
+        at           INTEGER NOT NULL,
+        PRIMARY KEY (webhook_id, delivery_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX dead_letters_oldest_first ON dead_letters (webhook_id, at, delivery_id);
+
+    -- The delivery queue. AUTOINCREMENT: a message id is never reused, so a stale receipt can
+    -- never match a later message.
+    CREATE TABLE queue_messages (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- a `QueueTask` as JSON, exactly as enqueued
+        body           TEXT    NOT NULL,
+        -- read from the body at enqueue (NULL if unreadable), for the log's pruning guard
+        delivery_id    TEXT,
+        receive_count  INTEGER NOT NULL DEFAULT 0 CHECK (receive_count >= 0),
+        -- unix milliseconds
+        visible_at     INTEGER NOT NULL,
+        enqueued_at    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX queue_messages_by_visibility ON queue_messages (visible_at, id);
+    CREATE INDEX queue_messages_by_delivery ON queue_messages (delivery_id);
+
+    -- The queue's dead-letter queue: messages moved out after a give-up, the redrive guard, or
+    -- an unreadable body. `id` is the message id it had in `queue_messages`.
+    CREATE TABLE queue_dead_letters (
+        id             INTEGER PRIMARY KEY,
+        body           TEXT    NOT NULL,
+        error          TEXT    NOT NULL,
+        receive_count  INTEGER NOT NULL,
+        -- unix milliseconds
+        enqueued_at    INTEGER NOT NULL,
+        dead_at        INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// Why the database could not be opened or used.
@@ -67,7 +145,7 @@ pub enum DbError {
 }
 
 impl DbError {
-    fn from_sqlite(context: &str, e: &rusqlite::Error) -> Self {
+    pub(crate) fn from_sqlite(context: &str, e: &rusqlite::Error) -> Self {
         let message = format!("{context}: {e}");
         match classify(e) {
             Failure::Unavailable => DbError::Unavailable(message),
@@ -335,6 +413,44 @@ mod tests {
             tables, 0,
             "the failed step's first statement was rolled back"
         );
+    }
+
+    #[test]
+    fn a_file_from_before_the_delivery_tables_gets_them_and_keeps_its_webhooks() {
+        // GIVEN a file written by a build that knew only the webhooks table
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let db = Database::open_with(&path, &MIGRATIONS[..1]).expect("open v1");
+        db.conn
+            .lock()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO webhooks VALUES ('507f1f77bcf86cd799439011', 'u', \
+                 '507f1f77bcf86cd799439012', 'https://x', '[]', NULL, 1, 3, 2.0, 1, 's', \
+                 0, 0, 0, NULL, NULL, 1, 1);",
+            )
+            .unwrap();
+        drop(db);
+
+        // WHEN this build opens it
+        let db = Database::open(&path).expect("open latest");
+
+        // THEN the delivery tables exist and the webhook is still there
+        assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+        let conn = db.conn.lock().unwrap();
+        for table in [
+            "webhooks",
+            "delivery_attempts",
+            "finished_deliveries",
+            "dead_letters",
+            "queue_messages",
+            "queue_dead_letters",
+        ] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, i64::from(table == "webhooks"), "{table}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! # webhooks-embedded
 //!
-//! The local mode's persistent storage: the webhooks [`SubscriptionStore`] on an embedded SQLite
-//! database, one file on disk, so data survives a restart with no AWS and no server to run.
-//! The delivery queue of the local mode (SQS semantics: visibility timeout, receive count, dead
-//! letters) is meant to live in the same file, as more tables on the same [`Database`].
+//! The local mode's persistent storage and delivery side, on one embedded SQLite database file,
+//! so data survives a restart with no AWS and no server to run: the webhooks
+//! [`SubscriptionStore`], the [`DeliveryLog`], the delivery queue with SQS's semantics
+//! (visibility timeout, receive count, dead letters, redrive), and the in-process worker that
+//! drives the core's dispatcher from that queue.
 //!
 //! This crate must not depend on the AWS SDK, the Lambda runtime or an HTTP server. It depends on
 //! `webhooks-core` for the ports it implements, and only `webhooks-local` and tests depend on it.
@@ -24,11 +25,24 @@
 //! - [`db`]: [`Database`], the connection shared by every table's adapter: opening, pragmas,
 //!   versioned migrations (`PRAGMA user_version`), and running calls off the async runtime.
 //! - [`store`]: [`SqliteStore`], the [`SubscriptionStore`] on the `webhooks` table.
+//! - [`delivery_log`]: [`SqliteDeliveryLog`], the [`DeliveryLog`]: attempts, finished markers
+//!   (its `finish` updates the `webhooks` counters in the same transaction), dead letters.
+//! - [`queue`]: [`SqliteQueue`], the [`DeliveryQueue`] and its worker side (receive, ack,
+//!   retry-after, dead-letter).
+//! - [`worker`]: [`Worker`] / [`run_worker`], the poller the local mode runs next to the API.
 //!
 //! [`SubscriptionStore`]: webhooks_core::ports::SubscriptionStore
+//! [`DeliveryLog`]: webhooks_core::ports::DeliveryLog
+//! [`DeliveryQueue`]: webhooks_core::ports::DeliveryQueue
 
 pub mod db;
+pub mod delivery_log;
+pub mod queue;
 pub mod store;
+pub mod worker;
 
 pub use db::{Database, DbError};
+pub use delivery_log::SqliteDeliveryLog;
+pub use queue::{MAX_RECEIVE_COUNT, QueueDeadLetter, Receipt, Received, SqliteQueue};
 pub use store::SqliteStore;
+pub use worker::{Worker, WorkerConfig, WorkerSummary, run_worker};

@@ -1,9 +1,11 @@
 //! `dakkio-webhooks`: the local mode. One process on 127.0.0.1 serves the same API Router the
-//! API Lambda serves, on the embedded SQLite store (data survives restarts), with `http://` and
-//! loopback targets allowed. No AWS needed.
+//! API Lambda serves and runs the delivery worker (the same core `Dispatcher` the delivery
+//! Lambda runs), on one embedded SQLite file holding the webhooks, the queue (with SQS's
+//! visibility timeout, receive count and dead letters), the history and the stats: data and
+//! in-flight deliveries survive restarts. `http://` and loopback targets are allowed. No AWS.
 //!
 //! Commands:
-//! - `serve` (the default): run the API; prints the address, a dev token and the first curl.
+//! - `serve` (the default): run API + worker; prints the address, a dev token and the first curl.
 //! - `token`: mint a JWT for a user, signed with this data directory's secret.
 
 use std::net::SocketAddr;
@@ -13,10 +15,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use webhooks_api::auth::{Authenticator, Claims, Scope};
-use webhooks_api::{AppState, router};
+use webhooks_api::{AppState, Ports, router};
+use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
-use webhooks_embedded::SqliteStore;
+use webhooks_embedded::{
+    Database, SqliteDeliveryLog, SqliteQueue, SqliteStore, WorkerConfig, run_worker,
+};
+use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +56,22 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "DAKKIO_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Per-request timeout of a delivery attempt.
+    #[arg(long, default_value_t = 30)]
+    delivery_timeout_secs: u64,
+    /// Deliveries in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+impl ServeArgs {
+    fn defaults() -> Self {
+        Self {
+            addr: default_addr(),
+            delivery_timeout_secs: 30,
+            concurrency: 32,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,9 +102,10 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating data directory {}", cli.data_dir.display()))?;
     let secret = jwt_secret(&cli.data_dir)?;
-    match cli.command.unwrap_or(Command::Serve(ServeArgs {
-        addr: default_addr(),
-    })) {
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::defaults()))
+    {
         Command::Serve(args) => serve(&cli.data_dir, &secret, args).await,
         Command::Token(args) => {
             println!("{}", mint(&secret, &args)?);
@@ -147,14 +170,26 @@ fn mint(secret: &[u8], args: &TokenArgs) -> Result<String> {
 
 async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     let db_path = data_dir.join("webhooks.db");
-    let store = SqliteStore::open(&db_path)
+    let db = Database::open(&db_path)
         .with_context(|| format!("opening the embedded store at {}", db_path.display()))?;
-    let state = AppState::new(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        UrlPolicy::LOCAL,
-        secret,
-    )?;
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    let log = Arc::new(SqliteDeliveryLog::new(db.clone()));
+    let queue = SqliteQueue::new(db);
+    let clock = Arc::new(SystemClock);
+    let timeout = std::time::Duration::from_secs(args.delivery_timeout_secs.max(1));
+    let sender = Arc::new(ReqwestWebhookSender::new(SenderConfig {
+        timeout,
+        allow_private: true,
+    })?);
+    let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone());
+    let ports = Ports {
+        store,
+        log,
+        queue: Arc::new(queue.clone()),
+        clock,
+    };
+    let state = AppState::new(ports, UrlPolicy::LOCAL, secret)?;
+
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
@@ -168,12 +203,34 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
             hours: 24,
         },
     )?;
+
+    // One signal stops both the API and the worker.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_tx.send_replace(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means: stop.
+        rx.wait_for(|stop| *stop).await.map(|_| ()).unwrap_or(())
+    };
+    let config = WorkerConfig {
+        concurrency: args.concurrency.max(1),
+        ..WorkerConfig::for_sender_timeout(timeout)
+    };
+    let worker = tokio::spawn(run_worker(
+        queue,
+        dispatcher,
+        config,
+        stopped(stop_rx.clone()),
+    ));
     print_welcome(addr, data_dir, &db_path, &token);
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped(stop_rx))
         .await
         .context("serving the API")?;
-    tracing::info!("stopped");
+    let summary = worker.await.context("the delivery worker panicked")?;
+    tracing::info!(?summary, "stopped");
     Ok(())
 }
 
@@ -181,7 +238,10 @@ fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
     let base = format!("http://{addr}");
     let dir = data_dir.display();
     println!("dakkio webhooks (local mode) listening on {base}");
-    println!("  store:     {} (SQLite; survives restarts)", db.display());
+    println!(
+        "  store:     {} (SQLite: webhooks, queue, history; survives restarts)",
+        db.display()
+    );
     println!("  api docs:  {base}/api/openapi.json");
     println!();
     println!("A token for user `dev-user`, valid 24 h:");
@@ -198,6 +258,14 @@ fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
     );
     println!("List them:");
     println!(r#"  curl {base}/api/webhooks -H "Authorization: Bearer $TOKEN""#);
+    println!("Publish an event (a producer token carries scope events:publish):");
+    println!(
+        "  export PRODUCER=$(cargo run -q -p webhooks-local -- --data-dir {dir} token --sub ingest --scope events:publish)"
+    );
+    println!(
+        r#"  curl -X POST {base}/api/events -H "Authorization: Bearer $PRODUCER" -H "Content-Type: application/json" \
+    -d '{{"bucketId": "507f1f77bcf86cd799439011", "event": "alert.triggered", "data": {{"alertName": "High Temperature Warning", "currentValue": 31.5, "threshold": 30}}}}'"#
+    );
     // Tests and scripts wait for this line.
     println!("ready");
 }

@@ -35,7 +35,10 @@ pub struct SenderConfig {
 
 impl Default for SenderConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), allow_private: false }
+        Self {
+            timeout: Duration::from_secs(30),
+            allow_private: false,
+        }
     }
 }
 
@@ -65,9 +68,12 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() || addrs.iter().any(|a| !is_public_ip(a.ip())) {
-                return Err(Box::new(PrivateTarget(host)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(PrivateTarget(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -87,7 +93,10 @@ impl ReqwestWebhookSender {
         if !config.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
         }
-        Ok(Self { client: builder.build()?, config })
+        Ok(Self {
+            client: builder.build()?,
+            config,
+        })
     }
 
     fn classify(&self, e: reqwest::Error) -> SendError {
@@ -129,7 +138,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[async_trait]
 impl WebhookSender for ReqwestWebhookSender {
     async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
-        let url = url::Url::parse(&request.url).map_err(|e| SendError::Other(format!("bad url: {e}")))?;
+        let url =
+            url::Url::parse(&request.url).map_err(|e| SendError::Other(format!("bad url: {e}")))?;
         if !self.config.allow_private {
             let literal = match url.host() {
                 Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -163,6 +173,10 @@ impl WebhookSender for ReqwestWebhookSender {
                 }
             }
         }
-        Ok(SenderResponse { status, retry_after, body_excerpt: excerpt(&body) })
+        Ok(SenderResponse {
+            status,
+            retry_after,
+            body_excerpt: excerpt(&body),
+        })
     }
 }

@@ -20,13 +20,20 @@ async fn serve(app: Router) -> String {
 }
 
 fn local(timeout_ms: u64) -> ReqwestWebhookSender {
-    ReqwestWebhookSender::new(SenderConfig { timeout: Duration::from_millis(timeout_ms), allow_private: true }).unwrap()
+    ReqwestWebhookSender::new(SenderConfig {
+        timeout: Duration::from_millis(timeout_ms),
+        allow_private: true,
+    })
+    .unwrap()
 }
 
 fn req(url: String) -> OutgoingRequest {
     OutgoingRequest {
         url,
-        headers: vec![("content-type", "application/json".into()), ("x-webhook-id", "abc".into())],
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("x-webhook-id", "abc".into()),
+        ],
         body: r#"{"a":1}"#.into(),
     }
 }
@@ -38,11 +45,18 @@ async fn posts_body_and_headers_and_reads_status_retry_after_and_a_bounded_excer
         post(|headers: HeaderMap, body: String| async move {
             assert_eq!(headers["x-webhook-id"], "abc");
             assert_eq!(body, r#"{"a":1}"#);
-            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")], "x".repeat(100_000))
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "7")],
+                "x".repeat(100_000),
+            )
         }),
     );
     let base = serve(app).await;
-    let res = local(5000).send(&req(format!("{base}/hook"))).await.unwrap();
+    let res = local(5000)
+        .send(&req(format!("{base}/hook")))
+        .await
+        .unwrap();
     assert_eq!(res.status, 429);
     assert_eq!(res.retry_after.as_deref(), Some("7"));
     assert_eq!(res.body_excerpt.len(), 1024);
@@ -53,16 +67,25 @@ async fn redirects_are_answers_not_followed() {
     let followed = Arc::new(AtomicUsize::new(0));
     let f = followed.clone();
     let app = Router::new()
-        .route("/hook", post(|| async { (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response() }))
+        .route(
+            "/hook",
+            post(|| async {
+                (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response()
+            }),
+        )
         .route(
             "/elsewhere",
             post(move || {
                 f.fetch_add(1, Ordering::SeqCst);
                 async { "ok" }
-            }).get(|| async { "ok" }),
+            })
+            .get(|| async { "ok" }),
         );
     let base = serve(app).await;
-    let res = local(5000).send(&req(format!("{base}/hook"))).await.unwrap();
+    let res = local(5000)
+        .send(&req(format!("{base}/hook")))
+        .await
+        .unwrap();
     assert_eq!(res.status, 302);
     assert_eq!(followed.load(Ordering::SeqCst), 0);
 }
@@ -78,7 +101,10 @@ async fn a_receiver_that_hangs_times_out() {
     );
     let base = serve(app).await;
     let started = std::time::Instant::now();
-    let err = local(300).send(&req(format!("{base}/hook"))).await.unwrap_err();
+    let err = local(300)
+        .send(&req(format!("{base}/hook")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -92,12 +118,24 @@ async fn a_closed_connection_and_a_refused_port_are_failures_without_the_url() {
             drop(sock); // close without answering
         }
     });
-    let err = local(5000).send(&req(format!("http://{addr}/secret-token-in-path"))).await.unwrap_err();
-    assert!(matches!(err, SendError::Other(_) | SendError::Connect(_)), "{err:?}");
+    let err = local(5000)
+        .send(&req(format!("http://{addr}/secret-token-in-path")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SendError::Other(_) | SendError::Connect(_)),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("secret-token"), "{err}");
 
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let err = local(5000).send(&req(format!("http://{free}/x"))).await.unwrap_err();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = local(5000)
+        .send(&req(format!("http://{free}/x")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SendError::Connect(_)), "{err:?}");
 }
 
@@ -105,11 +143,18 @@ async fn a_closed_connection_and_a_refused_port_are_failures_without_the_url() {
 async fn production_config_refuses_private_literals_and_names_that_resolve_privately() {
     let prod = ReqwestWebhookSender::new(SenderConfig::default()).unwrap();
     let base = serve(Router::new().route("/hook", post(|| async { "ok" }))).await;
-    for url in [format!("{base}/hook"), "http://10.0.0.1/x".into(), "http://[::1]/x".into()] {
+    for url in [
+        format!("{base}/hook"),
+        "http://10.0.0.1/x".into(),
+        "http://[::1]/x".into(),
+    ] {
         let err = prod.send(&req(url.clone())).await.unwrap_err();
         assert!(matches!(err, SendError::Refused(_)), "{url}: {err:?}");
     }
     let port = base.rsplit(':').next().unwrap();
-    let err = prod.send(&req(format!("http://localhost:{port}/hook"))).await.unwrap_err();
+    let err = prod
+        .send(&req(format!("http://localhost:{port}/hook")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SendError::Refused(_)), "localhost: {err:?}");
 }

@@ -83,7 +83,7 @@ pub struct ListParams {
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 
-fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(raw)
         .map_err(|e| ApiError::bad_request("invalid_id", format!("webhook id {e}")))
 }

@@ -1,0 +1,98 @@
+//! `POST /api/events`: producers publish one event or a batch; each is fanned out to every active
+//! webhook of its bucket subscribed to it, one queued delivery per pair.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use webhooks_core::publish::{
+    MAX_EVENTS_PER_PUBLISH, PublishBatch, PublishEvent, QueuedDelivery, ValidEvent,
+};
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, parse_json};
+
+/// The scope a producer token must carry.
+pub const PUBLISH_SCOPE: &str = "events:publish";
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishResponse {
+    /// Events accepted.
+    pub events: usize,
+    /// One per (event, subscribed webhook): the deliveries now queued.
+    pub deliveries: Vec<QueuedDelivery>,
+}
+
+/// Publish events (producers; token scope `events:publish`).
+#[utoipa::path(
+    post, path = "/api/events", tag = "events",
+    request_body(content = PublishBatch, description = "One event (`{bucketId, event, data, timestamp?}`) or `{events: [...]}` (1–100)"),
+    responses(
+        (status = 202, description = "Queued", body = PublishResponse),
+        (status = 400, description = "`malformed_json`, `invalid_body`, `invalid_batch`, `invalid_bucket_id`, `invalid_event`, `invalid_data`, `invalid_timestamp` (message names the event index)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`, `bucket_forbidden`", body = ErrorBody),
+        (status = 413, description = "A delivery would exceed the queue's message limit; nothing queued", body = ErrorBody),
+        (status = 503, description = "`enqueue_failed`: some deliveries could not be queued (listed); retry those events", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
+    if !auth
+        .claims
+        .scope
+        .as_ref()
+        .is_some_and(|s| s.includes(PUBLISH_SCOPE))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("publishing needs a token whose scope includes `{PUBLISH_SCOPE}`"),
+        ));
+    }
+    let raw: Vec<PublishEvent> = if body.get("events").is_some() {
+        let batch: PublishBatch = parse_json(body.to_string().as_bytes())?;
+        if batch.events.is_empty() || batch.events.len() > MAX_EVENTS_PER_PUBLISH {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                format!(
+                    "events must hold 1 to {MAX_EVENTS_PER_PUBLISH} events, got {}",
+                    batch.events.len()
+                ),
+            ));
+        }
+        batch.events
+    } else {
+        vec![
+            serde_json::from_value(body)
+                .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?,
+        ]
+    };
+    let now = state.deliveries.now();
+    let events = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.validate(now)
+                .map_err(|v| ApiError::bad_request(v.code, format!("events[{i}]: {}", v.message)))
+        })
+        .collect::<Result<Vec<ValidEvent>, ApiError>>()?;
+    let count = events.len();
+    let deliveries = state.deliveries.publish(&auth.caller, events).await?;
+    tracing::info!(events = count, deliveries = deliveries.len(), "published");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PublishResponse {
+            events: count,
+            deliveries,
+        }),
+    ))
+}

@@ -1,0 +1,465 @@
+//! [`SqliteDeliveryLog`]: the [`DeliveryLog`] of the local mode — attempts, finished markers and
+//! dead letters — on the same embedded [`Database`] as the [`SqliteStore`](crate::SqliteStore),
+//! so `finish` marks a delivery final *and* counts it on its webhook in one transaction.
+//!
+//! Attempts are kept [`ATTEMPT_RETENTION_SECS`] (DynamoDB's TTL in production): the log prunes
+//! older ones itself, at most once an hour of the dispatcher's clock, when it records an attempt,
+//! and [`SqliteDeliveryLog::prune`] does it on demand.
+//!
+//! Must not depend on the AWS SDK or the Lambda runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+use webhooks_core::delivery::{ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter};
+use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::webhook::DeliveryStatus;
+use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
+
+use crate::db::{Database, Failure, classify};
+
+/// How often (in the recorded attempts' time) the log prunes itself.
+const PRUNE_EVERY_SECS: i64 = 3600;
+
+const ATTEMPT_COLUMNS: &str = "webhook_id, delivery_id, generation, attempt, event, status, \
+     status_code, duration_ms, error, response_body, at";
+
+/// What one [`SqliteDeliveryLog::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Attempts older than the retention.
+    pub attempts: usize,
+    /// Finished markers older than the retention whose delivery has no message left in the queue.
+    pub finished: usize,
+}
+
+/// The delivery history and final outcomes in the embedded SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteDeliveryLog {
+    db: Database,
+    /// The `at` (unix seconds) of the last automatic prune; `i64::MIN` until the first.
+    last_prune: Arc<AtomicI64>,
+}
+
+impl SqliteDeliveryLog {
+    /// The log on an open database (the one the [`SqliteStore`](crate::SqliteStore) uses: `finish`
+    /// updates its webhooks' counters).
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            last_prune: Arc::new(AtomicI64::new(i64::MIN)),
+        }
+    }
+
+    /// The database this log lives in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Deletes attempts recorded before `now - ATTEMPT_RETENTION_SECS`, and finished markers as
+    /// old whose delivery has no message left in the queue. A marker is what keeps a delivery
+    /// from being counted twice, so it is kept for as long as its message may still come back
+    /// (a worker stopped for longer than the retention leaves its messages queued).
+    pub async fn prune(&self, now: Timestamp) -> Result<Pruned, StoreError> {
+        self.db.call(move |conn| prune(conn, now)).await
+    }
+}
+
+fn prune(conn: &Connection, now: Timestamp) -> Result<Pruned, StoreError> {
+    let cutoff = now.unix().saturating_sub(ATTEMPT_RETENTION_SECS);
+    let attempts = conn
+        .prepare_cached("DELETE FROM delivery_attempts WHERE at < ?1")
+        .map_err(sql)?
+        .execute([cutoff])
+        .map_err(sql)?;
+    let finished = conn
+        .prepare_cached(
+            "DELETE FROM finished_deliveries
+             WHERE at < ?1
+               AND NOT EXISTS (SELECT 1 FROM queue_messages q
+                               WHERE q.delivery_id = finished_deliveries.delivery_id)",
+        )
+        .map_err(sql)?
+        .execute([cutoff])
+        .map_err(sql)?;
+    Ok(Pruned { attempts, finished })
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    match classify(&e) {
+        Failure::Unavailable => StoreError::Unavailable(e.to_string()),
+        Failure::Unusable => StoreError::Corrupt(e.to_string()),
+    }
+}
+
+fn corrupt(what: &str, key: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
+    let key: String = key.chars().take(64).collect();
+    StoreError::Corrupt(format!("{what} {key:?}: column `{column}`: {why}"))
+}
+
+fn attempt_status(s: AttemptStatus) -> &'static str {
+    match s {
+        AttemptStatus::Success => "success",
+        AttemptStatus::Failed => "failed",
+    }
+}
+
+fn count(key: &str, column: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| corrupt("attempt of delivery", key, column, "out of range"))
+}
+
+/// Decodes one row selected with [`ATTEMPT_COLUMNS`], strictly: a value this build cannot read
+/// back is `Corrupt`, naming the delivery and the column.
+fn read_attempt(row: &Row<'_>) -> Result<AttemptRecord, StoreError> {
+    let raw: String = row
+        .get("delivery_id")
+        .map_err(|e| corrupt("attempt of delivery", "?", "delivery_id", e))?;
+    let key = raw.as_str();
+    macro_rules! read {
+        ($column:literal) => {
+            row.get($column)
+                .map_err(|e| corrupt("attempt of delivery", key, $column, e))?
+        };
+    }
+    let webhook: String = read!("webhook_id");
+    let event: String = read!("event");
+    let status: String = read!("status");
+    let duration_ms: i64 = read!("duration_ms");
+    Ok(AttemptRecord {
+        webhook_id: WebhookId::parse(&webhook)
+            .map_err(|e| corrupt("attempt of delivery", key, "webhook_id", e))?,
+        delivery_id: DeliveryId::parse(key)
+            .map_err(|e| corrupt("attempt of delivery", key, "delivery_id", e))?,
+        generation: read!("generation"),
+        attempt: read!("attempt"),
+        event: event
+            .parse::<EventType>()
+            .map_err(|e| corrupt("attempt of delivery", key, "event", e))?,
+        status: match status.as_str() {
+            "success" => AttemptStatus::Success,
+            "failed" => AttemptStatus::Failed,
+            _ => {
+                return Err(corrupt(
+                    "attempt of delivery",
+                    key,
+                    "status",
+                    "unknown status",
+                ));
+            }
+        },
+        status_code: read!("status_code"),
+        duration_ms: u64::try_from(duration_ms)
+            .map_err(|e| corrupt("attempt of delivery", key, "duration_ms", e))?,
+        error: read!("error"),
+        response_body: read!("response_body"),
+        at: Timestamp::from_unix(read!("at")),
+    })
+}
+
+fn query_attempts(
+    conn: &Connection,
+    text: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(text).map_err(sql)?;
+    let mut rows = stmt.query(params).map_err(sql)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        out.push(read_attempt(row)?);
+    }
+    Ok(out)
+}
+
+fn read_dead_letter(row: &Row<'_>) -> Result<DeadLetter, StoreError> {
+    let raw: String = row
+        .get("delivery_id")
+        .map_err(|e| corrupt("dead letter", "?", "delivery_id", e))?;
+    let key = raw.as_str();
+    macro_rules! read {
+        ($column:literal) => {
+            row.get($column)
+                .map_err(|e| corrupt("dead letter", key, $column, e))?
+        };
+    }
+    let task: String = read!("task");
+    Ok(DeadLetter {
+        // serde_json's messages give a position and the expected type, not the body's text.
+        task: serde_json::from_str(&task).map_err(|e| corrupt("dead letter", key, "task", e))?,
+        error: read!("error"),
+        attempts: read!("attempts"),
+        at: Timestamp::from_unix(read!("at")),
+    })
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl DeliveryLog for SqliteDeliveryLog {
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let a = attempt.clone();
+        let last_prune = Arc::clone(&self.last_prune);
+        self.db
+            .call(move |conn| {
+                let key = a.delivery_id.as_str();
+                // REPLACE: the same (webhook, delivery, generation, attempt) recorded again (a
+                // worker retrying a write) keeps one record, the latest.
+                conn.prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ))
+                .map_err(sql)?
+                .execute(params![
+                    a.webhook_id.as_str(),
+                    key,
+                    a.generation,
+                    a.attempt,
+                    a.event.as_str(),
+                    attempt_status(a.status),
+                    a.status_code,
+                    count(key, "duration_ms", a.duration_ms)?,
+                    a.error,
+                    a.response_body,
+                    a.at.unix(),
+                ])
+                .map_err(sql)?;
+
+                // Housekeeping by the dispatcher's clock (the attempt's `at`), so tests on a fixed
+                // clock never see their data pruned by the wall clock.
+                let now = a.at.unix();
+                let last = last_prune.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= PRUNE_EVERY_SECS
+                    && last_prune
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    match prune(conn, a.at) {
+                        Ok(p) if p.attempts + p.finished > 0 => tracing::info!(
+                            attempts = p.attempts,
+                            finished = p.finished,
+                            "pruned delivery history older than the retention"
+                        ),
+                        Ok(_) => {}
+                        // The attempt is recorded; pruning is retried within the hour.
+                        Err(e) => {
+                            last_prune.store(last, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "pruning the delivery history failed");
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn attempts_of(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        self.db
+            .call(move |conn| {
+                query_attempts(
+                    conn,
+                    &format!(
+                        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
+                         WHERE webhook_id = ?1 AND delivery_id = ?2 AND generation = ?3
+                         ORDER BY attempt"
+                    ),
+                    params![webhook.as_str(), delivery.as_str(), generation],
+                )
+            })
+            .await
+    }
+
+    async fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        limit_to: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let webhook = webhook.clone();
+        self.db
+            .call(move |conn| {
+                // Walks `delivery_attempts_recent` and stops after `limit` rows.
+                query_attempts(
+                    conn,
+                    &format!(
+                        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
+                         WHERE webhook_id = ?1
+                         ORDER BY at DESC, delivery_id DESC, generation DESC, attempt DESC
+                         LIMIT ?2"
+                    ),
+                    params![webhook.as_str(), limit(limit_to)],
+                )
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        let (success, failure) = match status {
+            DeliveryStatus::Success => (1, 0),
+            DeliveryStatus::Failed => (0, 1),
+        };
+        self.db
+            .call(move |conn| {
+                // One transaction: the marker and the counters commit together or not at all, so
+                // a crash can neither count a delivery without marking it nor the reverse.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let marked = tx
+                    .prepare_cached(
+                        "INSERT INTO finished_deliveries
+                             (delivery_id, generation, webhook_id, status, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (delivery_id, generation) DO NOTHING",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        delivery.as_str(),
+                        generation,
+                        webhook.as_str(),
+                        status.as_str(),
+                        at.unix()
+                    ])
+                    .map_err(sql)?;
+                if marked == 0 {
+                    return Ok(false); // already final: dropping `tx` rolls back (nothing written)
+                }
+                let counted = tx
+                    .prepare_cached(
+                        "UPDATE webhooks SET
+                             total_deliveries = total_deliveries + 1,
+                             successful_deliveries = successful_deliveries + ?2,
+                             failed_deliveries = failed_deliveries + ?3,
+                             last_delivery_at = ?4,
+                             last_delivery_status = ?5
+                         WHERE id = ?1",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        webhook.as_str(),
+                        success,
+                        failure,
+                        at.unix(),
+                        status.as_str()
+                    ])
+                    .map_err(sql)?;
+                if counted == 0 {
+                    // The webhook is gone: nothing to count, and no marker either (dropping `tx`
+                    // rolls the marker back).
+                    return Ok(false);
+                }
+                tx.commit().map_err(sql)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        let d = dead.clone();
+        self.db
+            .call(move |conn| {
+                let key = d.task.delivery_id.as_str();
+                let task = serde_json::to_string(&d.task)
+                    .map_err(|e| corrupt("dead letter", key, "task", e))?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO dead_letters
+                         (webhook_id, delivery_id, task, error, attempts, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql)?
+                .execute(params![
+                    d.task.webhook_id.as_str(),
+                    key,
+                    task,
+                    d.error,
+                    d.attempts,
+                    d.at.unix()
+                ])
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        webhook: &WebhookId,
+        limit_to: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let webhook = webhook.clone();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT delivery_id, task, error, attempts, at FROM dead_letters
+                         WHERE webhook_id = ?1 ORDER BY at, delivery_id LIMIT ?2",
+                    )
+                    .map_err(sql)?;
+                let mut rows = stmt
+                    .query(params![webhook.as_str(), limit(limit_to)])
+                    .map_err(sql)?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(sql)? {
+                    out.push(read_dead_letter(row)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT delivery_id, task, error, attempts, at FROM dead_letters
+                         WHERE webhook_id = ?1 AND delivery_id = ?2",
+                    )
+                    .map_err(sql)?;
+                let mut rows = stmt
+                    .query([webhook.as_str(), delivery.as_str()])
+                    .map_err(sql)?;
+                rows.next().map_err(sql)?.map(read_dead_letter).transpose()
+            })
+            .await
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        self.db
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM dead_letters WHERE webhook_id = ?1 AND delivery_id = ?2",
+                )
+                .map_err(sql)?
+                .execute([webhook.as_str(), delivery.as_str()])
+                .map_err(sql)?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,504 @@
+//! [`SqliteQueue`]: the local mode's delivery queue, with the SQS semantics the core relies on, in
+//! the embedded [`Database`] (so queued and in-flight messages survive a restart).
+//!
+//! | SQS | here |
+//! |---|---|
+//! | `SendMessageBatch` | [`DeliveryQueue::enqueue`]: one transaction |
+//! | `ReceiveMessage` + visibility timeout | [`SqliteQueue::receive`]: `visible_at = now + visibility` |
+//! | `ApproximateReceiveCount` | `receive_count`, +1 on every receive |
+//! | `DeleteMessage` | [`SqliteQueue::ack`] |
+//! | `ChangeMessageVisibility` | [`SqliteQueue::retry_after`] |
+//! | send to the DLQ + delete | [`SqliteQueue::dead_letter`]: one transaction |
+//! | redrive policy (`maxReceiveCount`) | [`MAX_RECEIVE_COUNT`], checked on receive |
+//!
+//! A message a worker received but never acknowledged (the worker crashed or was stopped) becomes
+//! visible again when its visibility timeout passes, with a higher receive count: nothing is lost.
+//! A body that cannot be read as a [`QueueTask`] is moved to the dead-letter table with the
+//! reason, never dropped and never a panic.
+//!
+//! Time is passed in explicitly (`now`) so tests control it; it is stored as unix milliseconds.
+//! Every receipt carries the receive count it was issued for: a worker whose message was received
+//! again by another (its visibility timeout passed) can no longer acknowledge, delay or
+//! dead-letter it.
+//!
+//! Must not depend on the AWS SDK or the Lambda runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use tokio::sync::Notify;
+use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask};
+use webhooks_core::ports::{DeliveryQueue, EnqueueError};
+
+use crate::db::{Database, DbError};
+
+/// A message received more than this many times is moved to the dead-letter table instead of
+/// being handed out again (SQS's `maxReceiveCount`). It is above the largest number of attempts a
+/// webhook may ask for (`maxRetries` 20 + 1), so it only catches messages the worker keeps
+/// failing to act on (crashes, a store that stays unavailable), never a normal retry schedule.
+pub const MAX_RECEIVE_COUNT: u32 = 25;
+
+/// Proof of one receipt of one message; pass it back to act on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    message_id: i64,
+    receive_count: u32,
+}
+
+impl Receipt {
+    /// The message's id in the queue (stable across receipts; never reused).
+    pub fn message_id(&self) -> i64 {
+        self.message_id
+    }
+}
+
+/// One message handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub receipt: Receipt,
+    pub task: DeliveryTask,
+    /// How many times the message has been received, this time included (1 the first time).
+    pub receive_count: u32,
+}
+
+/// A message moved out of the queue: given up by the dispatcher, caught by the redrive guard, or
+/// unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDeadLetter {
+    pub message_id: i64,
+    /// The message body exactly as enqueued.
+    pub body: String,
+    pub error: String,
+    /// How many times it had been received when it was moved.
+    pub receive_count: u32,
+    pub enqueued_at: SystemTime,
+    pub dead_at: SystemTime,
+}
+
+/// The delivery queue in the embedded SQLite database. Cheap to clone; clones share the database
+/// and the wake-up signal.
+#[derive(Debug, Clone)]
+pub struct SqliteQueue {
+    db: Database,
+    /// Signalled after every enqueue that added messages, so an idle worker starts at once.
+    wake: Arc<Notify>,
+}
+
+fn millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn sql(e: rusqlite::Error) -> DbError {
+    DbError::from_sqlite("delivery queue", &e)
+}
+
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Moves message `id` to the dead-letter table, when it is still there (and, with `receipt_count`,
+/// still at that receive count). Returns whether it moved.
+fn move_to_dead_letters(
+    tx: &Transaction<'_>,
+    id: i64,
+    receipt_count: Option<u32>,
+    error: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let copied = tx
+        .prepare_cached(
+            "INSERT INTO queue_dead_letters (id, body, error, receive_count, enqueued_at, dead_at)
+             SELECT id, body, ?2, receive_count, enqueued_at, ?3 FROM queue_messages
+             WHERE id = ?1 AND (?4 IS NULL OR receive_count = ?4)",
+        )
+        .map_err(sql)?
+        .execute(params![id, error, now, receipt_count])
+        .map_err(sql)?;
+    if copied == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached("DELETE FROM queue_messages WHERE id = ?1")
+        .map_err(sql)?
+        .execute([id])
+        .map_err(sql)?;
+    Ok(true)
+}
+
+impl SqliteQueue {
+    /// The queue on an open database (usually the one the store and the log use).
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The database this queue lives in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Resolves after the next `enqueue` that added messages (or at once if one happened since
+    /// the last wait), so a worker can sleep until there is work. Wakes every waiting worker of
+    /// this queue and its clones; enqueues by another process on the same file are not seen here
+    /// (workers also poll).
+    pub async fn notified(&self) {
+        self.wake.notified().await;
+    }
+
+    /// [`DeliveryQueue::enqueue`] with an explicit enqueue time (the messages are visible from
+    /// `now`). All tasks go in one transaction: all are queued or none. A task whose message
+    /// would exceed [`MAX_MESSAGE_BYTES`] is refused (as SQS refuses it) and listed in the error;
+    /// the others are queued.
+    pub async fn enqueue_at(
+        &self,
+        tasks: &[DeliveryTask],
+        now: SystemTime,
+    ) -> Result<(), EnqueueError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        let mut too_large = Vec::new();
+        for task in tasks {
+            let body = QueueTask::DeliveryV1(task.clone()).to_json();
+            if body.len() > MAX_MESSAGE_BYTES {
+                too_large.push(task.delivery_id.clone());
+            } else {
+                rows.push((task.delivery_id.as_str().to_owned(), body));
+            }
+        }
+        let at = millis(now);
+        let added = rows.len();
+        if added > 0 {
+            let result = self
+                .db
+                .call(move |conn: &mut Connection| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(sql)?;
+                    {
+                        let mut insert = tx
+                            .prepare_cached(
+                                "INSERT INTO queue_messages
+                                     (body, delivery_id, receive_count, visible_at, enqueued_at)
+                                 VALUES (?1, ?2, 0, ?3, ?3)",
+                            )
+                            .map_err(sql)?;
+                        for (delivery_id, body) in &rows {
+                            insert
+                                .execute(params![body, delivery_id, at])
+                                .map_err(sql)?;
+                        }
+                    }
+                    tx.commit().map_err(sql)
+                })
+                .await;
+            if let Err(e) = result {
+                // Nothing was committed: every task is reported (the busy timeout already waited
+                // out transient locks).
+                return Err(EnqueueError {
+                    failed: tasks.iter().map(|t| t.delivery_id.clone()).collect(),
+                    reason: e.to_string(),
+                });
+            }
+            // Both: `notify_waiters` wakes every idle worker now; `notify_one` leaves a permit
+            // for a worker that is between its last receive and its wait, so no wake-up is lost.
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+            tracing::debug!(messages = added, "enqueued deliveries");
+        }
+        if too_large.is_empty() {
+            Ok(())
+        } else {
+            Err(EnqueueError {
+                failed: too_large,
+                reason: format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
+            })
+        }
+    }
+
+    /// Takes up to `max` visible messages (`visible_at <= now`), oldest-visible first, and hides
+    /// each from other receivers until `now + visibility`, counting the receipt. In the same
+    /// transaction, a message already received [`MAX_RECEIVE_COUNT`] times, or whose body is not
+    /// a readable [`QueueTask`], is moved to the dead-letter table instead of being returned (so
+    /// a call may return fewer than `max` even though more are visible).
+    pub async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<Received>, DbError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = millis(now);
+        let hidden_until = now.saturating_add(duration_ms(visibility));
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.db
+            .call(move |conn: &mut Connection| {
+                // IMMEDIATE: the select and the updates are one write transaction, so two
+                // receivers (two processes on the file) never get the same receipt.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let candidates: Vec<(i64, String, u32)> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT id, body, receive_count FROM queue_messages
+                             WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                        )
+                        .map_err(sql)?;
+                    let rows = stmt
+                        .query_map(params![now, max], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .map_err(sql)?;
+                    rows.collect::<Result<_, _>>().map_err(sql)?
+                };
+                let mut received = Vec::with_capacity(candidates.len());
+                for (id, body, receive_count) in candidates {
+                    if receive_count >= MAX_RECEIVE_COUNT {
+                        let error = format!(
+                            "received {receive_count} times without an outcome \
+                             (more than the redrive limit of {MAX_RECEIVE_COUNT})"
+                        );
+                        move_to_dead_letters(&tx, id, None, &error, now)?;
+                        tracing::warn!(
+                            message_id = id,
+                            receive_count,
+                            "redrive: message moved to the dead-letter table"
+                        );
+                        continue;
+                    }
+                    let task = match QueueTask::from_json(&body) {
+                        Ok(task) => task,
+                        Err(e) => {
+                            // serde_json's message gives the position and what was expected;
+                            // it is stored, while the log gets only the category (never body
+                            // text).
+                            let error = format!("unreadable message: {e}");
+                            move_to_dead_letters(&tx, id, None, &error, now)?;
+                            tracing::warn!(
+                                message_id = id,
+                                category = ?e.classify(),
+                                line = e.line(),
+                                column = e.column(),
+                                "unreadable message moved to the dead-letter table"
+                            );
+                            continue;
+                        }
+                    };
+                    let receive_count = receive_count + 1;
+                    tx.prepare_cached(
+                        "UPDATE queue_messages SET visible_at = ?2, receive_count = ?3
+                         WHERE id = ?1",
+                    )
+                    .map_err(sql)?
+                    .execute(params![id, hidden_until, receive_count])
+                    .map_err(sql)?;
+                    let QueueTask::DeliveryV1(task) = task;
+                    received.push(Received {
+                        receipt: Receipt {
+                            message_id: id,
+                            receive_count,
+                        },
+                        task,
+                        receive_count,
+                    });
+                }
+                tx.commit().map_err(sql)?;
+                Ok(received)
+            })
+            .await
+    }
+
+    /// Deletes the message (delivered, or nothing to deliver). `false` when the receipt is stale:
+    /// the message is gone or was received again since.
+    pub async fn ack(&self, receipt: &Receipt) -> Result<bool, DbError> {
+        let r = *receipt;
+        self.db
+            .call(move |conn: &mut Connection| {
+                let n = conn
+                    .prepare_cached(
+                        "DELETE FROM queue_messages WHERE id = ?1 AND receive_count = ?2",
+                    )
+                    .map_err(sql)?
+                    .execute(params![r.message_id, r.receive_count])
+                    .map_err(sql)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    /// Makes the message visible again at `now + delay` (the retry schedule). `false` when the
+    /// receipt is stale.
+    pub async fn retry_after(
+        &self,
+        receipt: &Receipt,
+        delay: Duration,
+        now: SystemTime,
+    ) -> Result<bool, DbError> {
+        let r = *receipt;
+        let at = millis(now).saturating_add(duration_ms(delay));
+        self.db
+            .call(move |conn: &mut Connection| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE queue_messages SET visible_at = ?3
+                         WHERE id = ?1 AND receive_count = ?2",
+                    )
+                    .map_err(sql)?
+                    .execute(params![r.message_id, r.receive_count, at])
+                    .map_err(sql)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    /// Moves the message to the dead-letter table with `error`, in one transaction. `false` when
+    /// the receipt is stale.
+    pub async fn dead_letter(
+        &self,
+        receipt: &Receipt,
+        error: &str,
+        now: SystemTime,
+    ) -> Result<bool, DbError> {
+        let r = *receipt;
+        let error = error.to_owned();
+        let now = millis(now);
+        self.db
+            .call(move |conn: &mut Connection| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let moved =
+                    move_to_dead_letters(&tx, r.message_id, Some(r.receive_count), &error, now)?;
+                tx.commit().map_err(sql)?;
+                Ok(moved)
+            })
+            .await
+    }
+
+    /// Messages in the queue, visible or in flight (dead letters excluded).
+    pub async fn len(&self) -> Result<usize, DbError> {
+        self.scalar("SELECT count(*) FROM queue_messages", None)
+            .await
+            .map(count)
+    }
+
+    /// Whether the queue holds no message (dead letters excluded).
+    pub async fn is_empty(&self) -> Result<bool, DbError> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Messages received and not visible again yet at `now` (SQS's "messages not visible").
+    pub async fn in_flight(&self, now: SystemTime) -> Result<usize, DbError> {
+        self.scalar(
+            "SELECT count(*) FROM queue_messages WHERE receive_count > 0 AND visible_at > ?1",
+            Some(millis(now)),
+        )
+        .await
+        .map(count)
+    }
+
+    /// Messages in the dead-letter table.
+    pub async fn dead_letter_count(&self) -> Result<usize, DbError> {
+        self.scalar("SELECT count(*) FROM queue_dead_letters", None)
+            .await
+            .map(count)
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<QueueDeadLetter>, DbError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .call(move |conn: &mut Connection| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, body, error, receive_count, enqueued_at, dead_at
+                         FROM queue_dead_letters ORDER BY dead_at, id LIMIT ?1",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([limit], |r| {
+                        Ok(QueueDeadLetter {
+                            message_id: r.get(0)?,
+                            body: r.get(1)?,
+                            error: r.get(2)?,
+                            receive_count: r.get(3)?,
+                            enqueued_at: from_millis(r.get(4)?),
+                            dead_at: from_millis(r.get(5)?),
+                        })
+                    })
+                    .map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)
+            })
+            .await
+    }
+
+    /// When the earliest message becomes (or became) visible; `None` when the queue is empty.
+    /// A worker with nothing to do sleeps until then (or until [`notified`](Self::notified)).
+    pub async fn next_visible_at(&self) -> Result<Option<SystemTime>, DbError> {
+        self.db
+            .call(|conn: &mut Connection| {
+                conn.prepare_cached("SELECT min(visible_at) FROM queue_messages")
+                    .map_err(sql)?
+                    .query_row([], |r| r.get::<_, Option<i64>>(0))
+                    .map_err(sql)
+            })
+            .await
+            .map(|ms| ms.map(from_millis))
+    }
+
+    async fn scalar(&self, text: &'static str, arg: Option<i64>) -> Result<i64, DbError> {
+        self.db
+            .call(move |conn: &mut Connection| {
+                let mut stmt = conn.prepare_cached(text).map_err(sql)?;
+                match arg {
+                    Some(a) => stmt.query_row([a], |r| r.get(0)),
+                    None => stmt.query_row([], |r| r.get(0)),
+                }
+                .map_err(sql)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteQueue {
+    /// Enqueues at the wall clock's time; see [`SqliteQueue::enqueue_at`].
+    async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
+        self.enqueue_at(tasks, SystemTime::now()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_through_milliseconds() {
+        for t in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            UNIX_EPOCH - Duration::from_millis(5),
+        ] {
+            assert_eq!(from_millis(millis(t)), t);
+        }
+        assert_eq!(duration_ms(Duration::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,520 @@
+//! The local mode's delivery worker end to end: a real SQLite file holding the webhooks, the
+//! delivery log and the queue; the core's dispatcher; scripted senders instead of HTTP.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, oneshot};
+use webhooks_core::conformance::sample_webhook;
+use webhooks_core::delivery::{AttemptStatus, DeliveryTask};
+use webhooks_core::dispatch::Dispatcher;
+use webhooks_core::ports::memory::RecordingSender;
+use webhooks_core::ports::{
+    DeliveryLog, DeliveryQueue, ListQuery, OutgoingRequest, Page, SendError, SenderResponse,
+    StoreError, SubscriptionStore, WebhookSender,
+};
+use webhooks_core::time::SystemClock;
+use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook, WebhookPatch};
+use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
+use webhooks_embedded::{
+    Database, SqliteDeliveryLog, SqliteQueue, SqliteStore, WorkerConfig, WorkerSummary, run_worker,
+};
+
+mod common;
+use common::{eventually, ms, secs, task_for};
+
+/// One process's worth of adapters on the database file.
+struct App {
+    store: SqliteStore,
+    log: SqliteDeliveryLog,
+    queue: SqliteQueue,
+}
+
+impl App {
+    fn open(path: &Path) -> App {
+        let db = Database::open(path).expect("open");
+        App {
+            store: SqliteStore::new(db.clone()),
+            log: SqliteDeliveryLog::new(db.clone()),
+            queue: SqliteQueue::new(db),
+        }
+    }
+
+    /// Starts a worker with `sender`; stop it with the returned handle.
+    fn start_worker(&self, sender: Arc<dyn WebhookSender>, config: WorkerConfig) -> Running {
+        self.start_worker_on(Arc::new(self.store.clone()), sender, config)
+    }
+
+    /// Starts a worker whose dispatcher reads webhooks from `store`.
+    fn start_worker_on(
+        &self,
+        store: Arc<dyn SubscriptionStore>,
+        sender: Arc<dyn WebhookSender>,
+        config: WorkerConfig,
+    ) -> Running {
+        let dispatcher = Dispatcher::new(
+            store,
+            Arc::new(self.log.clone()),
+            sender,
+            Arc::new(SystemClock),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(run_worker(self.queue.clone(), dispatcher, config, stopped));
+        Running { stop, handle }
+    }
+
+    async fn stats(&self, w: &Webhook) -> DeliveryStats {
+        self.store.get(&w.id).await.unwrap().unwrap().stats
+    }
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<WorkerSummary>,
+}
+
+impl Running {
+    async fn stop(self) -> WorkerSummary {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(secs(10), self.handle)
+            .await
+            .expect("the worker stops within its grace period")
+            .unwrap()
+    }
+}
+
+/// Short timeouts, and an idle poll longer than any test: every wake-up a test relies on must
+/// come from an enqueue or from the next message's visibility time, never from polling.
+fn test_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 8,
+        visibility_timeout: secs(1),
+        shutdown_grace: ms(200),
+        error_retry_delay: ms(200),
+        idle_poll: secs(60),
+    }
+}
+
+fn db_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    (dir, path)
+}
+
+async fn webhook(app: &App, retry: RetryConfig, url: &str) -> Webhook {
+    let mut w = sample_webhook(
+        &OwnerId::parse("user_worker").unwrap(),
+        &BucketId::generate(1_700_000_000),
+        1_700_000_000,
+    );
+    w.retry_config = retry;
+    w.url = url.into();
+    app.store.create(&w).await.unwrap();
+    w
+}
+
+fn wait_long() -> Duration {
+    secs(20)
+}
+
+/// A sender that never answers the first `hang` requests (a receiver that stalls, or a worker
+/// killed mid-send), and answers every other one 200 at once; it records every request.
+#[derive(Debug, Default)]
+struct StallingSender {
+    hang: AtomicUsize,
+    hanging_url: Mutex<Option<String>>,
+    started: Notify,
+    requests: Mutex<Vec<OutgoingRequest>>,
+}
+
+impl StallingSender {
+    /// Stalls the next `n` requests to `url`.
+    fn stall(n: usize, url: &str) -> Arc<Self> {
+        let s = Self::default();
+        s.hang.store(n, Ordering::SeqCst);
+        *s.hanging_url.lock().unwrap() = Some(url.to_owned());
+        Arc::new(s)
+    }
+
+    fn requests(&self) -> Vec<OutgoingRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for StallingSender {
+    async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+        self.requests.lock().unwrap().push(request.clone());
+        let stalls = self.hanging_url.lock().unwrap().as_deref() == Some(request.url.as_str())
+            && self
+                .hang
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if stalls {
+            self.started.notify_one();
+            std::future::pending::<()>().await;
+        }
+        RecordingSender::status(200)
+    }
+}
+
+fn header<'a>(req: &'a OutgoingRequest, name: &str) -> &'a str {
+    req.headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(wait_long(), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_answered_200_is_sent_once_acknowledged_and_counted() {
+    // GIVEN a running worker and a receiver that answers 200
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let w = webhook(&app, RetryConfig::default(), "https://example.com/hook").await;
+    let sender = Arc::new(RecordingSender::new());
+    let worker = app.start_worker(sender.clone(), test_config());
+
+    // WHEN a delivery is enqueued
+    let task = task_for(&w.id, 1);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+
+    // THEN it is counted as a success once, and its message leaves the queue
+    eventually("the delivery to be counted", wait_long(), || async {
+        app.stats(&w).await.total_deliveries == 1
+    })
+    .await;
+    eventually("the message to be acknowledged", wait_long(), || async {
+        app.queue.is_empty().await.unwrap()
+    })
+    .await;
+    let summary = worker.stop().await;
+    assert_eq!(
+        app.stats(&w).await,
+        DeliveryStats {
+            total_deliveries: 1,
+            successful_deliveries: 1,
+            failed_deliveries: 0
+        }
+    );
+    let sent = sender.requests();
+    assert_eq!(sent.len(), 1, "sent exactly once");
+    assert_eq!(sent[0].body, task.body);
+    assert_eq!(header(&sent[0], "x-webhook-attempt"), "1");
+    assert_eq!(header(&sent[0], "webhook-id"), task.delivery_id.as_str());
+    let attempts = app
+        .log
+        .attempts_of(&w.id, &task.delivery_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].status, attempts[0].status_code),
+        (AttemptStatus::Success, Some(200))
+    );
+    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(
+        summary,
+        WorkerSummary {
+            handled: 1,
+            abandoned: 0
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_failing_every_attempt_is_retried_then_dead_lettered_and_counted_failed_once() {
+    // GIVEN a webhook with 3 retries 1 s apart, a receiver answering 500 every time, a worker
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let retry = RetryConfig {
+        max_retries: 3,
+        backoff_multiplier: 1.0,
+        initial_delay_seconds: 1,
+    };
+    let w = webhook(&app, retry, "https://example.com/failing").await;
+    let sender = Arc::new(RecordingSender::new());
+    sender.answer((0..4).map(|_| RecordingSender::status(500)));
+    let worker = app.start_worker(sender.clone(), test_config());
+    let started = Instant::now();
+
+    // WHEN a delivery is enqueued
+    let task = task_for(&w.id, 2);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+
+    // THEN after 4 attempts it lands in the queue's dead-letter table
+    eventually("the message to be dead-lettered", wait_long(), || async {
+        app.queue.dead_letter_count().await.unwrap() == 1
+    })
+    .await;
+    let elapsed = started.elapsed();
+    worker.stop().await;
+    assert!(
+        elapsed >= secs(3),
+        "three 1 s waits between 4 attempts: {elapsed:?}"
+    );
+    assert_eq!(app.queue.len().await.unwrap(), 0);
+    let queue_dead = app.queue.dead_letters(10).await.unwrap().remove(0);
+    assert_eq!(queue_dead.error, "receiver answered HTTP 500");
+    assert_eq!(queue_dead.receive_count, 4);
+
+    // AND attempts 1..4 were recorded, each after the retry delay, all 500s
+    let attempts = app
+        .log
+        .attempts_of(&w.id, &task.delivery_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.status == AttemptStatus::Failed && a.status_code == Some(500))
+    );
+    for pair in attempts.windows(2) {
+        assert!(
+            pair[1].at.unix() - pair[0].at.unix() >= 1,
+            "retry {} waited its second",
+            pair[1].attempt
+        );
+    }
+    let attempt_headers: Vec<String> = sender
+        .requests()
+        .iter()
+        .map(|r| header(r, "x-webhook-attempt").to_owned())
+        .collect();
+    assert_eq!(attempt_headers, ["1", "2", "3", "4"]);
+
+    // AND the log has the dead letter, and the webhook counts one failed delivery
+    let dead = app
+        .log
+        .dead_letter(&w.id, &task.delivery_id)
+        .await
+        .unwrap()
+        .expect("dead letter in the log");
+    assert_eq!((dead.attempts, dead.task), (4, task));
+    assert_eq!(
+        app.stats(&w).await,
+        DeliveryStats {
+            total_deliveries: 1,
+            successful_deliveries: 0,
+            failed_deliveries: 1
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_stopped_mid_delivery_leaves_it_to_the_next_worker_which_counts_it_once() {
+    // GIVEN a worker in the middle of a send that does not return
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let w = webhook(&app, RetryConfig::default(), "https://example.com/slow").await;
+    let sender = StallingSender::stall(1, &w.url);
+    let first = app.start_worker(sender.clone(), test_config());
+    let task = task_for(&w.id, 3);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+    within("the first send to start", sender.started.notified()).await;
+
+    // WHEN it is stopped (the grace period runs out) and the process restarts
+    let summary = first.stop().await;
+    assert_eq!(summary.abandoned, 1, "the stalled delivery was abandoned");
+    assert_eq!(app.stats(&w).await.total_deliveries, 0, "not counted yet");
+    assert_eq!(app.queue.len().await.unwrap(), 1, "the message is not lost");
+    drop(app);
+    let app = App::open(&path);
+    let second = app.start_worker(sender.clone(), test_config());
+
+    // THEN once its visibility timeout passes, the new worker delivers it and counts it once
+    eventually("the delivery to be counted", wait_long(), || async {
+        app.stats(&w).await.total_deliveries == 1
+    })
+    .await;
+    eventually("the message to be acknowledged", wait_long(), || async {
+        app.queue.is_empty().await.unwrap()
+    })
+    .await;
+    second.stop().await;
+    assert_eq!(
+        app.stats(&w).await,
+        DeliveryStats {
+            total_deliveries: 1,
+            successful_deliveries: 1,
+            failed_deliveries: 0
+        }
+    );
+    let sent = sender.requests();
+    assert_eq!(sent.len(), 2, "the stalled send, then the redelivery");
+    assert_eq!(
+        header(&sent[1], "x-webhook-attempt"),
+        "2",
+        "receive count 2"
+    );
+    assert!(sent.iter().all(|r| r.body == task.body));
+    let attempts = app
+        .log
+        .attempts_of(&w.id, &task.delivery_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect::<Vec<_>>(),
+        vec![(2, AttemptStatus::Success)]
+    );
+    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_receiver_does_not_hold_up_other_deliveries() {
+    // GIVEN a worker busy with a send to a receiver that never answers
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let slow = webhook(&app, RetryConfig::default(), "https://example.com/stalled").await;
+    let fast = {
+        let mut w = sample_webhook(
+            &OwnerId::parse("user_worker").unwrap(),
+            &BucketId::generate(1_700_000_001),
+            1_700_000_001,
+        );
+        w.url = "https://example.com/fast".into();
+        app.store.create(&w).await.unwrap();
+        w
+    };
+    let sender = StallingSender::stall(1, &slow.url);
+    let mut config = test_config();
+    config.visibility_timeout = secs(60); // the stalled send is not received again here
+    let worker = app.start_worker(sender.clone(), config);
+    app.queue.enqueue(&[task_for(&slow.id, 4)]).await.unwrap();
+    within("the stalled send to start", sender.started.notified()).await;
+
+    // WHEN deliveries to another receiver are enqueued
+    let tasks: Vec<DeliveryTask> = (5..8).map(|n| task_for(&fast.id, n)).collect();
+    app.queue.enqueue(&tasks).await.unwrap();
+
+    // THEN they are all delivered while the stalled one is still in flight
+    eventually(
+        "the other deliveries to be counted",
+        wait_long(),
+        || async { app.stats(&fast).await.successful_deliveries == 3 },
+    )
+    .await;
+    assert_eq!(app.stats(&slow).await.total_deliveries, 0);
+    assert_eq!(
+        app.queue.len().await.unwrap(),
+        1,
+        "only the stalled one is left"
+    );
+    assert_eq!(worker.stop().await.abandoned, 1);
+}
+
+/// A store that is unavailable for its first `outage` reads, then passes everything through.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: SqliteStore,
+    outage: AtomicUsize,
+}
+
+#[async_trait]
+impl SubscriptionStore for FlakyStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.inner.create(webhook).await
+    }
+    async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let down = self
+            .outage
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
+            return Err(StoreError::Unavailable("simulated outage".into()));
+        }
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn list_for_bucket_event(
+        &self,
+        bucket: &BucketId,
+        event: EventType,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        self.inner.list_for_bucket_event(bucket, event).await
+    }
+    async fn update(
+        &self,
+        owner: &OwnerId,
+        id: &WebhookId,
+        patch: &WebhookPatch,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        self.inner.update(owner, id, patch, now).await
+    }
+    async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
+        self.inner.delete(owner, id).await
+    }
+    async fn record_outcome(
+        &self,
+        id: &WebhookId,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.record_outcome(id, status, at).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_outage_keeps_the_message_queued_until_it_can_be_delivered() {
+    // GIVEN a worker whose store fails its first read
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let w = webhook(&app, RetryConfig::default(), "https://example.com/hook").await;
+    let flaky = Arc::new(FlakyStore {
+        inner: app.store.clone(),
+        outage: AtomicUsize::new(1),
+    });
+    let sender = Arc::new(RecordingSender::new());
+    let worker = app.start_worker_on(flaky, sender.clone(), test_config());
+
+    // WHEN a delivery is enqueued
+    let task = task_for(&w.id, 9);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+
+    // THEN nothing is sent during the outage; the message comes back after the short error delay
+    // and is delivered, counted once
+    eventually("the delivery to be counted", wait_long(), || async {
+        app.stats(&w).await.total_deliveries == 1
+    })
+    .await;
+    eventually("the message to be acknowledged", wait_long(), || async {
+        app.queue.is_empty().await.unwrap()
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(sender.requests().len(), 1);
+    assert_eq!(app.stats(&w).await.successful_deliveries, 1);
+    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+}
