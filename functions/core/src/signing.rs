@@ -70,6 +70,34 @@ pub fn verify_guide_signature(secret: &Secret, body: &[u8], header: &str) -> boo
     mac.verify_slice(&given).is_ok()
 }
 
+/// Checks a Standard Webhooks `webhook-signature` header (one or more space-separated
+/// `v1,<base64>` entries; any match verifies), in constant time per entry. The caller checks the
+/// timestamp's age.
+pub fn verify_standard_webhooks(
+    secret: &Secret,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+) -> bool {
+    let ts = timestamp.to_string();
+    let key = standard_webhooks_key(secret);
+    header
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|sig| {
+            let Ok(given) = STANDARD.decode(sig) else {
+                return false;
+            };
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+            for p in [msg_id.as_bytes(), b".", ts.as_bytes(), b".", body] {
+                mac.update(p);
+            }
+            mac.verify_slice(&given).is_ok()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +113,24 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let body = br#"{"test": 2432232314}"#;
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        assert!(verify_standard_webhooks(
+            &secret,
+            id,
+            1614265330,
+            body,
+            &format!("v1,bad= {sig}")
+        ));
+        assert!(!verify_standard_webhooks(
+            &secret, id, 1614265331, body, &sig
+        ));
+        assert!(!verify_standard_webhooks(
+            &secret, id, 1614265330, b"{}", &sig
+        ));
+        assert!(!verify_standard_webhooks(
+            &secret, id, 1614265330, body, "v2,abc"
+        ));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! Commands:
 //! - `serve` (the default): run API + worker; prints the address, a dev token and the first curl.
 //! - `token`: mint a JWT for a user, signed with this data directory's secret.
+//! - `listen`: a local receiver that verifies, prints and can forward deliveries (no ngrok).
+
+mod listen;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print a JWT for a user, valid against `serve` on the same data directory.
     Token(TokenArgs),
+    /// Receive deliveries locally: verify signatures, print events, optionally forward them.
+    Listen(listen::ListenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +104,9 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Listen(args)) = cli.command {
+        return listen::run(args).await;
+    }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating data directory {}", cli.data_dir.display()))?;
     let secret = jwt_secret(&cli.data_dir)?;
@@ -111,6 +119,7 @@ async fn main() -> Result<()> {
             println!("{}", mint(&secret, &args)?);
             Ok(())
         }
+        Command::Listen(_) => unreachable!("handled above"),
     }
 }
 
@@ -270,7 +279,7 @@ fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
     println!("ready");
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
