@@ -25,6 +25,7 @@
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
+pub mod format;
 pub mod ids;
 pub mod jsjson;
 pub mod ports;

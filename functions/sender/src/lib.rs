@@ -15,7 +15,9 @@
 //! - connections are pooled and kept alive per receiver;
 //! - error texts never include the URL (receiver URLs can carry tokens, like Slack's).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,28 +62,65 @@ impl std::fmt::Display for PrivateTarget {
 
 impl std::error::Error for PrivateTarget {}
 
-/// System DNS (getaddrinfo via tokio), keeping an answer only if every address is public.
+/// Looks up a host name's addresses. The system resolver in production; tests inject names
+/// that resolve to private addresses.
+pub trait HostLookup: Send + Sync + std::fmt::Debug + 'static {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+}
+
+/// getaddrinfo, through tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLookup;
+
+impl HostLookup for SystemLookup {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    }
+}
+
+/// Keeps a DNS answer only if every address in it is public, so a name with one private
+/// address (DNS rebinding, split answers) is refused as a whole, and reqwest connects only to
+/// addresses that were checked.
 #[derive(Debug)]
-struct PublicOnlyResolver;
+struct PublicOnlyResolver(Arc<dyn HostLookup>);
 
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
+        let lookup = self.0.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() || addrs.iter().any(|a| !is_public_ip(a.ip())) {
+            let ips = lookup.lookup(host.clone()).await?;
+            if ips.is_empty() || ips.iter().any(|ip| !is_public_ip(*ip)) {
                 return Err(
                     Box::new(PrivateTarget(host)) as Box<dyn std::error::Error + Send + Sync>
                 );
             }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
+            Ok(Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs)
         })
     }
 }
 
 impl ReqwestWebhookSender {
     pub fn new(config: SenderConfig) -> Result<Self, reqwest::Error> {
+        Self::with_lookup(config, Arc::new(SystemLookup))
+    }
+
+    /// With a custom name lookup (tests).
+    pub fn with_lookup(
+        config: SenderConfig,
+        lookup: Arc<dyn HostLookup>,
+    ) -> Result<Self, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -91,7 +130,7 @@ impl ReqwestWebhookSender {
             .tcp_nodelay(true)
             .no_proxy();
         if !config.allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver(lookup)));
         }
         Ok(Self {
             client: builder.build()?,
