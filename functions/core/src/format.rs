@@ -231,7 +231,7 @@ pub fn discord_escape(s: &str) -> String {
 fn slack(m: &Message) -> Value {
     let mut blocks = vec![json!({
         "type": "section",
-        "text": {"type": "mrkdwn", "text": cut(&format!("{} *{}*\n{}", m.emoji, slack_escape(&m.title), slack_escape(&m.description)).trim_end(), 3000)}
+        "text": {"type": "mrkdwn", "text": cut(format!("{} *{}*\n{}", m.emoji, slack_escape(&m.title), slack_escape(&m.description)).trim_end(), 3000)}
     })];
     let mut fields: Vec<Value> = m
         .fields
