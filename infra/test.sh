@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (a Python virtualenv
-# with moto server, see infra/requirements.txt), then runs every Rust test of the workspace.
+# with moto server and standardwebhooks, see infra/requirements.txt; Debian's chromium and
+# playwright-core for the dashboard), then runs every Rust test of the workspace.
 # The DynamoDB tests start moto themselves on a free port; none is skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +9,7 @@ cd "$root"
 
 command -v curl >/dev/null || { echo "infra/test.sh: curl is required (apt-get install curl)" >&2; exit 1; }
 ./infra/setup-venv.sh
+./infra/setup-browser.sh   # Debian's chromium + playwright-core, for the dashboard's browser test
 export MOTO_SERVER_BIN="$root/.venv/bin/moto_server"
 
 cargo test --workspace --all-features --locked

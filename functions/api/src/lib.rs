@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod config;
 pub mod cursor;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub deliveries: DeliveryService,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
+    /// Served at `/dashboard/dev-token` when set (the local mode only).
+    pub dev_token: Option<Arc<str>>,
 }
 
 /// The adapters the API runs on.
@@ -77,6 +80,7 @@ impl AppState {
             webhooks: WebhookService::new(store, clock, policy),
             auth: Arc::new(Authenticator::new(jwt_secret)?),
             cursors: Arc::new(CursorCodec::new(jwt_secret)),
+            dev_token: None,
         })
     }
 }
@@ -115,6 +119,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", post(events::publish))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/health", get(health))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::app_js))
+        .route("/dashboard/style.css", get(dashboard::style))
+        .route("/dashboard/dev-token", get(dashboard::dev_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

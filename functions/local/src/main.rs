@@ -197,7 +197,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         queue: Arc::new(queue.clone()),
         clock,
     };
-    let state = AppState::new(ports, UrlPolicy::LOCAL, secret)?;
+    let mut state = AppState::new(ports, UrlPolicy::LOCAL, secret)?;
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -212,6 +212,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
             hours: 24,
         },
     )?;
+    state.dev_token = Some(token.as_str().into());
 
     // One signal stops both the API and the worker.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -251,6 +252,7 @@ fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
         "  store:     {} (SQLite: webhooks, queue, history; survives restarts)",
         db.display()
     );
+    println!("  dashboard: {base}/dashboard");
     println!("  api docs:  {base}/api/openapi.json");
     println!();
     println!("A token for user `dev-user`, valid 24 h:");

@@ -1,0 +1,593 @@
+// dakkio webhooks dashboard: plain JS, same origin as the API, no dependencies.
+// The token lives in sessionStorage only; a webhook's secret is shown once and then dropped.
+// API data is only ever written with textContent.
+'use strict';
+
+const TOKEN_KEY = 'dakkio.token';
+const BUCKETS_KEY = 'dakkio.recentBuckets';
+const AUTO_REFRESH_MS = 5000;
+
+const $ = (id) => document.getElementById(id);
+const state = { bucket: null, hooks: [], editing: null, open: null, timer: null, shown: '' };
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ---- small DOM helpers ----------------------------------------------------------------------
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'text') e.textContent = v;
+    else if (k === 'className') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function when(iso) {
+  if (!iso) return el('span', { text: 'never' });
+  const d = new Date(iso);
+  return el('time', { datetime: iso, text: isNaN(d) ? iso : d.toLocaleString() });
+}
+
+function say(message) {
+  // Re-set so the same message is announced again.
+  $('status').textContent = '';
+  setTimeout(() => { $('status').textContent = message; }, 30);
+}
+
+function showError(err) {
+  let msg = err && err.message ? err.message : String(err);
+  if (err instanceof ApiError && err.status === 401) {
+    msg = `Your token is missing, invalid or expired (${msg}). Paste a token above` +
+      ($('dev-token').hidden ? '.' : ' or use the development token.');
+  } else if (err instanceof ApiError && err.status === 403) {
+    msg = `Not allowed: ${msg}`;
+  }
+  $('alert').textContent = msg;
+}
+
+function clearError() {
+  $('alert').textContent = '';
+}
+
+// Runs an action: clears the last error, marks the button busy meanwhile (aria-busy, not
+// `disabled`, which would drop keyboard focus) and ignores clicks on it until done.
+async function run(button, fn) {
+  if (button && button.getAttribute('aria-busy') === 'true') return;
+  clearError();
+  $('status').textContent = '';
+  if (button) button.setAttribute('aria-busy', 'true');
+  try {
+    await fn();
+  } catch (err) {
+    showError(err);
+  } finally {
+    if (button) button.removeAttribute('aria-busy');
+  }
+}
+
+// ---- the API --------------------------------------------------------------------------------
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+async function api(method, path, body) {
+  const t = token();
+  if (!t) {
+    needToken();
+    throw new ApiError(401, 'unauthorized', 'no token yet');
+  }
+  const init = { method, headers: { Authorization: `Bearer ${t}` } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network', `Could not reach the API (${e.message}).`);
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    if (res.status === 401) needToken();
+    throw new ApiError(res.status, e.code || `http_${res.status}`,
+      e.message || `The API answered ${res.status} ${res.statusText}.`);
+  }
+  return data;
+}
+
+const hookPath = (id, rest = '') => `/api/webhooks/${encodeURIComponent(id)}${rest}`;
+
+// ---- token ----------------------------------------------------------------------------------
+
+function claims(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+function showTokenState() {
+  const t = token();
+  const c = t && claims(t);
+  let text = 'No token yet. It is kept for this browser tab only.';
+  if (t) {
+    text = 'Token set';
+    if (c && c.sub) text += ` for user ${c.sub}`;
+    if (c && c.exp) text += `, ${c.exp * 1000 < Date.now() ? 'expired' : 'valid until'} ${new Date(c.exp * 1000).toLocaleString()}`;
+    text += '.';
+  }
+  $('token-state').textContent = text;
+}
+
+function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  showTokenState();
+}
+
+function needToken() {
+  setToken(null);
+  $('token').focus();
+}
+
+// ---- buckets --------------------------------------------------------------------------------
+
+function recentBuckets() {
+  try {
+    const list = JSON.parse(localStorage.getItem(BUCKETS_KEY) || '[]');
+    return Array.isArray(list) ? list.filter((b) => /^[0-9a-f]{24}$/.test(b)) : [];
+  } catch {
+    return [];
+  }
+}
+
+function rememberBucket(b) {
+  const list = [b, ...recentBuckets().filter((x) => x !== b)].slice(0, 8);
+  localStorage.setItem(BUCKETS_KEY, JSON.stringify(list));
+  showRecentBuckets();
+}
+
+function showRecentBuckets() {
+  $('recent-buckets').replaceChildren(...recentBuckets().map((b) => el('option', { value: b })));
+}
+
+// ---- the webhook list -----------------------------------------------------------------------
+
+async function loadWebhooks() {
+  if (!state.bucket) return;
+  const hooks = [];
+  let cursor = null;
+  for (let page = 0; page < 50; page++) {
+    const q = new URLSearchParams({ bucketId: state.bucket, limit: '100' });
+    if (cursor) q.set('cursor', cursor);
+    const res = await api('GET', `/api/webhooks?${q}`);
+    hooks.push(...res.data);
+    cursor = res.nextCursor;
+    if (!cursor) break;
+  }
+  state.hooks = hooks;
+  renderList();
+}
+
+const byAction = (action, id) =>
+  document.querySelector(`[data-action="${action}"][data-id="${CSS.escape(id || '')}"]`);
+
+// Re-renders while keeping keyboard focus on the "same" control (same action, same item).
+function keepFocus(fn) {
+  const a = document.activeElement;
+  const key = a && a.dataset && a.dataset.action ? [a.dataset.action, a.dataset.id] : null;
+  fn();
+  const again = key && byAction(key[0], key[1]);
+  if (again) again.focus();
+}
+
+function renderList() {
+  keepFocus(() => {
+    $('list-h').textContent = `Webhooks of bucket ${state.bucket}`;
+    $('list-empty').textContent = state.hooks.length ? '' : 'No webhooks in this bucket yet.';
+    $('list-empty').hidden = state.hooks.length > 0;
+    $('webhooks').replaceChildren(...state.hooks.map(card));
+  });
+}
+
+function retryText(r) {
+  if (!r) return '';
+  return `${r.maxRetries} retries, backoff ×${r.backoffMultiplier}, first after ${r.initialDelaySeconds} s`;
+}
+
+function statsText(w) {
+  const s = w.stats || {};
+  return `${s.totalDeliveries ?? 0} total, ${s.successfulDeliveries ?? 0} succeeded, ${s.failedDeliveries ?? 0} failed`;
+}
+
+function lastDelivery(w) {
+  return w.lastDeliveryStatus
+    ? el('span', {}, `${w.lastDeliveryStatus} at `, when(w.lastDeliveryAt))
+    : el('span', { text: 'none yet' });
+}
+
+function card(w) {
+  const id = w.id;
+  const btn = (action, text, cls) => el('button', { type: 'button', className: cls, dataset: { action, id }, text });
+  const testSelect = el('select', { id: `test-event-${id}` },
+    el('option', { value: '', text: 'first subscribed event' }),
+    ...w.events.map((e) => el('option', { value: e, text: e })));
+  return el('li', { className: 'hook', id: `hook-${id}`, dataset: { id } },
+    el('article', { 'aria-labelledby': `hook-url-${id}` },
+      el('h3', { id: `hook-url-${id}`, className: 'url', text: w.url }),
+      el('p', {},
+        el('span', { className: w.active ? 'badge on' : 'badge off', text: w.active ? 'Active' : 'Disabled' }),
+        w.format && w.format !== 'json' ? el('span', { className: 'badge', text: `format: ${w.format}` }) : null),
+      w.description ? el('p', { className: 'desc', text: w.description }) : null,
+      el('dl', { className: 'facts' },
+        el('dt', { text: 'Events' }), el('dd', { text: w.events.join(', ') }),
+        el('dt', { text: 'Deliveries' }),
+        el('dd', { className: 'stats', text: statsText(w) }),
+        el('dt', { text: 'Last delivery' }), el('dd', { className: 'last' }, lastDelivery(w)),
+        el('dt', { text: 'Retries' }), el('dd', { text: retryText(w.retryConfig) }),
+        el('dt', { text: 'Secret' }), el('dd', { text: w.secretHint || '' }),
+        el('dt', { text: 'Id' }), el('dd', { className: 'mono', text: id })),
+      el('div', { className: 'row center' },
+        el('label', { for: `test-event-${id}`, text: 'Test event' }), testSelect,
+        btn('test', 'Send test')),
+      el('div', { className: 'row' },
+        btn('deliveries', 'Deliveries'),
+        btn('edit', 'Edit', 'secondary'),
+        btn('toggle', w.active ? 'Disable' : 'Enable', 'secondary'),
+        btn('delete', 'Delete', 'danger'))));
+}
+
+async function onListClick(ev) {
+  const b = ev.target.closest('button[data-action]');
+  if (!b) return;
+  const w = state.hooks.find((h) => h.id === b.dataset.id);
+  if (!w) return;
+  await run(b, async () => {
+    switch (b.dataset.action) {
+      case 'test': {
+        const event = $(`test-event-${w.id}`).value;
+        const q = await api('POST', hookPath(w.id, '/test'), event ? { event } : undefined);
+        say(`Test delivery ${q.deliveryId} (${q.event}) queued for ${w.url}.`);
+        if (state.open === w.id) setTimeout(refreshDeliveries, 1000);
+        break;
+      }
+      case 'deliveries':
+        await openDeliveries(w.id);
+        break;
+      case 'edit':
+        startEdit(w);
+        break;
+      case 'toggle': {
+        const u = await api('PATCH', hookPath(w.id), { active: !w.active });
+        await loadWebhooks();
+        say(`${u.url} is now ${u.active ? 'active' : 'disabled'}.`);
+        break;
+      }
+      case 'delete':
+        if (!window.confirm(`Delete the webhook to ${w.url}? Pending deliveries are dropped.`)) return;
+        await api('DELETE', hookPath(w.id));
+        if (state.open === w.id) closeDeliveries();
+        if (state.editing === w.id) stopEdit();
+        await loadWebhooks();
+        say(`Deleted the webhook to ${w.url}.`);
+        $('list-h').focus();
+        break;
+    }
+  });
+}
+
+// ---- create / edit --------------------------------------------------------------------------
+
+function formBody(form) {
+  const f = form.elements;
+  const body = {
+    url: f.url.value.trim(),
+    events: [...form.querySelectorAll('input[name=events]:checked')].map((c) => c.value),
+    retryConfig: {
+      maxRetries: Number(f.maxRetries.value),
+      backoffMultiplier: Number(f.backoffMultiplier.value),
+      initialDelaySeconds: Number(f.initialDelaySeconds.value),
+    },
+  };
+  const description = f.description.value.trim();
+  return { body, description, secret: f.secret.value, format: f.format.value };
+}
+
+async function onSubmitWebhook(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  await run($('form-submit'), async () => {
+    const { body, description, secret, format } = formBody(form);
+    if (state.editing) {
+      const w = state.hooks.find((h) => h.id === state.editing);
+      body.description = description || null;
+      // Only APIs that know `format` show it on a webhook; send it only to those, when changed.
+      if (w && 'format' in w && format !== w.format) body.format = format;
+      const u = await api('PATCH', hookPath(state.editing), body);
+      stopEdit();
+      await loadWebhooks();
+      say(`Saved the webhook to ${u.url}.`);
+      const again = byAction('edit', u.id);
+      if (again) again.focus();
+      return;
+    }
+    if (!state.bucket) throw new Error('Enter a bucket id first.');
+    body.bucketId = state.bucket;
+    if (description) body.description = description;
+    if (secret) body.secret = secret;
+    if (format !== 'json') body.format = format;
+    const created = await api('POST', '/api/webhooks', body);
+    form.reset();
+    showSecret(created.secret);
+    delete created.secret;
+    await loadWebhooks();
+    say(`Created the webhook to ${created.url}.`);
+  });
+}
+
+function startEdit(w) {
+  state.editing = w.id;
+  const f = $('webhook-form').elements;
+  f.url.value = w.url;
+  for (const c of $('webhook-form').querySelectorAll('input[name=events]')) c.checked = w.events.includes(c.value);
+  f.description.value = w.description || '';
+  f.format.value = w.format || 'json';
+  f.format.disabled = !('format' in w);
+  f.maxRetries.value = w.retryConfig.maxRetries;
+  f.backoffMultiplier.value = w.retryConfig.backoffMultiplier;
+  f.initialDelaySeconds.value = w.retryConfig.initialDelaySeconds;
+  $('secret-field').hidden = true;
+  $('form-h').textContent = 'Edit webhook';
+  $('form-submit').textContent = 'Save changes';
+  $('form-cancel').hidden = false;
+  f.url.focus();
+}
+
+function stopEdit() {
+  const id = state.editing;
+  state.editing = null;
+  $('webhook-form').reset();
+  $('webhook-form').elements.format.disabled = false;
+  $('secret-field').hidden = false;
+  $('form-h').textContent = 'New webhook';
+  $('form-submit').textContent = 'Create webhook';
+  $('form-cancel').hidden = true;
+  return id;
+}
+
+// ---- the one-time secret --------------------------------------------------------------------
+
+function showSecret(secret) {
+  $('secret-value').textContent = secret || '(the API returned no secret)';
+  $('secret-panel').hidden = false;
+  $('secret-h').focus();
+}
+
+function dismissSecret() {
+  $('secret-value').textContent = '';
+  $('secret-panel').hidden = true;
+  say('The secret is hidden and no longer kept by this page.');
+  $('list-h').focus();
+}
+
+async function copySecret() {
+  try {
+    await navigator.clipboard.writeText($('secret-value').textContent);
+    say('Secret copied to the clipboard.');
+  } catch {
+    showError(new Error('Could not copy: select the secret and copy it by hand.'));
+  }
+}
+
+// ---- deliveries and dead letters ------------------------------------------------------------
+
+async function openDeliveries(id) {
+  state.open = id;
+  $('deliveries-panel').hidden = false;
+  await refreshDeliveries();
+  $('deliveries-h').focus();
+  schedule();
+}
+
+function closeDeliveries() {
+  state.open = null;
+  state.shown = '';
+  clearTimeout(state.timer);
+  $('deliveries-panel').hidden = true;
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  if (state.open && $('auto-refresh').checked) {
+    state.timer = setTimeout(async () => {
+      try {
+        await refreshDeliveries();
+      } catch (e) {
+        showError(e);
+        if (e.status === 401) return; // no token: stop polling until the user acts again
+      }
+      schedule();
+    }, AUTO_REFRESH_MS);
+  }
+}
+
+async function refreshDeliveries() {
+  const id = state.open;
+  if (!id) return;
+  const [w, attempts, dead] = await Promise.all([
+    api('GET', hookPath(id)),
+    api('GET', hookPath(id, '/deliveries?limit=50')),
+    api('GET', hookPath(id, '/dead-letters?limit=100')),
+  ]);
+  if (state.open !== id) return;
+  $('deliveries-url').textContent = w.url;
+  $('deliveries-summary').textContent = `${statsText(w)}. Updated ${new Date().toLocaleTimeString()}.`;
+  // Touch the tables only when something changed, keeping focus and opened response bodies.
+  const shown = JSON.stringify([id, attempts.data, dead.data]);
+  if (shown !== state.shown) {
+    state.shown = shown;
+    const open = new Set([...document.querySelectorAll('#attempts details[open]')].map((d) => d.dataset.key));
+    keepFocus(() => {
+      fillTable('attempts', attempts.data.map((a) => attemptRow(a, open)));
+      fillTable('dead', dead.data.map(deadRow));
+    });
+  }
+  $('redeliver-all').hidden = dead.data.length === 0;
+  // Keep the card's stats in step, in place.
+  const i = state.hooks.findIndex((h) => h.id === id);
+  const c = $(`hook-${id}`);
+  if (i >= 0 && c) {
+    state.hooks[i] = w;
+    c.querySelector('.stats').textContent = statsText(w);
+    c.querySelector('.last').replaceChildren(lastDelivery(w));
+  }
+}
+
+function fillTable(id, rows) {
+  $(id).querySelector('tbody').replaceChildren(...rows);
+  $(id).hidden = rows.length === 0;
+  $(`${id === 'attempts' ? 'attempts' : 'dead'}-empty`).hidden = rows.length > 0;
+}
+
+const td = (label, ...content) => el('td', { 'data-label': label }, ...content);
+
+function attemptRow(a, open) {
+  const key = `${a.deliveryId}:${a.generation}:${a.attempt}`;
+  const body = a.responseBody
+    ? el('details', { open: open.has(key), dataset: { key } },
+      el('summary', { dataset: { action: 'body', id: key }, text: 'Response body' }), el('pre', { text: a.responseBody }))
+    : null;
+  const details = el('div', {},
+    el('div', { className: 'mono small', text: `delivery ${a.deliveryId}` }),
+    a.error ? el('div', { className: 'err', text: a.error }) : null, body);
+  return el('tr', { className: `attempt ${a.status}` },
+    td('When', when(a.at)), td('Event', a.event), td('Attempt', String(a.attempt)),
+    td('Status', el('span', { className: `badge ${a.status === 'success' ? 'on' : 'off'}`, text: a.status })),
+    td('Code', a.statusCode == null ? '—' : String(a.statusCode)),
+    td('Duration', `${a.durationMs} ms`), td('Details', details));
+}
+
+function deadRow(d) {
+  const b = el('button', { type: 'button', className: 'secondary', dataset: { action: 'redeliver', id: d.deliveryId }, text: 'Redeliver' });
+  return el('tr', {},
+    td('When', when(d.at)), td('Event', d.event), td('Attempts', String(d.attempts)),
+    td('Error', el('span', { className: 'err', text: d.error })),
+    td('Delivery id', el('span', { className: 'mono small', text: d.deliveryId })),
+    td('Action', b));
+}
+
+async function onDeadClick(ev) {
+  const b = ev.target.closest('button[data-action=redeliver]');
+  if (!b || !state.open) return;
+  await run(b, async () => {
+    await api('POST', hookPath(state.open, `/deliveries/${encodeURIComponent(b.dataset.id)}/redeliver`));
+    say(`Delivery ${b.dataset.id} queued again.`);
+    await refreshDeliveries();
+  });
+}
+
+async function redeliverAll() {
+  await run($('redeliver-all'), async () => {
+    const r = await api('POST', hookPath(state.open, '/deliveries/redeliver'));
+    say(`${r.deliveries.length} dead letter(s) queued again.`);
+    await refreshDeliveries();
+  });
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+async function selectBucket(b) {
+  state.bucket = b;
+  $('bucket').value = b;
+  rememberBucket(b);
+  closeDeliveries();
+  await loadWebhooks();
+  say(`${state.hooks.length} webhook(s) in bucket ${b}.`);
+}
+
+function init() {
+  showTokenState();
+  showRecentBuckets();
+  // The development token exists in the local mode only.
+  fetch('/dashboard/dev-token', { method: 'HEAD' })
+    .then((r) => { $('dev-token').hidden = !r.ok; })
+    .catch(() => {});
+
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = $('token').value.trim().replace(/^Bearer\s+/i, '');
+    $('token').value = '';
+    if (!t) return showError(new Error('Paste a token first.'));
+    setToken(t);
+    clearError();
+    say('Token set.');
+    if (state.bucket) run(null, loadWebhooks);
+  });
+  $('dev-token').addEventListener('click', (ev) => run(ev.currentTarget, async () => {
+    const r = await fetch('/dashboard/dev-token');
+    if (!r.ok) throw new Error('No development token here (it exists in the local mode only).');
+    setToken((await r.json()).token);
+    say('Using the development token (user dev-user).');
+    if (state.bucket) await loadWebhooks();
+  }));
+  $('forget-token').addEventListener('click', () => { setToken(null); say('Token forgotten.'); });
+
+  $('bucket-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const b = $('bucket').value.trim().toLowerCase();
+    run(ev.submitter, () => selectBucket(b));
+  });
+  $('refresh-list').addEventListener('click', (ev) => run(ev.currentTarget, async () => {
+    if (!state.bucket) throw new Error('Enter a bucket id first.');
+    await loadWebhooks();
+    say('List refreshed.');
+  }));
+  $('webhooks').addEventListener('click', onListClick);
+  $('webhook-form').addEventListener('submit', onSubmitWebhook);
+  $('form-cancel').addEventListener('click', () => {
+    const id = stopEdit();
+    const b = id && byAction('edit', id);
+    if (b) b.focus();
+  });
+  $('dismiss-secret').addEventListener('click', dismissSecret);
+  $('copy-secret').addEventListener('click', copySecret);
+  $('refresh-deliveries').addEventListener('click', (ev) => run(ev.currentTarget, async () => {
+    await refreshDeliveries();
+    say('Deliveries refreshed.');
+  }));
+  $('auto-refresh').addEventListener('change', schedule);
+  $('close-deliveries').addEventListener('click', () => {
+    const id = state.open;
+    closeDeliveries();
+    const b = byAction('deliveries', id);
+    if (b) b.focus();
+  });
+  $('dead').addEventListener('click', onDeadClick);
+  $('redeliver-all').addEventListener('click', redeliverAll);
+
+  const recent = recentBuckets()[0];
+  if (recent) {
+    $('bucket').value = recent;
+    if (token()) run(null, () => selectBucket(recent));
+  }
+}
+
+document.addEventListener('DOMContentLoaded', init);
