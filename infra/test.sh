@@ -7,7 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-command -v curl >/dev/null || { echo "infra/test.sh: curl is required (apt-get install curl)" >&2; exit 1; }
+for tool in curl node npm python3; do
+  command -v "$tool" >/dev/null || { echo "infra/test.sh: $tool is required (apt-get install curl nodejs npm python3-venv)" >&2; exit 1; }
+done
 ./infra/setup-venv.sh
 ./infra/setup-browser.sh   # Debian's chromium + playwright-core, for the dashboard's browser test
 export MOTO_SERVER_BIN="$root/.venv/bin/moto_server"

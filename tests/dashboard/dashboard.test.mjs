@@ -176,7 +176,7 @@ await step('send a test; the deliveries panel shows it succeeded with 200', asyn
   await until('status says queued', async () => /Test delivery .* queued/.test(await statusText()));
   await button(c, 'Deliveries').click();
   await page.locator('#deliveries-panel').waitFor({ state: 'visible' });
-  check(await page.locator('#deliveries-url').textContent() === HOOK_URL, 'the panel names the webhook');
+  await until('the panel names the webhook', async () => (await page.locator('#deliveries-url').textContent()) === HOOK_URL);
   const row = page.locator('#attempts tbody tr', { hasText: 'webhook.test' });
   await until('a successful webhook.test attempt with 200', async () => {
     if (!(await row.count())) {

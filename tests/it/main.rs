@@ -3,11 +3,21 @@
 //! - [`helpers`]: the moto server harness, `template.yaml` reading, DynamoDB fixtures.
 //! - [`dynamodb`]: `DynamoDbSubscriptionStore` against DynamoDB in moto, on tables built from
 //!   `template.yaml`.
+//! - [`delivery_log`]: `DynamoDbDeliveryLog` against DynamoDB in moto (the core's contract).
+//! - [`sqs`]: `SqsDeliveryQueue` and `SqsWorkerQueue` against SQS in moto.
+//! - [`delivery`]: the delivery Lambda's handler end to end (moto queues and tables, real HTTP
+//!   receivers on 127.0.0.1, the real sender).
+//! - [`signatures`]: real deliveries verified by the guide's Node.js and Python checks.
 //! - [`template`]: `template.yaml` declares what the code uses.
 //!
-//! Needs moto (`./infra/setup-venv.sh` installs it into `./.venv`); a missing moto fails the
+//! Needs moto and the Standard Webhooks library (`./infra/setup-venv.sh` installs both into
+//! `./.venv`), `node` and `python3`; a missing moto fails the
 //! tests with that instruction, it never skips them.
 
+mod delivery;
+mod delivery_log;
 mod dynamodb;
 mod helpers;
+mod signatures;
+mod sqs;
 mod template;

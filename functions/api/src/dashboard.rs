@@ -24,8 +24,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
@@ -46,6 +52,10 @@ pub async fn style() -> Response {
 pub async fn dev_token(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match &state.dev_token {
         Some(t) => Ok(Json(serde_json::json!({ "token": t }))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no development token here")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no development token here",
+        )),
     }
 }

@@ -1,3 +1,41 @@
-//! The API Lambda: wiring only. Tracing, config from the environment, SDK clients built once,
-//! then `lambda_http` serves the same Router the local mode serves.
-fn main() {}
+//! The API Lambda: wiring only. Tracing, configuration from the environment (failing at cold
+//! start with the missing variable's name), SDK clients and adapters built once, then
+//! `lambda_http` serves the same Router the local mode serves.
+
+use std::sync::Arc;
+
+use webhooks_api::config::ApiConfig;
+use webhooks_api::{AppState, Ports, router};
+use webhooks_aws::{
+    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig,
+    SqsDeliveryQueue, load_sdk_config,
+};
+use webhooks_core::time::SystemClock;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time() // CloudWatch stamps each line
+        .init();
+    let config = ApiConfig::from_env()?;
+    let sdk = load_sdk_config().await;
+    let ports = Ports {
+        store: Arc::new(DynamoDbSubscriptionStore::from_config(
+            &sdk,
+            &DynamoDbConfig::from_env()?,
+        )),
+        log: Arc::new(DynamoDbDeliveryLog::from_config(
+            &sdk,
+            &DeliveryLogConfig::from_env()?,
+        )),
+        queue: Arc::new(SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_env()?)),
+        clock: Arc::new(SystemClock),
+    };
+    let state = AppState::new(ports, config.url_policy, &config.jwt_secret)?;
+    lambda_http::run(router(state)).await
+}

@@ -28,6 +28,19 @@ pub enum ConfigError {
     },
 }
 
+/// Reads the required variable `name` through `lookup`: trimmed, and neither missing nor empty.
+fn required(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    what: &'static str,
+) -> Result<String, ConfigError> {
+    match lookup(name) {
+        None => Err(ConfigError::Missing { name, what }),
+        Some(v) if v.trim().is_empty() => Err(ConfigError::Empty { name, what }),
+        Some(v) => Ok(v.trim().to_owned()),
+    }
+}
+
 /// Where the DynamoDB store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynamoDbConfig {
@@ -48,14 +61,96 @@ impl DynamoDbConfig {
     /// Reads the configuration through `lookup` (the environment in production, a map in tests,
     /// so tests never mutate the process environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let (name, what) = (Self::TABLE_ENV, "the DynamoDB table of webhooks");
-        match lookup(name) {
-            None => Err(ConfigError::Missing { name, what }),
-            Some(v) if v.trim().is_empty() => Err(ConfigError::Empty { name, what }),
-            Some(v) => Ok(Self {
-                table_name: v.trim().to_owned(),
-            }),
-        }
+        Ok(Self {
+            table_name: required(&lookup, Self::TABLE_ENV, "the DynamoDB table of webhooks")?,
+        })
+    }
+}
+
+/// Where the delivery log keeps attempts, final markers and dead letters, and the webhooks table
+/// whose counters `finish` updates in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLogConfig {
+    /// The deliveries table (`DeliveriesTable` in `template.yaml`).
+    pub deliveries_table: String,
+    /// The webhooks table (`WebhooksTable`).
+    pub webhooks_table: String,
+}
+
+impl DeliveryLogConfig {
+    /// The variable holding the deliveries table's name (`!Ref DeliveriesTable`).
+    pub const TABLE_ENV: &'static str = "DELIVERIES_TABLE";
+
+    /// Reads [`Self::TABLE_ENV`] and [`DynamoDbConfig::TABLE_ENV`] from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            deliveries_table: required(
+                &lookup,
+                Self::TABLE_ENV,
+                "the DynamoDB table of delivery attempts and dead letters",
+            )?,
+            webhooks_table: DynamoDbConfig::from_lookup(&lookup)?.table_name,
+        })
+    }
+}
+
+/// The delivery queue, as the API (which enqueues) needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsConfig {
+    /// The URL of the delivery queue (`DeliveryQueue` in `template.yaml`).
+    pub queue_url: String,
+}
+
+impl SqsConfig {
+    /// The variable holding the delivery queue's URL (`!Ref DeliveryQueue`).
+    pub const QUEUE_ENV: &'static str = "QUEUE_URL";
+
+    /// Reads [`Self::QUEUE_ENV`] from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            queue_url: required(&lookup, Self::QUEUE_ENV, "the SQS delivery queue's URL")?,
+        })
+    }
+}
+
+/// Both queues, as the delivery worker needs them: the delivery queue (to change a message's
+/// visibility) and the dead-letter queue (to move a delivery that gave up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsWorkerConfig {
+    pub queue_url: String,
+    /// The URL of the dead-letter queue (`DeadLetterQueue` in `template.yaml`).
+    pub dead_letter_queue_url: String,
+}
+
+impl SqsWorkerConfig {
+    /// The variable holding the dead-letter queue's URL (`!Ref DeadLetterQueue`).
+    pub const DLQ_ENV: &'static str = "DLQ_URL";
+
+    /// Reads [`SqsConfig::QUEUE_ENV`] and [`Self::DLQ_ENV`] from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            queue_url: SqsConfig::from_lookup(&lookup)?.queue_url,
+            dead_letter_queue_url: required(
+                &lookup,
+                Self::DLQ_ENV,
+                "the SQS dead-letter queue's URL",
+            )?,
+        })
     }
 }
 
@@ -83,6 +178,54 @@ mod tests {
                 err,
                 ConfigError::Empty {
                     name: "WEBHOOKS_TABLE",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn delivery_side_configs_read_their_variables_and_name_the_missing_one() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let all = env(&[
+            ("WEBHOOKS_TABLE", "w"),
+            ("DELIVERIES_TABLE", " d "),
+            ("QUEUE_URL", "http://q"),
+            ("DLQ_URL", "http://dlq"),
+        ]);
+        assert_eq!(
+            DeliveryLogConfig::from_lookup(all),
+            Ok(DeliveryLogConfig {
+                deliveries_table: "d".into(),
+                webhooks_table: "w".into()
+            })
+        );
+        assert_eq!(
+            SqsWorkerConfig::from_lookup(all),
+            Ok(SqsWorkerConfig {
+                queue_url: "http://q".into(),
+                dead_letter_queue_url: "http://dlq".into()
+            })
+        );
+        assert_eq!(SqsConfig::from_lookup(all).unwrap().queue_url, "http://q");
+
+        let err = DeliveryLogConfig::from_lookup(env(&[("DELIVERIES_TABLE", "d")])).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOKS_TABLE"), "{err}");
+        let err = SqsWorkerConfig::from_lookup(env(&[("QUEUE_URL", "q")])).unwrap_err();
+        assert!(err.to_string().contains("DLQ_URL"), "{err}");
+        let err = SqsConfig::from_lookup(env(&[("QUEUE_URL", "")])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Empty {
+                    name: "QUEUE_URL",
                     ..
                 }
             ),

@@ -1,4 +1,5 @@
-//! [`DynamoDbSubscriptionStore`]: the [`SubscriptionStore`] port on one DynamoDB table.
+//! [`DynamoDbSubscriptionStore`]: the [`SubscriptionStore`] port on one DynamoDB table; and
+//! [`DynamoDbDeliveryLog`] (module [`delivery_log`]): the delivery history on a second one.
 //!
 //! ## Table design (declared as `WebhooksTable` in `template.yaml`)
 //!
@@ -21,6 +22,7 @@
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
+pub mod delivery_log;
 pub mod item;
 
 mod error;
@@ -39,6 +41,8 @@ use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 use self::error::{condition_failed, corrupt, id_taken, redact, redact_str, unavailable};
 use self::item::{WebhookItem, attr};
 use crate::config::DynamoDbConfig;
+
+pub use self::delivery_log::{BY_TIME_INDEX, DynamoDbDeliveryLog};
 
 /// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`.
 pub const BY_OWNER_INDEX: &str = "byOwner";

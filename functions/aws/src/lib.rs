@@ -1,23 +1,35 @@
 //! # webhooks-aws
 //!
 //! The AWS adapters of dakkio webhooks: [`DynamoDbSubscriptionStore`] (the
-//! [`SubscriptionStore`](webhooks_core::ports::SubscriptionStore) port on DynamoDB) and the loading
-//! of the AWS SDK configuration the Lambda entry points share.
+//! [`SubscriptionStore`](webhooks_core::ports::SubscriptionStore) port on DynamoDB),
+//! [`DynamoDbDeliveryLog`] (the [`DeliveryLog`](webhooks_core::ports::DeliveryLog) port),
+//! [`SqsDeliveryQueue`] (the [`DeliveryQueue`](webhooks_core::ports::DeliveryQueue) port on SQS),
+//! [`SqsWorkerQueue`] (what the delivery Lambda does to a received message: change its
+//! visibility, move it to the dead-letter queue), and the loading of the AWS SDK configuration the
+//! Lambda entry points share.
 //!
 //! This crate depends on `webhooks-core` and the AWS SDK only. It must not depend on axum, the
 //! Lambda runtime or any entry point: the Lambda mains, the local binary (for its AWS option) and
 //! the integration tests depend on it, never the other way round. SDK types stay inside: every
-//! port method answers with domain values and [`StoreError`](webhooks_core::ports::StoreError).
+//! port method answers with domain values and [`StoreError`](webhooks_core::ports::StoreError),
+//! [`EnqueueError`](webhooks_core::ports::EnqueueError) or [`QueueError`].
 //!
 //! ## Layout
-//! - [`config`]: [`load_sdk_config`] and the typed [`DynamoDbConfig`] read from the environment.
-//! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping.
-//!   The table design (key schema, the `byOwner` and `byBucket` indexes) is documented there and
-//!   declared in the repository's `template.yaml`, from which the integration tests build their
-//!   emulator tables.
+//! - [`config`]: [`load_sdk_config`] and the typed configs read from the environment
+//!   (`WEBHOOKS_TABLE`, `DELIVERIES_TABLE`, `QUEUE_URL`, `DLQ_URL`).
+//! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
+//!   [`dynamodb::delivery_log`]: the delivery log and its table design.
+//! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
+//!
+//! The table and queue designs are documented in their modules and declared in the repository's
+//! `template.yaml`, from which the integration tests build their emulator tables and queues.
 
 pub mod config;
 pub mod dynamodb;
+pub mod sqs;
 
-pub use config::{ConfigError, DynamoDbConfig, load_sdk_config};
-pub use dynamodb::DynamoDbSubscriptionStore;
+pub use config::{
+    ConfigError, DeliveryLogConfig, DynamoDbConfig, SqsConfig, SqsWorkerConfig, load_sdk_config,
+};
+pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
+pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

@@ -11,9 +11,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
-use webhooks_aws::{DynamoDbConfig, DynamoDbSubscriptionStore};
+use webhooks_aws::{
+    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore,
+};
 
 use super::template::{self, TableProperties};
 use super::{moto, poll_until};
@@ -47,8 +49,8 @@ fn unique_table_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// Creates a table named `name` from `Resources.<logical_id>` of `template.yaml` and waits until
-/// it and its indexes are ACTIVE.
+/// Creates a table named `name` from `Resources.<logical_id>` of `template.yaml` (keys, indexes,
+/// billing, TTL) and waits until it and its indexes are ACTIVE.
 pub async fn create_table_from_template(client: &Client, logical_id: &str, name: &str) {
     let props: TableProperties = template::properties(logical_id);
     let key_schema = |keys: &[template::KeySchemaElement]| -> Vec<KeySchemaElement> {
@@ -124,6 +126,23 @@ pub async fn create_table_from_template(client: &Client, logical_id: &str, name:
         },
     )
     .await;
+
+    // moto records the TTL setting but never expires items, which the tests do not rely on.
+    if let Some(ttl) = &props.time_to_live_specification {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(&ttl.attribute_name)
+                    .enabled(ttl.enabled)
+                    .build()
+                    .expect("ttl specification"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("TTL of {name} from {logical_id}: {e:?}"));
+    }
 }
 
 /// A fresh webhooks table in moto (built from `WebhooksTable`) and a store on it.
@@ -151,6 +170,36 @@ impl WebhooksTable {
             client,
             name,
             store,
+        }
+    }
+}
+
+/// Both tables of the delivery side in moto (built from `WebhooksTable` and `DeliveriesTable`),
+/// the store on the first and the delivery log on both.
+#[derive(Debug)]
+pub struct DeliveryTables {
+    pub webhooks: WebhooksTable,
+    pub deliveries_name: String,
+    pub log: DynamoDbDeliveryLog,
+}
+
+impl DeliveryTables {
+    pub async fn create() -> Self {
+        let webhooks = WebhooksTable::create().await;
+        let deliveries_name = unique_table_name("deliveries");
+        create_table_from_template(&webhooks.client, "DeliveriesTable", &deliveries_name).await;
+        // Through the same constructor and config the Lambda mains use.
+        let config = DeliveryLogConfig::from_lookup(|name| match name {
+            "WEBHOOKS_TABLE" => Some(webhooks.name.clone()),
+            "DELIVERIES_TABLE" => Some(deliveries_name.clone()),
+            _ => None,
+        })
+        .expect("delivery log config");
+        let log = DynamoDbDeliveryLog::from_config(&sdk_config_for(moto::endpoint()), &config);
+        Self {
+            webhooks,
+            deliveries_name,
+            log,
         }
     }
 }

@@ -3,10 +3,17 @@
 //! - [`moto`]: one moto server per test process, started lazily on a free port, killed with it.
 //! - [`template`]: `template.yaml` read as data (CloudFormation tags and all).
 //! - [`dynamo`]: SDK configs pointed at moto, per-test tables created from `template.yaml`.
+//! - [`sqs`]: per-test delivery and dead-letter queues created from `template.yaml`, and what the
+//!   Lambda event source does with them (receive a batch as an `SqsEvent`, delete what succeeded).
+//! - [`receiver`]: HTTP receivers on 127.0.0.1 that record what they get and answer as told.
+//! - [`world`]: the delivery side wired as the delivery Lambda wires it, on all of the above.
 
 pub mod dynamo;
 pub mod moto;
+pub mod receiver;
+pub mod sqs;
 pub mod template;
+pub mod world;
 
 use std::time::{Duration, Instant};
 

@@ -43,6 +43,14 @@ pub struct TableProperties {
     #[serde(default)]
     pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
     pub billing_mode: Option<String>,
+    pub time_to_live_specification: Option<TimeToLiveSpecification>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TimeToLiveSpecification {
+    pub attribute_name: String,
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

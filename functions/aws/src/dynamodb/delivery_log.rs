@@ -1,0 +1,781 @@
+//! [`DynamoDbDeliveryLog`]: the [`DeliveryLog`] port on DynamoDB — delivery attempts, final
+//! markers and dead letters in one table, the outcome counters in the webhooks table.
+//!
+//! ## Table design (declared as `DeliveriesTable` in `template.yaml`)
+//!
+//! Every item of a webhook shares its partition (`webhookId`); the sort key's prefix tells the
+//! kinds apart. Numbers in keys are zero-padded so that string order is numeric order.
+//!
+//! | item | `sk` (RANGE) | `listKey` (RANGE of `byTime`) | TTL `expiresAt` |
+//! |---|---|---|---|
+//! | attempt | `A#<deliveryId>#<generation:010>#<attempt:05>` | `A#<at:010>#<deliveryId>#<generation:010>#<attempt:05>` | `at` + 30 days |
+//! | final marker | `F#<deliveryId>#<generation:010>` | — | `at` + 30 days |
+//! | dead letter | `D#<deliveryId>` | `D#<at:010>#<deliveryId>` | none: kept until redelivered |
+//!
+//! | | HASH | RANGE | used for |
+//! |---|---|---|---|
+//! | table | `webhookId` (S) | `sk` (S) | every write; `attempts_of` (consistent read); `dead_letter` |
+//! | GSI `byTime` (projection ALL, sparse) | `webhookId` (S) | `listKey` (S) | `recent_attempts` (newest first), `dead_letters` (oldest first) |
+//!
+//! Why the attempt's base key is `(delivery, generation, attempt)` and not its time: the contract
+//! keys an attempt by exactly that (recording it twice keeps one record, whatever its `at`), and
+//! `attempts_of` — the read the dispatcher bases its decisions on (was this delivery already
+//! sent? which attempt is next?) — is then a strongly consistent query on the table. The history
+//! views read the time-ordered index, which may lag a write by a moment, like any GSI.
+//!
+//! `finish` is one `TransactWriteItems`: put the final marker if absent, and add the outcome to
+//! the webhook's counters if the webhook exists. Either condition failing cancels both: a repeat
+//! counts nothing, a deleted webhook counts nothing and gets no marker. Transactions that collide
+//! with another write of the same items (`TransactionConflict`, frequent when many deliveries of
+//! one webhook finish at once) are retried here with jittered backoff.
+//!
+//! Final markers expire with the attempts (30 days): longer than any delivery can stay in flight
+//! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
+//! finds its marker. Dead letters never expire: they hold the only copy of the body for a
+//! redelivery; the user removes them by redelivering them.
+//!
+//! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use webhooks_core::delivery::{
+    ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask,
+};
+use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::webhook::DeliveryStatus;
+use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
+
+use super::error::unavailable;
+use super::expr;
+use super::item::attr as webhook_attr;
+use crate::config::DeliveryLogConfig;
+
+/// The GSI of a webhook's attempts and dead letters in time order: HASH `webhookId`, RANGE
+/// `listKey`.
+pub const BY_TIME_INDEX: &str = "byTime";
+
+/// Attribute names of the deliveries table's keys.
+pub mod key {
+    /// HASH key of the table and of `byTime`.
+    pub const WEBHOOK_ID: &str = "webhookId";
+    /// RANGE key of the table.
+    pub const SK: &str = "sk";
+    /// RANGE key of `byTime` (attempts and dead letters only).
+    pub const LIST_KEY: &str = "listKey";
+    /// The TTL attribute (epoch seconds).
+    pub const EXPIRES_AT: &str = "expiresAt";
+}
+
+/// How many times `finish` tries a transaction that collided with another write.
+const FINISH_TRIES: u32 = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// `at` as the 10 digits of its unix seconds (clamped to 0..=9_999_999_999), for sort keys.
+fn at_key(at: Timestamp) -> String {
+    format!("{:010}", at.unix().clamp(0, 9_999_999_999))
+}
+
+/// The table's sort key of an attempt.
+pub fn attempt_sk(delivery: &DeliveryId, generation: u32, attempt: u32) -> String {
+    format!("A#{delivery}#{generation:010}#{attempt:05}")
+}
+
+/// The prefix of every attempt sort key of one delivery generation.
+fn attempts_prefix(delivery: &DeliveryId, generation: u32) -> String {
+    format!("A#{delivery}#{generation:010}#")
+}
+
+/// The `byTime` sort key of an attempt: newest first is descending order.
+pub fn attempt_list_key(a: &AttemptRecord) -> String {
+    format!(
+        "A#{}#{}#{:010}#{:05}",
+        at_key(a.at),
+        a.delivery_id,
+        a.generation,
+        a.attempt
+    )
+}
+
+/// The table's sort key of the final marker of a delivery generation.
+pub fn final_sk(delivery: &DeliveryId, generation: u32) -> String {
+    format!("F#{delivery}#{generation:010}")
+}
+
+/// The table's sort key of a dead letter.
+pub fn dead_letter_sk(delivery: &DeliveryId) -> String {
+    format!("D#{delivery}")
+}
+
+/// The `byTime` sort key of a dead letter: oldest first is ascending order.
+fn dead_letter_list_key(d: &DeadLetter) -> String {
+    format!("D#{}#{}", at_key(d.at), d.task.delivery_id)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn expires_at(at: Timestamp) -> i64 {
+    at.unix().saturating_add(ATTEMPT_RETENTION_SECS)
+}
+
+/// One attempt as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptItem {
+    webhook_id: String,
+    sk: String,
+    list_key: String,
+    delivery_id: String,
+    generation: u32,
+    attempt: u32,
+    event: String,
+    status: AttemptStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_body: Option<String>,
+    at: String,
+    expires_at: i64,
+}
+
+impl From<&AttemptRecord> for AttemptItem {
+    fn from(a: &AttemptRecord) -> Self {
+        Self {
+            webhook_id: a.webhook_id.to_string(),
+            sk: attempt_sk(&a.delivery_id, a.generation, a.attempt),
+            list_key: attempt_list_key(a),
+            delivery_id: a.delivery_id.to_string(),
+            generation: a.generation,
+            attempt: a.attempt,
+            event: a.event.as_str().to_owned(),
+            status: a.status,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.clone(),
+            response_body: a.response_body.clone(),
+            at: a.at.to_rfc3339(),
+            expires_at: expires_at(a.at),
+        }
+    }
+}
+
+impl TryFrom<AttemptItem> for AttemptRecord {
+    type Error = String;
+
+    fn try_from(i: AttemptItem) -> Result<Self, String> {
+        Ok(AttemptRecord {
+            webhook_id: WebhookId::parse(&i.webhook_id).map_err(|e| format!("webhookId: {e}"))?,
+            delivery_id: DeliveryId::parse(&i.delivery_id)
+                .map_err(|e| format!("deliveryId: {e}"))?,
+            generation: i.generation,
+            attempt: i.attempt,
+            event: event(&i.event)?,
+            status: i.status,
+            status_code: i.status_code,
+            duration_ms: i.duration_ms,
+            error: i.error,
+            response_body: i.response_body,
+            at: timestamp("at", &i.at)?,
+        })
+    }
+}
+
+/// One dead letter as stored: the task's fields flattened next to why and when it gave up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeadLetterItem {
+    webhook_id: String,
+    sk: String,
+    list_key: String,
+    delivery_id: String,
+    event: String,
+    generation: u32,
+    body: String,
+    created_at: String,
+    error: String,
+    attempts: u32,
+    at: String,
+}
+
+impl From<&DeadLetter> for DeadLetterItem {
+    fn from(d: &DeadLetter) -> Self {
+        Self {
+            webhook_id: d.task.webhook_id.to_string(),
+            sk: dead_letter_sk(&d.task.delivery_id),
+            list_key: dead_letter_list_key(d),
+            delivery_id: d.task.delivery_id.to_string(),
+            event: d.task.event.as_str().to_owned(),
+            generation: d.task.generation,
+            body: d.task.body.clone(),
+            created_at: d.task.created_at.to_rfc3339(),
+            error: d.error.clone(),
+            attempts: d.attempts,
+            at: d.at.to_rfc3339(),
+        }
+    }
+}
+
+impl TryFrom<DeadLetterItem> for DeadLetter {
+    type Error = String;
+
+    fn try_from(i: DeadLetterItem) -> Result<Self, String> {
+        Ok(DeadLetter {
+            task: DeliveryTask {
+                delivery_id: DeliveryId::parse(&i.delivery_id)
+                    .map_err(|e| format!("deliveryId: {e}"))?,
+                webhook_id: WebhookId::parse(&i.webhook_id)
+                    .map_err(|e| format!("webhookId: {e}"))?,
+                event: event(&i.event)?,
+                generation: i.generation,
+                body: i.body,
+                created_at: timestamp("createdAt", &i.created_at)?,
+            },
+            error: i.error,
+            attempts: i.attempts,
+            at: timestamp("at", &i.at)?,
+        })
+    }
+}
+
+fn event(s: &str) -> Result<EventType, String> {
+    s.parse::<EventType>()
+        .map_err(|_| format!("event: unknown event {s:?}"))
+}
+
+fn timestamp(attribute: &str, s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s).map_err(|e| format!("{attribute}: {e}"))
+}
+
+/// Decodes a raw item as `I`, then into the domain type `T`, or reports it `Corrupt`.
+fn decode<I, T>(raw: Item) -> Result<T, StoreError>
+where
+    I: for<'de> Deserialize<'de> + TryInto<T, Error = String>,
+{
+    let describe = |raw: &Item| {
+        let part = |k: &str| match raw.get(k) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => "?".to_owned(),
+        };
+        format!("{}/{}", part(key::WEBHOOK_ID), part(key::SK))
+    };
+    let name = describe(&raw);
+    let problem = match serde_dynamo::from_item::<_, I>(raw) {
+        Ok(item) => match item.try_into() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        },
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(item = %name, %problem, "undecodable delivery-log item in DynamoDB");
+    Err(StoreError::Corrupt(format!(
+        "delivery-log item {name}: {problem}"
+    )))
+}
+
+fn encode<T: Serialize>(item: &T, what: &str) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(item)
+        .map_err(|e| StoreError::Corrupt(format!("{what} not encodable: {e}")))
+}
+
+/// Delivery attempts, final markers and dead letters in DynamoDB (see the module docs).
+#[derive(Debug, Clone)]
+pub struct DynamoDbDeliveryLog {
+    client: Client,
+    table: String,
+    webhooks_table: String,
+}
+
+impl DynamoDbDeliveryLog {
+    /// A log on `deliveries_table`, counting outcomes on the webhooks of `webhooks_table`.
+    pub fn new(
+        client: Client,
+        deliveries_table: impl Into<String>,
+        webhooks_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            table: deliveries_table.into(),
+            webhooks_table: webhooks_table.into(),
+        }
+    }
+
+    /// A log built from the shared SDK config and the adapter's config (what the Lambda mains do
+    /// at cold start).
+    pub fn from_config(sdk: &SdkConfig, config: &DeliveryLogConfig) -> Self {
+        Self::new(
+            Client::new(sdk),
+            config.deliveries_table.clone(),
+            config.webhooks_table.clone(),
+        )
+    }
+
+    /// The deliveries table.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn key(webhook: &WebhookId, sk: String) -> Item {
+        HashMap::from([
+            (key::WEBHOOK_ID.to_owned(), s(webhook.as_str())),
+            (key::SK.to_owned(), s(sk)),
+        ])
+    }
+
+    /// Queries `webhookId = webhook AND begins_with(<range>, prefix)` on the table (`index` None,
+    /// consistent) or on `index`, in `forward` order, following pages until `limit` items are
+    /// found or none are left.
+    async fn query_prefix(
+        &self,
+        index: Option<&'static str>,
+        webhook: &WebhookId,
+        prefix: String,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let range = if index.is_some() {
+            key::LIST_KEY
+        } else {
+            key::SK
+        };
+        let mut found = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let page_limit = limit.map(|l| i32::try_from(l - found.len()).unwrap_or(i32::MAX));
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .consistent_read(index.is_none())
+                .key_condition_expression("#pk = :pk AND begins_with(#rk, :prefix)")
+                .expression_attribute_names("#pk", key::WEBHOOK_ID)
+                .expression_attribute_names("#rk", range)
+                .expression_attribute_values(":pk", s(webhook.as_str()))
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .scan_index_forward(forward)
+                .set_limit(page_limit)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            found.extend(out.items.unwrap_or_default());
+            let full = limit.is_some_and(|l| found.len() >= l);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && !full => start_key = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// One `TransactWriteItems` of `finish`: `Ok(true)` when it was written, `Ok(false)` when a
+    /// condition (marker present, webhook missing) cancelled it, `Err(None)` on a conflict with
+    /// another write (worth retrying), `Err(Some(e))` otherwise.
+    async fn finish_once(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, Option<StoreError>> {
+        let mut marker = Self::key(webhook, final_sk(delivery, generation));
+        marker.insert("status".into(), s(status.as_str()));
+        marker.insert("at".into(), s(at.to_rfc3339()));
+        marker.insert(
+            key::EXPIRES_AT.into(),
+            AttributeValue::N(expires_at(at).to_string()),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .build()
+            .map_err(|e| Some(StoreError::Unavailable(format!("request not built: {e}"))))?;
+        let (e, condition) = expr::outcome_update(status, at);
+        let update = Update::builder()
+            .table_name(&self.webhooks_table)
+            .key(webhook_attr::ID, s(webhook.as_str()))
+            .update_expression(e.expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .build()
+            .map_err(|e| Some(StoreError::Unavailable(format!("request not built: {e}"))))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match finish_failure(&err) {
+                FinishFailure::ConditionFailed => Ok(false),
+                FinishFailure::Conflict => Err(None),
+                FinishFailure::Other => Err(Some(unavailable("TransactWriteItems", err))),
+            },
+        }
+    }
+}
+
+/// How a `finish` transaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FinishFailure {
+    /// A condition was false (marker present, or webhook missing) and nothing else went wrong.
+    ConditionFailed,
+    /// It collided with another write of one of its items, or DynamoDB asked to try again.
+    Conflict,
+    Other,
+}
+
+fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> FinishFailure {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let codes: Vec<&str> = e
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None"))
+                .collect();
+            classify_cancellation(&codes)
+        }
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => FinishFailure::Conflict,
+        _ => FinishFailure::Other,
+    }
+}
+
+/// The reasons of a cancelled `finish`, one per item (marker, webhook update), as a decision.
+fn classify_cancellation(codes: &[&str]) -> FinishFailure {
+    // A failed condition decides alone (the marker exists, or the webhook is gone: trying again
+    // cannot succeed), unless another item failed for a reason that points at a bug.
+    if codes.contains(&"ConditionalCheckFailed")
+        && codes.iter().all(|c| {
+            matches!(
+                *c,
+                "ConditionalCheckFailed" | "None" | "TransactionConflict"
+            )
+        })
+    {
+        return FinishFailure::ConditionFailed;
+    }
+    if !codes.is_empty()
+        && codes.iter().all(|c| {
+            matches!(
+                *c,
+                "TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"
+                    | "None"
+            )
+        })
+    {
+        return FinishFailure::Conflict;
+    }
+    FinishFailure::Other
+}
+
+/// The wait before try `n` (1-based) of a conflicting transaction: full jitter up to
+/// 25 ms × 2^(n-1), at most 1 s.
+fn conflict_backoff(n: u32) -> Duration {
+    let cap = 25u64
+        .saturating_mul(1 << n.saturating_sub(1).min(6))
+        .min(1000);
+    Duration::from_millis(rand::random_range(1..=cap))
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoDbDeliveryLog {
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let item = encode(&AttemptItem::from(attempt), "attempt")?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn attempts_of(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        // Ascending sort keys are ascending attempt numbers (zero-padded).
+        self.query_prefix(
+            None,
+            webhook,
+            attempts_prefix(delivery, generation),
+            true,
+            None,
+        )
+        .await?
+        .into_iter()
+        .map(decode::<AttemptItem, AttemptRecord>)
+        .collect()
+    }
+
+    async fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query_prefix(
+            Some(BY_TIME_INDEX),
+            webhook,
+            "A#".into(),
+            false,
+            Some(limit),
+        )
+        .await?
+        .into_iter()
+        .take(limit)
+        .map(decode::<AttemptItem, AttemptRecord>)
+        .collect()
+    }
+
+    async fn finish(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        for n in 1..=FINISH_TRIES {
+            match self
+                .finish_once(webhook, delivery, generation, status, at)
+                .await
+            {
+                Ok(written) => return Ok(written),
+                Err(Some(e)) => return Err(e),
+                Err(None) if n < FINISH_TRIES => tokio::time::sleep(conflict_backoff(n)).await,
+                Err(None) => {}
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB TransactWriteItems: still conflicting after {FINISH_TRIES} tries"
+        )))
+    }
+
+    async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        let item = encode(&DeadLetterItem::from(dead), "dead letter")?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query_prefix(Some(BY_TIME_INDEX), webhook, "D#".into(), true, Some(limit))
+            .await?
+            .into_iter()
+            .take(limit)
+            .map(decode::<DeadLetterItem, DeadLetter>)
+            .collect()
+    }
+
+    async fn dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, dead_letter_sk(delivery))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        out.item
+            .map(decode::<DeadLetterItem, DeadLetter>)
+            .transpose()
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, dead_letter_sk(delivery))))
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: i64, generation: u32, attempt: u32) -> AttemptRecord {
+        AttemptRecord {
+            webhook_id: WebhookId::parse("507f1f77bcf86cd799439011").unwrap(),
+            delivery_id: DeliveryId::parse("65a4e5f0aabbccddeeff0011").unwrap(),
+            generation,
+            attempt,
+            event: EventType::AlertTriggered,
+            status: AttemptStatus::Failed,
+            status_code: Some(500),
+            duration_ms: 7,
+            error: Some("receiver answered HTTP 500".into()),
+            response_body: None,
+            at: Timestamp::from_unix(at),
+        }
+    }
+
+    #[test]
+    fn sort_keys_order_as_the_contract_orders_attempts() {
+        // GIVEN attempts at different times, generations and attempt numbers (10 > 9 > 2)
+        let keys: Vec<String> = [
+            record(1_700_000_000, 0, 2),
+            record(1_700_000_000, 0, 10),
+            record(999_999_999, 3, 1),
+            record(1_700_000_000, 1, 9),
+        ]
+        .iter()
+        .map(attempt_list_key)
+        .collect();
+        // WHEN sorted as strings, descending (a `byTime` query with ScanIndexForward=false)
+        let mut sorted = keys.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        // THEN it is by time, then generation, then attempt, all descending
+        assert_eq!(
+            sorted,
+            vec![
+                keys[3].clone(),
+                keys[1].clone(),
+                keys[0].clone(),
+                keys[2].clone()
+            ]
+        );
+        // AND the table key of an attempt ignores its time (recording it again replaces it)
+        let (a, b) = (record(1, 0, 2), record(2, 0, 2));
+        assert_eq!(
+            attempt_sk(&a.delivery_id, 0, 2),
+            attempt_sk(&b.delivery_id, 0, 2)
+        );
+        assert!(attempt_sk(&a.delivery_id, 0, 2).starts_with(&attempts_prefix(&a.delivery_id, 0)));
+        assert!(!attempt_sk(&a.delivery_id, 1, 2).starts_with(&attempts_prefix(&a.delivery_id, 0)));
+    }
+
+    #[test]
+    fn attempts_and_dead_letters_round_trip_through_their_items() {
+        // GIVEN an attempt and a dead letter
+        let a = record(1_700_000_000, 2, 3);
+        let dead = DeadLetter {
+            task: DeliveryTask {
+                delivery_id: a.delivery_id.clone(),
+                webhook_id: a.webhook_id.clone(),
+                event: EventType::DataReceived,
+                generation: 1,
+                body: r#"{"v":"°C"}"#.into(),
+                created_at: Timestamp::from_unix(1_699_999_000),
+            },
+            error: "timed out after 30 s".into(),
+            attempts: 4,
+            at: Timestamp::from_unix(1_700_000_100),
+        };
+        // WHEN encoded and decoded
+        let item = encode(&AttemptItem::from(&a), "attempt").unwrap();
+        let back: AttemptRecord = decode::<AttemptItem, _>(item.clone()).unwrap();
+        let dead_item = encode(&DeadLetterItem::from(&dead), "dead").unwrap();
+        let dead_back: DeadLetter = decode::<DeadLetterItem, _>(dead_item.clone()).unwrap();
+        // THEN nothing is lost; attempts expire 30 days after `at`, dead letters never
+        assert_eq!(back, a);
+        assert_eq!(dead_back, dead);
+        assert_eq!(
+            item.get(key::EXPIRES_AT),
+            Some(&AttributeValue::N(
+                (1_700_000_000 + 30 * 86_400).to_string()
+            ))
+        );
+        assert!(!dead_item.contains_key(key::EXPIRES_AT));
+        assert!(!item.contains_key("responseBody"));
+    }
+
+    #[test]
+    fn an_undecodable_item_is_corrupt_and_named() {
+        let mut item = encode(&AttemptItem::from(&record(1, 0, 1)), "attempt").unwrap();
+        item.insert("event".into(), s("alert.fired"));
+        let err = decode::<AttemptItem, AttemptRecord>(item).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("alert.fired") && m.contains("A#")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn cancellation_reasons_decide_between_already_done_conflict_and_failure() {
+        use FinishFailure::*;
+        assert_eq!(
+            classify_cancellation(&["ConditionalCheckFailed", "None"]),
+            ConditionFailed
+        );
+        assert_eq!(
+            classify_cancellation(&["None", "ConditionalCheckFailed"]),
+            ConditionFailed
+        );
+        assert_eq!(
+            classify_cancellation(&["ConditionalCheckFailed", "ConditionalCheckFailed"]),
+            ConditionFailed
+        );
+        assert_eq!(
+            classify_cancellation(&["ConditionalCheckFailed", "TransactionConflict"]),
+            ConditionFailed
+        );
+        assert_eq!(
+            classify_cancellation(&["TransactionConflict", "None"]),
+            Conflict
+        );
+        assert_eq!(
+            classify_cancellation(&["None", "ThrottlingError"]),
+            Conflict
+        );
+        assert_eq!(classify_cancellation(&["ValidationError", "None"]), Other);
+        assert_eq!(
+            classify_cancellation(&["ConditionalCheckFailed", "ItemCollectionSizeLimitExceeded"]),
+            Other
+        );
+        assert_eq!(classify_cancellation(&[]), Other);
+        for n in 1..=FINISH_TRIES {
+            assert!(conflict_backoff(n) <= Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! # webhooks-delivery
+//!
+//! The delivery Lambda's handler: one SQS batch of queued deliveries in, a partial batch response
+//! out (DESIGN.md §4). Each record is handed to the core's [`Dispatcher`], which sends one attempt,
+//! records it and decides; this crate only acts on the decision the SQS way:
+//!
+//! | [`Outcome`] | the message |
+//! |---|---|
+//! | `Delivered`, `Drop` | acknowledged (not in `batchItemFailures`, so Lambda deletes it) |
+//! | `Retry { after }` | `ChangeMessageVisibility(after)`, then a batch item failure: SQS hands it out again after the delay, with a higher `ApproximateReceiveCount` |
+//! | `GiveUp { error }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
+//! | `Err(DispatchError)` (store unavailable) | visibility [`Deps::error_retry_delay`] (best effort), batch item failure |
+//! | a body that is not a `QueueTask` | sent to the dead-letter queue as it is, with the parse error, then acknowledged: never lost, never retried in vain |
+//!
+//! Records are processed concurrently, each in its own task: a slow or hanging receiver holds up
+//! only its own record, and a panic fails only its own record. When the invocation's deadline
+//! comes near, records still running are reported failed (they come back) rather than letting
+//! the whole invocation time out.
+//!
+//! The SQS actions sit behind [`QueueActions`] (implemented here for
+//! [`webhooks_aws::SqsWorkerQueue`]), so the handler is tested with a fake as well as against
+//! the emulator. Logs name messages, deliveries and webhooks by id, never a body or a secret.
+//!
+//! `src/main.rs` is wiring only: tracing, [`DeliveryConfig::from_env`], SDK clients and adapters
+//! built once, `lambda_runtime::run`. This crate must not depend on axum or any other entry point.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use webhooks_aws::config::ConfigError;
+use webhooks_aws::{
+    DeliveryLogConfig, DynamoDbConfig, QueueError, SqsWorkerConfig, SqsWorkerQueue,
+};
+use webhooks_core::delivery::QueueTask;
+use webhooks_core::dispatch::{Dispatcher, Outcome};
+
+pub use lambda_runtime::Error;
+
+/// SQS's longest visibility timeout.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// Room left below [`MAX_VISIBILITY`] for the time a message spent received before this handler
+/// ran (the event source's batching window, at most a few seconds in `template.yaml`): SQS
+/// refuses a visibility that would keep a message hidden more than 12 h after it was received.
+pub const RECEIPT_MARGIN: Duration = Duration::from_secs(60);
+/// How long before the invocation's deadline records still running are given up on.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// The SQS system attribute holding how many times the message was received.
+pub const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
+
+/// A queue action failed (its text is logged; the message comes back either way).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueueActionError(pub String);
+
+impl From<QueueError> for QueueActionError {
+    fn from(e: QueueError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What the handler does to received messages besides acknowledging them: the SQS specifics of
+/// a retry and of a dead letter.
+#[async_trait]
+pub trait QueueActions: Send + Sync + 'static {
+    /// Makes the received message visible again `after` from now.
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueActionError>;
+
+    /// Moves a message to the dead-letter queue: its `body` as received, why it gave up, after
+    /// how many attempts, and its delivery id when known.
+    async fn send_to_dead_letter(
+        &self,
+        body: &str,
+        error: &str,
+        attempts: u32,
+        delivery_id: Option<&str>,
+    ) -> Result<(), QueueActionError>;
+}
+
+#[async_trait]
+impl QueueActions for SqsWorkerQueue {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueActionError> {
+        Ok(SqsWorkerQueue::change_visibility(self, receipt_handle, after).await?)
+    }
+
+    async fn send_to_dead_letter(
+        &self,
+        body: &str,
+        error: &str,
+        attempts: u32,
+        delivery_id: Option<&str>,
+    ) -> Result<(), QueueActionError> {
+        SqsWorkerQueue::send_to_dead_letter(self, body, error, attempts, delivery_id).await?;
+        Ok(())
+    }
+}
+
+/// What the handler needs, built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    pub dispatcher: Dispatcher,
+    pub queue: Arc<dyn QueueActions>,
+    /// When the dispatcher could not process a message (store unavailable), it comes back after
+    /// this long.
+    pub error_retry_delay: Duration,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("error_retry_delay", &self.error_retry_delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// Deps with the default error retry delay (10 s).
+    pub fn new(dispatcher: Dispatcher, queue: Arc<dyn QueueActions>) -> Self {
+        Self {
+            dispatcher,
+            queue,
+            error_retry_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What happened to one record (logged, and returned by [`process_record`] for tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Delivered,
+    Dropped {
+        reason: String,
+    },
+    /// Failed; SQS hands it out again after `after` (`visibility_changed` false: the change
+    /// failed, so it comes back after the queue's own visibility timeout instead).
+    RetryScheduled {
+        after: Duration,
+        visibility_changed: bool,
+    },
+    /// Gave up and moved to the dead-letter queue.
+    DeadLettered {
+        error: String,
+    },
+    /// Gave up, but the dead-letter queue could not take it: it comes back to try again.
+    DeadLetterFailed {
+        error: String,
+    },
+    /// Could not be processed (store unavailable, or the task panicked): it comes back.
+    Failed {
+        error: String,
+    },
+}
+
+impl RecordOutcome {
+    /// Whether the message stays on the queue (reported in `batchItemFailures`).
+    pub fn keeps_message(&self) -> bool {
+        !matches!(
+            self,
+            RecordOutcome::Delivered
+                | RecordOutcome::Dropped { .. }
+                | RecordOutcome::DeadLettered { .. }
+        )
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            RecordOutcome::Delivered => "delivered",
+            RecordOutcome::Dropped { .. } => "dropped",
+            RecordOutcome::RetryScheduled { .. } => "retry",
+            RecordOutcome::DeadLettered { .. } => "dead_lettered",
+            RecordOutcome::DeadLetterFailed { .. } => "dead_letter_failed",
+            RecordOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// The Lambda handler: every record of the batch concurrently; the records whose message must
+/// stay on the queue are returned as batch item failures.
+pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+    let started = Instant::now();
+    // `Context::default()` (tests, `sam local` without one) has no deadline.
+    let deadline = (event.context.deadline > 0).then(|| {
+        let left = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+    });
+
+    let mut tasks = JoinSet::new();
+    let mut ids = HashMap::new();
+    let mut response = SqsBatchResponse::default();
+    for record in event.payload.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let deps = deps.clone();
+        let span = tracing::info_span!(
+            "record",
+            message_id = %message_id,
+            delivery_id = tracing::field::Empty
+        );
+        let handle = tasks
+            .spawn(async move { process_record(&record, &deps, started).await }.instrument(span));
+        ids.insert(handle.id(), message_id);
+    }
+
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, tasks.join_next_with_id()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => tasks.join_next_with_id().await,
+        };
+        let Some(joined) = next else { break };
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => {
+                let error = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "cancelled"
+                };
+                tracing::error!(error, "a record's processing did not finish");
+                (
+                    e.id(),
+                    RecordOutcome::Failed {
+                        error: error.to_owned(),
+                    },
+                )
+            }
+        };
+        let message_id = ids.remove(&id).unwrap_or_default();
+        if outcome.keeps_message() {
+            response.add_failure(message_id);
+        }
+    }
+    if !ids.is_empty() {
+        tracing::warn!(
+            unfinished = ids.len(),
+            "the invocation's deadline is near: records still running come back later"
+        );
+        tasks.abort_all();
+        for (_, message_id) in ids {
+            response.add_failure(message_id);
+        }
+    }
+    tracing::info!(
+        failures = response.batch_item_failures.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "batch done"
+    );
+    Ok(response)
+}
+
+/// One record: parse, dispatch, act on the outcome. `started` is when the batch's handling
+/// began (to keep a retry's visibility within SQS's 12 h since receipt).
+pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) -> RecordOutcome {
+    let receive_count = receive_count(record);
+    let body = record.body.as_deref().unwrap_or_default();
+    let receipt = record.receipt_handle.as_deref();
+
+    let task = match QueueTask::from_json(body) {
+        Ok(t) => t,
+        Err(e) => {
+            let error = format!("unreadable queue message (not a known QueueTask): {e}");
+            let delivery_id = record
+                .message_attributes
+                .get("deliveryId")
+                .and_then(|a| a.string_value.as_deref());
+            return dead_letter(deps, body, error, receive_count, delivery_id).await;
+        }
+    };
+    let delivery = task.delivery();
+    tracing::Span::current().record("delivery_id", delivery.delivery_id.as_str());
+    let outcome = match deps.dispatcher.process(delivery, receive_count).await {
+        Ok(Outcome::Delivered) => RecordOutcome::Delivered,
+        Ok(Outcome::Drop { reason }) => RecordOutcome::Dropped { reason },
+        Ok(Outcome::Retry { after, error }) => {
+            let after = after.min(
+                MAX_VISIBILITY
+                    .saturating_sub(RECEIPT_MARGIN)
+                    .saturating_sub(started.elapsed()),
+            );
+            let visibility_changed = change_visibility(deps, receipt, after).await;
+            tracing::info!(%error, after_secs = after.as_secs(), "attempt failed; retry scheduled");
+            RecordOutcome::RetryScheduled {
+                after,
+                visibility_changed,
+            }
+        }
+        Ok(Outcome::GiveUp { error }) => {
+            let id = delivery.delivery_id.as_str();
+            dead_letter(deps, body, error, receive_count, Some(id)).await
+        }
+        Err(e) => {
+            change_visibility(deps, receipt, deps.error_retry_delay).await;
+            RecordOutcome::Failed {
+                error: e.to_string(),
+            }
+        }
+    };
+    tracing::info!(
+        delivery_id = %delivery.delivery_id,
+        webhook_id = %delivery.webhook_id,
+        generation = delivery.generation,
+        receive_count,
+        outcome = outcome.name(),
+        "record processed"
+    );
+    outcome
+}
+
+/// `ApproximateReceiveCount`, or 1 when absent or unreadable (a first receipt).
+pub fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get(RECEIVE_COUNT_ATTRIBUTE)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Best effort: a failure is logged, and the message comes back after the queue's own
+/// visibility timeout instead. Returns whether the change was made.
+async fn change_visibility(deps: &Deps, receipt: Option<&str>, after: Duration) -> bool {
+    let Some(receipt) = receipt.filter(|r| !r.is_empty()) else {
+        tracing::warn!("record without a receipt handle: its visibility cannot be changed");
+        return false;
+    };
+    match deps.queue.change_visibility(receipt, after).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not change the message's visibility");
+            false
+        }
+    }
+}
+
+async fn dead_letter(
+    deps: &Deps,
+    body: &str,
+    error: String,
+    attempts: u32,
+    delivery_id: Option<&str>,
+) -> RecordOutcome {
+    match deps
+        .queue
+        .send_to_dead_letter(body, &error, attempts, delivery_id)
+        .await
+    {
+        Ok(()) => {
+            tracing::warn!(%error, attempts, "moved to the dead-letter queue");
+            RecordOutcome::DeadLettered { error }
+        }
+        Err(e) => {
+            tracing::error!(%error, send_error = %e, "could not move to the dead-letter queue; it comes back");
+            RecordOutcome::DeadLetterFailed { error }
+        }
+    }
+}
+
+/// A configuration value is present but unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryConfigError {
+    #[error(transparent)]
+    Missing(#[from] ConfigError),
+    #[error("environment variable {name} {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+/// Everything the delivery Lambda reads from its environment (`template.yaml` sets it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    pub webhooks: DynamoDbConfig,
+    pub log: DeliveryLogConfig,
+    pub queues: SqsWorkerConfig,
+    /// How long a receiver may take to answer (`DELIVERY_TIMEOUT_SECONDS`, default 30).
+    pub timeout: Duration,
+    /// Allow loopback and private targets (`ALLOW_PRIVATE_TARGETS=true`; tests only).
+    pub allow_private: bool,
+}
+
+impl DeliveryConfig {
+    pub const TIMEOUT_ENV: &'static str = "DELIVERY_TIMEOUT_SECONDS";
+    pub const ALLOW_PRIVATE_ENV: &'static str = "ALLOW_PRIVATE_TARGETS";
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub fn from_env() -> Result<Self, DeliveryConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, DeliveryConfigError> {
+        let timeout = match lookup(Self::TIMEOUT_ENV).map(|v| v.trim().to_owned()) {
+            None => Self::DEFAULT_TIMEOUT,
+            Some(v) if v.is_empty() => Self::DEFAULT_TIMEOUT,
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs @ 1..=900) => Duration::from_secs(secs),
+                _ => {
+                    return Err(DeliveryConfigError::Invalid {
+                        name: Self::TIMEOUT_ENV,
+                        problem: format!("must be whole seconds from 1 to 900, got {v:?}"),
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            webhooks: DynamoDbConfig::from_lookup(&lookup)?,
+            log: DeliveryLogConfig::from_lookup(&lookup)?,
+            queues: SqsWorkerConfig::from_lookup(&lookup)?,
+            timeout,
+            allow_private: lookup(Self::ALLOW_PRIVATE_ENV).is_some_and(|v| v.trim() == "true"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! The delivery Lambda: wiring only (STYLE.md §3). Tracing as JSON, the configuration from the
+//! environment `template.yaml` sets, the SDK clients and adapters built once, then
+//! `lambda_runtime` hands each SQS batch to [`webhooks_delivery::handle`].
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use webhooks_aws::{
+    DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsWorkerQueue, load_sdk_config,
+};
+use webhooks_core::dispatch::Dispatcher;
+use webhooks_core::time::SystemClock;
+use webhooks_delivery::{DeliveryConfig, Deps, handle};
+use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .with_target(false)
+        // CloudWatch stamps every line already.
+        .without_time()
+        .init();
+
+    // Fail the cold start with a log line that names what is wrong (the runtime prints only the
+    // error's Debug form).
+    let config = DeliveryConfig::from_env().inspect_err(|e| {
+        tracing::error!(error = %e, "delivery function misconfigured");
+    })?;
+    let sdk = load_sdk_config().await;
+    let store = DynamoDbSubscriptionStore::from_config(&sdk, &config.webhooks);
+    let log = DynamoDbDeliveryLog::from_config(&sdk, &config.log);
+    let queue = SqsWorkerQueue::from_config(&sdk, &config.queues);
+    let sender = ReqwestWebhookSender::new(SenderConfig {
+        timeout: config.timeout,
+        allow_private: config.allow_private,
+    })
+    .inspect_err(|e| tracing::error!(error = %e, "could not build the HTTP client"))?;
+    let dispatcher = Dispatcher::new(
+        Arc::new(store),
+        Arc::new(log),
+        Arc::new(sender),
+        Arc::new(SystemClock),
+    );
+    let deps = Deps::new(dispatcher, Arc::new(queue));
+    tracing::info!(
+        timeout_secs = config.timeout.as_secs(),
+        allow_private = config.allow_private,
+        "delivery function ready"
+    );
+
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handle(event, &deps))).await
+}

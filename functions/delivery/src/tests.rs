@@ -1,0 +1,625 @@
+//! The handler against the core's in-process fakes and a fake [`QueueActions`]: what each
+//! outcome does to the message, the batch's independence of its records, and the fixtures in
+//! `events/`. The same handler runs against SQS and DynamoDB in moto in `tests/it/delivery.rs`.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use lambda_runtime::Context;
+use webhooks_core::delivery::DeliveryTask;
+use webhooks_core::ports::memory::{MemoryLog, MemoryStore, RecordingSender};
+use webhooks_core::ports::{
+    DeliveryLog, OutgoingRequest, SendError, SenderResponse, StoreError, SubscriptionStore,
+    WebhookSender,
+};
+use webhooks_core::time::FixedClock;
+use webhooks_core::webhook::{DeliveryStats, RetryConfig, Secret, Webhook};
+use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
+
+use super::*;
+
+/// What the fake queue was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Visibility {
+        receipt: String,
+        after: Duration,
+    },
+    DeadLetter {
+        body: String,
+        error: String,
+        attempts: u32,
+        delivery_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct FakeQueue {
+    actions: Mutex<Vec<Action>>,
+    fail_dead_letters: Mutex<bool>,
+}
+
+impl FakeQueue {
+    fn actions(&self) -> Vec<Action> {
+        self.actions.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl QueueActions for FakeQueue {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueActionError> {
+        self.actions.lock().unwrap().push(Action::Visibility {
+            receipt: receipt_handle.into(),
+            after,
+        });
+        Ok(())
+    }
+
+    async fn send_to_dead_letter(
+        &self,
+        body: &str,
+        error: &str,
+        attempts: u32,
+        delivery_id: Option<&str>,
+    ) -> Result<(), QueueActionError> {
+        if *self.fail_dead_letters.lock().unwrap() {
+            return Err(QueueActionError(
+                "SQS SendMessage unavailable: timed out".into(),
+            ));
+        }
+        self.actions.lock().unwrap().push(Action::DeadLetter {
+            body: body.into(),
+            error: error.into(),
+            attempts,
+            delivery_id: delivery_id.map(str::to_owned),
+        });
+        Ok(())
+    }
+}
+
+/// A sender that answers by URL: `/slow` sleeps 10 s (tokio time) then 200, `/panic` panics,
+/// `/hang` never answers, anything else 200.
+#[derive(Debug)]
+struct UrlSender;
+
+#[async_trait]
+impl WebhookSender for UrlSender {
+    async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+        if request.url.ends_with("/slow") {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } else if request.url.ends_with("/hang") {
+            std::future::pending::<()>().await;
+        } else if request.url.ends_with("/panic") {
+            panic!("a sender bug");
+        }
+        RecordingSender::status(200)
+    }
+}
+
+/// A store that cannot be reached.
+#[derive(Debug)]
+struct DownStore;
+
+#[async_trait]
+impl SubscriptionStore for DownStore {
+    async fn create(&self, _: &Webhook) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn get(&self, _: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        Err(down())
+    }
+    async fn list(
+        &self,
+        _: &webhooks_core::ports::ListQuery,
+    ) -> Result<webhooks_core::ports::Page, StoreError> {
+        Err(down())
+    }
+    async fn list_for_bucket_event(
+        &self,
+        _: &BucketId,
+        _: EventType,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        Err(down())
+    }
+    async fn update(
+        &self,
+        _: &OwnerId,
+        _: &WebhookId,
+        _: &webhooks_core::webhook::WebhookPatch,
+        _: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &OwnerId, _: &WebhookId) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn record_outcome(
+        &self,
+        _: &WebhookId,
+        _: webhooks_core::webhook::DeliveryStatus,
+        _: Timestamp,
+    ) -> Result<(), StoreError> {
+        Err(down())
+    }
+}
+
+fn down() -> StoreError {
+    StoreError::Unavailable("DynamoDB GetItem: timed out".into())
+}
+
+struct Fixture {
+    store: Arc<MemoryStore>,
+    log: Arc<MemoryLog>,
+    queue: Arc<FakeQueue>,
+    deps: Deps,
+}
+
+fn fixture_with(sender: Arc<dyn WebhookSender>) -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let log = Arc::new(MemoryLog::new(store.clone()));
+    let queue = Arc::new(FakeQueue::default());
+    let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+    let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock);
+    let deps = Deps::new(dispatcher, queue.clone());
+    Fixture {
+        store,
+        log,
+        queue,
+        deps,
+    }
+}
+
+fn fixture(sender: &Arc<RecordingSender>) -> Fixture {
+    fixture_with(sender.clone())
+}
+
+fn webhook(id: WebhookId, url: &str) -> Webhook {
+    Webhook {
+        id,
+        owner_id: OwnerId::parse("alice").unwrap(),
+        bucket_id: BucketId::generate(1_700_000_000),
+        url: url.into(),
+        events: vec![EventType::AlertTriggered],
+        description: None,
+        active: true,
+        retry_config: RetryConfig::default(),
+        secret: Secret::new("your_webhook_secret".into()),
+        stats: DeliveryStats::default(),
+        last_delivery_at: None,
+        last_delivery_status: None,
+        created_at: Timestamp::from_unix(1_700_000_000),
+        updated_at: Timestamp::from_unix(1_700_000_000),
+    }
+}
+
+impl Fixture {
+    /// A webhook at `url` and a task for it.
+    async fn webhook_and_task(&self, url: &str) -> (Webhook, DeliveryTask) {
+        let w = webhook(WebhookId::generate(1_700_000_000), url);
+        self.store.create(&w).await.unwrap();
+        let task = DeliveryTask {
+            delivery_id: DeliveryId::generate(1_700_000_001),
+            webhook_id: w.id.clone(),
+            event: EventType::AlertTriggered,
+            generation: 0,
+            body: r#"{"event":"alert.triggered","data":{"currentValue":31.5}}"#.into(),
+            created_at: Timestamp::from_unix(1_700_000_001),
+        };
+        (w, task)
+    }
+
+    async fn stats(&self, id: &WebhookId) -> DeliveryStats {
+        self.store.get(id).await.unwrap().unwrap().stats
+    }
+
+    async fn run(&self, records: Vec<SqsMessage>) -> Vec<String> {
+        self.run_with(records, Context::default()).await
+    }
+
+    async fn run_with(&self, records: Vec<SqsMessage>, context: Context) -> Vec<String> {
+        let mut event = SqsEvent::default();
+        event.records = records;
+        let response = handle(LambdaEvent::new(event, context), &self.deps)
+            .await
+            .expect("the handler never fails a whole batch");
+        let mut failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        failed.sort();
+        failed
+    }
+}
+
+fn record(id: &str, body: &str, receive_count: u32) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.into());
+    m.receipt_handle = Some(format!("receipt-{id}"));
+    m.body = Some(body.into());
+    m.attributes
+        .insert(RECEIVE_COUNT_ATTRIBUTE.into(), receive_count.to_string());
+    m
+}
+
+fn task_record(id: &str, task: &DeliveryTask, receive_count: u32) -> SqsMessage {
+    record(
+        id,
+        &QueueTask::DeliveryV1(task.clone()).to_json(),
+        receive_count,
+    )
+}
+
+#[tokio::test]
+async fn a_2xx_is_acknowledged_and_counted_once() {
+    // GIVEN a webhook whose receiver answers 200, and its delivery's message
+    let sender = Arc::new(RecordingSender::new());
+    let f = fixture(&sender);
+    let (w, task) = f.webhook_and_task("https://example.com/ok").await;
+    // WHEN the batch is handled
+    let failed = f.run(vec![task_record("m1", &task, 1)]).await;
+    // THEN the message is acknowledged, the request was sent once, and the stats count it
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(sender.requests().len(), 1);
+    assert_eq!(f.stats(&w.id).await.successful_deliveries, 1);
+    assert!(f.queue.actions().is_empty());
+}
+
+#[tokio::test]
+async fn a_500_makes_the_message_visible_after_the_retry_delay_and_reports_it_failed() {
+    // GIVEN a receiver answering 500, on the 2nd receipt of the message
+    let sender = Arc::new(RecordingSender::new());
+    sender.answer([RecordingSender::status(500)]);
+    let f = fixture(&sender);
+    let (w, task) = f.webhook_and_task("https://example.com/500").await;
+    // WHEN handled
+    let failed = f.run(vec![task_record("m1", &task, 2)]).await;
+    // THEN it is a batch item failure, visible again after the 2nd retry's delay (2 s), and the
+    // attempt was recorded as attempt 2
+    assert_eq!(failed, vec!["m1"]);
+    assert_eq!(
+        f.queue.actions(),
+        vec![Action::Visibility {
+            receipt: "receipt-m1".into(),
+            after: Duration::from_secs(2)
+        }]
+    );
+    let attempts = f
+        .log
+        .attempts_of(&w.id, &task.delivery_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(f.stats(&w.id).await.total_deliveries, 0, "not final yet");
+}
+
+#[tokio::test]
+async fn the_last_failed_attempt_goes_to_the_dead_letter_queue_and_is_acknowledged() {
+    // GIVEN a receiver answering 500 on the 4th and last attempt (default: 3 retries)
+    let sender = Arc::new(RecordingSender::new());
+    sender.answer([RecordingSender::status(500)]);
+    let f = fixture(&sender);
+    let (w, task) = f.webhook_and_task("https://example.com/500").await;
+    let body = QueueTask::DeliveryV1(task.clone()).to_json();
+    // WHEN handled
+    let failed = f.run(vec![task_record("m1", &task, 4)]).await;
+    // THEN it is acknowledged after being sent to the DLQ with its error, counted failed once,
+    // and the dead letter is in the log
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        f.queue.actions(),
+        vec![Action::DeadLetter {
+            body,
+            error: "receiver answered HTTP 500".into(),
+            attempts: 4,
+            delivery_id: Some(task.delivery_id.to_string()),
+        }]
+    );
+    assert_eq!(f.stats(&w.id).await.failed_deliveries, 1);
+    assert!(
+        f.log
+            .dead_letter(&w.id, &task.delivery_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_give_up_the_dead_letter_queue_refuses_keeps_the_message_and_counts_once() {
+    // GIVEN a receiver answering 410 and a dead-letter queue that cannot be reached
+    let sender = Arc::new(RecordingSender::new());
+    sender.answer([RecordingSender::status(410)]);
+    let f = fixture(&sender);
+    *f.queue.fail_dead_letters.lock().unwrap() = true;
+    let (w, task) = f.webhook_and_task("https://example.com/gone").await;
+    // WHEN handled
+    let failed = f.run(vec![task_record("m1", &task, 1)]).await;
+    // THEN the message stays (it comes back and gives up again), the webhook is disabled
+    assert_eq!(failed, vec!["m1"]);
+    let stored = f.store.get(&w.id).await.unwrap().unwrap();
+    assert!(!stored.active);
+    // AND when it comes back and the DLQ answers, it goes there; the failure is counted once
+    *f.queue.fail_dead_letters.lock().unwrap() = false;
+    let failed = f.run(vec![task_record("m1", &task, 2)]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(matches!(
+        &f.queue.actions()[..],
+        [Action::DeadLetter { .. }]
+    ));
+    assert_eq!(f.stats(&w.id).await.failed_deliveries, 1);
+    assert_eq!(
+        sender.requests().len(),
+        1,
+        "a disabled webhook is not sent again"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_body_goes_to_the_dead_letter_queue_as_it_is_and_is_acknowledged() {
+    // GIVEN a message that is not a QueueTask, received for the 3rd time
+    let sender = Arc::new(RecordingSender::new());
+    let f = fixture(&sender);
+    let mut m = record("bad", r#"{"type":"delivery.v9","x":1}"#, 3);
+    let mut attr = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+    attr.string_value = Some("65a4e5f0aabbccddeeff0011".into());
+    attr.data_type = Some("String".into());
+    m.message_attributes.insert("deliveryId".into(), attr);
+    // WHEN handled
+    let failed = f.run(vec![m]).await;
+    // THEN it is acknowledged, in the DLQ with the parse error, and nothing was sent
+    assert!(failed.is_empty(), "{failed:?}");
+    match &f.queue.actions()[..] {
+        [
+            Action::DeadLetter {
+                body,
+                error,
+                attempts: 3,
+                delivery_id: Some(id),
+            },
+        ] => {
+            assert_eq!(body, r#"{"type":"delivery.v9","x":1}"#);
+            assert!(error.contains("unreadable queue message"), "{error}");
+            assert_eq!(id, "65a4e5f0aabbccddeeff0011");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sender.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_deleted_webhooks_delivery_is_dropped_and_acknowledged() {
+    // GIVEN a task whose webhook does not exist
+    let sender = Arc::new(RecordingSender::new());
+    let f = fixture(&sender);
+    let (w, task) = f.webhook_and_task("https://example.com/ok").await;
+    f.store.delete(&w.owner_id, &w.id).await.unwrap();
+    // WHEN handled THEN acknowledged, nothing sent, nothing moved
+    assert!(f.run(vec![task_record("m1", &task, 1)]).await.is_empty());
+    assert!(sender.requests().is_empty());
+    assert!(f.queue.actions().is_empty());
+}
+
+#[tokio::test]
+async fn an_unavailable_store_keeps_the_message_and_retries_it_shortly() {
+    // GIVEN a store that cannot be reached
+    let store = Arc::new(DownStore);
+    let log = Arc::new(MemoryLog::new(Arc::new(MemoryStore::new())));
+    let queue = Arc::new(FakeQueue::default());
+    let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+    let sender = Arc::new(RecordingSender::new());
+    let deps = Deps::new(
+        Dispatcher::new(store, log, sender.clone(), clock),
+        queue.clone(),
+    );
+    let task = DeliveryTask {
+        delivery_id: DeliveryId::generate(1),
+        webhook_id: WebhookId::generate(1),
+        event: EventType::AlertTriggered,
+        generation: 0,
+        body: "{}".into(),
+        created_at: Timestamp::from_unix(1),
+    };
+    // WHEN handled
+    let outcome = process_record(&task_record("m1", &task, 1), &deps, Instant::now()).await;
+    // THEN the message stays, visible again after the error delay (10 s), nothing sent
+    assert!(outcome.keeps_message());
+    assert!(matches!(outcome, RecordOutcome::Failed { ref error } if error.contains("timed out")));
+    assert_eq!(
+        queue.actions(),
+        vec![Action::Visibility {
+            receipt: "receipt-m1".into(),
+            after: Duration::from_secs(10)
+        }]
+    );
+    assert!(sender.requests().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_of_a_batch_are_sent_concurrently_and_a_panic_fails_only_its_own() {
+    // GIVEN 5 slow receivers (10 s each), one sender panic and one quick receiver
+    let f = fixture_with(Arc::new(UrlSender));
+    let mut records = Vec::new();
+    for i in 0..5 {
+        let (_, task) = f.webhook_and_task("https://example.com/slow").await;
+        records.push(task_record(&format!("slow{i}"), &task, 1));
+    }
+    let (_, task) = f.webhook_and_task("https://example.com/panic").await;
+    records.push(task_record("panic", &task, 1));
+    let (quick, task) = f.webhook_and_task("https://example.com/ok").await;
+    records.push(task_record("quick", &task, 1));
+    // WHEN the batch is handled
+    let started = tokio::time::Instant::now();
+    let failed = f.run(records).await;
+    // THEN it takes one slow answer's time, not five, and only the panicking record failed
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(failed, vec!["panic"]);
+    assert_eq!(f.stats(&quick.id).await.successful_deliveries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_still_running_near_the_deadline_are_reported_failed() {
+    // GIVEN a receiver that never answers, a quick one, and an invocation with 5 s left
+    let f = fixture_with(Arc::new(UrlSender));
+    let (_, hang) = f.webhook_and_task("https://example.com/hang").await;
+    let (_, ok) = f.webhook_and_task("https://example.com/ok").await;
+    let mut context = Context::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    context.deadline = now_ms + 5_000;
+    // WHEN handled
+    let failed = f
+        .run_with(
+            vec![task_record("hang", &hang, 1), task_record("ok", &ok, 1)],
+            context,
+        )
+        .await;
+    // THEN the hanging record is reported failed before the deadline, the quick one is not
+    assert_eq!(failed, vec!["hang"]);
+}
+
+#[test]
+fn the_receive_count_defaults_to_a_first_receipt() {
+    let mut m = record("m", "{}", 7);
+    assert_eq!(receive_count(&m), 7);
+    m.attributes
+        .insert(RECEIVE_COUNT_ATTRIBUTE.into(), "many".into());
+    assert_eq!(receive_count(&m), 1);
+    m.attributes.clear();
+    assert_eq!(receive_count(&m), 1);
+    m.attributes
+        .insert(RECEIVE_COUNT_ATTRIBUTE.into(), "0".into());
+    assert_eq!(receive_count(&m), 1);
+}
+
+#[test]
+fn a_retry_near_twelve_hours_leaves_room_for_the_time_since_receipt() {
+    let cap = MAX_VISIBILITY - RECEIPT_MARGIN;
+    assert!(cap < Duration::from_secs(43_200));
+    assert!(cap >= Duration::from_secs(43_200 - 120));
+}
+
+const FIXTURES: [(&str, &str); 3] = [
+    (
+        "sqs-delivery-single.json",
+        include_str!("../../../events/sqs-delivery-single.json"),
+    ),
+    (
+        "sqs-delivery-batch.json",
+        include_str!("../../../events/sqs-delivery-batch.json"),
+    ),
+    (
+        "sqs-delivery-retry.json",
+        include_str!("../../../events/sqs-delivery-retry.json"),
+    ),
+];
+
+#[tokio::test]
+async fn every_sqs_fixture_runs_through_the_handler() {
+    for (name, text) in FIXTURES {
+        let event: SqsEvent = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!event.records.is_empty(), "{name}");
+
+        // GIVEN no webhook exists WHEN handled THEN every record is dropped and acknowledged
+        let sender = Arc::new(RecordingSender::new());
+        let f = fixture(&sender);
+        assert!(f.run(event.records.clone()).await.is_empty(), "{name}");
+        assert!(sender.requests().is_empty(), "{name}");
+
+        // GIVEN the webhooks exist WHEN handled THEN every record is delivered, with the
+        // attempt number from ApproximateReceiveCount
+        let sender = Arc::new(RecordingSender::new());
+        let f = fixture(&sender);
+        for r in &event.records {
+            let task = QueueTask::from_json(r.body.as_deref().unwrap()).unwrap();
+            let id = task.delivery().webhook_id.clone();
+            if f.store.get(&id).await.unwrap().is_none() {
+                f.store
+                    .create(&webhook(id, "https://example.com/hook"))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(f.run(event.records.clone()).await.is_empty(), "{name}");
+        let requests = sender.requests();
+        assert_eq!(requests.len(), event.records.len(), "{name}");
+        let want = if name.contains("retry") { "3" } else { "1" };
+        for req in &requests {
+            let attempt = req
+                .headers
+                .iter()
+                .find(|(k, _)| *k == "x-webhook-attempt")
+                .map(|(_, v)| v.as_str());
+            assert_eq!(attempt, Some(want), "{name}");
+        }
+        // AND each body is exactly the queue message the core writes (a fixture in step with
+        // the format)
+        for r in &event.records {
+            let body = r.body.as_deref().unwrap();
+            let task = QueueTask::from_json(body).unwrap();
+            assert_eq!(task.to_json(), body, "{name}");
+            // the delivery body is in JavaScript's JSON form, as the core renders it
+            let inner = &task.delivery().body;
+            assert_eq!(
+                &webhooks_core::jsjson::canonicalize(inner).unwrap(),
+                inner,
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
+    let base = |extra: &'static [(&'static str, &'static str)]| {
+        move |n: &str| {
+            [
+                ("WEBHOOKS_TABLE", "w"),
+                ("DELIVERIES_TABLE", "d"),
+                ("QUEUE_URL", "http://q"),
+                ("DLQ_URL", "http://dlq"),
+            ]
+            .iter()
+            .chain(extra)
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    // GIVEN only the resource names WHEN read THEN 30 s and no private targets
+    let c = DeliveryConfig::from_lookup(base(&[])).unwrap();
+    assert_eq!(c.timeout, Duration::from_secs(30));
+    assert!(!c.allow_private);
+    assert_eq!(
+        (
+            c.webhooks.table_name.as_str(),
+            c.log.deliveries_table.as_str(),
+            c.queues.dead_letter_queue_url.as_str()
+        ),
+        ("w", "d", "http://dlq")
+    );
+    // GIVEN a timeout and the test switch WHEN read THEN both apply
+    let c = DeliveryConfig::from_lookup(base(&[
+        ("DELIVERY_TIMEOUT_SECONDS", "5"),
+        ("ALLOW_PRIVATE_TARGETS", "true"),
+    ]))
+    .unwrap();
+    assert_eq!((c.timeout, c.allow_private), (Duration::from_secs(5), true));
+    // GIVEN a bad timeout, or a missing queue WHEN read THEN the error names the variable
+    let err = DeliveryConfig::from_lookup(base(&[("DELIVERY_TIMEOUT_SECONDS", "0")])).unwrap_err();
+    assert!(
+        err.to_string().contains("DELIVERY_TIMEOUT_SECONDS"),
+        "{err}"
+    );
+    let all = base(&[]);
+    let err = DeliveryConfig::from_lookup(|n| all(n).filter(|_| n != "DLQ_URL")).unwrap_err();
+    assert!(err.to_string().contains("DLQ_URL"), "{err}");
+}

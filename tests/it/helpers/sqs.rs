@@ -1,0 +1,289 @@
+//! SQS in moto: a fresh delivery queue and dead-letter queue per test, created from
+//! `template.yaml`'s `DeliveryQueue` and `DeadLetterQueue` (attributes and redrive policy, the
+//! policy's `!GetAtt DeadLetterQueue.Arn` resolved to the test's own dead-letter queue), and what
+//! the Lambda event source mapping does with them: receive a batch and hand it over as an
+//! `SqsEvent`, then delete the messages the handler did not report failed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use serde_yaml::Value;
+use webhooks_aws::{SqsConfig, SqsDeliveryQueue, SqsWorkerConfig, SqsWorkerQueue};
+
+use super::dynamo::sdk_config_for;
+use super::moto;
+use super::template::resource;
+
+/// An SQS client on the process's moto server.
+pub fn moto_sqs_client() -> Client {
+    Client::new(&sdk_config_for(moto::endpoint()))
+}
+
+fn unique_queue_name(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// The attributes of `Resources.<logical_id>` (an `AWS::SQS::Queue`) as `CreateQueue` takes them;
+/// `!GetAtt <Queue>.Arn` inside the redrive policy resolves through `arns`.
+pub fn queue_attributes(
+    logical_id: &str,
+    arns: &HashMap<&str, String>,
+) -> HashMap<QueueAttributeName, String> {
+    let props = resource(logical_id)
+        .get("Properties")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{logical_id} has no Properties"));
+    let scalar = |v: &Value| match v {
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => panic!("{logical_id}: the harness does not read {other:?}; teach it"),
+    };
+    let mut attrs = HashMap::new();
+    for (k, v) in props {
+        let key = k.as_str().expect("property names are strings");
+        match key {
+            "QueueName" | "Tags" => {}
+            "RedrivePolicy" => {
+                let target = match &v["deadLetterTargetArn"] {
+                    Value::Tagged(t) if t.tag == "!GetAtt" => {
+                        let target = t.value.as_str().expect("!GetAtt X.Arn");
+                        let queue = target
+                            .strip_suffix(".Arn")
+                            .unwrap_or_else(|| panic!("{logical_id}: redrive to {target}"));
+                        arns.get(queue)
+                            .unwrap_or_else(|| panic!("{logical_id}: create {queue} first"))
+                            .clone()
+                    }
+                    other => panic!("{logical_id}: deadLetterTargetArn {other:?}"),
+                };
+                let policy = serde_json::json!({
+                    "deadLetterTargetArn": target,
+                    "maxReceiveCount": v["maxReceiveCount"].as_u64().expect("maxReceiveCount"),
+                });
+                attrs.insert(QueueAttributeName::RedrivePolicy, policy.to_string());
+            }
+            other => {
+                attrs.insert(QueueAttributeName::from(other), scalar(v));
+            }
+        }
+    }
+    attrs
+}
+
+/// Creates queue `name` from `logical_id` and returns its URL and ARN.
+async fn create_queue(
+    client: &Client,
+    logical_id: &str,
+    name: &str,
+    arns: &HashMap<&str, String>,
+) -> (String, String) {
+    let url = client
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(queue_attributes(logical_id, arns)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create queue {name} from {logical_id}: {e:?}"))
+        .queue_url
+        .expect("queue url");
+    let arn = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("queue arn");
+    (url, arn)
+}
+
+/// A fresh delivery queue with its dead-letter queue, and the adapters on them.
+#[derive(Debug)]
+pub struct Queues {
+    pub client: Client,
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+    pub dlq_arn: String,
+    /// The enqueue side (the API's adapter).
+    pub queue: SqsDeliveryQueue,
+    /// The worker side (the delivery Lambda's adapter).
+    pub worker: SqsWorkerQueue,
+}
+
+impl Queues {
+    pub async fn create() -> Self {
+        let client = moto_sqs_client();
+        let mut arns = HashMap::new();
+        let (dlq_url, dlq_arn) = create_queue(
+            &client,
+            "DeadLetterQueue",
+            &unique_queue_name("dead-letters"),
+            &arns,
+        )
+        .await;
+        arns.insert("DeadLetterQueue", dlq_arn.clone());
+        let (url, arn) = create_queue(
+            &client,
+            "DeliveryQueue",
+            &unique_queue_name("deliveries"),
+            &arns,
+        )
+        .await;
+        // Through the same constructors and configs the Lambda mains use.
+        let sdk = sdk_config_for(moto::endpoint());
+        let env = |name: &str| match name {
+            "QUEUE_URL" => Some(url.clone()),
+            "DLQ_URL" => Some(dlq_url.clone()),
+            _ => None,
+        };
+        let queue = SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_lookup(env).unwrap());
+        let worker = SqsWorkerQueue::from_config(&sdk, &SqsWorkerConfig::from_lookup(env).unwrap());
+        Self {
+            client,
+            url,
+            arn,
+            dlq_url,
+            dlq_arn,
+            queue,
+            worker,
+        }
+    }
+
+    /// Up to `max` (1..=10) messages of `queue_url` visible now, waiting at most `wait_secs` for
+    /// the first, with every system and message attribute.
+    pub async fn receive_raw(&self, queue_url: &str, max: i32, wait_secs: i32) -> Vec<Message> {
+        self.client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// What the event source mapping hands the function: up to `max` messages of the delivery
+    /// queue as SQS event records.
+    pub async fn receive_records(&self, max: i32, wait_secs: i32) -> Vec<SqsMessage> {
+        self.receive_raw(&self.url, max, wait_secs)
+            .await
+            .into_iter()
+            .map(|m| self.record(m))
+            .collect()
+    }
+
+    /// Receives until `n` records are in hand (bounded: panics after `limit`).
+    pub async fn receive_exactly(&self, n: usize, limit: std::time::Duration) -> Vec<SqsMessage> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut records = Vec::new();
+        while records.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "received {} of {n} messages within {limit:?}",
+                records.len()
+            );
+            let want = i32::try_from((n - records.len()).min(10)).unwrap();
+            records.extend(self.receive_records(want, 1).await);
+        }
+        assert_eq!(records.len(), n, "more messages than expected");
+        records
+    }
+
+    /// One received message as the Lambda SQS event record for it.
+    pub fn record(&self, m: Message) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = m.message_id;
+        r.receipt_handle = m.receipt_handle;
+        r.body = m.body;
+        r.md5_of_body = m.md5_of_body;
+        r.md5_of_message_attributes = m.md5_of_message_attributes;
+        r.attributes = m
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect();
+        r.message_attributes = m
+            .message_attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let mut a = SqsMessageAttribute::default();
+                a.string_value = v.string_value;
+                a.data_type = Some(v.data_type);
+                (k, a)
+            })
+            .collect();
+        r.event_source = Some("aws:sqs".into());
+        r.event_source_arn = Some(self.arn.clone());
+        r.aws_region = Some("us-east-1".into());
+        r
+    }
+
+    /// What the event source mapping does after the function answered: deletes every record
+    /// not reported in `batchItemFailures`.
+    pub async fn delete_acknowledged(&self, records: &[SqsMessage], response: &SqsBatchResponse) {
+        for r in records {
+            let id = r.message_id.as_deref().unwrap_or_default();
+            if response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == id)
+            {
+                continue;
+            }
+            self.client
+                .delete_message()
+                .queue_url(&self.url)
+                .receipt_handle(r.receipt_handle.as_deref().expect("receipt handle"))
+                .send()
+                .await
+                .expect("delete an acknowledged message");
+        }
+    }
+
+    /// The number of messages of `queue_url` in each state: (visible, in flight).
+    pub async fn counts(&self, queue_url: &str) -> (u64, u64) {
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// `records` as the event the function is invoked with.
+pub fn event_of(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
+}
