@@ -103,6 +103,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/api/webhooks/{id}/test", post(deliveries::test))
+        .route(
+            "/api/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/api/webhooks/{id}/deliveries", get(deliveries::list))
         .route(
             "/api/webhooks/{id}/dead-letters",

@@ -14,7 +14,7 @@ use crate::routes::{deliveries, events, webhooks};
         description = "Subscribe HTTPS URLs to events of a dakkio bucket and receive each event as a signed, retried POST."
     ),
     paths(
-        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
         deliveries::test, deliveries::list, deliveries::dead_letters, deliveries::redeliver_one,
         deliveries::redeliver_all, events::publish
     ),

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhooks_api::auth::{Authenticator, Claims};
 use webhooks_api::{AppState, Ports, router};
+use webhooks_core::ports::SubscriptionStore;
 use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
@@ -921,5 +922,205 @@ async fn openapi_health_and_unknown_routes_answer() {
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "PUT",
+    );
+}
+
+#[tokio::test]
+async fn formats_are_chosen_at_create_and_patch_and_unknown_ones_refused() {
+    let app = app();
+    let alice = token_for("alice");
+    let mut body = guide_body();
+    body["format"] = json!("slack");
+    let created = app.create(&alice, body).await;
+    assert_eq!(
+        (created.status, &created.body["format"]),
+        (StatusCode::CREATED, &json!("slack"))
+    );
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/webhooks/{id}"),
+            Some(&alice),
+            Some(json!({"format": "discord"})),
+        )
+        .await;
+    assert_eq!(r.body["format"], "discord");
+    let mut bad = guide_body();
+    bad["format"] = json!("teams");
+    let r = app.create(&alice, bad).await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_format",
+        "unknown format",
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/webhooks/{id}"),
+            Some(&alice),
+            Some(json!({"format": "xml"})),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_format",
+        "unknown format in patch",
+    );
+    assert_eq!(app.store.len(), 1);
+    let plain = app.create(&alice, guide_body()).await;
+    assert_eq!(plain.body["format"], "json", "the default");
+}
+
+#[tokio::test]
+async fn rotating_the_secret_shows_the_new_one_once_and_keeps_the_old_one_signing_for_the_grace() {
+    let app = app();
+    let alice = token_for("alice");
+    let id = app.create(&alice, guide_body()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uri = format!("/api/webhooks/{id}/rotate-secret");
+
+    let r = app.call(Method::POST, &uri, Some(&alice), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let new = r.body["secret"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("whsec_"));
+    assert!(
+        r.body["previousSecretExpiresAt"].is_string(),
+        "{:?}",
+        r.body
+    );
+    let w = app
+        .store
+        .get(&webhooks_core::WebhookId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.secret.expose(), new);
+    assert_eq!(
+        w.previous_secret.as_ref().unwrap().secret.expose(),
+        "your_webhook_secret"
+    );
+    let got = app
+        .call(
+            Method::GET,
+            &format!("/api/webhooks/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert!(got.body.get("secret").is_none() && !got.body.to_string().contains(&new));
+
+    // A chosen secret with no grace replaces at once.
+    let r = app
+        .call(
+            Method::POST,
+            &uri,
+            Some(&alice),
+            Some(json!({"secret": "chosen-secret-123", "graceSeconds": 0})),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            &r.body["secret"],
+            &r.body["previousSecretExpiresAt"]
+        ),
+        (StatusCode::OK, &json!("chosen-secret-123"), &Value::Null)
+    );
+
+    // Bad input changes nothing.
+    for (what, body, code) in [
+        (
+            "grace too long",
+            json!({"graceSeconds": 604801}),
+            "invalid_grace",
+        ),
+        (
+            "negative grace",
+            json!({"graceSeconds": -1}),
+            "invalid_grace",
+        ),
+        ("short secret", json!({"secret": "x"}), "invalid_secret"),
+        (
+            "same secret",
+            json!({"secret": "chosen-secret-123"}),
+            "invalid_secret",
+        ),
+        (
+            "unknown field",
+            json!({"secret": "abcdefghij", "keepOld": true}),
+            "invalid_body",
+        ),
+    ] {
+        let r = app.call(Method::POST, &uri, Some(&alice), Some(body)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, code, what);
+    }
+    let w = app
+        .store
+        .get(&webhooks_core::WebhookId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.secret.expose(), "chosen-secret-123");
+    let r = app
+        .call(Method::POST, &uri, Some(&token_for("bob")), None)
+        .await;
+    assert_error(
+        &r,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "bob rotating alice's",
+    );
+}
+
+#[tokio::test]
+async fn re_enabling_clears_the_reason_the_service_disabled_a_webhook() {
+    let app = app();
+    let alice = token_for("alice");
+    let id = app.create(&alice, guide_body()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wid = webhooks_core::WebhookId::parse(&id).unwrap();
+    let patch = webhooks_core::webhook::WebhookPatch {
+        active: Some(false),
+        disabled_reason: Some(Some("the receiver answered HTTP 410 Gone".into())),
+        ..Default::default()
+    };
+    let owner = webhooks_core::OwnerId::parse("alice").unwrap();
+    app.store
+        .update(&owner, &wid, &patch, webhooks_core::Timestamp::from_unix(1))
+        .await
+        .unwrap();
+    let got = app
+        .call(
+            Method::GET,
+            &format!("/api/webhooks/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            got.body["active"].as_bool(),
+            got.body["disabledReason"].as_str()
+        ),
+        (Some(false), Some("the receiver answered HTTP 410 Gone"))
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/webhooks/{id}"),
+            Some(&alice),
+            Some(json!({"active": true})),
+        )
+        .await;
+    assert_eq!(
+        (r.body["active"].as_bool(), &r.body["disabledReason"]),
+        (Some(true), &Value::Null)
     );
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use crate::ports::{ListQuery, StoreError, SubscriptionStore};
-use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch};
+use crate::webhook::{
+    DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
+};
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -37,9 +39,13 @@ pub fn sample_webhook(owner: &OwnerId, bucket: &BucketId, t: i64) -> Webhook {
             initial_delay_seconds: 7,
         },
         secret: Secret::new("your_webhook_secret".into()),
+        previous_secret: None,
+        format: crate::format::Format::Json,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
+        failing_since: None,
+        disabled_reason: None,
         created_at: at,
         updated_at: at,
     }
@@ -59,6 +65,8 @@ pub async fn run_all(store: Arc<dyn SubscriptionStore>) {
 pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionStore) {
     let owner = fresh_owner();
     let mut w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_000);
+    w.failing_since = Some(Timestamp::from_unix(1_699_999_000));
+    w.disabled_reason = Some("receiver answered HTTP 410 Gone".into());
     store.create(&w).await.expect("create");
     assert_eq!(
         store.get(&w.id).await.expect("get").as_ref(),
@@ -69,6 +77,8 @@ pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionSto
     // Optional fields absent, too.
     w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_001);
     w.description = None;
+    w.previous_secret = None;
+    w.format = crate::format::Format::Json;
     w.active = false;
     w.events = vec![EventType::BucketUpdated];
     store.create(&w).await.expect("create minimal");
@@ -288,6 +298,12 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         backoff_multiplier: None,
         initial_delay_seconds: Some(3600),
         secret: Some(Secret::new("rotated-secret".into())),
+        previous_secret: Some(Some(PreviousSecret {
+            secret: Secret::new("your_webhook_secret".into()),
+            expires_at: Timestamp::from_unix(1_700_090_000),
+        })),
+        format: Some(crate::format::Format::Discord),
+        disabled_reason: Some(Some("deliveries failed for 5 days".into())),
     };
     let mut want = w.clone();
     patch.apply(&mut want, later);
@@ -469,12 +485,26 @@ pub mod delivery_log {
     }
 
     pub async fn run_all(store: Arc<dyn SubscriptionStore>, log: Arc<dyn DeliveryLog>) {
+        run(store, log, true).await;
+    }
+
+    /// The same checks, but with `finish` calls racing one another replaced by the same calls
+    /// one after the other. For moto only: its `TransactWriteItems` is not safe under concurrent
+    /// calls (a cancelled transaction restores a snapshot of the whole table, undoing other
+    /// writes), which DynamoDB itself is.
+    pub async fn run_all_sequential(store: Arc<dyn SubscriptionStore>, log: Arc<dyn DeliveryLog>) {
+        run(store, log, false).await;
+    }
+
+    async fn run(store: Arc<dyn SubscriptionStore>, log: Arc<dyn DeliveryLog>, concurrent: bool) {
         attempts_are_kept_per_generation_and_listed_newest_first(&*store, &*log).await;
         finish_counts_each_delivery_once_even_when_repeated_or_concurrent(
             store.clone(),
             log.clone(),
+            concurrent,
         )
         .await;
+        failing_since_tracks_the_current_run_of_failures(&*store, &*log).await;
         dead_letters_round_trip_and_are_removable(&*store, &*log).await;
     }
 
@@ -522,6 +552,7 @@ pub mod delivery_log {
     pub async fn finish_counts_each_delivery_once_even_when_repeated_or_concurrent(
         store: Arc<dyn SubscriptionStore>,
         log: Arc<dyn DeliveryLog>,
+        concurrent: bool,
     ) {
         let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_720_000_000);
         store.create(&w).await.expect("create");
@@ -550,16 +581,19 @@ pub mod delivery_log {
 
         // 10 deliveries, each finished by 3 racing workers: counted 10 times in all.
         let mut tasks = tokio::task::JoinSet::new();
+        let mut newly = 0;
         for i in 0..10i64 {
             let d = DeliveryId::generate(1_720_000_100 + i);
             for _ in 0..3 {
                 let (log, id, d) = (log.clone(), w.id.clone(), d.clone());
-                tasks.spawn(
-                    async move { log.finish(&id, &d, 0, DeliveryStatus::Success, at).await },
-                );
+                let call = async move { log.finish(&id, &d, 0, DeliveryStatus::Success, at).await };
+                if concurrent {
+                    tasks.spawn(call);
+                } else {
+                    newly += usize::from(call.await.expect("finish"));
+                }
             }
         }
-        let mut newly = 0;
         while let Some(r) = tasks.join_next().await {
             newly += usize::from(r.expect("task").expect("finish"));
         }
@@ -584,6 +618,62 @@ pub mod delivery_log {
         assert!(
             store.get(&gone).await.expect("get").is_none(),
             "finish must not create a webhook"
+        );
+    }
+
+    pub async fn failing_since_tracks_the_current_run_of_failures(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_725_000_000);
+        store.create(&w).await.expect("create");
+        let id = &w.id;
+        let failing = |s: i64| async move {
+            let d = DeliveryId::generate(s);
+            log.finish(id, &d, 0, DeliveryStatus::Failed, Timestamp::from_unix(s))
+                .await
+                .expect("finish");
+            store
+                .get(id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .failing_since
+        };
+        assert_eq!(
+            failing(1_725_000_100).await,
+            Some(Timestamp::from_unix(1_725_000_100)),
+            "first failure starts the run"
+        );
+        assert_eq!(
+            failing(1_725_000_200).await,
+            Some(Timestamp::from_unix(1_725_000_100)),
+            "later failures keep its start"
+        );
+        let d = DeliveryId::generate(1_725_000_300);
+        log.finish(
+            &w.id,
+            &d,
+            0,
+            DeliveryStatus::Success,
+            Timestamp::from_unix(1_725_000_300),
+        )
+        .await
+        .expect("finish");
+        assert_eq!(
+            store
+                .get(&w.id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .failing_since,
+            None,
+            "a success ends the run"
+        );
+        assert_eq!(
+            failing(1_725_000_400).await,
+            Some(Timestamp::from_unix(1_725_000_400)),
+            "a new run"
         );
     }
 

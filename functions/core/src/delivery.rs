@@ -90,34 +90,48 @@ pub fn envelope(
     Value::Object(m)
 }
 
-/// The headers of one attempt (DESIGN.md §4), both signatures included.
+/// The headers of one attempt (DESIGN.md §4), both signatures included. `secrets` are the
+/// webhook's signing secrets, current first ([`crate::webhook::Webhook::signing_secrets`]):
+/// during a rotation's grace period the previous secret also signs — Standard Webhooks carries
+/// both `v1,` signatures in `webhook-signature` (its libraries accept any), and the guide's
+/// scheme adds `X-Webhook-Signature-Previous`, since `X-Webhook-Signature` holds exactly one.
 pub fn request_headers(
     task: &DeliveryTask,
-    secret: &Secret,
+    secrets: &[&Secret],
     attempt: u32,
     now: Timestamp,
 ) -> Vec<(&'static str, String)> {
     let id = task.delivery_id.to_string();
     let ts = now.unix();
     let body = task.body.as_bytes();
-    vec![
+    let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("user-agent", USER_AGENT.to_owned()),
-        (
-            "x-webhook-signature",
-            signing::guide_signature(secret, body),
-        ),
         ("x-webhook-event", task.event.as_str().to_owned()),
         ("x-webhook-id", id.clone()),
         ("x-webhook-timestamp", ts.to_string()),
         ("x-webhook-attempt", attempt.to_string()),
-        (
-            "webhook-signature",
-            signing::standard_webhooks_signature(secret, &id, ts, body),
-        ),
-        ("webhook-id", id),
+        ("webhook-id", id.clone()),
         ("webhook-timestamp", ts.to_string()),
-    ]
+    ];
+    if let Some(current) = secrets.first() {
+        headers.push((
+            "x-webhook-signature",
+            signing::guide_signature(current, body),
+        ));
+    }
+    if let Some(previous) = secrets.get(1) {
+        headers.push((
+            "x-webhook-signature-previous",
+            signing::guide_signature(previous, body),
+        ));
+    }
+    let standard: Vec<String> = secrets
+        .iter()
+        .map(|s| signing::standard_webhooks_signature(s, &id, ts, body))
+        .collect();
+    headers.push(("webhook-signature", standard.join(" ")));
+    headers
 }
 
 impl RetryConfig {

@@ -40,7 +40,12 @@ pub struct Dispatcher {
     log: Arc<dyn DeliveryLog>,
     sender: Arc<dyn WebhookSender>,
     clock: Arc<dyn Clock>,
+    auto_disable_after: Option<Duration>,
 }
+
+/// A webhook whose deliveries have all failed for this long is disabled (as Svix and Stripe
+/// do), with the reason visible in the API; a PATCH `active: true` re-enables it.
+pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,7 +65,14 @@ impl Dispatcher {
             log,
             sender,
             clock,
+            auto_disable_after: Some(DEFAULT_AUTO_DISABLE_AFTER),
         }
+    }
+
+    /// Changes (or, with `None`, turns off) auto-disabling of continuously failing webhooks.
+    pub fn with_auto_disable_after(mut self, after: Option<Duration>) -> Self {
+        self.auto_disable_after = after;
+        self
     }
 
     /// Processes one receipt of `task`. `receive_count` is the queue's count of receipts
@@ -107,7 +119,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let request = OutgoingRequest {
             url: webhook.url.clone(),
-            headers: request_headers(task, &webhook.secret, attempt, now),
+            headers: request_headers(task, &webhook.signing_secrets(now), attempt, now),
             body: task.body.clone(),
         };
         let started = Instant::now();
@@ -187,7 +199,9 @@ impl Dispatcher {
         error: String,
     ) -> Result<Outcome, DispatchError> {
         if attempt >= policy.max_attempts() {
-            return self.give_up(task, attempt, error).await;
+            let out = self.give_up(task, attempt, error).await?;
+            self.maybe_auto_disable(&task.webhook_id).await?;
+            return Ok(out);
         }
         let mut after = policy.delay_before_retry(attempt);
         if let Some(secs) = retry_after {
@@ -196,6 +210,49 @@ impl Dispatcher {
             ));
         }
         Ok(Outcome::Retry { after, error })
+    }
+
+    async fn disable(
+        &self,
+        webhook: &crate::webhook::Webhook,
+        reason: String,
+    ) -> Result<(), DispatchError> {
+        let patch = WebhookPatch {
+            active: Some(false),
+            disabled_reason: Some(Some(reason)),
+            ..Default::default()
+        };
+        match self
+            .store
+            .update(&webhook.owner_id, &webhook.id, &patch, self.clock.now())
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a failed delivery: disable the webhook if every delivery has failed for longer than
+    /// the configured stretch (`failing_since` is kept by the log's `finish`).
+    async fn maybe_auto_disable(&self, id: &crate::WebhookId) -> Result<(), DispatchError> {
+        let Some(limit) = self.auto_disable_after else {
+            return Ok(());
+        };
+        let Some(webhook) = self.store.get(id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        match webhook.failing_since {
+            Some(since)
+                if webhook.active && now.unix() - since.unix() >= limit.as_secs() as i64 =>
+            {
+                let reason = format!(
+                    "every delivery has failed since {since}; re-enable it once the receiver is fixed"
+                );
+                self.disable(&webhook, reason).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn give_up(
@@ -297,9 +354,13 @@ mod tests {
             active: true,
             retry_config: RetryConfig::default(),
             secret: Secret::new("your_webhook_secret".into()),
+            previous_secret: None,
+            format: crate::format::Format::Json,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,
+            failing_since: None,
+            disabled_reason: None,
             created_at: Timestamp::from_unix(1),
             updated_at: Timestamp::from_unix(1),
         };
@@ -542,5 +603,138 @@ mod tests {
         assert!(
             matches!(f.dispatcher.process(&f.task, 2).await.unwrap(), Outcome::GiveUp { ref error } if error.contains("refused"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_out_secret_keeps_signing_until_its_grace_ends() {
+        let f = fixture().await;
+        let patch = WebhookPatch {
+            secret: Some(Secret::new("the-new-secret".into())),
+            previous_secret: Some(Some(crate::webhook::PreviousSecret {
+                secret: f.webhook.secret.clone(),
+                expires_at: Timestamp::from_unix(1_700_000_100),
+            })),
+            ..Default::default()
+        };
+        f.store
+            .update(
+                &f.webhook.owner_id,
+                &f.webhook.id,
+                &patch,
+                Timestamp::from_unix(5),
+            )
+            .await
+            .unwrap();
+        f.dispatcher.process(&f.task, 1).await.unwrap();
+        let req = &f.sender.requests()[0];
+        let h = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+        };
+        let body = f.task.body.as_bytes();
+        assert_eq!(
+            h("x-webhook-signature"),
+            Some(crate::signing::guide_signature(
+                &Secret::new("the-new-secret".into()),
+                body
+            ))
+        );
+        assert_eq!(
+            h("x-webhook-signature-previous"),
+            Some(crate::signing::guide_signature(&f.webhook.secret, body))
+        );
+        let std = h("webhook-signature").unwrap();
+        let id = f.task.delivery_id.to_string();
+        assert_eq!(std.split(' ').count(), 2);
+        assert!(crate::signing::verify_standard_webhooks(
+            &f.webhook.secret,
+            &id,
+            1_700_000_000,
+            body,
+            &std
+        ));
+        assert!(crate::signing::verify_standard_webhooks(
+            &Secret::new("the-new-secret".into()),
+            &id,
+            1_700_000_000,
+            body,
+            &std
+        ));
+
+        // After the grace period only the new secret signs.
+        let w = f.store.get(&f.webhook.id).await.unwrap().unwrap();
+        assert_eq!(
+            w.signing_secrets(Timestamp::from_unix(1_700_000_100)).len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failing_for_longer_than_the_limit_is_disabled_with_a_reason() {
+        let f = fixture().await;
+        let patch = WebhookPatch {
+            max_retries: Some(0),
+            ..Default::default()
+        };
+        f.store
+            .update(
+                &f.webhook.owner_id,
+                &f.webhook.id,
+                &patch,
+                Timestamp::from_unix(5),
+            )
+            .await
+            .unwrap();
+        // Failing since 6 days before the fixture's clock.
+        let old = DeliveryId::generate(3);
+        f.log
+            .finish(
+                &f.webhook.id,
+                &old,
+                0,
+                DeliveryStatus::Failed,
+                Timestamp::from_unix(1_700_000_000 - 6 * 86_400),
+            )
+            .await
+            .unwrap();
+        f.sender.answer([RecordingSender::status(500)]);
+        assert!(matches!(
+            f.dispatcher.process(&f.task, 1).await.unwrap(),
+            Outcome::GiveUp { .. }
+        ));
+        let w = f.store.get(&f.webhook.id).await.unwrap().unwrap();
+        assert!(!w.active);
+        assert!(
+            w.disabled_reason
+                .as_deref()
+                .unwrap()
+                .contains("failed since"),
+            "{:?}",
+            w.disabled_reason
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recent_run_of_failures_does_not_disable() {
+        let f = fixture().await;
+        let patch = WebhookPatch {
+            max_retries: Some(0),
+            ..Default::default()
+        };
+        f.store
+            .update(
+                &f.webhook.owner_id,
+                &f.webhook.id,
+                &patch,
+                Timestamp::from_unix(5),
+            )
+            .await
+            .unwrap();
+        f.sender.answer([RecordingSender::status(500)]);
+        f.dispatcher.process(&f.task, 1).await.unwrap();
+        let w = f.store.get(&f.webhook.id).await.unwrap().unwrap();
+        assert!(w.active && w.failing_since.is_some() && w.disabled_reason.is_none());
     }
 }

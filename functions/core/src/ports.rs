@@ -144,7 +144,8 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 ///   the same attempt twice keeps one record.
 /// - `finish` is atomic and idempotent: the first call for a (delivery, generation) marks it
 ///   final *and* counts the outcome on the webhook (`record_outcome` semantics) in one write
-///   and returns `true`; later calls change nothing and return `false`. A missing webhook
+///   and returns `true`; later calls change nothing and return `false`. In the same write it
+///   keeps `failing_since`: cleared by a success, set to `at` by a failure when not already set. A missing webhook
 ///   counts nothing and returns `Ok(false)`. This is what keeps stats exactly-once when a
 ///   worker dies between sending and acknowledging.
 /// - Dead letters are keyed by (webhook, delivery); putting one again replaces it.

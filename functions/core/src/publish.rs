@@ -174,14 +174,15 @@ impl DeliveryService {
                 .await?
             {
                 let delivery_id = DeliveryId::generate(now.unix());
-                let body = jsjson::to_string(&envelope(
+                let env = envelope(
                     ev.event,
                     ev.timestamp,
                     &webhook.id,
                     &ev.bucket_id,
                     &delivery_id,
                     ev.data.clone(),
-                ));
+                );
+                let body = jsjson::to_string(&crate::format::render(webhook.format, &env));
                 let task = DeliveryTask {
                     delivery_id,
                     webhook_id: webhook.id,
@@ -244,14 +245,15 @@ impl DeliveryService {
         if let Value::Object(m) = &mut data {
             m.insert("test".into(), Value::Bool(true));
         }
-        let body = jsjson::to_string(&envelope(
+        let env = envelope(
             EventType::WebhookTest,
             now,
             &webhook.id,
             &webhook.bucket_id,
             &delivery_id,
             data,
-        ));
+        );
+        let body = jsjson::to_string(&crate::format::render(webhook.format, &env));
         let task = DeliveryTask {
             delivery_id,
             webhook_id: webhook.id,

@@ -6,7 +6,12 @@ use std::sync::Arc;
 
 use crate::ports::{Clock, ListQuery, Page, StoreError, SubscriptionStore};
 use crate::validate::{CreateWebhook, UpdateWebhook, UrlPolicy, ValidationError};
-use crate::webhook::{DeliveryStats, Secret, Webhook};
+use crate::webhook::{DeliveryStats, PreviousSecret, Secret, Webhook, WebhookPatch};
+
+/// How long a rotated-out secret keeps signing by default.
+pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 24 * 3600;
+/// The longest grace period a rotation may ask for.
+pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 use crate::{BucketId, OwnerId, WebhookId};
 
 /// Who is calling: the token's `sub` and, when the token limits it, the buckets it may use.
@@ -102,9 +107,13 @@ impl WebhookService {
             active: new.active,
             retry_config: new.retry_config,
             secret: new.secret.unwrap_or_else(Secret::generate),
+            previous_secret: None,
+            format: new.format,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,
+            failing_since: None,
+            disabled_reason: None,
             created_at: now,
             updated_at: now,
         };
@@ -150,6 +159,49 @@ impl WebhookService {
             .store
             .update(&caller.owner, id, &patch, self.clock.now())
             .await?)
+    }
+
+    /// Replaces the secret (with `new`, or a generated one) and keeps the old one signing for
+    /// `grace_seconds` (0–7 days; default 24 h) so receivers can switch without a gap. The
+    /// returned webhook carries the new secret: the response is the one place it is shown.
+    pub async fn rotate_secret(
+        &self,
+        caller: &Caller,
+        id: &WebhookId,
+        new: Option<String>,
+        grace_seconds: Option<i64>,
+    ) -> Result<Webhook, ServiceError> {
+        let grace = grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
+        if !(0..=MAX_ROTATION_GRACE_SECONDS).contains(&grace) {
+            return Err(ValidationError::new(
+                "invalid_grace",
+                "graceSeconds must be 0 to 604800 (7 days)",
+            )
+            .into());
+        }
+        let secret = new
+            .map(crate::validate::validate_secret)
+            .transpose()?
+            .unwrap_or_else(Secret::generate);
+        let current = self.get(caller, id).await?;
+        if current.secret == secret {
+            return Err(ValidationError::new(
+                "invalid_secret",
+                "the new secret must differ from the current one",
+            )
+            .into());
+        }
+        let now = self.clock.now();
+        let previous = (grace > 0).then(|| PreviousSecret {
+            secret: current.secret.clone(),
+            expires_at: crate::Timestamp::from_unix(now.unix() + grace),
+        });
+        let patch = WebhookPatch {
+            secret: Some(secret),
+            previous_secret: Some(previous),
+            ..Default::default()
+        };
+        Ok(self.store.update(&caller.owner, id, &patch, now).await?)
     }
 
     pub async fn delete(&self, caller: &Caller, id: &WebhookId) -> Result<(), ServiceError> {

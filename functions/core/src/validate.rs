@@ -8,6 +8,7 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer};
 use url::{Host, Url};
 
+use crate::format::Format;
 use crate::webhook::{RetryConfig, Secret, WebhookPatch};
 use crate::{BucketId, EventType};
 
@@ -73,6 +74,10 @@ pub struct CreateWebhook {
     /// Defaults to `true`.
     pub active: Option<bool>,
     pub retry_config: Option<RetryConfigInput>,
+    /// `json` (default: the guide's envelope), `slack` or `discord` (the platform's message, so
+    /// the url can be a Slack or Discord incoming webhook).
+    #[schema(example = "json")]
+    pub format: Option<String>,
 }
 
 /// `retryConfig` as sent; omitted fields take the defaults (create) or stay as they are (update).
@@ -98,8 +103,10 @@ pub struct UpdateWebhook {
     pub description: Option<Option<String>>,
     pub active: Option<bool>,
     pub retry_config: Option<RetryConfigInput>,
-    /// A new signing secret (not returned).
+    /// A new signing secret (not returned); replaces the old one at once — use
+    /// `POST /api/webhooks/{id}/rotate-secret` for a grace period.
     pub secret: Option<String>,
+    pub format: Option<String>,
 }
 
 /// Distinguishes an absent field (`None`, via `default`) from an explicit `null` (`Some(None)`).
@@ -119,6 +126,12 @@ pub struct NewWebhook {
     pub description: Option<String>,
     pub active: bool,
     pub retry_config: RetryConfig,
+    pub format: Format,
+}
+
+fn validate_format(f: &str) -> Result<Format, ValidationError> {
+    f.parse()
+        .map_err(|m: String| ValidationError::new("invalid_format", m))
 }
 
 impl CreateWebhook {
@@ -141,6 +154,12 @@ impl CreateWebhook {
             description,
             active: self.active.unwrap_or(true),
             retry_config,
+            format: self
+                .format
+                .as_deref()
+                .map(validate_format)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -161,6 +180,10 @@ impl UpdateWebhook {
             backoff_multiplier,
             initial_delay_seconds,
             secret: self.secret.map(validate_secret).transpose()?,
+            previous_secret: None,
+            format: self.format.as_deref().map(validate_format).transpose()?,
+            // Re-enabling clears why the service disabled it.
+            disabled_reason: (self.active == Some(true)).then_some(None),
         })
     }
 }

@@ -6,6 +6,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::format::Format;
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 /// A webhook's signing secret. `Debug` and `Display` never show it; it is serialized only by the
@@ -134,6 +135,14 @@ pub struct DeliveryStats {
     pub failed_deliveries: u64,
 }
 
+/// The secret a rotation replaced, still signing deliveries until `expires_at` so receivers can
+/// switch over without a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSecret {
+    pub secret: Secret,
+    pub expires_at: Timestamp,
+}
+
 /// A webhook subscription as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
@@ -147,9 +156,18 @@ pub struct Webhook {
     pub active: bool,
     pub retry_config: RetryConfig,
     pub secret: Secret,
+    /// Set by a rotation, for its grace period.
+    pub previous_secret: Option<PreviousSecret>,
+    /// What the request body looks like (`json`, `slack`, `discord`).
+    pub format: Format,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
+    /// When the current run of failed deliveries began (`None` after a success). Kept by the
+    /// delivery log's `finish`, atomically with the stats.
+    pub failing_since: Option<Timestamp>,
+    /// Why the service disabled the webhook (410 Gone, failing too long); cleared on re-enable.
+    pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -157,6 +175,16 @@ pub struct Webhook {
 impl Webhook {
     pub fn subscribes_to(&self, event: EventType) -> bool {
         self.events.contains(&event)
+    }
+
+    /// The secrets deliveries are signed with at `now`: the current one, then the previous one
+    /// while its grace period lasts.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&Secret> {
+        let mut v = vec![&self.secret];
+        if let Some(p) = self.previous_secret.as_ref().filter(|p| p.expires_at > now) {
+            v.push(&p.secret);
+        }
+        v
     }
 }
 
@@ -172,6 +200,11 @@ pub struct WebhookPatch {
     pub backoff_multiplier: Option<f64>,
     pub initial_delay_seconds: Option<u32>,
     pub secret: Option<Secret>,
+    /// `Some(None)` forgets a rotated-out secret.
+    pub previous_secret: Option<Option<PreviousSecret>>,
+    pub format: Option<Format>,
+    /// `Some(None)` clears the reason (re-enabling does this).
+    pub disabled_reason: Option<Option<String>>,
 }
 
 impl WebhookPatch {
@@ -201,6 +234,15 @@ impl WebhookPatch {
         }
         if let Some(s) = &self.secret {
             w.secret = s.clone();
+        }
+        if let Some(p) = &self.previous_secret {
+            w.previous_secret.clone_from(p);
+        }
+        if let Some(f) = self.format {
+            w.format = f;
+        }
+        if let Some(r) = &self.disabled_reason {
+            w.disabled_reason.clone_from(r);
         }
         w.updated_at = now;
     }

@@ -188,9 +188,13 @@ fn webhook(id: WebhookId, url: &str) -> Webhook {
         active: true,
         retry_config: RetryConfig::default(),
         secret: Secret::new("your_webhook_secret".into()),
+        previous_secret: None,
+        format: Default::default(),
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
+        failing_since: None,
+        disabled_reason: None,
         created_at: Timestamp::from_unix(1_700_000_000),
         updated_at: Timestamp::from_unix(1_700_000_000),
     }

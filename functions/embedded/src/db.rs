@@ -129,6 +129,15 @@ const MIGRATIONS: &[&str] = &[
         enqueued_at    INTEGER NOT NULL,
         dead_at        INTEGER NOT NULL
     ) STRICT;",
+    // 3: native formats, secret rotation, auto-disable.
+    "ALTER TABLE webhooks ADD COLUMN format TEXT NOT NULL DEFAULT 'json'
+         CHECK (format IN ('json', 'slack', 'discord'));
+    -- the secret a rotation replaced, and until when (unix seconds) it still signs
+    ALTER TABLE webhooks ADD COLUMN previous_secret TEXT;
+    ALTER TABLE webhooks ADD COLUMN previous_secret_expires_at INTEGER;
+    -- start (unix seconds) of the current run of failed deliveries; NULL after a success
+    ALTER TABLE webhooks ADD COLUMN failing_since INTEGER;
+    ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT;",
 ];
 
 /// Why the database could not be opened or used.

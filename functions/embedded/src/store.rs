@@ -13,9 +13,10 @@ use std::path::Path;
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Params, Row, TransactionBehavior, params, params_from_iter};
+use webhooks_core::format::Format;
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
 use webhooks_core::webhook::{
-    DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch,
+    DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
 };
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
@@ -26,7 +27,8 @@ use crate::db::{Database, DbError, Failure, classify};
 const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active, \
      max_retries, backoff_multiplier, initial_delay_seconds, secret, \
      total_deliveries, successful_deliveries, failed_deliveries, \
-     last_delivery_at, last_delivery_status, created_at, updated_at";
+     last_delivery_at, last_delivery_status, created_at, updated_at, \
+     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason";
 
 /// Webhook subscriptions in the embedded SQLite database.
 #[derive(Debug, Clone)]
@@ -104,6 +106,27 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
     };
     let last_delivery_at: Option<i64> = read!("last_delivery_at");
     let secret: String = read!("secret");
+    let format: String = read!("format");
+    let format: Format = format
+        .parse()
+        .map_err(|e: String| corrupt(id, "format", e))?;
+    let previous: Option<String> = read!("previous_secret");
+    let previous_until: Option<i64> = read!("previous_secret_expires_at");
+    let previous_secret = match (previous, previous_until) {
+        (Some(s), Some(t)) => Some(PreviousSecret {
+            secret: Secret::new(s),
+            expires_at: Timestamp::from_unix(t),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(corrupt(
+                id,
+                "previous_secret",
+                "secret and expiry must be set together",
+            ));
+        }
+    };
+    let failing_since: Option<i64> = read!("failing_since");
 
     Ok(Webhook {
         id: WebhookId::parse(id).map_err(|e| corrupt(id, "id", e))?,
@@ -119,6 +142,10 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
             initial_delay_seconds: read!("initial_delay_seconds"),
         },
         secret: Secret::new(secret),
+        previous_secret,
+        format,
+        failing_since: failing_since.map(Timestamp::from_unix),
+        disabled_reason: read!("disabled_reason"),
         stats: DeliveryStats {
             total_deliveries: read!("total_deliveries"),
             successful_deliveries: read!("successful_deliveries"),
@@ -169,9 +196,11 @@ impl SubscriptionStore for SqliteStore {
                             id, owner_id, bucket_id, url, events, description, active,
                             max_retries, backoff_multiplier, initial_delay_seconds, secret,
                             total_deliveries, successful_deliveries, failed_deliveries,
-                            last_delivery_at, last_delivery_status, created_at, updated_at
+                            last_delivery_at, last_delivery_status, created_at, updated_at,
+                            format, previous_secret, previous_secret_expires_at, failing_since,
+                            disabled_reason
                          ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                   ?15, ?16, ?17, ?18)
+                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .map_err(sql)?
@@ -198,6 +227,11 @@ impl SubscriptionStore for SqliteStore {
                         w.last_delivery_status.map(DeliveryStatus::as_str),
                         w.created_at.unix(),
                         w.updated_at.unix(),
+                        w.format.as_str(),
+                        w.previous_secret.as_ref().map(|p| p.secret.expose()),
+                        w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
+                        w.failing_since.map(Timestamp::unix),
+                        w.disabled_reason,
                     ])
                     .map_err(sql)?;
                 if inserted == 0 {
@@ -311,7 +345,8 @@ impl SubscriptionStore for SqliteStore {
                 tx.prepare_cached(
                     "UPDATE webhooks SET url = ?2, events = ?3, description = ?4, active = ?5,
                          max_retries = ?6, backoff_multiplier = ?7, initial_delay_seconds = ?8,
-                         secret = ?9, updated_at = ?10
+                         secret = ?9, updated_at = ?10, format = ?11, previous_secret = ?12,
+                         previous_secret_expires_at = ?13, disabled_reason = ?14
                      WHERE id = ?1",
                 )
                 .map_err(sql)?
@@ -326,6 +361,10 @@ impl SubscriptionStore for SqliteStore {
                     w.retry_config.initial_delay_seconds,
                     w.secret.expose(),
                     w.updated_at.unix(),
+                    w.format.as_str(),
+                    w.previous_secret.as_ref().map(|p| p.secret.expose()),
+                    w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
+                    w.disabled_reason,
                 ])
                 .map_err(sql)?;
                 tx.commit().map_err(sql)?;

@@ -610,3 +610,93 @@ async fn a_thousand_events_to_healthy_and_failing_receivers_lose_nothing() {
     assert_eq!(dead, 100, "dead letters listed (first page of 1,000)");
     local.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_format_and_a_rotated_secret_still_verify_with_every_check() {
+    // GIVEN a Slack-format webhook and a JSON one whose secret is rotated with a grace period
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::start(dir.path(), &[]);
+    let api = Api::new(&local.base);
+    let (rx, base) = TestReceiver::start().await;
+    let user = &local.token;
+    let mut slack = hook(
+        format!("{base}/slack"),
+        json!(["alert.triggered"]),
+        json!({}),
+    );
+    slack["format"] = json!("slack");
+    api.create(user, slack).await;
+    let rotated = api
+        .create(
+            user,
+            hook(
+                format!("{base}/rotated"),
+                json!(["alert.triggered"]),
+                json!({}),
+            ),
+        )
+        .await;
+    let (s, r) = api
+        .call(
+            Method::POST,
+            &format!("/api/webhooks/{rotated}/rotate-secret"),
+            user,
+            Some(json!({"graceSeconds": 3600})),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let new_secret = r["secret"].as_str().unwrap().to_owned();
+
+    // WHEN an alert is published
+    let producer = local.mint("ingest", Some("events:publish"));
+    let alert =
+        json!({"bucketId": BUCKET, "event": "alert.triggered", "data": crate_sample_alert()});
+    assert_eq!(
+        api.call(Method::POST, "/api/events", &producer, Some(alert))
+            .await
+            .0,
+        202
+    );
+    eventually(Duration::from_secs(20), "both delivered", async || {
+        (rx.at("/slack").len() == 1 && rx.at("/rotated").len() == 1).then_some(())
+    })
+    .await;
+
+    // THEN the Slack body is a Slack message, signed like any delivery
+    let slack = rx.at("/slack");
+    let msg: Value = serde_json::from_str(&slack[0].body).unwrap();
+    assert_eq!(msg["text"], "🚨 Alert: High Temperature Warning");
+    assert_eq!(msg["blocks"][0]["type"], "section");
+    assert_eq!(
+        verify_with_node_and_python(&slack, SECRET),
+        vec![[true, true, true]]
+    );
+
+    // AND the rotated webhook's delivery verifies with the new secret, and with the old one via
+    // X-Webhook-Signature-Previous and the second Standard Webhooks signature
+    let got = rx.at("/rotated");
+    assert_eq!(got[0].headers["webhook-signature"].split(' ').count(), 2);
+    assert_eq!(
+        verify_with_node_and_python(&got, &new_secret),
+        vec![[true, true, true]]
+    );
+    let mut previous = got.clone();
+    previous[0].headers.insert(
+        "x-webhook-signature".into(),
+        got[0].headers["x-webhook-signature-previous"].clone(),
+    );
+    assert_eq!(
+        verify_with_node_and_python(&previous, SECRET),
+        vec![[true, true, true]]
+    );
+    local.stop();
+}
+
+fn crate_sample_alert() -> Value {
+    json!({
+        "alertId": "507f1f77bcf86cd799439015", "alertName": "High Temperature Warning",
+        "dataSourceId": "507f1f77bcf86cd799439012", "dataSourceName": "Temperature Sensor - Room A",
+        "condition": "Temperature exceeds 30°C for 5 minutes", "currentValue": 31.5, "threshold": 30,
+        "operator": ">", "triggeredAt": "2024-01-15T10:30:00Z"
+    })
+}

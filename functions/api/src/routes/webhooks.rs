@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use webhooks_core::format::Format;
 use webhooks_core::validate::{CreateWebhook, UpdateWebhook};
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook};
 use webhooks_core::{BucketId, EventType, Timestamp, WebhookId};
@@ -25,12 +26,21 @@ pub struct WebhookResponse {
     pub description: Option<String>,
     pub active: bool,
     pub retry_config: RetryConfig,
+    /// `json` (the guide's envelope), `slack` or `discord`.
+    pub format: Format,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
     /// The secret's last four characters, to tell secrets apart.
     #[schema(example = "…cret")]
     pub secret_hint: String,
+    /// After a rotation: until when the previous secret still signs deliveries.
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// When the current run of failed deliveries began (null after a success).
+    pub failing_since: Option<Timestamp>,
+    /// Why the service disabled the webhook (410 Gone, or failing too long); cleared when it
+    /// is re-enabled with `PATCH {"active": true}`.
+    pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Only in the response to `POST /api/webhooks`: store it now, it is not shown again.
@@ -50,6 +60,10 @@ impl WebhookResponse {
             description: w.description,
             active: w.active,
             retry_config: w.retry_config,
+            format: w.format,
+            previous_secret_expires_at: w.previous_secret.as_ref().map(|p| p.expires_at),
+            failing_since: w.failing_since,
+            disabled_reason: w.disabled_reason,
             stats: w.stats,
             last_delivery_at: w.last_delivery_at,
             last_delivery_status: w.last_delivery_status,
@@ -212,6 +226,52 @@ pub async fn update(
     let w = state.webhooks.update(&auth.caller, &id, body).await?;
     tracing::info!(webhook = %w.id, "webhook updated");
     Ok(Json(WebhookResponse::new(w, false)))
+}
+
+/// `POST /api/webhooks/{id}/rotate-secret` body (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret; generated (`whsec_…`) when omitted.
+    pub secret: Option<String>,
+    /// How long the old secret keeps signing, 0–604800 s (default 86400).
+    pub grace_seconds: Option<i64>,
+}
+
+/// Rotate the signing secret. The response shows the new secret, once. During the grace period
+/// deliveries carry both signatures: `webhook-signature` has a `v1,` entry per secret, and
+/// `X-Webhook-Signature` (new secret) is joined by `X-Webhook-Signature-Previous` (old secret).
+#[utoipa::path(
+    post, path = "/api/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id (ObjectId)")),
+    request_body(content = Option<RotateSecret>),
+    responses(
+        (status = 200, description = "Rotated; the body includes the new secret, shown this once", body = WebhookResponse),
+        (status = 400, description = "`invalid_id`, `invalid_secret`, `invalid_grace`, `invalid_body`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<WebhookResponse>, ApiError> {
+    let id = webhook_id(&id)?;
+    let req: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSecret::default()
+    } else {
+        crate::extract::require_json(&headers)?;
+        crate::extract::parse_json(&body)?
+    };
+    let w = state
+        .webhooks
+        .rotate_secret(&auth.caller, &id, req.secret, req.grace_seconds)
+        .await?;
+    tracing::info!(webhook = %w.id, "secret rotated");
+    Ok(Json(WebhookResponse::new(w, true)))
 }
 
 /// Delete a webhook.

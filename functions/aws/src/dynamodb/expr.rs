@@ -110,6 +110,41 @@ pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
             e.value("secret", s(secret.expose()))
         ));
     }
+    if let Some(format) = patch.format {
+        set.push(format!(
+            "{} = {}",
+            e.name(attr::FORMAT),
+            e.value("format", s(format.as_str()))
+        ));
+    }
+    match &patch.previous_secret {
+        None => {}
+        Some(Some(p)) => {
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::PREVIOUS_SECRET),
+                e.value("previousSecret", s(p.secret.expose()))
+            ));
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::PREVIOUS_SECRET_EXPIRES_AT),
+                e.value("previousSecretExpiresAt", s(p.expires_at.to_rfc3339()))
+            ));
+        }
+        Some(None) => {
+            remove.push(e.name(attr::PREVIOUS_SECRET));
+            remove.push(e.name(attr::PREVIOUS_SECRET_EXPIRES_AT));
+        }
+    }
+    match &patch.disabled_reason {
+        None => {}
+        Some(Some(r)) => set.push(format!(
+            "{} = {}",
+            e.name(attr::DISABLED_REASON),
+            e.value("disabledReason", s(r))
+        )),
+        Some(None) => remove.push(e.name(attr::DISABLED_REASON)),
+    }
     let updated = e.value("updatedAt", s(now.to_rfc3339()));
     set.push(format!("{} = {updated}", e.name(attr::UPDATED_AT)));
 
@@ -136,10 +171,16 @@ pub(crate) fn outcome_update(status: DeliveryStatus, at: Timestamp) -> (Expr, St
         e.name(attr::LAST_DELIVERY_AT),
         e.name(attr::LAST_DELIVERY_STATUS),
     );
+    let failing = e.name(attr::FAILING_SINCE);
     let at = e.value("at", s(at.to_rfc3339()));
+    let tail = match status {
+        // A success ends the run of failures; a failure starts one unless it is running.
+        DeliveryStatus::Success => format!(" REMOVE {failing}"),
+        DeliveryStatus::Failed => format!(", {failing} = if_not_exists({failing}, {at})"),
+    };
     let status = e.value("status", s(status.as_str()));
     e.expression = format!(
-        "ADD {total} {one}, {counter} {one} SET {last_at} = {at}, {last_status} = {status}"
+        "ADD {total} {one}, {counter} {one} SET {last_at} = {at}, {last_status} = {status}{tail}"
     );
     let condition = format!("attribute_exists({})", e.name(attr::ID));
     (e, condition)
@@ -182,6 +223,7 @@ mod tests {
             backoff_multiplier: Some(1.5),
             initial_delay_seconds: Some(30),
             secret: Some(Secret::new("rotated".into())),
+            ..Default::default()
         };
         // WHEN turned into an update
         let e = patch_update(&patch, Timestamp::from_unix(0));
@@ -222,7 +264,8 @@ mod tests {
         assert_eq!(
             e.expression,
             "ADD #totalDeliveries :one, #failedDeliveries :one \
-             SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status"
+             SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status, \
+             #failingSince = if_not_exists(#failingSince, :at)"
         );
         assert_eq!(cond, "attribute_exists(#id)");
         assert_eq!(e.values.get(":status"), Some(&s("failed")));

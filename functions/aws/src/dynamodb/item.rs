@@ -21,7 +21,10 @@
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
 
 use serde::{Deserialize, Serialize};
-use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook};
+use webhooks_core::format::Format;
+use webhooks_core::webhook::{
+    DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook,
+};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 /// Attribute names, shared by the item struct (through serde) and the hand-built expressions.
@@ -44,6 +47,11 @@ pub(crate) mod attr {
     pub const LAST_DELIVERY_AT: &str = "lastDeliveryAt";
     pub const LAST_DELIVERY_STATUS: &str = "lastDeliveryStatus";
     pub const UPDATED_AT: &str = "updatedAt";
+    pub const FORMAT: &str = "format";
+    pub const PREVIOUS_SECRET: &str = "previousSecret";
+    pub const PREVIOUS_SECRET_EXPIRES_AT: &str = "previousSecretExpiresAt";
+    pub const FAILING_SINCE: &str = "failingSince";
+    pub const DISABLED_REASON: &str = "disabledReason";
 }
 
 /// One webhook as a DynamoDB item (see the module docs for the attributes).
@@ -75,6 +83,17 @@ pub struct WebhookItem {
     pub last_delivery_status: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// `json`, `slack` or `discord`; items written before formats existed have none (= json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 /// The `retryConfig` map of a [`WebhookItem`].
@@ -127,6 +146,14 @@ impl From<&Webhook> for WebhookItem {
             last_delivery_status: w.last_delivery_status.map(|s| s.as_str().to_owned()),
             created_at: w.created_at.to_rfc3339(),
             updated_at: w.updated_at.to_rfc3339(),
+            format: Some(w.format.as_str().to_owned()),
+            previous_secret: w.previous_secret.as_ref().map(|p| p.secret.clone()),
+            previous_secret_expires_at: w
+                .previous_secret
+                .as_ref()
+                .map(|p| p.expires_at.to_rfc3339()),
+            failing_since: w.failing_since.map(Timestamp::to_rfc3339),
+            disabled_reason: w.disabled_reason.clone(),
         }
     }
 }
@@ -160,7 +187,34 @@ impl TryFrom<WebhookItem> for Webhook {
                 ItemError::new(attr::LAST_DELIVERY_STATUS, format!("unknown status {s:?}"))
             })?),
         };
+        let format = match i.format.as_deref() {
+            None => Format::Json,
+            Some(f) => f
+                .parse()
+                .map_err(|e: String| ItemError::new(attr::FORMAT, e))?,
+        };
+        let previous_secret = match (i.previous_secret, i.previous_secret_expires_at.as_deref()) {
+            (Some(secret), Some(t)) => Some(PreviousSecret {
+                secret,
+                expires_at: timestamp(attr::PREVIOUS_SECRET_EXPIRES_AT, t)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ItemError::new(
+                    attr::PREVIOUS_SECRET,
+                    "secret and expiry must be set together",
+                ));
+            }
+        };
         Ok(Webhook {
+            format,
+            previous_secret,
+            failing_since: i
+                .failing_since
+                .as_deref()
+                .map(|t| timestamp(attr::FAILING_SINCE, t))
+                .transpose()?,
+            disabled_reason: i.disabled_reason,
             id: WebhookId::parse(&i.id).map_err(|e| ItemError::new(attr::ID, e))?,
             owner_id: OwnerId::parse(&i.owner_id).map_err(|e| ItemError::new(attr::OWNER_ID, e))?,
             bucket_id: BucketId::parse(&i.bucket_id)

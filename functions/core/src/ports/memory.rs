@@ -309,6 +309,10 @@ impl MemoryStore {
         }
         w.last_delivery_at = Some(at);
         w.last_delivery_status = Some(status);
+        w.failing_since = match status {
+            DeliveryStatus::Success => None,
+            DeliveryStatus::Failed => w.failing_since.or(Some(at)),
+        };
         Ok(())
     }
 }
