@@ -8,6 +8,11 @@ use crate::ports::{Clock, ListQuery, Page, StoreError, SubscriptionStore};
 use crate::validate::{CreateWebhook, UpdateWebhook, UrlPolicy, ValidationError};
 use crate::webhook::{DeliveryStats, PreviousSecret, Secret, Webhook, WebhookPatch};
 
+/// Most webhooks one user may have in one bucket.
+pub const MAX_WEBHOOKS_PER_BUCKET: usize = 100;
+/// Most webhooks one user may have in all.
+pub const MAX_WEBHOOKS_PER_OWNER: usize = 500;
+
 /// How long a rotated-out secret keeps signing by default.
 pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 24 * 3600;
 /// The longest grace period a rotation may ask for.
@@ -96,6 +101,29 @@ impl WebhookService {
         if !caller.may_use(&new.bucket_id) {
             return Err(ServiceError::BucketForbidden(new.bucket_id));
         }
+        // Limits, checked by counting (creates are rare; two racing creates may pass one over).
+        if self
+            .count_up_to(caller, Some(&new.bucket_id), MAX_WEBHOOKS_PER_BUCKET)
+            .await?
+            >= MAX_WEBHOOKS_PER_BUCKET
+        {
+            return Err(ValidationError::new(
+                "limit_exceeded",
+                format!("at most {MAX_WEBHOOKS_PER_BUCKET} webhooks per bucket; delete one first"),
+            )
+            .into());
+        }
+        if self
+            .count_up_to(caller, None, MAX_WEBHOOKS_PER_OWNER)
+            .await?
+            >= MAX_WEBHOOKS_PER_OWNER
+        {
+            return Err(ValidationError::new(
+                "limit_exceeded",
+                format!("at most {MAX_WEBHOOKS_PER_OWNER} webhooks per user; delete one first"),
+            )
+            .into());
+        }
         let now = self.clock.now();
         let webhook = Webhook {
             id: WebhookId::generate(now.unix()),
@@ -119,6 +147,32 @@ impl WebhookService {
         };
         self.store.create(&webhook).await?;
         Ok(webhook)
+    }
+
+    /// How many webhooks the caller has (in `bucket`, when given), counting no further than `max`.
+    async fn count_up_to(
+        &self,
+        caller: &Caller,
+        bucket: Option<&BucketId>,
+        max: usize,
+    ) -> Result<usize, ServiceError> {
+        let mut count = 0;
+        let mut after = None;
+        while count < max {
+            let query = ListQuery {
+                owner: caller.owner.clone(),
+                bucket: bucket.cloned(),
+                after,
+                limit: 100,
+            };
+            let page = self.store.list(&query).await?;
+            count += page.items.len();
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        Ok(count)
     }
 
     /// The caller's webhooks, newest first; only `bucket`'s when given.
@@ -287,6 +341,26 @@ mod tests {
             store.get(&w.id).await.unwrap().unwrap().active,
             "bob changed alice's webhook"
         );
+    }
+
+    #[tokio::test]
+    async fn webhooks_per_bucket_are_limited() {
+        let (svc, store) = service();
+        let alice = caller("alice");
+        for _ in 0..MAX_WEBHOOKS_PER_BUCKET {
+            svc.create(&alice, body()).await.unwrap();
+        }
+        let err = svc.create(&alice, body()).await.unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Invalid(ref v) if v.code == "limit_exceeded"),
+            "{err:?}"
+        );
+        assert_eq!(store.len(), MAX_WEBHOOKS_PER_BUCKET);
+        // Another bucket, and another user, are not affected.
+        let mut other = body();
+        other.bucket_id = "507f1f77bcf86cd799439099".into();
+        svc.create(&alice, other).await.unwrap();
+        svc.create(&caller("bob"), body()).await.unwrap();
     }
 
     #[tokio::test]
