@@ -85,6 +85,8 @@ async fn answer(
     body: Bytes,
 ) -> (StatusCode, &'static str) {
     let path = uri.path().to_owned();
+    let marker: &[u8] = br#""fail":true"#;
+    let fail_marked = body.windows(marker.len()).any(|w| w == marker);
     received.lock().unwrap().push(Received {
         path: path.clone(),
         headers: headers
@@ -100,6 +102,8 @@ async fn answer(
     });
     match path.as_str() {
         "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom"),
+        // Fails the deliveries whose data says `"fail":true`, answers 200 to the others.
+        "/mixed" if fail_marked => (StatusCode::INTERNAL_SERVER_ERROR, "marked to fail"),
         "/gone" => (StatusCode::GONE, "this endpoint is gone"),
         "/hang" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
