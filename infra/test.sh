@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (a Python virtualenv
 # with moto server and standardwebhooks, see infra/requirements.txt; Debian's chromium and
-# playwright-core for the dashboard), then runs every Rust test of the workspace.
+# playwright-core for the dashboard), then runs every Rust test of the workspace, then the
+# deployment checks (infra/check-sam.sh: cfn-lint, sam validate --lint, sam build for arm64).
 # The DynamoDB tests start moto themselves on a free port; none is skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,3 +16,7 @@ done
 export MOTO_SERVER_BIN="$root/.venv/bin/moto_server"
 
 cargo test --workspace --all-features --locked
+
+# The deployment: template.yaml lints clean and validates, and both functions build for Lambda
+# (cargo-lambda, arm64, release) as `sam build` builds them.
+./infra/check-sam.sh

@@ -8,7 +8,11 @@
 //! - [`delivery`]: the delivery Lambda's handler end to end (moto queues and tables, real HTTP
 //!   receivers on 127.0.0.1, the real sender).
 //! - [`signatures`]: real deliveries verified by the guide's Node.js and Python checks.
-//! - [`template`]: `template.yaml` declares what the code uses.
+//! - [`template`]: `template.yaml` declares what the code uses, and its deployment-critical
+//!   properties (event source, queues, runtime, IAM, routes).
+//! - [`events`]: every file of `events/` runs through its handler (the API Gateway ones here,
+//!   through the API Lambda's glue; the SQS ones in [`delivery`]).
+//! - [`thousand`]: 1,000 events through SQS and the handler, every delivery accounted for.
 //!
 //! Needs moto and the Standard Webhooks library (`./infra/setup-venv.sh` installs both into
 //! `./.venv`), `node` and `python3`; a missing moto fails the
@@ -17,7 +21,10 @@
 mod delivery;
 mod delivery_log;
 mod dynamodb;
+mod events;
+mod faults;
 mod helpers;
 mod signatures;
 mod sqs;
 mod template;
+mod thousand;

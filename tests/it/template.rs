@@ -1,6 +1,11 @@
-//! `template.yaml` declares what the code uses: the table's indexes, the environment variable the
-//! store's config reads, the function build settings. (The DynamoDB tests go further: they build
-//! their tables from the template, so any attribute or index it lacks fails them.)
+//! `template.yaml` declares what the code uses: the tables' keys, indexes and TTL (checked
+//! against the adapters' constants and against the items they write), the environment variables
+//! the configs read, the function build settings. And it has the properties a deployment depends
+//! on that linters do not check: the event source reports partial batch failures, the queues'
+//! visibility, retention and redrive fit the retry schedule, both functions are arm64 Rust on
+//! provided.al2023, every path the Router serves is routed to the API, the JWT secret is never a
+//! literal, and each function may do exactly what its code does. (The DynamoDB tests go further:
+//! they build their tables from the template, so any attribute or index it lacks fails them.)
 
 use serde_yaml::Value;
 use webhooks_aws::DynamoDbConfig;
@@ -15,6 +20,42 @@ fn tag_of(v: &Value) -> Option<(String, &Value)> {
     }
 }
 
+/// A function's effective setting: its own property, else the template's `Globals.Function`.
+fn function_setting(logical_id: &str, key: &str) -> &'static Value {
+    let own = &resource(logical_id)["Properties"][key];
+    if own.is_null() {
+        &template()["Globals"]["Function"][key]
+    } else {
+        own
+    }
+}
+
+/// The properties of the delivery function's SQS event source mapping.
+fn delivery_event_source() -> &'static Value {
+    let mappings: Vec<&Value> = template()["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping"))
+        .map(|r| &r["Properties"])
+        .filter(|p| {
+            tag_of(&p["FunctionName"]).map(|(t, v)| (t, v.as_str()))
+                == Some(("!Ref".to_owned(), Some("DeliveryFunction")))
+        })
+        .collect();
+    assert_eq!(
+        mappings.len(),
+        1,
+        "one event source mapping of DeliveryFunction"
+    );
+    let source = mappings[0];
+    assert_eq!(
+        tag_of(&source["EventSourceArn"]).map(|(t, v)| (t, v.as_str())),
+        Some(("!GetAtt".to_owned(), Some("DeliveryQueue.Arn")))
+    );
+    source
+}
+
 #[test]
 fn template_parses_with_its_cloudformation_tags_and_is_a_sam_template() {
     // GIVEN / WHEN template.yaml is parsed as plain YAML
@@ -22,9 +63,29 @@ fn template_parses_with_its_cloudformation_tags_and_is_a_sam_template() {
     // THEN it is a SAM template with the parameters the functions need
     assert_eq!(t["Transform"].as_str(), Some("AWS::Serverless-2016-10-31"));
     assert_eq!(t["Parameters"]["JwtSecret"]["NoEcho"].as_bool(), Some(true));
-    assert!(t["Parameters"]["JwtSecret"]["MinLength"].as_u64() >= Some(32));
-    assert!(t["Parameters"]["LogLevel"].is_mapping());
-    assert!(t["Outputs"]["ApiUrl"].is_mapping() && t["Outputs"]["WebhooksTableName"].is_mapping());
+    for knob in [
+        "LogLevel",
+        "DeliveryTimeoutSeconds",
+        "DeliveryMaxConcurrency",
+        "ApiThrottlingRateLimit",
+        "ApiThrottlingBurstLimit",
+    ] {
+        assert!(t["Parameters"][knob].is_mapping(), "no parameter {knob}");
+    }
+    // AND its outputs name what a deployment needs: the API's URL, the queues, the tables
+    for output in [
+        "ApiUrl",
+        "WebhooksTableName",
+        "DeliveriesTableName",
+        "DeliveryQueueUrl",
+        "DeadLetterQueueUrl",
+        "DeadLetterQueueArn",
+    ] {
+        assert!(
+            matches!(t["Outputs"][output]["Value"], Value::Tagged(_)),
+            "no output {output}"
+        );
+    }
 }
 
 #[test]
@@ -76,11 +137,10 @@ fn api_function_gets_the_table_name_the_store_config_reads() {
         (tag.as_str(), value.as_str()),
         ("!Ref", Some("WebhooksTable"))
     );
-    let (tag, value) = tag_of(&vars["JWT_SECRET"]).expect("a !Ref");
-    assert_eq!((tag.as_str(), value.as_str()), ("!Ref", Some("JwtSecret")));
-    let globals = &template()["Globals"]["Function"];
-    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
-    assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
+    assert!(
+        vars.get("JWT_SECRET").is_some(),
+        "JWT_SECRET (see the JWT test)"
+    );
 }
 
 #[test]
@@ -132,7 +192,7 @@ fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_atte
     // GIVEN the queues and the delivery function
     let q = &resource("DeliveryQueue")["Properties"];
     let dlq = &resource("DeadLetterQueue")["Properties"];
-    let timeout = resource("DeliveryFunction")["Properties"]["Timeout"]
+    let timeout = function_setting("DeliveryFunction", "Timeout")
         .as_u64()
         .expect("DeliveryFunction Timeout");
     // THEN a message stays invisible for at least 6 function timeouts (AWS's advice), and lives
@@ -146,8 +206,15 @@ fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_atte
     assert_eq!(q["MaximumMessageSize"].as_u64(), Some(limit));
     assert_eq!(dlq["MaximumMessageSize"].as_u64(), Some(limit));
     // AND the redrive policy catches only what exceeds the most attempts a webhook may ask for
+    // (21 attempts at most), and not so far above that a crash loop lingers for long
     let redrive = &q["RedrivePolicy"];
-    assert!(redrive["maxReceiveCount"].as_u64().unwrap() > u64::from(RetryConfig::MAX_RETRIES + 1));
+    let most_attempts = u64::from(RetryConfig::MAX_RETRIES + 1);
+    assert_eq!(most_attempts, 21);
+    let max_receive = redrive["maxReceiveCount"].as_u64().unwrap();
+    assert!(
+        (most_attempts + 1..=100).contains(&max_receive),
+        "maxReceiveCount {max_receive}"
+    );
     let (tag, target) = tag_of(&redrive["deadLetterTargetArn"]).expect("a !GetAtt");
     assert_eq!(
         (tag.as_str(), target.as_str()),
@@ -200,30 +267,28 @@ fn delivery_function_reads_the_variables_its_config_reads_and_reports_batch_item
     );
     // AND the SQS event source reports partial batch failures (without it, the response is
     // ignored and one failure retries the whole batch)
-    let source = props["Events"]
-        .as_mapping()
-        .unwrap()
-        .values()
-        .find(|e| e["Type"].as_str() == Some("SQS"))
-        .expect("an SQS event source");
-    let (tag, queue) = tag_of(&source["Properties"]["Queue"]).expect("!GetAtt");
-    assert_eq!(
-        (tag.as_str(), queue.as_str()),
-        ("!GetAtt", Some("DeliveryQueue.Arn"))
-    );
-    let types: Vec<&str> = source["Properties"]["FunctionResponseTypes"]
+    let source = delivery_event_source();
+    let types: Vec<&str> = source["FunctionResponseTypes"]
         .as_sequence()
-        .unwrap()
+        .expect("FunctionResponseTypes")
         .iter()
-        .filter_map(Value::as_str)
+        .map(|t| t.as_str().expect("a plain string"))
         .collect();
     assert_eq!(types, ["ReportBatchItemFailures"]);
-    assert_eq!(source["Properties"]["BatchSize"].as_u64(), Some(10));
+    assert_eq!(source["BatchSize"].as_u64(), Some(10));
     // AND the batching window stays well inside the margin the handler leaves below 12 h
-    let window = source["Properties"]["MaximumBatchingWindowInSeconds"]
-        .as_u64()
-        .unwrap();
+    let window = source["MaximumBatchingWindowInSeconds"].as_u64().unwrap();
     assert!(window * 10 <= webhooks_delivery::RECEIPT_MARGIN.as_secs());
+    // AND its concurrency is bounded by the parameter
+    assert_eq!(
+        tag_of(&source["ScalingConfig"]["MaximumConcurrency"]).map(|(t, v)| (t, v.as_str())),
+        Some(("!Ref".to_owned(), Some("DeliveryMaxConcurrency")))
+    );
+    let min = template()["Parameters"]["DeliveryMaxConcurrency"]["MinValue"].as_u64();
+    assert!(
+        min >= Some(2),
+        "SQS event sources need MaximumConcurrency >= 2"
+    );
 }
 
 #[test]
@@ -242,24 +307,482 @@ fn api_function_can_enqueue_deliveries_and_read_the_delivery_log() {
             "{name}"
         );
     }
-    let policies = format!("{:?}", props["Policies"]);
-    assert!(policies.contains("SQSSendMessagePolicy") && policies.contains("DeliveryQueue"));
-    assert!(policies.contains("DeliveriesTable"));
-    // AND every route of the delivery API is mapped
-    let paths: Vec<&str> = props["Events"]
-        .as_mapping()
-        .unwrap()
-        .values()
-        .filter_map(|e| e["Properties"]["Path"].as_str())
-        .collect();
-    for path in [
-        "/api/events",
-        "/api/webhooks/{id}/test",
-        "/api/webhooks/{id}/deliveries",
-        "/api/webhooks/{id}/dead-letters",
-        "/api/webhooks/{id}/deliveries/redeliver",
-        "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+    // (what it may do with them: see functions_may_do_exactly_what_their_code_does)
+    assert!(props["Policies"].is_sequence());
+}
+
+#[test]
+fn both_functions_are_rust_on_arm64_al2023_built_by_cargo_lambda_with_little_memory() {
+    for (function, crate_dir) in [
+        ("ApiFunction", "functions/api"),
+        ("DeliveryFunction", "functions/delivery"),
     ] {
-        assert!(paths.contains(&path), "no route for {path}");
+        // GIVEN a function's effective settings (its own, else Globals)
+        let f = resource(function);
+        // THEN it runs a `bootstrap` on provided.al2023 on Graviton, built by cargo-lambda from
+        // its crate
+        assert_eq!(
+            function_setting(function, "Runtime").as_str(),
+            Some("provided.al2023"),
+            "{function}"
+        );
+        let arch: Vec<&str> = function_setting(function, "Architectures")
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{function}: Architectures"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(arch, ["arm64"], "{function}");
+        assert_eq!(
+            function_setting(function, "Handler").as_str(),
+            Some("bootstrap"),
+            "{function}"
+        );
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{function}"
+        );
+        let code_uri = f["Properties"]["CodeUri"].as_str().expect("CodeUri");
+        assert_eq!(code_uri, format!("./{crate_dir}"), "{function}");
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(crate_dir)
+            .join("Cargo.toml");
+        assert!(manifest.is_file(), "{}", manifest.display());
+        // AND it asks for little memory (Rust needs little; 128–256 MB)
+        let memory = function_setting(function, "MemorySize")
+            .as_u64()
+            .expect("MemorySize");
+        assert!((128..=256).contains(&memory), "{function}: {memory} MB");
+    }
+}
+
+/// Every value the JWT secret may take: a `!Ref` to a parameter, or a `!Sub` string.
+fn secret_sources(v: &Value, out: &mut Vec<(String, String)>) {
+    match tag_of(v) {
+        Some((tag, inner)) if tag == "!If" => {
+            let branches = inner.as_sequence().expect("!If [cond, a, b]");
+            assert_eq!(branches.len(), 3);
+            secret_sources(&branches[1], out);
+            secret_sources(&branches[2], out);
+        }
+        Some((tag, inner)) => out.push((tag, inner.as_str().expect("a scalar").to_owned())),
+        None => panic!("JWT_SECRET is a literal ({v:?}): it must come from a parameter"),
+    }
+}
+
+#[test]
+fn the_jwt_secret_is_a_no_echo_parameter_or_a_secrets_manager_reference_never_a_literal() {
+    // GIVEN the API function's JWT_SECRET
+    let t = template();
+    let value = &resource("ApiFunction")["Properties"]["Environment"]["Variables"]["JWT_SECRET"];
+    let mut sources = Vec::new();
+    secret_sources(value, &mut sources);
+    // THEN each value it may take is the NoEcho parameter or a Secrets Manager dynamic reference
+    assert!(!sources.is_empty());
+    for (tag, text) in &sources {
+        match tag.as_str() {
+            "!Ref" => {
+                let p = &t["Parameters"][text.as_str()];
+                assert_eq!(p["NoEcho"].as_bool(), Some(true), "{text} is not NoEcho");
+                assert!(
+                    p["Default"].as_str().is_none_or(str::is_empty),
+                    "{text}: a default secret"
+                );
+            }
+            "!Sub" => assert!(
+                text.starts_with("{{resolve:secretsmanager:") && text.ends_with("}}"),
+                "{text}"
+            ),
+            other => panic!("JWT_SECRET from {other} {text}"),
+        }
+    }
+    assert!(sources.contains(&("!Ref".to_owned(), "JwtSecret".to_owned())));
+    // AND a given JwtSecret is long enough for the API (which refuses < 32 bytes at cold start)
+    let pattern = t["Parameters"]["JwtSecret"]["AllowedPattern"]
+        .as_str()
+        .expect("JwtSecret AllowedPattern");
+    assert!(pattern.contains("{32,}"), "{pattern}");
+    assert_eq!(webhooks_api::config::MIN_JWT_SECRET_BYTES, 32);
+    // AND exactly one source must be given (a CloudFormation rule)
+    assert_eq!(
+        t["Rules"]["OneJwtSecret"]["Assertions"]
+            .as_sequence()
+            .map(Vec::len),
+        Some(2)
+    );
+    // AND the delivery function never sees it
+    assert!(
+        resource("DeliveryFunction")["Properties"]["Environment"]["Variables"]
+            .get("JWT_SECRET")
+            .is_none()
+    );
+}
+
+/// `(method, path)` of every request the API serves, with sample path parameters.
+async fn served_requests() -> Vec<(String, String)> {
+    let doc = serde_json::to_value(webhooks_api::openapi::serve().await.0).expect("OpenAPI JSON");
+    let mut requests = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let concrete = path
+            .replace("{id}", "507f1f77bcf86cd799439016")
+            .replace("{deliveryId}", "65a4f0d11a2b3c4d5e6f0020")
+            .replace("{delivery_id}", "65a4f0d11a2b3c4d5e6f0020");
+        assert!(
+            !concrete.contains('{'),
+            "an unknown path parameter in {path}"
+        );
+        for method in item.as_object().expect("path item").keys() {
+            requests.push((method.to_uppercase(), concrete.clone()));
+        }
+    }
+    assert!(requests.len() >= 12, "{requests:?}");
+    for path in [
+        "/api/openapi.json",
+        "/health",
+        "/dashboard",
+        "/dashboard/",
+        "/dashboard/app.js",
+        "/dashboard/style.css",
+        "/dashboard/dev-token",
+    ] {
+        requests.push(("GET".to_owned(), path.to_owned()));
+    }
+    requests
+}
+
+/// Whether an HTTP API route path (`{x}` one segment, `{x+}` the rest) matches `path`.
+fn route_path_matches(route: &str, path: &str) -> bool {
+    let mut want = route.trim_start_matches('/').split('/');
+    let mut got = path.trim_start_matches('/').split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(_)) if w.starts_with('{') && w.ends_with("+}") => return true,
+            (Some(w), Some(g)) if (w.starts_with('{') && w.ends_with('}')) || w == g => {}
+            _ => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_path_the_router_serves_reaches_the_api_function() {
+    // GIVEN the API function's HttpApi routes (no Path and Method: the `$default` route)
+    let events = resource("ApiFunction")["Properties"]["Events"]
+        .as_mapping()
+        .expect("Events");
+    let routes: Vec<(Option<&str>, Option<&str>)> = events
+        .values()
+        .map(|e| {
+            assert_eq!(e["Type"].as_str(), Some("HttpApi"), "{e:?}");
+            let (tag, api) = tag_of(&e["Properties"]["ApiId"]).expect("ApiId: !Ref HttpApi");
+            assert_eq!((tag.as_str(), api.as_str()), ("!Ref", Some("HttpApi")));
+            (
+                e["Properties"]["Method"].as_str(),
+                e["Properties"]["Path"].as_str(),
+            )
+        })
+        .collect();
+    // THEN every request of the OpenAPI document, the health check and the dashboard is routed
+    // to the function
+    for (method, path) in served_requests().await {
+        let routed = routes.iter().any(|(m, p)| match (m, p) {
+            (None, None) => true, // $default
+            (m, Some(p)) => {
+                m.is_none_or(|m| m.eq_ignore_ascii_case("ANY") || m.eq_ignore_ascii_case(&method))
+                    && route_path_matches(p, &path)
+            }
+            (Some(_), None) => false,
+        });
+        assert!(
+            routed,
+            "no route of template.yaml sends {method} {path} to ApiFunction"
+        );
+    }
+}
+
+#[test]
+fn the_http_api_has_a_stage_and_throttles_every_route_by_parameters() {
+    let api = &resource("HttpApi")["Properties"];
+    // The $default stage: no stage name in paths, as in the local mode.
+    assert_eq!(api["StageName"].as_str(), Some("$default"));
+    for (setting, parameter) in [
+        ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit"),
+        ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+    ] {
+        let (tag, value) = tag_of(&api["DefaultRouteSettings"][setting]).expect(setting);
+        assert_eq!((tag.as_str(), value.as_str()), ("!Ref", Some(parameter)));
+        assert!(template()["Parameters"][parameter]["Default"].as_u64() > Some(0));
+    }
+}
+
+/// A function's inline policy statements as (action, resource) pairs, the resource named by
+/// its logical id (`X` for `!GetAtt X.Arn`, `X/index/*` for `!Sub "${X.Arn}/index/*"`).
+fn granted(function: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    let policies = resource(function)["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{function}: Policies"));
+    for policy in policies {
+        let statements = policy["Statement"].as_sequence().unwrap_or_else(|| {
+            panic!("{function}: only inline statements, each scoped to a resource: {policy:?}")
+        });
+        for st in statements {
+            assert_eq!(st["Effect"].as_str(), Some("Allow"), "{function}: {st:?}");
+            let resource = match tag_of(&st["Resource"]) {
+                Some((tag, v)) if tag == "!GetAtt" => {
+                    let v = v.as_str().expect("X.Arn");
+                    v.strip_suffix(".Arn")
+                        .unwrap_or_else(|| panic!("{function}: {v}"))
+                        .to_owned()
+                }
+                Some((tag, v)) if tag == "!Sub" => {
+                    let v = v.as_str().expect("a !Sub string");
+                    let (table, rest) = v
+                        .strip_prefix("${")
+                        .and_then(|v| v.split_once(".Arn}"))
+                        .unwrap_or_else(|| panic!("{function}: {v}"));
+                    assert_eq!(rest, "/index/*", "{function}: {v}");
+                    format!("{table}{rest}")
+                }
+                _ => panic!("{function}: a resource that is not one of ours: {st:?}"),
+            };
+            let actions: Vec<&str> = match &st["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Sequence(a) => a.iter().map(|a| a.as_str().expect("action")).collect(),
+                other => panic!("{function}: Action {other:?}"),
+            };
+            for a in actions {
+                assert!(!a.contains('*'), "{function}: wildcard action {a}");
+                out.insert((a.to_owned(), resource.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn pairs(list: &[(&str, &str)]) -> std::collections::BTreeSet<(String, String)> {
+    list.iter()
+        .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+        .collect()
+}
+
+#[test]
+fn functions_may_do_exactly_what_their_code_does() {
+    // GIVEN each function's policy statements
+    // THEN the API may do what its routes do: the store's put/get/update/delete and its index
+    // queries (lists, publish fan-out), the delivery log's history and dead-letter queries
+    // (byTime), reading and removing a dead letter (redelivery), and enqueueing
+    assert_eq!(
+        granted("ApiFunction"),
+        pairs(&[
+            ("dynamodb:GetItem", "WebhooksTable"),
+            ("dynamodb:PutItem", "WebhooksTable"),
+            ("dynamodb:UpdateItem", "WebhooksTable"),
+            ("dynamodb:DeleteItem", "WebhooksTable"),
+            ("dynamodb:Query", "WebhooksTable/index/*"),
+            ("dynamodb:GetItem", "DeliveriesTable"),
+            ("dynamodb:DeleteItem", "DeliveriesTable"),
+            ("dynamodb:Query", "DeliveriesTable/index/*"),
+            ("sqs:SendMessage", "DeliveryQueue"),
+        ])
+    );
+    // AND the delivery function what the dispatcher does: read and update a webhook (counters,
+    // disabling), record attempts, final markers and dead letters and read a delivery's
+    // attempts; receive and delete (the event source), retry through the visibility, and send
+    // what gives up to the dead-letter queue
+    assert_eq!(
+        granted("DeliveryFunction"),
+        pairs(&[
+            ("dynamodb:GetItem", "WebhooksTable"),
+            ("dynamodb:UpdateItem", "WebhooksTable"),
+            ("dynamodb:PutItem", "DeliveriesTable"),
+            ("dynamodb:Query", "DeliveriesTable"),
+            ("sqs:ReceiveMessage", "DeliveryQueue"),
+            ("sqs:DeleteMessage", "DeliveryQueue"),
+            ("sqs:GetQueueAttributes", "DeliveryQueue"),
+            ("sqs:ChangeMessageVisibility", "DeliveryQueue"),
+            ("sqs:SendMessage", "DeadLetterQueue"),
+        ])
+    );
+    // AND no SAM event adds a policy of its own: an `Events: SQS` entry would attach
+    // AWSLambdaSQSQueueExecutionRole, which reaches every queue of the account
+    assert!(resource("DeliveryFunction")["Properties"]["Events"].is_null());
+    delivery_event_source();
+}
+
+#[test]
+fn the_tables_declare_exactly_the_indexes_and_key_attributes_the_code_uses() {
+    use std::collections::BTreeSet;
+    use webhooks_aws::dynamodb::BY_TIME_INDEX;
+    use webhooks_aws::dynamodb::delivery_log::key;
+    for (table, indexes) in [
+        ("WebhooksTable", vec![BY_OWNER_INDEX, BY_BUCKET_INDEX]),
+        ("DeliveriesTable", vec![BY_TIME_INDEX]),
+    ] {
+        // GIVEN a table of the template
+        let props: TableProperties = properties(table);
+        // THEN it has no index the code does not query (each one costs a copy of every write)
+        let declared: BTreeSet<&str> = props
+            .global_secondary_indexes
+            .iter()
+            .map(|g| g.index_name.as_str())
+            .collect();
+        assert_eq!(declared, indexes.into_iter().collect(), "{table}");
+        // AND its attribute definitions are exactly its key attributes, all strings
+        let keys: BTreeSet<&str> = props
+            .key_schema
+            .iter()
+            .chain(
+                props
+                    .global_secondary_indexes
+                    .iter()
+                    .flat_map(|g| &g.key_schema),
+            )
+            .map(|k| k.attribute_name.as_str())
+            .collect();
+        let defined: BTreeSet<&str> = props
+            .attribute_definitions
+            .iter()
+            .map(|a| {
+                assert_eq!(a.attribute_type, "S", "{table}.{}", a.attribute_name);
+                a.attribute_name.as_str()
+            })
+            .collect();
+        assert_eq!(defined, keys, "{table}");
+    }
+    // (The deliveries table's TTL attribute is the one the log writes: see the test above and
+    // the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_ttl.)
+    assert_eq!(key::EXPIRES_AT, "expiresAt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_ttl() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use webhooks_aws::dynamodb::delivery_log::key;
+    use webhooks_core::conformance::sample_webhook;
+    use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask};
+    use webhooks_core::ports::{Clock, DeliveryLog, SubscriptionStore};
+    use webhooks_core::time::SystemClock;
+    use webhooks_core::webhook::DeliveryStatus;
+    use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId};
+
+    use crate::helpers::dynamo::DeliveryTables;
+
+    // GIVEN tables built from the template, and one of each item the adapters write: a
+    // webhook, an attempt, a final marker (with the counter update) and a dead letter
+    let tables = DeliveryTables::create().await;
+    let now = SystemClock.now();
+    let owner = OwnerId::parse("user-template-test").unwrap();
+    let w = sample_webhook(&owner, &BucketId::generate(now.unix()), now.unix());
+    tables.webhooks.store.create(&w).await.expect("create");
+    let delivery_id = DeliveryId::generate(now.unix());
+    let task = DeliveryTask {
+        delivery_id: delivery_id.clone(),
+        webhook_id: w.id.clone(),
+        event: EventType::AlertTriggered,
+        generation: 0,
+        body: "{}".into(),
+        created_at: now,
+    };
+    tables
+        .log
+        .record_attempt(&AttemptRecord {
+            webhook_id: w.id.clone(),
+            delivery_id: delivery_id.clone(),
+            generation: 0,
+            attempt: 1,
+            event: EventType::AlertTriggered,
+            status: AttemptStatus::Failed,
+            status_code: Some(500),
+            duration_ms: 1,
+            error: Some("receiver answered HTTP 500".into()),
+            response_body: None,
+            at: now,
+        })
+        .await
+        .expect("attempt");
+    assert!(
+        tables
+            .log
+            .finish(&w.id, &delivery_id, 0, DeliveryStatus::Failed, now)
+            .await
+            .expect("finish")
+    );
+    tables
+        .log
+        .put_dead_letter(&DeadLetter {
+            task,
+            error: "receiver answered HTTP 500".into(),
+            attempts: 1,
+            at: now,
+        })
+        .await
+        .expect("dead letter");
+
+    // WHEN both tables are read back raw
+    for (logical_id, table_name, want_items) in [
+        ("WebhooksTable", tables.webhooks.name.as_str(), 1),
+        ("DeliveriesTable", tables.deliveries_name.as_str(), 3),
+    ] {
+        let items = tables
+            .webhooks
+            .client
+            .scan()
+            .table_name(table_name)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default();
+        assert_eq!(items.len(), want_items, "{logical_id}: {items:?}");
+        let props: TableProperties = properties(logical_id);
+        for item in &items {
+            // THEN every item has the table's keys, and each declared attribute it carries has
+            // the declared type (an index key of another type would be rejected by DynamoDB)
+            for k in &props.key_schema {
+                assert!(
+                    item.contains_key(&k.attribute_name),
+                    "{logical_id}: {item:?}"
+                );
+            }
+            for def in &props.attribute_definitions {
+                if let Some(v) = item.get(&def.attribute_name) {
+                    assert!(
+                        matches!(
+                            (def.attribute_type.as_str(), v),
+                            ("S", AttributeValue::S(_))
+                                | ("N", AttributeValue::N(_))
+                                | ("B", AttributeValue::B(_))
+                        ),
+                        "{logical_id}.{}: {v:?}",
+                        def.attribute_name
+                    );
+                }
+            }
+            // AND the TTL attribute, where written, is epoch seconds about 30 days ahead (a
+            // string or milliseconds would never expire), and a dead letter has none
+            if let Some(ttl) = props.time_to_live_specification.as_ref() {
+                assert_eq!(ttl.attribute_name, key::EXPIRES_AT);
+                let sk = match item.get(key::SK) {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    other => panic!("sk {other:?}"),
+                };
+                match item.get(&ttl.attribute_name) {
+                    Some(AttributeValue::N(n)) => {
+                        let at: i64 = n.parse().expect("whole seconds");
+                        let ahead = at - now.unix();
+                        assert!(
+                            (29 * 86_400..=31 * 86_400).contains(&ahead),
+                            "{sk}: expires {ahead} s ahead"
+                        );
+                        assert!(!sk.starts_with("D#"), "a dead letter must not expire");
+                    }
+                    None => assert!(sk.starts_with("D#"), "{sk}: no TTL"),
+                    Some(other) => panic!("{sk}: TTL attribute {other:?} is not a number"),
+                }
+            }
+        }
     }
 }

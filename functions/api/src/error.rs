@@ -152,7 +152,10 @@ impl From<PublishError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "enqueue_failed",
                     format!(
-                        "{} deliveries could not be queued and {} were; not queued: [{}]. Publish again to retry (receivers deduplicate on deliveryId)",
+                        "{} deliveries could not be confirmed as queued and {} were; unconfirmed: [{}]. \
+                         An unconfirmed delivery may still arrive (with its deliveryId); publishing \
+                         again queues new deliveries, so receivers should also deduplicate on the \
+                         event's own identity (e.g. data ids) when retrying after this error",
                         not_queued.len(),
                         queued.len(),
                         not_queued.join(", ")

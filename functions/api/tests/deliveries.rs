@@ -369,7 +369,7 @@ async fn an_enqueue_failure_is_reported_with_the_deliveries_not_queued() {
         res["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("1 deliveries could not be queued"),
+            .contains("1 deliveries could not be confirmed as queued"),
         "{res}"
     );
 }

@@ -1,0 +1,612 @@
+//! `events/`: every sample event runs through its handler (DESIGN.md §6) — the same files
+//! `sam local invoke -e` takes.
+//!
+//! - `apigw-v2-*.json`: through the API Lambda's glue exactly as `lambda_http::run` drives it
+//!   (the event deserialized as the runtime deserializes it, `lambda_http::Adapter` around
+//!   `webhooks_api::router`, the answer serialized as API Gateway receives it), the Router on
+//!   DynamoDB and SQS in moto (tables and queues built from `template.yaml`) and configured from
+//!   `events/env.json`, whose `JWT_SECRET` signed the fixtures' tokens. Each fixture runs on
+//!   fresh tables; the ones about webhook `507f1f77bcf86cd799439016` (owner
+//!   `507f1f77bcf86cd799439010`) find it created first, and the delivery-history ones also find
+//!   an attempt and a dead letter of it. Each fixture has its expected answer in [`check`]; a
+//!   fixture without one fails the test.
+//! - `sqs-*.json`: run by `delivery::every_sqs_event_fixture_runs_through_the_handler`.
+//! - `env.json`: what `sam local invoke --env-vars` sets, checked against the template.
+//!
+//! [`every_file_in_events_is_run_by_a_test`] fails on any other file in `events/`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Context, LambdaEvent};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use webhooks_api::config::ApiConfig;
+use webhooks_api::{AppState, Ports, router};
+use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
+use webhooks_core::conformance::sample_webhook;
+use webhooks_core::delivery::{
+    AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, QueueTask, envelope,
+};
+use webhooks_core::ports::{Clock, DeliveryLog, SubscriptionStore};
+use webhooks_core::time::SystemClock;
+use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, WebhookId, jsjson};
+
+use crate::helpers::dynamo::DeliveryTables;
+use crate::helpers::sqs::Queues;
+use crate::helpers::template::resource;
+
+/// The webhook, owner and bucket the API fixtures are about (their tokens' `sub` is the owner).
+const FIXTURE_WEBHOOK: &str = "507f1f77bcf86cd799439016";
+const FIXTURE_OWNER: &str = "507f1f77bcf86cd799439010";
+const FIXTURE_BUCKET: &str = "507f1f77bcf86cd799439011";
+/// The dead letter `apigw-v2-redeliver-one.json` redelivers.
+const FIXTURE_DEAD_LETTER: &str = "65a4f0d11a2b3c4d5e6f0020";
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+/// The file names in `events/`, sorted.
+fn event_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(events_dir())
+        .expect("read events/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_event(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `events/env.json`: logical id → variable → value.
+fn env_json() -> Value {
+    serde_json::from_str(&read_event("env.json")).expect("events/env.json is JSON")
+}
+
+/// What the test does before a fixture runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// Fresh, empty tables.
+    Nothing,
+    /// The fixtures' webhook exists.
+    Webhook,
+    /// The fixtures' webhook exists, with one recorded attempt and one dead letter.
+    WebhookWithHistory,
+}
+
+/// The seed each API fixture needs; `None` for a fixture this test does not know.
+fn seed_for(fixture: &str) -> Option<Seed> {
+    use Seed::*;
+    Some(match fixture {
+        "apigw-v2-create-webhook"
+        | "apigw-v2-create-webhook-invalid"
+        | "apigw-v2-health"
+        | "apigw-v2-openapi"
+        | "apigw-v2-dashboard"
+        | "apigw-v2-dashboard-app-js"
+        | "apigw-v2-dashboard-style-css"
+        | "apigw-v2-dashboard-dev-token"
+        | "apigw-v2-unknown-route" => Nothing,
+        "apigw-v2-get-webhook"
+        | "apigw-v2-list-webhooks"
+        | "apigw-v2-update-webhook"
+        | "apigw-v2-delete-webhook"
+        | "apigw-v2-rotate-secret"
+        | "apigw-v2-test-webhook"
+        | "apigw-v2-publish-event"
+        | "apigw-v2-publish-batch" => Webhook,
+        "apigw-v2-list-deliveries"
+        | "apigw-v2-list-dead-letters"
+        | "apigw-v2-redeliver-all"
+        | "apigw-v2-redeliver-one" => WebhookWithHistory,
+        _ => return None,
+    })
+}
+
+/// What API Gateway gets back from the function (the serialized `LambdaResponse`).
+#[derive(Debug)]
+struct Answer {
+    fixture: String,
+    status: u16,
+    headers: serde_json::Map<String, Value>,
+    body: String,
+    base64: bool,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
+
+    fn json(&self) -> Value {
+        assert!(
+            self.header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{}: content-type {:?}",
+            self.fixture,
+            self.header("content-type")
+        );
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {}", self.fixture, self.body))
+    }
+
+    fn expect_status(&self, status: u16) {
+        assert_eq!(
+            self.status, status,
+            "{}: status {}, body {}",
+            self.fixture, self.status, self.body
+        );
+    }
+
+    /// The API's error format, with `code`.
+    fn expect_error(&self, status: u16, code: &str) {
+        self.expect_status(status);
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{}: {body}", self.fixture);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}: {body}",
+            self.fixture
+        );
+    }
+
+    /// A dashboard asset: text (not base64), its content type, the page's security headers.
+    fn expect_asset(&self, content_type: &str, contains: &str) {
+        self.expect_status(200);
+        assert_eq!(
+            self.header("content-type"),
+            Some(content_type),
+            "{}",
+            self.fixture
+        );
+        assert!(
+            self.header("content-security-policy")
+                .is_some_and(|c| c.contains("default-src 'self'")),
+            "{}: {:?}",
+            self.fixture,
+            self.headers
+        );
+        assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
+        assert!(
+            self.body.contains(contains),
+            "{}: no {contains:?} in the body",
+            self.fixture
+        );
+    }
+}
+
+/// The API Lambda assembled as its `main` assembles it, on fresh moto tables and queues.
+struct ApiWorld {
+    queues: Queues,
+    store: Arc<DynamoDbSubscriptionStore>,
+    log: Arc<DynamoDbDeliveryLog>,
+    state: AppState,
+}
+
+impl ApiWorld {
+    async fn create() -> Self {
+        let (tables, queues) = tokio::join!(DeliveryTables::create(), Queues::create());
+        let env = env_json();
+        let vars = env["ApiFunction"]
+            .as_object()
+            .expect("env.json: ApiFunction");
+        // The same config the Lambda reads, from env.json's values (JWT_SECRET above all).
+        let config =
+            ApiConfig::from_lookup(|k| vars.get(k).and_then(Value::as_str).map(str::to_owned))
+                .expect("env.json's ApiFunction variables make a valid API config");
+        let store = Arc::new(tables.webhooks.store.clone());
+        let log = Arc::new(tables.log.clone());
+        let ports = Ports {
+            store: store.clone(),
+            log: log.clone(),
+            queue: Arc::new(queues.queue.clone()),
+            clock: Arc::new(SystemClock),
+        };
+        let state = AppState::new(ports, config.url_policy, &config.jwt_secret).expect("state");
+        Self {
+            queues,
+            store,
+            log,
+            state,
+        }
+    }
+
+    fn webhook_id() -> WebhookId {
+        WebhookId::parse(FIXTURE_WEBHOOK).unwrap()
+    }
+
+    async fn seed(&self, seed: Seed) {
+        if seed == Seed::Nothing {
+            return;
+        }
+        let owner = OwnerId::parse(FIXTURE_OWNER).unwrap();
+        let bucket = BucketId::parse(FIXTURE_BUCKET).unwrap();
+        let mut w = sample_webhook(&owner, &bucket, 1_705_314_600);
+        w.id = Self::webhook_id();
+        w.url = "https://your-server.com/webhook".into();
+        w.events = vec![EventType::AlertTriggered, EventType::DataReceived];
+        self.store
+            .create(&w)
+            .await
+            .expect("create the fixtures' webhook");
+        if seed == Seed::WebhookWithHistory {
+            let now = SystemClock.now();
+            let delivery_id = DeliveryId::parse(FIXTURE_DEAD_LETTER).unwrap();
+            let body = jsjson::to_string(&envelope(
+                EventType::AlertTriggered,
+                now,
+                &w.id,
+                &w.bucket_id,
+                &delivery_id,
+                json!({"alertName": "High Temperature Alert", "currentValue": 31.5, "threshold": 30}),
+            ));
+            let task = DeliveryTask {
+                delivery_id: delivery_id.clone(),
+                webhook_id: w.id.clone(),
+                event: EventType::AlertTriggered,
+                generation: 0,
+                body,
+                created_at: now,
+            };
+            self.log
+                .record_attempt(&AttemptRecord {
+                    webhook_id: w.id.clone(),
+                    delivery_id,
+                    generation: 0,
+                    attempt: 1,
+                    event: EventType::AlertTriggered,
+                    status: AttemptStatus::Failed,
+                    status_code: Some(500),
+                    duration_ms: 42,
+                    error: Some("receiver answered HTTP 500".into()),
+                    response_body: Some("oops".into()),
+                    at: now,
+                })
+                .await
+                .expect("record an attempt");
+            self.log
+                .put_dead_letter(&DeadLetter {
+                    task,
+                    error: "receiver answered HTTP 500".into(),
+                    attempts: 1,
+                    at: now,
+                })
+                .await
+                .expect("put a dead letter");
+        }
+    }
+
+    /// Runs one API Gateway v2 event through the Lambda glue and the Router.
+    async fn invoke(&self, fixture: &str, event_json: &str) -> Answer {
+        let request: LambdaRequest = serde_json::from_str(event_json)
+            .unwrap_or_else(|e| panic!("{fixture}: not an API Gateway event: {e}"));
+        assert!(
+            matches!(request, LambdaRequest::ApiGatewayV2(_)),
+            "{fixture}: read as {request:?}, not as an HTTP API (v2) event"
+        );
+        // `Adapter` is what `lambda_http::run` wraps the Router in (public, if doc-hidden): the
+        // event becomes an `http::Request`, the Router's answer an API Gateway v2 response.
+        let response = Adapter::from(router(self.state.clone()))
+            .oneshot(LambdaEvent::new(request, Context::default()))
+            .await
+            .unwrap_or_else(|e: std::convert::Infallible| match e {});
+        let wire = serde_json::to_value(&response).expect("the response serializes");
+        Answer {
+            fixture: fixture.to_owned(),
+            status: u16::try_from(wire["statusCode"].as_u64().expect("statusCode")).unwrap(),
+            headers: wire["headers"].as_object().cloned().unwrap_or_default(),
+            body: wire["body"].as_str().unwrap_or_default().to_owned(),
+            base64: wire["isBase64Encoded"].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// The delivery ids now on the delivery queue (received, so invisible afterwards).
+    async fn queued(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        loop {
+            let batch = self.queues.receive_raw(&self.queues.url, 10, 0).await;
+            if batch.is_empty() {
+                return ids;
+            }
+            for m in batch {
+                let task = QueueTask::from_json(m.body.as_deref().unwrap_or_default())
+                    .expect("a queued QueueTask");
+                ids.insert(task.delivery().delivery_id.to_string());
+            }
+        }
+    }
+
+    async fn dead_letters(&self) -> usize {
+        self.log
+            .dead_letters(&Self::webhook_id(), 100)
+            .await
+            .expect("dead letters")
+            .len()
+    }
+}
+
+/// The `deliveryId`s of an answer's `deliveries` (publish, redelivery).
+fn delivery_ids(body: &Value) -> BTreeSet<String> {
+    body["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| {
+            assert_eq!(d["webhookId"], FIXTURE_WEBHOOK, "{d}");
+            d["deliveryId"].as_str().expect("deliveryId").to_owned()
+        })
+        .collect()
+}
+
+/// The expected answer of each fixture, and what it changed.
+async fn check(world: &ApiWorld, a: &Answer) {
+    let id = ApiWorld::webhook_id();
+    match a.fixture.as_str() {
+        "apigw-v2-create-webhook" => {
+            a.expect_status(201);
+            let b = a.json();
+            assert_eq!(b["bucketId"], FIXTURE_BUCKET);
+            assert_eq!(b["url"], "https://your-server.com/webhook");
+            assert_eq!(b["events"], json!(["alert.triggered", "data.received"]));
+            assert_eq!(b["active"], true);
+            assert_eq!(
+                b["secret"], "your_webhook_secret",
+                "shown once, at creation"
+            );
+            assert_eq!(b["secretHint"], "…cret");
+            assert_eq!(b["retryConfig"]["maxRetries"], 3);
+            let created = WebhookId::parse(b["id"].as_str().expect("id")).expect("an ObjectId");
+            let stored = world.store.get(&created).await.unwrap().expect("stored");
+            assert_eq!(stored.owner_id.as_str(), FIXTURE_OWNER);
+        }
+        "apigw-v2-create-webhook-invalid" => {
+            // `http://` is refused in production (the events list is empty too; the URL is
+            // checked first).
+            a.expect_error(400, "invalid_url");
+            let bucket = BucketId::parse(FIXTURE_BUCKET).unwrap();
+            assert!(
+                world
+                    .store
+                    .list_for_bucket_event(&bucket, EventType::AlertTriggered)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "nothing stored"
+            );
+        }
+        "apigw-v2-get-webhook" => {
+            a.expect_status(200);
+            let b = a.json();
+            assert_eq!(b["id"], FIXTURE_WEBHOOK);
+            assert_eq!(b["bucketId"], FIXTURE_BUCKET);
+            assert_eq!(
+                b["stats"],
+                json!({"totalDeliveries": 0, "successfulDeliveries": 0, "failedDeliveries": 0})
+            );
+            assert_eq!(b["secretHint"], "…cret");
+            assert!(
+                b.get("secret").is_none(),
+                "the secret is shown only once: {b}"
+            );
+        }
+        "apigw-v2-list-webhooks" => {
+            a.expect_status(200);
+            let b = a.json();
+            let ids: Vec<&str> = b["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .filter_map(|w| w["id"].as_str())
+                .collect();
+            assert_eq!(ids, [FIXTURE_WEBHOOK]);
+            assert!(b["data"][0].get("secret").is_none());
+            assert_eq!(b["nextCursor"], Value::Null);
+        }
+        "apigw-v2-update-webhook" => {
+            a.expect_status(200);
+            let b = a.json();
+            assert_eq!(b["id"], FIXTURE_WEBHOOK);
+            assert_eq!(b["active"], false);
+            assert_eq!(b["retryConfig"]["maxRetries"], 5);
+            let stored = world.store.get(&id).await.unwrap().expect("still there");
+            assert!(!stored.active);
+            assert_eq!(stored.retry_config.max_retries, 5);
+        }
+        "apigw-v2-delete-webhook" => {
+            a.expect_status(204);
+            assert!(a.body.is_empty(), "{}", a.body);
+            assert!(world.store.get(&id).await.unwrap().is_none(), "deleted");
+        }
+        "apigw-v2-rotate-secret" => {
+            a.expect_status(200);
+            let b = a.json();
+            let secret = b["secret"].as_str().expect("the new secret, shown once");
+            assert!(secret.starts_with("whsec_"), "{secret}");
+            assert!(b["previousSecretExpiresAt"].is_string(), "{b}");
+            let stored = world.store.get(&id).await.unwrap().expect("still there");
+            assert_eq!(stored.secret.expose(), secret);
+            assert_eq!(
+                stored.previous_secret.as_ref().map(|p| p.secret.expose()),
+                Some("your_webhook_secret")
+            );
+        }
+        "apigw-v2-test-webhook" => {
+            a.expect_status(202);
+            let b = a.json();
+            assert_eq!(b["webhookId"], FIXTURE_WEBHOOK);
+            let delivery = b["deliveryId"].as_str().expect("deliveryId").to_owned();
+            assert_eq!(world.queued().await, BTreeSet::from([delivery]));
+        }
+        "apigw-v2-publish-event" => {
+            // alert.triggered: the webhook is subscribed.
+            a.expect_status(202);
+            let b = a.json();
+            assert_eq!(b["events"], 1);
+            let ids = delivery_ids(&b);
+            assert_eq!(ids.len(), 1, "{b}");
+            assert_eq!(b["deliveries"][0]["event"], "alert.triggered");
+            assert_eq!(world.queued().await, ids);
+        }
+        "apigw-v2-publish-batch" => {
+            // data.received (subscribed) and bucket.updated (not subscribed).
+            a.expect_status(202);
+            let b = a.json();
+            assert_eq!(b["events"], 2);
+            let ids = delivery_ids(&b);
+            assert_eq!(ids.len(), 1, "{b}");
+            assert_eq!(b["deliveries"][0]["event"], "data.received");
+            assert_eq!(world.queued().await, ids);
+        }
+        "apigw-v2-list-deliveries" => {
+            a.expect_status(200);
+            let b = a.json();
+            let data = b["data"].as_array().expect("data");
+            assert_eq!(data.len(), 1, "{b}");
+            assert_eq!(data[0]["deliveryId"], FIXTURE_DEAD_LETTER);
+            assert_eq!(data[0]["statusCode"], 500);
+            assert_eq!(data[0]["status"], "failed");
+        }
+        "apigw-v2-list-dead-letters" => {
+            a.expect_status(200);
+            let b = a.json();
+            let data = b["data"].as_array().expect("data");
+            assert_eq!(data.len(), 1, "{b}");
+            assert_eq!(data[0]["deliveryId"], FIXTURE_DEAD_LETTER);
+            assert_eq!(data[0]["error"], "receiver answered HTTP 500");
+        }
+        "apigw-v2-redeliver-all" | "apigw-v2-redeliver-one" => {
+            a.expect_status(202);
+            let b = a.json();
+            let ids = delivery_ids(&b);
+            assert_eq!(ids, BTreeSet::from([FIXTURE_DEAD_LETTER.to_owned()]));
+            assert_eq!(world.queued().await, ids, "queued again, same delivery id");
+            assert_eq!(world.dead_letters().await, 0, "no longer a dead letter");
+        }
+        "apigw-v2-health" => {
+            a.expect_status(200);
+            assert_eq!(a.json()["status"], "ok");
+        }
+        "apigw-v2-openapi" => {
+            a.expect_status(200);
+            let b = a.json();
+            assert!(
+                b["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+                "{}",
+                b["openapi"]
+            );
+            let paths = b["paths"].as_object().expect("paths");
+            for p in [
+                "/api/webhooks",
+                "/api/webhooks/{id}",
+                "/api/webhooks/{id}/rotate-secret",
+                "/api/events",
+            ] {
+                assert!(paths.contains_key(p), "no {p} in the OpenAPI document");
+            }
+        }
+        "apigw-v2-dashboard" => a.expect_asset("text/html; charset=utf-8", "<html"),
+        "apigw-v2-dashboard-app-js" => {
+            a.expect_asset("text/javascript; charset=utf-8", "sessionStorage")
+        }
+        "apigw-v2-dashboard-style-css" => a.expect_asset("text/css; charset=utf-8", "{"),
+        // The development token exists in the local mode only.
+        "apigw-v2-dashboard-dev-token" => a.expect_error(404, "route_not_found"),
+        "apigw-v2-unknown-route" => a.expect_error(404, "route_not_found"),
+        other => {
+            panic!("no expected answer for events/{other}.json: add one to tests/it/events.rs")
+        }
+    }
+    // Every answer is text API Gateway passes through as it is.
+    assert!(!a.base64, "{}: base64-encoded answer", a.fixture);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_gateway_fixture_runs_through_the_api_lambda_with_its_expected_answer() {
+    let fixtures: Vec<String> = event_files()
+        .into_iter()
+        .filter_map(|n| {
+            n.strip_suffix(".json")
+                .filter(|s| s.starts_with("apigw-v2-"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(fixtures.len() >= 20, "{fixtures:?}");
+    for fixture in &fixtures {
+        // GIVEN fresh tables and queues, seeded as the fixture needs
+        let seed = seed_for(fixture).unwrap_or_else(|| {
+            panic!("events/{fixture}.json is unknown here: add it to seed_for and check in tests/it/events.rs")
+        });
+        let world = ApiWorld::create().await;
+        world.seed(seed).await;
+        // WHEN the fixture is handled by the API Lambda's glue and Router
+        let answer = world
+            .invoke(fixture, &read_event(&format!("{fixture}.json")))
+            .await;
+        // THEN the answer (and what it changed) is the expected one
+        check(&world, &answer).await;
+    }
+}
+
+#[test]
+fn every_file_in_events_is_run_by_a_test() {
+    // GIVEN every file of events/
+    // THEN each is run by a test: the API Gateway fixtures here (each needs an expected answer),
+    // the SQS ones by the delivery tests, env.json by the check below
+    let unknown: Vec<String> = event_files()
+        .into_iter()
+        .filter(|n| {
+            let api = n
+                .strip_suffix(".json")
+                .filter(|s| s.starts_with("apigw-v2-"))
+                .is_some_and(|s| seed_for(s).is_some());
+            let sqs = n.starts_with("sqs-") && n.ends_with(".json");
+            !(api || sqs || n == "env.json")
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "no test runs these files of events/: {unknown:?} (API Gateway v2 events go in \
+         tests/it/events.rs, SQS events are named sqs-*.json)"
+    );
+    // AND every SQS fixture is an SQS event of the delivery queue's shape
+    for n in event_files().iter().filter(|n| n.starts_with("sqs-")) {
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_str(&read_event(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert!(!event.records.is_empty(), "{n}: no records");
+        for r in &event.records {
+            QueueTask::from_json(r.body.as_deref().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{n}: a record's body is not a QueueTask: {e}"));
+        }
+    }
+}
+
+#[test]
+fn env_json_sets_only_variables_the_template_declares_for_each_function() {
+    // GIVEN events/env.json (for `sam local invoke --env-vars`, which only overrides variables a
+    // function declares in the template)
+    let env = env_json();
+    let functions = env.as_object().expect("env.json is an object of functions");
+    assert!(functions.contains_key("ApiFunction") && functions.contains_key("DeliveryFunction"));
+    for (logical_id, vars) in functions {
+        // THEN each entry is a function of the template, and each variable one it declares
+        let declared = &resource(logical_id)["Properties"]["Environment"]["Variables"];
+        for (name, value) in vars.as_object().expect("variables") {
+            assert!(
+                declared.get(name.as_str()).is_some(),
+                "env.json sets {logical_id}.{name}, which template.yaml does not declare"
+            );
+            assert!(value.is_string(), "{logical_id}.{name}: a string");
+        }
+    }
+    // AND the API's variables make a valid config (the JWT secret is long enough)
+    let api = functions["ApiFunction"].as_object().unwrap();
+    ApiConfig::from_lookup(|k| api.get(k).and_then(Value::as_str).map(str::to_owned))
+        .expect("ApiFunction's env.json config");
+}
