@@ -392,12 +392,16 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Allow loopback and private targets (`ALLOW_PRIVATE_TARGETS=true`; tests only).
     pub allow_private: bool,
+    /// Disable a webhook whose deliveries have all failed this long (`AUTO_DISABLE_AFTER_HOURS`,
+    /// default 120 = 5 days; `0` turns auto-disabling off).
+    pub auto_disable_after: Option<Duration>,
 }
 
 impl DeliveryConfig {
     pub const TIMEOUT_ENV: &'static str = "DELIVERY_TIMEOUT_SECONDS";
     pub const ALLOW_PRIVATE_ENV: &'static str = "ALLOW_PRIVATE_TARGETS";
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const AUTO_DISABLE_ENV: &'static str = "AUTO_DISABLE_AFTER_HOURS";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -419,7 +423,22 @@ impl DeliveryConfig {
                 }
             },
         };
+        let auto_disable_after = match lookup(Self::AUTO_DISABLE_ENV).map(|v| v.trim().to_owned()) {
+            None => Some(webhooks_core::dispatch::DEFAULT_AUTO_DISABLE_AFTER),
+            Some(v) if v.is_empty() => Some(webhooks_core::dispatch::DEFAULT_AUTO_DISABLE_AFTER),
+            Some(v) => match v.parse::<u64>() {
+                Ok(0) => None,
+                Ok(h @ 1..=8760) => Some(Duration::from_secs(h * 3600)),
+                _ => {
+                    return Err(DeliveryConfigError::Invalid {
+                        name: Self::AUTO_DISABLE_ENV,
+                        problem: format!("must be whole hours from 0 (off) to 8760, got {v:?}"),
+                    });
+                }
+            },
+        };
         Ok(Self {
+            auto_disable_after,
             webhooks: DynamoDbConfig::from_lookup(&lookup)?,
             log: DeliveryLogConfig::from_lookup(&lookup)?,
             queues: SqsWorkerConfig::from_lookup(&lookup)?,

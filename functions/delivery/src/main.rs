@@ -46,7 +46,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(log),
         Arc::new(sender),
         Arc::new(SystemClock),
-    );
+    )
+    .with_auto_disable_after(config.auto_disable_after);
     let deps = Deps::new(dispatcher, Arc::new(queue));
     tracing::info!(
         timeout_secs = config.timeout.as_secs(),

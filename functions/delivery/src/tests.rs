@@ -626,4 +626,22 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
     let all = base(&[]);
     let err = DeliveryConfig::from_lookup(|n| all(n).filter(|_| n != "DLQ_URL")).unwrap_err();
     assert!(err.to_string().contains("DLQ_URL"), "{err}");
+    // Auto-disable: 5 days by default, hours when set, off with 0, a clear error otherwise
+    let days5 = Some(Duration::from_secs(120 * 3600));
+    assert_eq!(
+        DeliveryConfig::from_lookup(base(&[]))
+            .unwrap()
+            .auto_disable_after,
+        days5
+    );
+    let c = DeliveryConfig::from_lookup(base(&[("AUTO_DISABLE_AFTER_HOURS", "24")])).unwrap();
+    assert_eq!(c.auto_disable_after, Some(Duration::from_secs(24 * 3600)));
+    let c = DeliveryConfig::from_lookup(base(&[("AUTO_DISABLE_AFTER_HOURS", "0")])).unwrap();
+    assert_eq!(c.auto_disable_after, None);
+    let err =
+        DeliveryConfig::from_lookup(base(&[("AUTO_DISABLE_AFTER_HOURS", "soon")])).unwrap_err();
+    assert!(
+        err.to_string().contains("AUTO_DISABLE_AFTER_HOURS"),
+        "{err}"
+    );
 }

@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Deliveries in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Disable a webhook whose deliveries have all failed this long (0: never).
+    #[arg(long, default_value_t = 120)]
+    auto_disable_after_hours: u64,
 }
 
 impl ServeArgs {
@@ -75,6 +78,7 @@ impl ServeArgs {
             addr: default_addr(),
             delivery_timeout_secs: 30,
             concurrency: 32,
+            auto_disable_after_hours: 120,
         }
     }
 }
@@ -190,7 +194,11 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         timeout,
         allow_private: true,
     })?);
-    let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone());
+    let auto_disable = (args.auto_disable_after_hours > 0).then(|| {
+        std::time::Duration::from_secs(args.auto_disable_after_hours.saturating_mul(3600))
+    });
+    let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
+        .with_auto_disable_after(auto_disable);
     let ports = Ports {
         store,
         log,
