@@ -335,6 +335,19 @@ await step('dead letters: a failing webhook ends in the dead-letter list, and Re
   await page.locator('#deliveries-panel').waitFor({ state: 'hidden' });
 });
 
+await step('rotate the secret (after confirming): the new one is shown once and the hint changes', async () => {
+  page.once('dialog', (d) => d.accept());
+  await button(card(HOOK_URL), 'Rotate secret').click();
+  await page.locator('#secret-panel').waitFor({ state: 'visible' });
+  const rotated = await page.locator('#secret-value').textContent();
+  check(/^whsec_/.test(rotated) && rotated !== secret, `a new whsec_ secret, got ${rotated}`);
+  await until('the status names the grace period', async () => /old one signs too until/.test(await statusText()));
+  await button(page, 'I have stored it, hide it').click();
+  await page.locator('#secret-panel').waitFor({ state: 'hidden' });
+  await until('the card shows the new hint', async () => (await card(HOOK_URL).textContent()).includes(rotated.slice(-4)));
+  check(!(await page.evaluate((s) => document.documentElement.outerHTML.includes(s), rotated)), 'the new secret gone from the page');
+});
+
 await step('delete (after confirming): the webhooks are gone from the list', async () => {
   for (const url of [HOOK_URL, FAIL_URL]) {
     page.once('dialog', (d) => d.accept());

@@ -252,7 +252,9 @@ function card(w) {
         btn('deliveries', 'Deliveries'),
         btn('edit', 'Edit', 'secondary'),
         btn('toggle', w.active ? 'Disable' : 'Enable', 'secondary'),
-        btn('delete', 'Delete', 'danger'))));
+        btn('rotate', 'Rotate secret', 'secondary'),
+        btn('delete', 'Delete', 'danger'))),
+      w.disabledReason ? el('p', { className: 'desc', text: `Disabled by the service: ${w.disabledReason}` }) : null);
 }
 
 async function onListClick(ev) {
@@ -279,6 +281,15 @@ async function onListClick(ev) {
         const u = await api('PATCH', hookPath(w.id), { active: !w.active });
         await loadWebhooks();
         say(`${u.url} is now ${u.active ? 'active' : 'disabled'}.`);
+        break;
+      }
+      case 'rotate': {
+        if (!window.confirm(`Rotate the secret of ${w.url}? The old one keeps signing for 24 hours.`)) return;
+        const r = await api('POST', hookPath(w.id, '/rotate-secret'));
+        showSecret(r.secret);
+        delete r.secret;
+        await loadWebhooks();
+        say(`New secret for ${w.url}; the old one signs too until ${when(r.previousSecretExpiresAt)}.`);
         break;
       }
       case 'delete':
