@@ -19,7 +19,7 @@ pub const MAX_EVENTS_PER_PUBLISH: usize = 100;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishEvent {
-    #[schema(example = "507f1f77bcf86cd799439011")]
+    #[schema(example = "507f1f77bcf86cd799439011", pattern = "^[0-9a-f]{24}$")]
     pub bucket_id: String,
     /// `alert.triggered`, `data.received` or `bucket.updated`.
     #[schema(example = "alert.triggered")]

@@ -60,7 +60,7 @@ impl UrlPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
     /// The bucket whose events this webhook receives (an ObjectId the caller may use).
-    #[schema(example = "507f1f77bcf86cd799439011")]
+    #[schema(example = "507f1f77bcf86cd799439011", pattern = "^[0-9a-f]{24}$")]
     pub bucket_id: String,
     /// Absolute `https://` URL the events are POSTed to.
     #[schema(example = "https://your-server.com/webhook")]
@@ -76,7 +76,7 @@ pub struct CreateWebhook {
     pub retry_config: Option<RetryConfigInput>,
     /// `json` (default: the guide's envelope), `slack` or `discord` (the platform's message, so
     /// the url can be a Slack or Discord incoming webhook).
-    #[schema(example = "json")]
+    #[schema(value_type = Option<Format>, example = "json")]
     pub format: Option<String>,
 }
 
@@ -106,6 +106,8 @@ pub struct UpdateWebhook {
     /// A new signing secret (not returned); replaces the old one at once — use
     /// `POST /api/webhooks/{id}/rotate-secret` for a grace period.
     pub secret: Option<String>,
+    /// `json`, `slack` or `discord`.
+    #[schema(value_type = Option<Format>)]
     pub format: Option<String>,
 }
 

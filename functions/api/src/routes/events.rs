@@ -37,6 +37,7 @@ pub struct PublishResponse {
         (status = 401, body = ErrorBody),
         (status = 403, description = "`insufficient_scope`, `bucket_forbidden`", body = ErrorBody),
         (status = 413, description = "A delivery would exceed the queue's message limit; nothing queued", body = ErrorBody),
+        (status = 415, description = "`Content-Type` is not JSON", body = ErrorBody),
         (status = 503, description = "`enqueue_failed`: some deliveries could not be queued (listed); retry those events", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -264,7 +264,8 @@ pub async fn rotate_secret(
         RotateSecret::default()
     } else {
         crate::extract::require_json(&headers)?;
-        crate::extract::parse_json(&body)?
+        // `null` is the same as no body.
+        crate::extract::parse_json::<Option<RotateSecret>>(&body)?.unwrap_or_default()
     };
     let w = state
         .webhooks
