@@ -2,98 +2,12 @@
 //! real SQLite file), driven with the real `curl` exactly as the guide writes it, stopped with
 //! SIGTERM and started again on the same data directory.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
+use std::process::Command;
+
+use common::Local;
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dakkio-webhooks");
-
-struct Local {
-    child: Child,
-    base: String,
-    token: String,
-    banner: String,
-}
-
-impl Local {
-    /// Starts `serve` on port 0 and waits (bounded) for its `ready` line.
-    fn start(data_dir: &Path) -> Local {
-        let mut child = Command::new(BIN)
-            .args(["--data-dir"])
-            .arg(data_dir)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .env_remove("JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dakkio-webhooks");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut banner = String::new();
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("local mode did not print `ready` within 30 s");
-            banner.push_str(&line);
-            banner.push('\n');
-            if line == "ready" {
-                break;
-            }
-        }
-        let base = banner
-            .lines()
-            .find_map(|l| l.split("listening on ").nth(1))
-            .expect("address line")
-            .trim()
-            .to_owned();
-        let token = banner
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("export TOKEN="))
-            .expect("token line")
-            .to_owned();
-        Local {
-            child,
-            base,
-            token,
-            banner,
-        }
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(
-            exit.success(),
-            "local mode exited with {exit} after SIGTERM"
-        );
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        // Only matters when a test failed before `stop`: do not leave a server behind.
-        if let Ok(None) = self.child.try_wait() {
-            self.child.kill().ok();
-            self.child.wait().ok();
-        }
-    }
-}
 
 /// Runs curl; returns (status, JSON body or Null).
 fn curl(args: &[&str]) -> (u16, Value) {
@@ -117,30 +31,11 @@ fn curl(args: &[&str]) -> (u16, Value) {
     (code.parse().expect("status code"), body)
 }
 
-fn mint(data_dir: &Path, sub: &str) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["token", "--sub", sub])
-        .env_remove("JWT_SECRET")
-        .output()
-        .expect("token command");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn the_guides_curl_works_against_the_local_mode_and_data_survives_a_restart() {
     // GIVEN the local mode on a fresh data directory
     let dir = tempfile::tempdir().expect("tempdir");
-    let local = Local::start(dir.path());
+    let local = Local::start(dir.path(), &[]);
     assert!(
         local.banner.contains("curl -X POST"),
         "banner shows the first curl:\n{}",
@@ -200,13 +95,13 @@ fn the_guides_curl_works_against_the_local_mode_and_data_survives_a_restart() {
     assert_eq!(status, 201, "{body}");
 
     // AND another user, with a token from the `token` command, cannot see it
-    let alice = format!("Authorization: Bearer {}", mint(dir.path(), "alice"));
+    let alice = format!("Authorization: Bearer {}", common::mint(dir.path(), "alice", None));
     assert_eq!(curl(&[&one, "-H", &alice]).0, 404);
     assert_eq!(curl(&[&url, "-H", &alice]).1["data"], json!([]));
 
     // WHEN the process is stopped and started again on the same data directory
     local.stop();
-    let again = Local::start(dir.path());
+    let again = Local::start(dir.path(), &[]);
 
     // THEN the webhooks are still there and the old token still works
     let auth_again = auth.clone();
