@@ -95,7 +95,10 @@ fn the_guides_curl_works_against_the_local_mode_and_data_survives_a_restart() {
     assert_eq!(status, 201, "{body}");
 
     // AND another user, with a token from the `token` command, cannot see it
-    let alice = format!("Authorization: Bearer {}", common::mint(dir.path(), "alice", None));
+    let alice = format!(
+        "Authorization: Bearer {}",
+        common::mint(dir.path(), "alice", None)
+    );
     assert_eq!(curl(&[&one, "-H", &alice]).0, 404);
     assert_eq!(curl(&[&url, "-H", &alice]).1["data"], json!([]));
 
