@@ -60,7 +60,7 @@ use crate::helpers::dynamo::{create_table_from_template, sdk_config_for};
 use crate::helpers::moto::{DedicatedMoto, start_dedicated};
 use crate::helpers::poll_until;
 use crate::helpers::receiver::Receiver;
-use crate::helpers::sqs::{Queues, queue_attributes};
+use crate::helpers::sqs::{Queues, create_queue};
 use crate::helpers::world::{World, every_second, failures};
 
 /// Per-operation (and per-attempt) timeout of the clients under test.
@@ -135,35 +135,6 @@ async fn tables_on(endpoint: &str) -> (Arc<DynamoDbSubscriptionStore>, Arc<Dynam
         .expect("delivery log config"),
     );
     (Arc::new(store), Arc::new(log))
-}
-
-/// Creates queue `name` from `logical_id` of `template.yaml`; returns its URL and ARN.
-async fn create_queue(
-    client: &aws_sdk_sqs::Client,
-    logical_id: &str,
-    name: &str,
-    arns: &HashMap<&str, String>,
-) -> (String, String) {
-    let url = client
-        .create_queue()
-        .queue_name(name)
-        .set_attributes(Some(queue_attributes(logical_id, arns)))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create queue {name}: {e:?}"))
-        .queue_url
-        .expect("queue url");
-    let arn = client
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("queue arn");
-    (url, arn)
 }
 
 /// The delivery queue `name` and its dead-letter queue `name-dlq` on `endpoint`, from

@@ -95,7 +95,8 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError>;
 
     /// Counts the final outcome of one delivery: `totalDeliveries` and the matching counter go up
-    /// by one, `lastDeliveryAt`/`lastDeliveryStatus` are set. `NotFound` if the webhook is gone.
+    /// by one, `lastDeliveryAt`/`lastDeliveryStatus` are set, and `failing_since` is kept as
+    /// [`DeliveryLog::finish`] keeps it. `NotFound` if the webhook is gone.
     async fn record_outcome(
         &self,
         id: &WebhookId,

@@ -412,7 +412,8 @@ impl SubscriptionStore for SqliteStore {
                              successful_deliveries = successful_deliveries + ?2,
                              failed_deliveries = failed_deliveries + ?3,
                              last_delivery_at = ?4,
-                             last_delivery_status = ?5
+                             last_delivery_status = ?5,
+                             failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
                          WHERE id = ?1",
                     )
                     .map_err(sql)?

@@ -77,7 +77,7 @@ pub fn queue_attributes(
 }
 
 /// Creates queue `name` from `logical_id` and returns its URL and ARN.
-async fn create_queue(
+pub async fn create_queue(
     client: &Client,
     logical_id: &str,
     name: &str,

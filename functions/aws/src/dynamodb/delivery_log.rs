@@ -497,10 +497,10 @@ fn conflict_backoff(n: u32) -> Duration {
     Duration::from_millis(rand::random_range(1..=cap))
 }
 
-#[async_trait]
-impl DeliveryLog for DynamoDbDeliveryLog {
-    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        let item = encode(&AttemptItem::from(attempt), "attempt")?;
+impl DynamoDbDeliveryLog {
+    /// One unconditional `PutItem` into the deliveries table (attempts and dead letters are
+    /// keyed so that writing one again replaces it: the contract's idempotency).
+    async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -509,6 +509,14 @@ impl DeliveryLog for DynamoDbDeliveryLog {
             .await
             .map_err(|e| unavailable("PutItem", e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoDbDeliveryLog {
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        self.put(encode(&AttemptItem::from(attempt), "attempt")?)
+            .await
     }
 
     async fn attempts_of(
@@ -578,15 +586,8 @@ impl DeliveryLog for DynamoDbDeliveryLog {
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
-        let item = encode(&DeadLetterItem::from(dead), "dead letter")?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
+        self.put(encode(&DeadLetterItem::from(dead), "dead letter")?)
             .await
-            .map_err(|e| unavailable("PutItem", e))?;
-        Ok(())
     }
 
     async fn dead_letters(

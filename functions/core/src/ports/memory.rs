@@ -118,16 +118,7 @@ impl SubscriptionStore for MemoryStore {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut map = self.lock();
-        let w = map.get_mut(id).ok_or(StoreError::NotFound)?;
-        w.stats.total_deliveries += 1;
-        match status {
-            DeliveryStatus::Success => w.stats.successful_deliveries += 1,
-            DeliveryStatus::Failed => w.stats.failed_deliveries += 1,
-        }
-        w.last_delivery_at = Some(at);
-        w.last_delivery_status = Some(status);
-        Ok(())
+        self.record_outcome_sync(id, status, at)
     }
 }
 
