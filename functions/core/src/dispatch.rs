@@ -75,6 +75,15 @@ impl Dispatcher {
         self
     }
 
+    /// The same dispatcher recording into `log` instead (the local worker gives each delivery a
+    /// log that holds its final writes back, to commit them with the queue's acknowledgement).
+    pub fn with_log(&self, log: Arc<dyn DeliveryLog>) -> Self {
+        Self {
+            log,
+            ..self.clone()
+        }
+    }
+
     /// Processes one receipt of `task`. `receive_count` is the queue's count of receipts
     /// (SQS `ApproximateReceiveCount`), cross-checked against the attempts already recorded:
     /// the attempt number is the larger of the two, so a crash between sending and

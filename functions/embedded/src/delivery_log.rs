@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, params};
 use webhooks_core::delivery::{ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::ports::{DeliveryLog, StoreError};
 use webhooks_core::webhook::DeliveryStatus;
@@ -63,8 +63,129 @@ impl SqliteDeliveryLog {
     /// from being counted twice, so it is kept for as long as its message may still come back
     /// (a worker stopped for longer than the retention leaves its messages queued).
     pub async fn prune(&self, now: Timestamp) -> Result<Pruned, StoreError> {
-        self.db.call(move |conn| prune(conn, now)).await
+        self.db.write(move |conn| prune(conn, now)).await
     }
+
+    /// [`DeliveryLog::record_attempt`] inside a write call (so the worker can record an attempt,
+    /// its outcome and the queue's acknowledgement in one transaction).
+    pub(crate) fn record_attempt_in(
+        &self,
+        conn: &Connection,
+        a: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let key = a.delivery_id.as_str();
+        // REPLACE: the same (webhook, delivery, generation, attempt) recorded again (a
+        // worker retrying a write) keeps one record, the latest.
+        conn.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))
+        .map_err(sql)?
+        .execute(params![
+            a.webhook_id.as_str(),
+            key,
+            a.generation,
+            a.attempt,
+            a.event.as_str(),
+            attempt_status(a.status),
+            a.status_code,
+            count(key, "duration_ms", a.duration_ms)?,
+            a.error,
+            a.response_body,
+            a.at.unix(),
+        ])
+        .map_err(sql)?;
+
+        // Housekeeping by the dispatcher's clock (the attempt's `at`), so tests on a fixed
+        // clock never see their data pruned by the wall clock.
+        let now = a.at.unix();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= PRUNE_EVERY_SECS
+            && self
+                .last_prune
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            match prune(conn, a.at) {
+                Ok(p) if p.attempts + p.finished > 0 => tracing::info!(
+                    attempts = p.attempts,
+                    finished = p.finished,
+                    "pruned delivery history older than the retention"
+                ),
+                Ok(_) => {}
+                // The attempt is recorded; pruning is retried within the hour.
+                Err(e) => {
+                    self.last_prune.store(last, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "pruning the delivery history failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`DeliveryLog::finish`] inside a write call.
+pub(crate) fn finish_in(
+    conn: &mut Connection,
+    webhook: &WebhookId,
+    delivery: &DeliveryId,
+    generation: u32,
+    status: DeliveryStatus,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let (success, failure) = match status {
+        DeliveryStatus::Success => (1, 0),
+        DeliveryStatus::Failed => (0, 1),
+    };
+    // One transaction: the marker and the counters commit together or not at all, so
+    // a crash can neither count a delivery without marking it nor the reverse.
+    let tx = conn.savepoint().map_err(sql)?;
+    let marked = tx
+        .prepare_cached(
+            "INSERT INTO finished_deliveries
+                 (delivery_id, generation, webhook_id, status, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (delivery_id, generation) DO NOTHING",
+        )
+        .map_err(sql)?
+        .execute(params![
+            delivery.as_str(),
+            generation,
+            webhook.as_str(),
+            status.as_str(),
+            at.unix()
+        ])
+        .map_err(sql)?;
+    if marked == 0 {
+        return Ok(false); // already final: dropping `tx` rolls back (nothing written)
+    }
+    let counted = tx
+        .prepare_cached(
+            "UPDATE webhooks SET
+                 total_deliveries = total_deliveries + 1,
+                 successful_deliveries = successful_deliveries + ?2,
+                 failed_deliveries = failed_deliveries + ?3,
+                 last_delivery_at = ?4,
+                 last_delivery_status = ?5,
+                 failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
+             WHERE id = ?1",
+        )
+        .map_err(sql)?
+        .execute(params![
+            webhook.as_str(),
+            success,
+            failure,
+            at.unix(),
+            status.as_str()
+        ])
+        .map_err(sql)?;
+    if counted == 0 {
+        // The webhook is gone: nothing to count, and no marker either (dropping `tx`
+        // rolls the marker back).
+        return Ok(false);
+    }
+    tx.commit().map_err(sql)?;
+    Ok(true)
 }
 
 fn prune(conn: &Connection, now: Timestamp) -> Result<Pruned, StoreError> {
@@ -200,58 +321,10 @@ fn limit(n: usize) -> i64 {
 #[async_trait]
 impl DeliveryLog for SqliteDeliveryLog {
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let log = self.clone();
         let a = attempt.clone();
-        let last_prune = Arc::clone(&self.last_prune);
         self.db
-            .call(move |conn| {
-                let key = a.delivery_id.as_str();
-                // REPLACE: the same (webhook, delivery, generation, attempt) recorded again (a
-                // worker retrying a write) keeps one record, the latest.
-                conn.prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ))
-                .map_err(sql)?
-                .execute(params![
-                    a.webhook_id.as_str(),
-                    key,
-                    a.generation,
-                    a.attempt,
-                    a.event.as_str(),
-                    attempt_status(a.status),
-                    a.status_code,
-                    count(key, "duration_ms", a.duration_ms)?,
-                    a.error,
-                    a.response_body,
-                    a.at.unix(),
-                ])
-                .map_err(sql)?;
-
-                // Housekeeping by the dispatcher's clock (the attempt's `at`), so tests on a fixed
-                // clock never see their data pruned by the wall clock.
-                let now = a.at.unix();
-                let last = last_prune.load(Ordering::Relaxed);
-                if now.saturating_sub(last) >= PRUNE_EVERY_SECS
-                    && last_prune
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    match prune(conn, a.at) {
-                        Ok(p) if p.attempts + p.finished > 0 => tracing::info!(
-                            attempts = p.attempts,
-                            finished = p.finished,
-                            "pruned delivery history older than the retention"
-                        ),
-                        Ok(_) => {}
-                        // The attempt is recorded; pruning is retried within the hour.
-                        Err(e) => {
-                            last_prune.store(last, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "pruning the delivery history failed");
-                        }
-                    }
-                }
-                Ok(())
-            })
+            .write(move |conn| log.record_attempt_in(conn, &a))
             .await
     }
 
@@ -262,19 +335,17 @@ impl DeliveryLog for SqliteDeliveryLog {
         generation: u32,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
-        self.db
-            .call(move |conn| {
-                query_attempts(
-                    conn,
-                    &format!(
-                        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
+        self.db.read(move |conn| {
+            query_attempts(
+                conn,
+                &format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
                          WHERE webhook_id = ?1 AND delivery_id = ?2 AND generation = ?3
                          ORDER BY attempt"
-                    ),
-                    params![webhook.as_str(), delivery.as_str(), generation],
-                )
-            })
-            .await
+                ),
+                params![webhook.as_str(), delivery.as_str(), generation],
+            )
+        })
     }
 
     async fn recent_attempts(
@@ -283,21 +354,19 @@ impl DeliveryLog for SqliteDeliveryLog {
         limit_to: usize,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let webhook = webhook.clone();
-        self.db
-            .call(move |conn| {
-                // Walks `delivery_attempts_recent` and stops after `limit` rows.
-                query_attempts(
-                    conn,
-                    &format!(
-                        "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
+        self.db.read(move |conn| {
+            // Walks `delivery_attempts_recent` and stops after `limit` rows.
+            query_attempts(
+                conn,
+                &format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
                          WHERE webhook_id = ?1
                          ORDER BY at DESC, delivery_id DESC, generation DESC, attempt DESC
                          LIMIT ?2"
-                    ),
-                    params![webhook.as_str(), limit(limit_to)],
-                )
-            })
-            .await
+                ),
+                params![webhook.as_str(), limit(limit_to)],
+            )
+        })
     }
 
     async fn finish(
@@ -309,71 +378,15 @@ impl DeliveryLog for SqliteDeliveryLog {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
-        let (success, failure) = match status {
-            DeliveryStatus::Success => (1, 0),
-            DeliveryStatus::Failed => (0, 1),
-        };
         self.db
-            .call(move |conn| {
-                // One transaction: the marker and the counters commit together or not at all, so
-                // a crash can neither count a delivery without marking it nor the reverse.
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
-                let marked = tx
-                    .prepare_cached(
-                        "INSERT INTO finished_deliveries
-                             (delivery_id, generation, webhook_id, status, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (delivery_id, generation) DO NOTHING",
-                    )
-                    .map_err(sql)?
-                    .execute(params![
-                        delivery.as_str(),
-                        generation,
-                        webhook.as_str(),
-                        status.as_str(),
-                        at.unix()
-                    ])
-                    .map_err(sql)?;
-                if marked == 0 {
-                    return Ok(false); // already final: dropping `tx` rolls back (nothing written)
-                }
-                let counted = tx
-                    .prepare_cached(
-                        "UPDATE webhooks SET
-                             total_deliveries = total_deliveries + 1,
-                             successful_deliveries = successful_deliveries + ?2,
-                             failed_deliveries = failed_deliveries + ?3,
-                             last_delivery_at = ?4,
-                             last_delivery_status = ?5,
-                             failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
-                         WHERE id = ?1",
-                    )
-                    .map_err(sql)?
-                    .execute(params![
-                        webhook.as_str(),
-                        success,
-                        failure,
-                        at.unix(),
-                        status.as_str()
-                    ])
-                    .map_err(sql)?;
-                if counted == 0 {
-                    // The webhook is gone: nothing to count, and no marker either (dropping `tx`
-                    // rolls the marker back).
-                    return Ok(false);
-                }
-                tx.commit().map_err(sql)?;
-                Ok(true)
-            })
+            .write(move |conn| finish_in(conn, &webhook, &delivery, generation, status, at))
             .await
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
         let d = dead.clone();
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 let key = d.task.delivery_id.as_str();
                 let task = serde_json::to_string(&d.task)
                     .map_err(|e| corrupt("dead letter", key, "task", e))?;
@@ -403,24 +416,22 @@ impl DeliveryLog for SqliteDeliveryLog {
         limit_to: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let webhook = webhook.clone();
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT delivery_id, task, error, attempts, at FROM dead_letters
+        self.db.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT delivery_id, task, error, attempts, at FROM dead_letters
                          WHERE webhook_id = ?1 ORDER BY at, delivery_id LIMIT ?2",
-                    )
-                    .map_err(sql)?;
-                let mut rows = stmt
-                    .query(params![webhook.as_str(), limit(limit_to)])
-                    .map_err(sql)?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(sql)? {
-                    out.push(read_dead_letter(row)?);
-                }
-                Ok(out)
-            })
-            .await
+                )
+                .map_err(sql)?;
+            let mut rows = stmt
+                .query(params![webhook.as_str(), limit(limit_to)])
+                .map_err(sql)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(sql)? {
+                out.push(read_dead_letter(row)?);
+            }
+            Ok(out)
+        })
     }
 
     async fn dead_letter(
@@ -429,20 +440,18 @@ impl DeliveryLog for SqliteDeliveryLog {
         delivery: &DeliveryId,
     ) -> Result<Option<DeadLetter>, StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT delivery_id, task, error, attempts, at FROM dead_letters
+        self.db.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT delivery_id, task, error, attempts, at FROM dead_letters
                          WHERE webhook_id = ?1 AND delivery_id = ?2",
-                    )
-                    .map_err(sql)?;
-                let mut rows = stmt
-                    .query([webhook.as_str(), delivery.as_str()])
-                    .map_err(sql)?;
-                rows.next().map_err(sql)?.map(read_dead_letter).transpose()
-            })
-            .await
+                )
+                .map_err(sql)?;
+            let mut rows = stmt
+                .query([webhook.as_str(), delivery.as_str()])
+                .map_err(sql)?;
+            rows.next().map_err(sql)?.map(read_dead_letter).transpose()
+        })
     }
 
     async fn remove_dead_letter(
@@ -452,7 +461,7 @@ impl DeliveryLog for SqliteDeliveryLog {
     ) -> Result<(), StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 conn.prepare_cached(
                     "DELETE FROM dead_letters WHERE webhook_id = ?1 AND delivery_id = ?2",
                 )

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask};
 use webhooks_core::ports::{DeliveryQueue, EnqueueError};
@@ -117,7 +117,7 @@ fn count(n: i64) -> usize {
 /// Moves message `id` to the dead-letter table, when it is still there (and, with `receipt_count`,
 /// still at that receive count). Returns whether it moved.
 fn move_to_dead_letters(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: i64,
     receipt_count: Option<u32>,
     error: &str,
@@ -140,6 +140,58 @@ fn move_to_dead_letters(
         .execute([id])
         .map_err(sql)?;
     Ok(true)
+}
+
+/// What a worker does with a message it received, once the delivery attempt is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Delete it (`DeleteMessage`).
+    Ack,
+    /// Visible again at this time, unix ms (`ChangeMessageVisibility`).
+    RetryAt(i64),
+    /// Move it to the dead-letter table with this error, at this time (unix ms).
+    DeadLetter { error: String, at: i64 },
+}
+
+impl Action {
+    pub(crate) fn retry_after(delay: Duration, now: SystemTime) -> Self {
+        Action::RetryAt(millis(now).saturating_add(duration_ms(delay)))
+    }
+
+    pub(crate) fn dead_letter(error: &str, now: SystemTime) -> Self {
+        Action::DeadLetter {
+            error: error.to_owned(),
+            at: millis(now),
+        }
+    }
+}
+
+/// Carries out `action` on the message of `receipt` inside a write call. `false` when the
+/// receipt is stale (the message is gone or was received again since): nothing changes then.
+pub(crate) fn act_in(
+    conn: &Connection,
+    receipt: &Receipt,
+    action: &Action,
+) -> Result<bool, DbError> {
+    let r = receipt;
+    let changed = match action {
+        Action::Ack => conn
+            .prepare_cached("DELETE FROM queue_messages WHERE id = ?1 AND receive_count = ?2")
+            .map_err(sql)?
+            .execute(params![r.message_id, r.receive_count])
+            .map_err(sql)?,
+        Action::RetryAt(at) => conn
+            .prepare_cached(
+                "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receive_count = ?2",
+            )
+            .map_err(sql)?
+            .execute(params![r.message_id, r.receive_count, at])
+            .map_err(sql)?,
+        Action::DeadLetter { error, at } => {
+            return move_to_dead_letters(conn, r.message_id, Some(r.receive_count), error, *at);
+        }
+    };
+    Ok(changed > 0)
 }
 
 impl SqliteQueue {
@@ -188,10 +240,8 @@ impl SqliteQueue {
         if added > 0 {
             let result = self
                 .db
-                .call(move |conn: &mut Connection| {
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(sql)?;
+                .write(move |conn: &mut Connection| {
+                    let tx = conn.savepoint().map_err(sql)?;
                     {
                         let mut insert = tx
                             .prepare_cached(
@@ -251,12 +301,10 @@ impl SqliteQueue {
         let hidden_until = now.saturating_add(duration_ms(visibility));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         self.db
-            .call(move |conn: &mut Connection| {
+            .write(move |conn: &mut Connection| {
                 // IMMEDIATE: the select and the updates are one write transaction, so two
                 // receivers (two processes on the file) never get the same receipt.
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
+                let tx = conn.savepoint().map_err(sql)?;
                 let candidates: Vec<(i64, String, u32)> = {
                     let mut stmt = tx
                         .prepare_cached(
@@ -331,16 +379,7 @@ impl SqliteQueue {
     pub async fn ack(&self, receipt: &Receipt) -> Result<bool, DbError> {
         let r = *receipt;
         self.db
-            .call(move |conn: &mut Connection| {
-                let n = conn
-                    .prepare_cached(
-                        "DELETE FROM queue_messages WHERE id = ?1 AND receive_count = ?2",
-                    )
-                    .map_err(sql)?
-                    .execute(params![r.message_id, r.receive_count])
-                    .map_err(sql)?;
-                Ok(n > 0)
-            })
+            .write(move |conn: &mut Connection| act_in(conn, &r, &Action::Ack))
             .await
     }
 
@@ -353,19 +392,9 @@ impl SqliteQueue {
         now: SystemTime,
     ) -> Result<bool, DbError> {
         let r = *receipt;
-        let at = millis(now).saturating_add(duration_ms(delay));
+        let action = Action::retry_after(delay, now);
         self.db
-            .call(move |conn: &mut Connection| {
-                let n = conn
-                    .prepare_cached(
-                        "UPDATE queue_messages SET visible_at = ?3
-                         WHERE id = ?1 AND receive_count = ?2",
-                    )
-                    .map_err(sql)?
-                    .execute(params![r.message_id, r.receive_count, at])
-                    .map_err(sql)?;
-                Ok(n > 0)
-            })
+            .write(move |conn: &mut Connection| act_in(conn, &r, &action))
             .await
     }
 
@@ -378,18 +407,9 @@ impl SqliteQueue {
         now: SystemTime,
     ) -> Result<bool, DbError> {
         let r = *receipt;
-        let error = error.to_owned();
-        let now = millis(now);
+        let action = Action::dead_letter(error, now);
         self.db
-            .call(move |conn: &mut Connection| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
-                let moved =
-                    move_to_dead_letters(&tx, r.message_id, Some(r.receive_count), &error, now)?;
-                tx.commit().map_err(sql)?;
-                Ok(moved)
-            })
+            .write(move |conn: &mut Connection| act_in(conn, &r, &action))
             .await
     }
 
@@ -425,56 +445,51 @@ impl SqliteQueue {
     /// Up to `limit` dead letters, oldest first.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<QueueDeadLetter>, DbError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.db
-            .call(move |conn: &mut Connection| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT id, body, error, receive_count, enqueued_at, dead_at
+        self.db.read(move |conn: &Connection| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, body, error, receive_count, enqueued_at, dead_at
                          FROM queue_dead_letters ORDER BY dead_at, id LIMIT ?1",
-                    )
-                    .map_err(sql)?;
-                let rows = stmt
-                    .query_map([limit], |r| {
-                        Ok(QueueDeadLetter {
-                            message_id: r.get(0)?,
-                            body: r.get(1)?,
-                            error: r.get(2)?,
-                            receive_count: r.get(3)?,
-                            enqueued_at: from_millis(r.get(4)?),
-                            dead_at: from_millis(r.get(5)?),
-                        })
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([limit], |r| {
+                    Ok(QueueDeadLetter {
+                        message_id: r.get(0)?,
+                        body: r.get(1)?,
+                        error: r.get(2)?,
+                        receive_count: r.get(3)?,
+                        enqueued_at: from_millis(r.get(4)?),
+                        dead_at: from_millis(r.get(5)?),
                     })
-                    .map_err(sql)?;
-                rows.collect::<Result<_, _>>().map_err(sql)
-            })
-            .await
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        })
     }
 
     /// When the earliest message becomes (or became) visible; `None` when the queue is empty.
     /// A worker with nothing to do sleeps until then (or until [`notified`](Self::notified)).
     pub async fn next_visible_at(&self) -> Result<Option<SystemTime>, DbError> {
         self.db
-            .call(|conn: &mut Connection| {
+            .read(|conn: &Connection| {
                 conn.prepare_cached("SELECT min(visible_at) FROM queue_messages")
                     .map_err(sql)?
                     .query_row([], |r| r.get::<_, Option<i64>>(0))
                     .map_err(sql)
             })
-            .await
             .map(|ms| ms.map(from_millis))
     }
 
     async fn scalar(&self, text: &'static str, arg: Option<i64>) -> Result<i64, DbError> {
-        self.db
-            .call(move |conn: &mut Connection| {
-                let mut stmt = conn.prepare_cached(text).map_err(sql)?;
-                match arg {
-                    Some(a) => stmt.query_row([a], |r| r.get(0)),
-                    None => stmt.query_row([], |r| r.get(0)),
-                }
-                .map_err(sql)
-            })
-            .await
+        self.db.read(move |conn: &Connection| {
+            let mut stmt = conn.prepare_cached(text).map_err(sql)?;
+            match arg {
+                Some(a) => stmt.query_row([a], |r| r.get(0)),
+                None => stmt.query_row([], |r| r.get(0)),
+            }
+            .map_err(sql)
+        })
     }
 }
 

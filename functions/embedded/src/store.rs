@@ -12,7 +12,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, Params, Row, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, Params, Row, params, params_from_iter};
 use webhooks_core::format::Format;
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
 use webhooks_core::webhook::{
@@ -186,7 +186,7 @@ impl SubscriptionStore for SqliteStore {
     async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
         let w = webhook.clone();
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 let events = events_json(&w.id, &w.events)?;
                 // A conditional put: an existing id is left untouched and reported, never
                 // replaced (`INSERT OR REPLACE` would overwrite another owner's webhook).
@@ -244,50 +244,46 @@ impl SubscriptionStore for SqliteStore {
 
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
         let id = id.clone();
-        self.db
-            .call(move |conn| {
-                let found = query_webhooks(
-                    conn,
-                    &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
-                    [id.as_str()],
-                )?;
-                Ok(found.into_iter().next())
-            })
-            .await
+        self.db.read(move |conn| {
+            let found = query_webhooks(
+                conn,
+                &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
+                [id.as_str()],
+            )?;
+            Ok(found.into_iter().next())
+        })
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let q = query.clone();
-        self.db
-            .call(move |conn| {
-                // Conditions are added only when set (rather than `?n IS NULL OR …`) so SQLite
-                // walks `webhooks_by_owner` from `after` down and stops after `limit + 1` rows.
-                let mut text = format!("SELECT {COLUMNS} FROM webhooks WHERE owner_id = ?1");
-                let mut args = vec![Value::Text(q.owner.as_str().to_owned())];
-                if let Some(bucket) = &q.bucket {
-                    args.push(Value::Text(bucket.as_str().to_owned()));
-                    text.push_str(&format!(" AND bucket_id = ?{}", args.len()));
-                }
-                if let Some(after) = &q.after {
-                    args.push(Value::Text(after.as_str().to_owned()));
-                    text.push_str(&format!(" AND id < ?{}", args.len()));
-                }
-                // One more than asked tells whether another page follows.
-                let fetch = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
-                args.push(Value::Integer(fetch));
-                text.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+        self.db.read(move |conn| {
+            // Conditions are added only when set (rather than `?n IS NULL OR …`) so SQLite
+            // walks `webhooks_by_owner` from `after` down and stops after `limit + 1` rows.
+            let mut text = format!("SELECT {COLUMNS} FROM webhooks WHERE owner_id = ?1");
+            let mut args = vec![Value::Text(q.owner.as_str().to_owned())];
+            if let Some(bucket) = &q.bucket {
+                args.push(Value::Text(bucket.as_str().to_owned()));
+                text.push_str(&format!(" AND bucket_id = ?{}", args.len()));
+            }
+            if let Some(after) = &q.after {
+                args.push(Value::Text(after.as_str().to_owned()));
+                text.push_str(&format!(" AND id < ?{}", args.len()));
+            }
+            // One more than asked tells whether another page follows.
+            let fetch = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
+            args.push(Value::Integer(fetch));
+            text.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
 
-                let mut items = query_webhooks(conn, &text, params_from_iter(args))?;
-                let more = items.len() > q.limit;
-                items.truncate(q.limit);
-                let next_after = if more {
-                    items.last().map(|w| w.id.clone())
-                } else {
-                    None
-                };
-                Ok(Page { items, next_after })
-            })
-            .await
+            let mut items = query_webhooks(conn, &text, params_from_iter(args))?;
+            let more = items.len() > q.limit;
+            items.truncate(q.limit);
+            let next_after = if more {
+                items.last().map(|w| w.id.clone())
+            } else {
+                None
+            };
+            Ok(Page { items, next_after })
+        })
     }
 
     async fn list_for_bucket_event(
@@ -296,25 +292,23 @@ impl SubscriptionStore for SqliteStore {
         event: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
         let bucket = bucket.clone();
-        self.db
-            .call(move |conn| {
-                // The event filter runs here rather than in SQL (`json_each`): a bucket has few
-                // webhooks, and a row with unreadable events must be reported as `Corrupt`, not
-                // as an SQL error or a silent miss.
-                let webhooks = query_webhooks(
-                    conn,
-                    &format!(
-                        "SELECT {COLUMNS} FROM webhooks
+        self.db.read(move |conn| {
+            // The event filter runs here rather than in SQL (`json_each`): a bucket has few
+            // webhooks, and a row with unreadable events must be reported as `Corrupt`, not
+            // as an SQL error or a silent miss.
+            let webhooks = query_webhooks(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM webhooks
                          WHERE bucket_id = ?1 AND active = 1 ORDER BY id"
-                    ),
-                    [bucket.as_str()],
-                )?;
-                Ok(webhooks
-                    .into_iter()
-                    .filter(|w| w.subscribes_to(event))
-                    .collect())
-            })
-            .await
+                ),
+                [bucket.as_str()],
+            )?;
+            Ok(webhooks
+                .into_iter()
+                .filter(|w| w.subscribes_to(event))
+                .collect())
+        })
     }
 
     async fn update(
@@ -326,12 +320,10 @@ impl SubscriptionStore for SqliteStore {
     ) -> Result<Webhook, StoreError> {
         let (owner, id, patch) = (owner.clone(), id.clone(), patch.clone());
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 // IMMEDIATE takes the write lock before the read, so no other writer (another
                 // process on the file) can change the row between our read and our write.
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql)?;
+                let tx = conn.savepoint().map_err(sql)?;
                 let mut w = query_webhooks(
                     &tx,
                     &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND owner_id = ?2"),
@@ -376,7 +368,7 @@ impl SubscriptionStore for SqliteStore {
     async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
         let (owner, id) = (owner.clone(), id.clone());
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 let deleted = conn
                     .prepare_cached("DELETE FROM webhooks WHERE id = ?1 AND owner_id = ?2")
                     .map_err(sql)?
@@ -402,7 +394,7 @@ impl SubscriptionStore for SqliteStore {
             DeliveryStatus::Failed => (0, 1),
         };
         self.db
-            .call(move |conn| {
+            .write(move |conn| {
                 // One statement, counters computed by SQLite from the stored values: concurrent
                 // outcomes each add their one, and total = successful + failed stays true.
                 let updated = conn

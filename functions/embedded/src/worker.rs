@@ -9,33 +9,52 @@
 //! | `GiveUp { error }` | moved to the dead-letter table |
 //! | `Err(DispatchError)` (store unavailable) | visible again after a short delay |
 //!
-//! Up to [`WorkerConfig::concurrency`] deliveries run at once, so a slow receiver never holds up
-//! the others. Each received message stays invisible for [`WorkerConfig::visibility_timeout`],
+//! Up to [`WorkerConfig::concurrency`] deliveries are being sent at once, so a slow receiver never
+//! holds up the others; up to as many more may be recording their outcome or waiting for a free
+//! sending slot (so sending goes on while outcomes wait for their commit), which is why the
+//! visibility timeout must cover two sends. Each received message stays invisible for [`WorkerConfig::visibility_timeout`],
 //! longer than any send may take; if the worker dies or is stopped before acting, the message
 //! comes back after it with a higher receive count and the dispatcher carries on from the
 //! attempts already recorded (and never counts a delivery twice). On shutdown the worker stops
 //! receiving and waits, at most [`WorkerConfig::shutdown_grace`], for the deliveries in flight.
+//!
+//! A delivered message costs one write: the worker hands the dispatcher a log that holds the
+//! successful attempt and the final outcome back ([`HeldLog`]), and then records both *and*
+//! deletes the message in one write call (one transaction, committed with whatever other writes
+//! are waiting: see [`Database`](crate::Database)). Nothing is acknowledged before it is on
+//! disk, and a crash can no longer fall between counting a delivery and deleting its message.
+//! Failed attempts are recorded as they happen (the dispatcher reads them back to decide on
+//! auto-disabling), and their queue action follows in its own write.
 //!
 //! Logs name messages, deliveries and webhooks by id and never carry a secret or a body.
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::dispatch::{Dispatcher, Outcome};
+use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::webhook::DeliveryStatus;
+use webhooks_core::{DeliveryId, Timestamp, WebhookId};
 
-use crate::queue::{Received, SqliteQueue};
+use crate::delivery_log::{SqliteDeliveryLog, finish_in};
+use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
 
 /// How the worker runs. [`Default`] suits a sender with the default 30 s timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
-    /// Deliveries in flight at once (at least 1).
+    /// Deliveries being sent at once (at least 1). Twice as many messages may be received
+    /// (in flight) at once: the others are recording their outcome or waiting to be sent.
     pub concurrency: usize,
-    /// How long a received message stays invisible to other receivers. Must exceed the sender's
-    /// timeout (plus the store calls around a send), or a slow delivery is received twice.
+    /// How long a received message stays invisible to other receivers. Must exceed twice the
+    /// sender's timeout (a message may wait for one send before its own), plus the store calls
+    /// around a send, or a slow delivery is received twice.
     pub visibility_timeout: Duration,
     /// How long, after the shutdown signal, in-flight deliveries may take to finish. Those still
     /// running then are abandoned: they come back after their visibility timeout.
@@ -84,6 +103,7 @@ pub struct WorkerSummary {
 #[derive(Debug)]
 pub struct Worker {
     queue: SqliteQueue,
+    log: SqliteDeliveryLog,
     dispatcher: Dispatcher,
     config: WorkerConfig,
 }
@@ -99,8 +119,12 @@ pub async fn run_worker(
 }
 
 impl Worker {
+    /// A worker taking messages from `queue`. Whatever log `dispatcher` was built with, the
+    /// deliveries are recorded in the queue's database (a [`SqliteDeliveryLog`] on it), so that a
+    /// delivery's outcome and its message's deletion are one transaction.
     pub fn new(queue: SqliteQueue, dispatcher: Dispatcher, config: WorkerConfig) -> Self {
         Self {
+            log: SqliteDeliveryLog::new(queue.database().clone()),
             queue,
             dispatcher,
             config,
@@ -113,10 +137,13 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future) -> WorkerSummary {
         let Worker {
             queue,
+            log,
             dispatcher,
             config,
         } = self;
         let concurrency = config.concurrency.max(1);
+        let max_in_flight = concurrency.saturating_mul(2);
+        let sending = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut summary = WorkerSummary::default();
@@ -137,7 +164,7 @@ impl Worker {
             while let Some(joined) = tasks.try_join_next() {
                 reap(joined, &mut summary);
             }
-            let free = concurrency.saturating_sub(tasks.len());
+            let free = max_in_flight.saturating_sub(tasks.len());
 
             // How long to wait before looking again, when there is nothing to start now.
             let mut wait = config.idle_poll;
@@ -157,8 +184,15 @@ impl Worker {
                                 receive_count = message.receive_count,
                             );
                             tasks.spawn(
-                                handle(queue.clone(), dispatcher.clone(), message, config.clone())
-                                    .instrument(span),
+                                handle(
+                                    queue.clone(),
+                                    log.clone(),
+                                    dispatcher.clone(),
+                                    Arc::clone(&sending),
+                                    message,
+                                    config.clone(),
+                                )
+                                .instrument(span),
                             );
                         }
                         continue;
@@ -236,10 +270,13 @@ fn reap(joined: Result<(), tokio::task::JoinError>, summary: &mut WorkerSummary)
     }
 }
 
-/// One message: one attempt through the dispatcher, then the queue action its outcome calls for.
+/// One message: one attempt through the dispatcher, then the queue action its outcome calls for,
+/// written together with the writes the dispatcher's [`HeldLog`] held back.
 async fn handle(
     queue: SqliteQueue,
+    log: SqliteDeliveryLog,
     dispatcher: Dispatcher,
+    sending: Arc<tokio::sync::Semaphore>,
     message: Received,
     config: WorkerConfig,
 ) {
@@ -248,24 +285,32 @@ async fn handle(
         task,
         receive_count,
     } = message;
-    let result = dispatcher.process(&task, receive_count).await;
+    let held = Arc::new(HeldLog::new(log.clone()));
+    // The slot is held for the attempt only: the next delivery is sent while this one's outcome
+    // waits for its commit. (The semaphore is never closed.)
+    let permit = sending.acquire_owned().await;
+    let result = dispatcher
+        .with_log(held.clone())
+        .process(&task, receive_count)
+        .await;
+    drop(permit);
     let now = SystemTime::now();
-    let acted = match result {
+    let action = match result {
         Ok(Outcome::Delivered) => {
             tracing::info!("delivered");
-            queue.ack(&receipt).await
+            Action::Ack
         }
         Ok(Outcome::Drop { reason }) => {
             tracing::info!(%reason, "dropped");
-            queue.ack(&receipt).await
+            Action::Ack
         }
         Ok(Outcome::Retry { after, error }) => {
             tracing::info!(%error, retry_in_s = after.as_secs(), "attempt failed; will retry");
-            queue.retry_after(&receipt, after, now).await
+            Action::retry_after(after, now)
         }
         Ok(Outcome::GiveUp { error }) => {
             tracing::warn!(%error, "gave up; moved to the dead letters");
-            queue.dead_letter(&receipt, &error, now).await
+            Action::dead_letter(&error, now)
         }
         Err(e) => {
             tracing::warn!(
@@ -273,10 +318,17 @@ async fn handle(
                 retry_in_s = config.error_retry_delay.as_secs(),
                 "could not process the delivery; will try again"
             );
-            queue
-                .retry_after(&receipt, config.error_retry_delay, now)
-                .await
+            Action::retry_after(config.error_retry_delay, now)
         }
+    };
+    let held = held.take();
+    let acted = if held.is_empty() {
+        queue
+            .database()
+            .write(move |conn| act_in(conn, &receipt, &action))
+            .await
+    } else {
+        complete(&queue, log, receipt, held, action, config.error_retry_delay).await
     };
     match acted {
         Ok(true) => {}
@@ -290,5 +342,175 @@ async fn handle(
             error = %e,
             "updating the queue failed; the message comes back after its visibility timeout"
         ),
+    }
+}
+
+/// Records the held-back writes and carries out `action`, in one write call. If that write fails,
+/// nothing of it is kept: the message is made visible again after `error_delay` (a second,
+/// separate write), and the next attempt sends the delivery again — at least once, never
+/// counted twice.
+async fn complete(
+    queue: &SqliteQueue,
+    log: SqliteDeliveryLog,
+    receipt: Receipt,
+    held: Held,
+    action: Action,
+    error_delay: Duration,
+) -> Result<bool, crate::DbError> {
+    let written = queue
+        .database()
+        .write(move |conn| {
+            for attempt in &held.attempts {
+                log.record_attempt_in(conn, attempt)?;
+            }
+            for f in &held.finishes {
+                finish_in(conn, &f.webhook, &f.delivery, f.generation, f.status, f.at)?;
+            }
+            act_in(conn, &receipt, &action).map_err(StoreError::from)
+        })
+        .await;
+    match written {
+        Ok(acted) => Ok(acted),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                retry_in_s = error_delay.as_secs(),
+                "recording the delivery failed; it will be sent again"
+            );
+            queue
+                .retry_after(&receipt, error_delay, SystemTime::now())
+                .await
+        }
+    }
+}
+
+/// A [`finish`](DeliveryLog::finish) call held back by a [`HeldLog`].
+#[derive(Debug, Clone)]
+struct Finish {
+    webhook: WebhookId,
+    delivery: DeliveryId,
+    generation: u32,
+    status: DeliveryStatus,
+    at: Timestamp,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    attempts: Vec<AttemptRecord>,
+    finishes: Vec<Finish>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.attempts.is_empty() && self.finishes.is_empty()
+    }
+}
+
+/// The log one delivery's dispatcher writes to: a successful attempt and a successful `finish`
+/// are held back, for the worker to write with the message's deletion; everything else (failed
+/// attempts, dead letters, failed outcomes, every read) goes straight to the SQLite log.
+///
+/// The held `finish` answers `true` ("counted now") at once: the dispatcher does not act on the
+/// answer, and the real write keeps `finish`'s exactly-once guarantee when it runs.
+struct HeldLog {
+    inner: SqliteDeliveryLog,
+    held: Mutex<Held>,
+}
+
+impl HeldLog {
+    fn new(inner: SqliteDeliveryLog) -> Self {
+        Self {
+            inner,
+            held: Mutex::new(Held::default()),
+        }
+    }
+
+    fn take(&self) -> Held {
+        std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn hold(&self, f: impl FnOnce(&mut Held)) {
+        f(&mut self.held.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for HeldLog {
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        if attempt.status == AttemptStatus::Success {
+            self.hold(|h| h.attempts.push(attempt.clone()));
+            return Ok(());
+        }
+        self.inner.record_attempt(attempt).await
+    }
+
+    async fn attempts_of(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.inner.attempts_of(webhook, delivery, generation).await
+    }
+
+    async fn recent_attempts(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.inner.recent_attempts(webhook, limit).await
+    }
+
+    async fn finish(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        if status == DeliveryStatus::Success {
+            self.hold(|h| {
+                h.finishes.push(Finish {
+                    webhook: webhook.clone(),
+                    delivery: delivery.clone(),
+                    generation,
+                    status,
+                    at,
+                })
+            });
+            return Ok(true);
+        }
+        self.inner
+            .finish(webhook, delivery, generation, status, at)
+            .await
+    }
+
+    async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        self.inner.put_dead_letter(dead).await
+    }
+
+    async fn dead_letters(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.dead_letters(webhook, limit).await
+    }
+
+    async fn dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        self.inner.dead_letter(webhook, delivery).await
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_dead_letter(webhook, delivery).await
     }
 }
