@@ -252,11 +252,14 @@ trait WriteJob: Send {
     /// Answers the caller: with the call's result when the group committed, otherwise with the
     /// commit's error (and a call that succeeded is then reported as failed: nothing was kept).
     fn complete(self: Box<Self>, commit: Result<(), &DbError>);
+    /// Answered as soon as it has run, before the commit ([`Database::write_before_commit`]).
+    fn early(&self) -> bool;
 }
 
 type Answer<T, E> = std::thread::Result<Result<T, E>>;
 
 struct Pending<T, E, F> {
+    early: bool,
     call: Option<F>,
     result: Option<Answer<T, E>>,
     reply: tokio::sync::oneshot::Sender<Answer<T, E>>,
@@ -290,6 +293,10 @@ where
         };
         // The caller may have given up waiting (its future was dropped): nothing to tell.
         let _ = self.reply.send(answer);
+    }
+
+    fn early(&self) -> bool {
+        self.early
     }
 }
 
@@ -360,8 +367,35 @@ impl Database {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        self.submit(false, f).await
+    }
+
+    /// Like [`write`](Self::write), but answered as soon as `f` has run, before the group
+    /// commits. Other connections (and [`read`](Self::read)) see `f`'s changes only after the
+    /// commit, but no other writer can change what `f` read or wrote before then: the group
+    /// holds the database's write lock from `f` to the commit, and later write calls run after
+    /// it. The answer is therefore *not* a promise that the change is durable: a failed commit,
+    /// a crash or a power cut before the commit loses it. For the queue's receive, where losing
+    /// it only means the message is received again later, and where waiting for the commit
+    /// before sending would add a commit's latency to every delivery.
+    pub(crate) async fn write_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<T, E, F>(&self, early: bool, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Box::new(Pending {
+            early,
             call: Some(f),
             result: None,
             reply,
@@ -455,6 +489,7 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
                 exec(conn, "ROLLBACK TO call").and_then(|()| exec(conn, "RELEASE call"))
             };
             match end {
+                Ok(()) if job.early() => job.complete(Ok(())),
                 Ok(()) if ok => kept.push(job),
                 Ok(()) => rejected.push(job),
                 Err(e) => job.complete(Err(&DbError::from_sqlite("ending a write call", &e))),

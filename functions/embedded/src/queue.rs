@@ -285,14 +285,43 @@ impl SqliteQueue {
 
     /// Takes up to `max` visible messages (`visible_at <= now`), oldest-visible first, and hides
     /// each from other receivers until `now + visibility`, counting the receipt. In the same
-    /// transaction, a message already received [`MAX_RECEIVE_COUNT`] times, or whose body is not
-    /// a readable [`QueueTask`], is moved to the dead-letter table instead of being returned (so
-    /// a call may return fewer than `max` even though more are visible).
+    /// transaction, a message already received [`MAX_RECEIVE_COUNT`] times is moved to the
+    /// dead-letter table instead of being returned; a message whose body is not a readable
+    /// [`QueueTask`] is moved there right after (so a call may return fewer than `max` even
+    /// though more are visible). Answered once all of it is committed.
     pub async fn receive(
         &self,
         max: usize,
         visibility: Duration,
         now: SystemTime,
+    ) -> Result<Vec<Received>, DbError> {
+        self.take(max, visibility, now, false).await
+    }
+
+    /// [`receive`](Self::receive), answered before the receipts are committed (see
+    /// `Database::write_before_commit`): the messages are the caller's at once — no other
+    /// receiver can take them, since the commit that makes them invisible holds the write lock
+    /// until then — and the commit follows within one group. Until it, reads still show the
+    /// messages as visible and not received; if the process dies (or the commit fails) before
+    /// it, they come back as if never received (so a receiver may get a delivery again: at
+    /// least once, as always). Any outcome the caller records for a message is a later write,
+    /// so it commits with or after the receipt. What the worker uses: a receive costs no
+    /// commit latency.
+    pub async fn receive_before_commit(
+        &self,
+        max: usize,
+        visibility: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<Received>, DbError> {
+        self.take(max, visibility, now, true).await
+    }
+
+    async fn take(
+        &self,
+        max: usize,
+        visibility: Duration,
+        now: SystemTime,
+        before_commit: bool,
     ) -> Result<Vec<Received>, DbError> {
         if max == 0 {
             return Ok(Vec::new());
@@ -300,78 +329,82 @@ impl SqliteQueue {
         let now = millis(now);
         let hidden_until = now.saturating_add(duration_ms(visibility));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        self.db
-            .write(move |conn: &mut Connection| {
-                // IMMEDIATE: the select and the updates are one write transaction, so two
-                // receivers (two processes on the file) never get the same receipt.
-                let tx = conn.savepoint().map_err(sql)?;
-                let candidates: Vec<(i64, String, u32)> = {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "SELECT id, body, receive_count FROM queue_messages
+        let take = move |conn: &mut Connection| {
+            let candidates: Vec<(i64, u32)> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, receive_count FROM queue_messages
                              WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
-                        )
-                        .map_err(sql)?;
-                    let rows = stmt
-                        .query_map(params![now, max], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .map_err(sql)?;
-                    rows.collect::<Result<_, _>>().map_err(sql)?
-                };
-                let mut received = Vec::with_capacity(candidates.len());
-                for (id, body, receive_count) in candidates {
-                    if receive_count >= MAX_RECEIVE_COUNT {
-                        let error = format!(
-                            "received {receive_count} times without an outcome \
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![now, max], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)?
+            };
+            let mut taken = Vec::with_capacity(candidates.len());
+            for (id, receive_count) in candidates {
+                if receive_count >= MAX_RECEIVE_COUNT {
+                    let error = format!(
+                        "received {receive_count} times without an outcome \
                              (more than the redrive limit of {MAX_RECEIVE_COUNT})"
-                        );
-                        move_to_dead_letters(&tx, id, None, &error, now)?;
-                        tracing::warn!(
-                            message_id = id,
-                            receive_count,
-                            "redrive: message moved to the dead-letter table"
-                        );
-                        continue;
-                    }
-                    let task = match QueueTask::from_json(&body) {
-                        Ok(task) => task,
-                        Err(e) => {
-                            // serde_json's message gives the position and what was expected;
-                            // it is stored, while the log gets only the category (never body
-                            // text).
-                            let error = format!("unreadable message: {e}");
-                            move_to_dead_letters(&tx, id, None, &error, now)?;
-                            tracing::warn!(
-                                message_id = id,
-                                category = ?e.classify(),
-                                line = e.line(),
-                                column = e.column(),
-                                "unreadable message moved to the dead-letter table"
-                            );
-                            continue;
-                        }
-                    };
-                    let receive_count = receive_count + 1;
-                    tx.prepare_cached(
+                    );
+                    move_to_dead_letters(conn, id, None, &error, now)?;
+                    tracing::warn!(
+                        message_id = id,
+                        receive_count,
+                        "redrive: message moved to the dead-letter table"
+                    );
+                    continue;
+                }
+                let receive_count = receive_count + 1;
+                let body: String = conn
+                    .prepare_cached(
                         "UPDATE queue_messages SET visible_at = ?2, receive_count = ?3
-                         WHERE id = ?1",
+                             WHERE id = ?1 RETURNING body",
                     )
                     .map_err(sql)?
-                    .execute(params![id, hidden_until, receive_count])
+                    .query_row(params![id, hidden_until, receive_count], |r| r.get(0))
                     .map_err(sql)?;
-                    let QueueTask::DeliveryV1(task) = task;
-                    received.push(Received {
-                        receipt: Receipt {
-                            message_id: id,
-                            receive_count,
-                        },
-                        task,
-                        receive_count,
-                    });
+                taken.push((id, body, receive_count));
+            }
+            Ok(taken)
+        };
+        let taken: Vec<(i64, String, u32)> = if before_commit {
+            self.db.write_before_commit(take).await?
+        } else {
+            self.db.write(take).await?
+        };
+
+        // Parsed here, off the writer thread.
+        let mut received = Vec::with_capacity(taken.len());
+        for (id, body, receive_count) in taken {
+            let receipt = Receipt {
+                message_id: id,
+                receive_count,
+            };
+            match QueueTask::from_json(&body) {
+                Ok(QueueTask::DeliveryV1(task)) => received.push(Received {
+                    receipt,
+                    task,
+                    receive_count,
+                }),
+                Err(e) => {
+                    // serde_json's message gives the position and what was expected; it is
+                    // stored, while the log gets only the category (never body text).
+                    let error = format!("unreadable message: {e}");
+                    tracing::warn!(
+                        message_id = id,
+                        category = ?e.classify(),
+                        line = e.line(),
+                        column = e.column(),
+                        "unreadable message moved to the dead-letter table"
+                    );
+                    self.dead_letter(&receipt, &error, from_millis(now)).await?;
                 }
-                tx.commit().map_err(sql)?;
-                Ok(received)
-            })
-            .await
+            }
+        }
+        Ok(received)
     }
 
     /// Deletes the message (delivered, or nothing to deliver). `false` when the receipt is stale:

@@ -10,10 +10,11 @@
 //! | `Err(DispatchError)` (store unavailable) | visible again after a short delay |
 //!
 //! Up to [`WorkerConfig::concurrency`] deliveries are being sent at once, so a slow receiver never
-//! holds up the others; up to as many more may be recording their outcome or waiting for a free
-//! sending slot (so sending goes on while outcomes wait for their commit), which is why the
-//! visibility timeout must cover two sends. Each received message stays invisible for [`WorkerConfig::visibility_timeout`],
-//! longer than any send may take; if the worker dies or is stopped before acting, the message
+//! holds up the others. A message is received only when a sending slot is free for it, and the
+//! slot is freed as soon as the attempt is over: up to three times as many more messages may be
+//! waiting for their outcome's commit meanwhile, so sending goes on while outcomes are written
+//! (and the writer commits them in large groups). Each received message stays invisible for
+//! [`WorkerConfig::visibility_timeout`], longer than any send may take; if the worker dies or is stopped before acting, the message
 //! comes back after it with a higher receive count and the dispatcher carries on from the
 //! attempts already recorded (and never counts a delivery twice). On shutdown the worker stops
 //! receiving and waits, at most [`WorkerConfig::shutdown_grace`], for the deliveries in flight.
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
@@ -46,15 +48,18 @@ use webhooks_core::{DeliveryId, Timestamp, WebhookId};
 use crate::delivery_log::{SqliteDeliveryLog, finish_in};
 use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
 
+/// Messages in flight per sending slot: the others have been sent and wait for their outcome's
+/// commit (which the writer groups: the more waiting, the fewer commits per delivery).
+const IN_FLIGHT_PER_SENDING_SLOT: usize = 4;
+
 /// How the worker runs. [`Default`] suits a sender with the default 30 s timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
-    /// Deliveries being sent at once (at least 1). Twice as many messages may be received
-    /// (in flight) at once: the others are recording their outcome or waiting to be sent.
+    /// Deliveries being sent at once (at least 1). Up to four times as many messages may be in
+    /// flight: the others have been sent and are recording their outcome.
     pub concurrency: usize,
-    /// How long a received message stays invisible to other receivers. Must exceed twice the
-    /// sender's timeout (a message may wait for one send before its own), plus the store calls
-    /// around a send, or a slow delivery is received twice.
+    /// How long a received message stays invisible to other receivers. Must exceed the sender's
+    /// timeout plus the store calls around a send, or a slow delivery is received twice.
     pub visibility_timeout: Duration,
     /// How long, after the shutdown signal, in-flight deliveries may take to finish. Those still
     /// running then are abandoned: they come back after their visibility timeout.
@@ -142,13 +147,14 @@ impl Worker {
             config,
         } = self;
         let concurrency = config.concurrency.max(1);
-        let max_in_flight = concurrency.saturating_mul(2);
-        let sending = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let max_in_flight = concurrency.saturating_mul(IN_FLIGHT_PER_SENDING_SLOT);
+        let sending = Arc::new(Semaphore::new(concurrency));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut summary = WorkerSummary::default();
         tracing::info!(
             concurrency,
+            max_in_flight,
             visibility_timeout_ms = config.visibility_timeout.as_millis() as u64,
             "delivery worker started"
         );
@@ -165,53 +171,81 @@ impl Worker {
                 reap(joined, &mut summary);
             }
             let free = max_in_flight.saturating_sub(tasks.len());
+            if free == 0 {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    Some(joined) = tasks.join_next() => reap(joined, &mut summary),
+                }
+                continue;
+            }
+            // A message is received only with a free sending slot in hand, so it never waits
+            // for one (which its visibility timeout does not cover).
+            let first = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                permit = Arc::clone(&sending).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // never closed
+                },
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    reap(joined, &mut summary);
+                    continue;
+                }
+            };
+            let mut permits = vec![first];
+            while permits.len() < free {
+                match Arc::clone(&sending).try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
 
             // How long to wait before looking again, when there is nothing to start now.
             let mut wait = config.idle_poll;
-            if free > 0 {
-                match queue
-                    .receive(free, config.visibility_timeout, SystemTime::now())
-                    .await
-                {
-                    Ok(batch) if !batch.is_empty() => {
-                        for message in batch {
-                            let span = tracing::info_span!(
-                                "delivery",
-                                message_id = message.receipt.message_id(),
-                                delivery_id = %message.task.delivery_id,
-                                webhook_id = %message.task.webhook_id,
-                                generation = message.task.generation,
-                                receive_count = message.receive_count,
-                            );
-                            tasks.spawn(
-                                handle(
-                                    queue.clone(),
-                                    log.clone(),
-                                    dispatcher.clone(),
-                                    Arc::clone(&sending),
-                                    message,
-                                    config.clone(),
-                                )
-                                .instrument(span),
-                            );
-                        }
-                        continue;
+            match queue
+                .receive_before_commit(permits.len(), config.visibility_timeout, SystemTime::now())
+                .await
+            {
+                Ok(batch) if !batch.is_empty() => {
+                    for (message, permit) in batch.into_iter().zip(permits) {
+                        let span = tracing::info_span!(
+                            "delivery",
+                            message_id = message.receipt.message_id(),
+                            delivery_id = %message.task.delivery_id,
+                            webhook_id = %message.task.webhook_id,
+                            generation = message.task.generation,
+                            receive_count = message.receive_count,
+                        );
+                        tasks.spawn(
+                            handle(
+                                queue.clone(),
+                                log.clone(),
+                                dispatcher.clone(),
+                                permit,
+                                message,
+                                config.clone(),
+                            )
+                            .instrument(span),
+                        );
                     }
-                    Ok(_) => match queue.next_visible_at().await {
-                        Ok(Some(at)) => {
-                            let until = at
-                                .duration_since(SystemTime::now())
-                                .unwrap_or(Duration::ZERO);
-                            wait = wait.min(until);
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "reading the queue failed"),
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "receiving from the queue failed; retrying")
+                    continue;
+                }
+                Ok(_) => match queue.next_visible_at().await {
+                    Ok(Some(at)) => {
+                        let until = at
+                            .duration_since(SystemTime::now())
+                            .unwrap_or(Duration::ZERO);
+                        wait = wait.min(until);
                     }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading the queue failed"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from the queue failed; retrying")
                 }
             }
+            drop(permits);
 
             tokio::select! {
                 biased;
@@ -219,10 +253,8 @@ impl Worker {
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     reap(joined, &mut summary);
                 }
-                // With every slot taken, only a finishing delivery (above) or the shutdown
-                // matters; an enqueue's wake-up stays stored for later.
-                _ = queue.notified(), if free > 0 => {}
-                _ = tokio::time::sleep(wait), if free > 0 => {}
+                _ = queue.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
 
@@ -276,7 +308,7 @@ async fn handle(
     queue: SqliteQueue,
     log: SqliteDeliveryLog,
     dispatcher: Dispatcher,
-    sending: Arc<tokio::sync::Semaphore>,
+    permit: OwnedSemaphorePermit,
     message: Received,
     config: WorkerConfig,
 ) {
@@ -286,9 +318,8 @@ async fn handle(
         receive_count,
     } = message;
     let held = Arc::new(HeldLog::new(log.clone()));
-    // The slot is held for the attempt only: the next delivery is sent while this one's outcome
-    // waits for its commit. (The semaphore is never closed.)
-    let permit = sending.acquire_owned().await;
+    // The sending slot is held for the attempt only: the next delivery is sent while this one's
+    // outcome waits for its commit.
     let result = dispatcher
         .with_log(held.clone())
         .process(&task, receive_count)

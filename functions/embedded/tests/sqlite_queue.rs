@@ -357,3 +357,52 @@ async fn queued_and_in_flight_messages_and_dead_letters_survive_closing_and_reop
     assert_eq!(later.len(), 1);
     assert_eq!((&later[0].task, later[0].receive_count), (&in_flight, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_answered_before_their_commit_are_still_exclusive_and_then_durable() {
+    // GIVEN 50 queued tasks
+    let (_dir, path, q) = new_queue();
+    let tasks: Vec<DeliveryTask> = (1..=50).map(task).collect();
+    q.enqueue_at(&tasks, t0()).await.unwrap();
+
+    // WHEN four receivers take them at once, each answered before its receipt is committed
+    let mut receivers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let q = q.clone();
+        receivers.spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = q.receive_before_commit(7, VISIBILITY, t0()).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch);
+            }
+        });
+    }
+    let received: Vec<_> = receivers.join_all().await.into_iter().flatten().collect();
+
+    // THEN every task went to exactly one receiver, received for the first time
+    let mut got: Vec<String> = received
+        .iter()
+        .map(|r| r.task.delivery_id.to_string())
+        .collect();
+    got.sort();
+    let mut want = ids(&tasks);
+    want.sort();
+    assert_eq!(got, want);
+    assert!(received.iter().all(|r| r.receive_count == 1));
+
+    // AND once a later write has been answered, the receipts are committed: in flight for
+    // every reader, and on disk for another connection
+    assert!(q.ack(&received[0].receipt).await.unwrap());
+    assert_eq!(q.in_flight(t0()).await.unwrap(), 49);
+    let on_disk: i64 = raw(&path)
+        .query_row(
+            "SELECT count(*) FROM queue_messages WHERE receive_count = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(on_disk, 49);
+}
