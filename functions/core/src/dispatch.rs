@@ -93,7 +93,7 @@ impl Dispatcher {
         task: &DeliveryTask,
         receive_count: u32,
     ) -> Result<Outcome, DispatchError> {
-        let Some(webhook) = self.store.get(&task.webhook_id).await? else {
+        let Some(webhook) = self.store.get_for_delivery(&task.webhook_id).await? else {
             return Ok(Outcome::Drop {
                 reason: "webhook deleted".into(),
             });

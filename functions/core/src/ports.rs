@@ -72,6 +72,15 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     /// here at send time). Owner checks are the caller's job.
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError>;
 
+    /// [`get`](Self::get) for sending a delivery: the url, secrets, retry policy, format and
+    /// `active` flag must be current, but the counters (`stats`, `last_delivery_*`,
+    /// `failing_since`) may be out of date. An adapter may answer from a cache here, as long as
+    /// every change made through it is seen by the next call and it says how stale anything else
+    /// may be. The default is `get`.
+    async fn get_for_delivery(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        self.get(id).await
+    }
+
     /// An owner's webhooks, newest first, paginated.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 

@@ -1,6 +1,7 @@
 //! `DeliveryService`: the use cases that create deliveries — publishing events (fan-out), test
 //! sends, redelivery of dead letters — and the delivery history.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask, MAX_MESSAGE_BYTES
 use crate::ports::{Clock, DeliveryLog, DeliveryQueue, EnqueueError, SubscriptionStore};
 use crate::service::{Caller, ServiceError};
 use crate::validate::ValidationError;
+use crate::webhook::Webhook;
 use crate::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
 /// Most events in one publish call.
@@ -167,12 +169,24 @@ impl DeliveryService {
         }
         let now = self.clock.now();
         let mut tasks = Vec::new();
+        // The subscribers of each (bucket, event) are read once per call: a batch is usually
+        // many events of one bucket.
+        let mut subscribers: HashMap<(BucketId, EventType), Vec<Webhook>> = HashMap::new();
         for (index, ev) in events.into_iter().enumerate() {
-            for webhook in self
-                .store
-                .list_for_bucket_event(&ev.bucket_id, ev.event)
-                .await?
-            {
+            // Rendering a large fan-out is CPU work with no await in it: let other tasks (the
+            // delivery worker, other requests) run between events.
+            if index > 0 {
+                YieldNow::default().await;
+            }
+            let key = (ev.bucket_id.clone(), ev.event);
+            if !subscribers.contains_key(&key) {
+                let found = self
+                    .store
+                    .list_for_bucket_event(&ev.bucket_id, ev.event)
+                    .await?;
+                subscribers.insert(key.clone(), found);
+            }
+            for webhook in subscribers.get(&key).into_iter().flatten() {
                 let delivery_id = DeliveryId::generate(now.unix());
                 let env = envelope(
                     ev.event,
@@ -185,7 +199,7 @@ impl DeliveryService {
                 let body = jsjson::to_string(&crate::format::render(webhook.format, &env));
                 let task = DeliveryTask {
                     delivery_id,
-                    webhook_id: webhook.id,
+                    webhook_id: webhook.id.clone(),
                     event: ev.event,
                     generation: 0,
                     body,
@@ -330,5 +344,28 @@ impl DeliveryService {
             Some(w) if w.owner_id == caller.owner => Ok(w),
             _ => Err(ServiceError::NotFound),
         }
+    }
+}
+
+/// Returns `Pending` once (waking itself first), so the executor runs other tasks before this
+/// one goes on: a runtime-independent `yield_now`.
+#[derive(Debug, Default)]
+struct YieldNow {
+    yielded: bool,
+}
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.yielded {
+            return std::task::Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }

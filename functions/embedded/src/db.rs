@@ -138,6 +138,38 @@ const MIGRATIONS: &[&str] = &[
     -- start (unix seconds) of the current run of failed deliveries; NULL after a success
     ALTER TABLE webhooks ADD COLUMN failing_since INTEGER;
     ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT;",
+    // 4: fewer pages written per delivery. Attempts are keyed by delivery first (delivery ids are
+    // time-ordered ObjectIds, so new attempts of every webhook land on the same last pages,
+    // instead of on one page per webhook); the webhook stays the first column of the index the
+    // history is read through. Three indexes only the hourly prune used go: it now finds old
+    // attempts and markers by their delivery id's time (an ObjectId starts with its creation
+    // time, and nothing about a delivery happens before it was created), and reads the queue's
+    // delivery ids once per run.
+    "CREATE TABLE delivery_attempts_v4 (
+        webhook_id     TEXT    NOT NULL,
+        delivery_id    TEXT    NOT NULL,
+        generation     INTEGER NOT NULL CHECK (generation >= 0),
+        attempt        INTEGER NOT NULL CHECK (attempt >= 1),
+        event          TEXT    NOT NULL,
+        status         TEXT    NOT NULL CHECK (status IN ('success', 'failed')),
+        status_code    INTEGER,
+        duration_ms    INTEGER NOT NULL,
+        error          TEXT,
+        response_body  TEXT,
+        -- unix seconds
+        at             INTEGER NOT NULL,
+        PRIMARY KEY (delivery_id, generation, attempt)
+    ) STRICT, WITHOUT ROWID;
+    INSERT OR REPLACE INTO delivery_attempts_v4
+        SELECT webhook_id, delivery_id, generation, attempt, event, status, status_code,
+               duration_ms, error, response_body, at
+        FROM delivery_attempts;
+    DROP TABLE delivery_attempts;
+    ALTER TABLE delivery_attempts_v4 RENAME TO delivery_attempts;
+    CREATE INDEX delivery_attempts_recent
+        ON delivery_attempts (webhook_id, at DESC, delivery_id DESC, generation DESC, attempt DESC);
+    DROP INDEX queue_messages_by_delivery;
+    DROP INDEX finished_deliveries_by_age;",
 ];
 
 /// Why the database could not be opened or used.
@@ -199,6 +231,9 @@ pub(crate) fn classify(e: &rusqlite::Error) -> Failure {
 /// commit, so one burst cannot hold every caller's answer back for long.
 const MAX_GROUP: usize = 1024;
 
+/// Bulk write calls ([`Database::write_bulk`]) one group may carry.
+const BULK_PER_GROUP: usize = 2;
+
 /// See `configure`.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
@@ -233,6 +268,9 @@ struct Inner {
     writer: std::sync::mpsc::Sender<Box<dyn WriteJob>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
+    /// Bumped by every write that changes how a webhook is delivered to (see
+    /// `SqliteStore::get_for_delivery`'s cache).
+    webhooks_epoch: std::sync::atomic::AtomicU64,
     path: PathBuf,
 }
 
@@ -252,14 +290,24 @@ trait WriteJob: Send {
     /// Answers the caller: with the call's result when the group committed, otherwise with the
     /// commit's error (and a call that succeeded is then reported as failed: nothing was kept).
     fn complete(self: Box<Self>, commit: Result<(), &DbError>);
-    /// Answered as soon as it has run, before the commit ([`Database::write_before_commit`]).
-    fn early(&self) -> bool;
+    fn mode(&self) -> Mode;
+}
+
+/// How a write call is scheduled and answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// [`Database::write`].
+    Commit,
+    /// [`Database::write_before_commit`]: answered as soon as it has run.
+    BeforeCommit,
+    /// [`Database::write_bulk`]: at most [`BULK_PER_GROUP`] of these per group.
+    Bulk,
 }
 
 type Answer<T, E> = std::thread::Result<Result<T, E>>;
 
 struct Pending<T, E, F> {
-    early: bool,
+    mode: Mode,
     call: Option<F>,
     result: Option<Answer<T, E>>,
     reply: tokio::sync::oneshot::Sender<Answer<T, E>>,
@@ -295,8 +343,8 @@ where
         let _ = self.reply.send(answer);
     }
 
-    fn early(&self) -> bool {
-        self.early
+    fn mode(&self) -> Mode {
+        self.mode
     }
 }
 
@@ -344,6 +392,7 @@ impl Database {
                 writer,
                 readers,
                 next_reader: Default::default(),
+                webhooks_epoch: Default::default(),
                 path: path.to_owned(),
             }),
         })
@@ -352,6 +401,12 @@ impl Database {
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A counter every adapter on this database bumps when it changes a webhook's delivery
+    /// settings (shared by all clones, so two stores on one database see each other's changes).
+    pub(crate) fn webhooks_epoch(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.inner.webhooks_epoch
     }
 
     /// Runs the write call `f` on the writer thread, inside the current group's transaction and
@@ -367,7 +422,21 @@ impl Database {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.submit(false, f).await
+        self.submit(Mode::Commit, f).await
+    }
+
+    /// Like [`write`](Self::write), for a large write that can wait (the queue's enqueue of a
+    /// publish call's deliveries): a group takes at most [`BULK_PER_GROUP`] of these, after
+    /// every other call waiting, and leaves the rest for the next groups. So a stream of
+    /// publishes cannot fill every commit and starve the worker's receipts and outcomes; the
+    /// publishers wait instead (back-pressure), while deliveries go on.
+    pub(crate) async fn write_bulk<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.submit(Mode::Bulk, f).await
     }
 
     /// Like [`write`](Self::write), but answered as soon as `f` has run, before the group
@@ -384,10 +453,10 @@ impl Database {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.submit(true, f).await
+        self.submit(Mode::BeforeCommit, f).await
     }
 
-    async fn submit<T, E, F>(&self, early: bool, f: F) -> Result<T, E>
+    async fn submit<T, E, F>(&self, mode: Mode, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -395,7 +464,7 @@ impl Database {
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Box::new(Pending {
-            early,
+            mode,
             call: Some(f),
             result: None,
             reply,
@@ -436,14 +505,44 @@ impl Database {
 /// The writer thread: group commit (see [`Database`]). Ends when every [`Database`] clone is gone.
 fn write_loop(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
     let mut group: Vec<Box<dyn WriteJob>> = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
+    let mut bulk: std::collections::VecDeque<Box<dyn WriteJob>> = Default::default();
+    fn sort(
+        job: Box<dyn WriteJob>,
+        group: &mut Vec<Box<dyn WriteJob>>,
+        bulk: &mut std::collections::VecDeque<Box<dyn WriteJob>>,
+    ) {
+        if job.mode() == Mode::Bulk {
+            bulk.push_back(job);
+        } else {
+            group.push(job);
+        }
+    }
+    let mut open = true;
+    while open {
+        if group.is_empty() && bulk.is_empty() {
+            match jobs.recv() {
+                Ok(job) => sort(job, &mut group, &mut bulk),
                 Err(_) => break,
             }
         }
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => sort(job, &mut group, &mut bulk),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    open = false; // finish what is queued, then stop
+                    break;
+                }
+            }
+        }
+        let bulk_now = bulk.len().min(BULK_PER_GROUP);
+        group.extend(bulk.drain(..bulk_now));
+        run_group(&mut conn, &mut group);
+    }
+    // Disconnected with bulk calls left: run them too.
+    while !bulk.is_empty() {
+        let n = bulk.len().min(BULK_PER_GROUP);
+        group.extend(bulk.drain(..n));
         run_group(&mut conn, &mut group);
     }
 }
@@ -489,7 +588,7 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
                 exec(conn, "ROLLBACK TO call").and_then(|()| exec(conn, "RELEASE call"))
             };
             match end {
-                Ok(()) if job.early() => job.complete(Ok(())),
+                Ok(()) if job.mode() == Mode::BeforeCommit => job.complete(Ok(())),
                 Ok(()) if ok => kept.push(job),
                 Ok(()) => rejected.push(job),
                 Err(e) => job.complete(Err(&DbError::from_sqlite("ending a write call", &e))),
@@ -718,6 +817,73 @@ mod tests {
                 .unwrap();
             assert_eq!(n, i64::from(table == "webhooks"), "{table}");
         }
+    }
+
+    #[test]
+    fn attempts_written_before_version_4_are_kept_under_the_new_key() {
+        // GIVEN a file at version 3 with two attempts of one delivery and a queued message
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Database::open_with(&path, &MIGRATIONS[..3]).expect("open v3"));
+        raw(&path)
+            .execute_batch(
+                "INSERT INTO delivery_attempts VALUES
+                   ('w1', 'd1', 0, 1, 'alert.triggered', 'failed', 500, 12, 'HTTP 500', NULL, 100),
+                   ('w1', 'd1', 0, 2, 'alert.triggered', 'success', 200, 9, NULL, 'ok', 160);
+                 INSERT INTO queue_messages (body, delivery_id, visible_at, enqueued_at)
+                   VALUES ('{}', 'd2', 0, 0);",
+            )
+            .unwrap();
+
+        // WHEN this build opens it
+        let db = Database::open(&path).expect("open latest");
+
+        // THEN both attempts are there, keyed by delivery, and the queue index is gone
+        assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+        let conn = raw(&path);
+        let rows: Vec<(String, i64, String)> = conn
+            .prepare("SELECT webhook_id, attempt, status FROM delivery_attempts ORDER BY attempt")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("w1".to_owned(), 1, "failed".to_owned()),
+                ("w1".to_owned(), 2, "success".to_owned())
+            ]
+        );
+        let pk: String = conn
+            .query_row(
+                "SELECT group_concat(name) FROM pragma_index_info(
+                     (SELECT name FROM pragma_index_list('delivery_attempts') WHERE origin = 'pk'))",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pk, "delivery_id,generation,attempt");
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
+                 ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "dead_letters_oldest_first",
+                "delivery_attempts_recent",
+                "queue_messages_by_visibility",
+                "webhooks_by_bucket",
+                "webhooks_by_owner"
+            ]
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl SqliteDeliveryLog {
         a: &AttemptRecord,
     ) -> Result<(), StoreError> {
         let key = a.delivery_id.as_str();
-        // REPLACE: the same (webhook, delivery, generation, attempt) recorded again (a
+        // REPLACE: the same (delivery, generation, attempt) recorded again (a
         // worker retrying a write) keeps one record, the latest.
         conn.prepare_cached(&format!(
             "INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS})
@@ -125,6 +125,55 @@ impl SqliteDeliveryLog {
 }
 
 /// [`DeliveryLog::finish`] inside a write call.
+/// Counts one final outcome on the webhook (the counters, `lastDelivery*`, `failingSince` as
+/// [`DeliveryLog::finish`] keeps them), with no marker. `false` when the webhook is gone.
+pub(crate) fn count_outcome_in(
+    conn: &Connection,
+    webhook: &WebhookId,
+    status: DeliveryStatus,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let (success, failure) = match status {
+        DeliveryStatus::Success => (1, 0),
+        DeliveryStatus::Failed => (0, 1),
+    };
+    let counted = conn
+        .prepare_cached(
+            "UPDATE webhooks SET
+                 total_deliveries = total_deliveries + 1,
+                 successful_deliveries = successful_deliveries + ?2,
+                 failed_deliveries = failed_deliveries + ?3,
+                 last_delivery_at = ?4,
+                 last_delivery_status = ?5,
+                 failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
+             WHERE id = ?1",
+        )
+        .map_err(sql)?
+        .execute(params![
+            webhook.as_str(),
+            success,
+            failure,
+            at.unix(),
+            status.as_str()
+        ])
+        .map_err(sql)?;
+    Ok(counted > 0)
+}
+
+/// Whether [`DeliveryLog::finish`] already marked this delivery generation final.
+pub(crate) fn is_finished_in(
+    conn: &Connection,
+    delivery: &DeliveryId,
+    generation: u32,
+) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM finished_deliveries WHERE delivery_id = ?1 AND generation = ?2)",
+    )
+    .map_err(sql)?
+    .query_row(params![delivery.as_str(), generation], |r| r.get(0))
+    .map_err(sql)
+}
+
 pub(crate) fn finish_in(
     conn: &mut Connection,
     webhook: &WebhookId,
@@ -133,10 +182,6 @@ pub(crate) fn finish_in(
     status: DeliveryStatus,
     at: Timestamp,
 ) -> Result<bool, StoreError> {
-    let (success, failure) = match status {
-        DeliveryStatus::Success => (1, 0),
-        DeliveryStatus::Failed => (0, 1),
-    };
     // One transaction: the marker and the counters commit together or not at all, so
     // a crash can neither count a delivery without marking it nor the reverse.
     let tx = conn.savepoint().map_err(sql)?;
@@ -159,27 +204,8 @@ pub(crate) fn finish_in(
     if marked == 0 {
         return Ok(false); // already final: dropping `tx` rolls back (nothing written)
     }
-    let counted = tx
-        .prepare_cached(
-            "UPDATE webhooks SET
-                 total_deliveries = total_deliveries + 1,
-                 successful_deliveries = successful_deliveries + ?2,
-                 failed_deliveries = failed_deliveries + ?3,
-                 last_delivery_at = ?4,
-                 last_delivery_status = ?5,
-                 failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
-             WHERE id = ?1",
-        )
-        .map_err(sql)?
-        .execute(params![
-            webhook.as_str(),
-            success,
-            failure,
-            at.unix(),
-            status.as_str()
-        ])
-        .map_err(sql)?;
-    if counted == 0 {
+    let counted = count_outcome_in(&tx, webhook, status, at)?;
+    if !counted {
         // The webhook is gone: nothing to count, and no marker either (dropping `tx`
         // rolls the marker back).
         return Ok(false);
@@ -190,20 +216,30 @@ pub(crate) fn finish_in(
 
 fn prune(conn: &Connection, now: Timestamp) -> Result<Pruned, StoreError> {
     let cutoff = now.unix().saturating_sub(ATTEMPT_RETENTION_SECS);
+    // Every delivery id below this one was created before the cutoff (an ObjectId starts with
+    // its creation time as 8 hex digits), and a delivery's attempts and outcome all come after
+    // its creation: so the rows to prune are all below it, and the primary keys' ranges find
+    // them without an index on `at`.
+    let created_before = format!(
+        "{:08x}{}",
+        cutoff.clamp(0, i64::from(u32::MAX)),
+        "0".repeat(16)
+    );
     let attempts = conn
-        .prepare_cached("DELETE FROM delivery_attempts WHERE at < ?1")
+        .prepare_cached("DELETE FROM delivery_attempts WHERE delivery_id < ?1 AND at < ?2")
         .map_err(sql)?
-        .execute([cutoff])
+        .execute(params![created_before, cutoff])
         .map_err(sql)?;
     let finished = conn
         .prepare_cached(
+            // The subquery is evaluated once (into a temporary index), not per marker.
             "DELETE FROM finished_deliveries
-             WHERE at < ?1
-               AND NOT EXISTS (SELECT 1 FROM queue_messages q
-                               WHERE q.delivery_id = finished_deliveries.delivery_id)",
+             WHERE delivery_id < ?1 AND at < ?2
+               AND delivery_id NOT IN (SELECT delivery_id FROM queue_messages
+                                       WHERE delivery_id IS NOT NULL)",
         )
         .map_err(sql)?
-        .execute([cutoff])
+        .execute(params![created_before, cutoff])
         .map_err(sql)?;
     Ok(Pruned { attempts, finished })
 }

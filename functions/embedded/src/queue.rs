@@ -240,7 +240,7 @@ impl SqliteQueue {
         if added > 0 {
             let result = self
                 .db
-                .write(move |conn: &mut Connection| {
+                .write_bulk(move |conn: &mut Connection| {
                     let tx = conn.savepoint().map_err(sql)?;
                     {
                         let mut insert = tx

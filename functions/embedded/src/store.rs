@@ -6,9 +6,18 @@
 //! it is DynamoDB's in the AWS adapter. Rows are decoded strictly: a value this build cannot read
 //! back is [`StoreError::Corrupt`], never a panic and never a silently wrong webhook.
 //!
+//! [`SubscriptionStore::get_for_delivery`] (what the worker reads before every send) is served
+//! from a small cache: a change made through any store on the same [`Database`] empties it at
+//! once, and an entry is kept at most [`DELIVERY_CACHE_TTL`], which bounds how long a change
+//! made by *another process* on the same file may go unseen by the worker.
+//!
 //! Must not depend on the AWS SDK or the Lambda runtime.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -30,10 +39,25 @@ const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active
      last_delivery_at, last_delivery_status, created_at, updated_at, \
      format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason";
 
+/// How long [`SubscriptionStore::get_for_delivery`] may answer from its cache.
+pub const DELIVERY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Entries above this many are dropped all at once (a bound on memory, not a working limit).
+const DELIVERY_CACHE_MAX: usize = 10_000;
+
 /// Webhook subscriptions in the embedded SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     db: Database,
+    delivery_cache: Arc<Mutex<HashMap<WebhookId, Cached>>>,
+}
+
+/// A webhook (or its absence) as read at `epoch` of [`Database::webhooks_epoch`].
+#[derive(Debug)]
+struct Cached {
+    epoch: u64,
+    read_at: Instant,
+    webhook: Option<Webhook>,
 }
 
 impl SqliteStore {
@@ -45,7 +69,22 @@ impl SqliteStore {
 
     /// The store on an already open database (which other embedded adapters may share).
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            delivery_cache: Arc::default(),
+        }
+    }
+
+    /// Called after every committed change to a webhook's settings: every cached entry, of
+    /// every store on this database, is stale from now on.
+    fn settings_changed(&self) {
+        self.db.webhooks_epoch().fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookId, Cached>> {
+        self.delivery_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The database this store lives in.
@@ -240,6 +279,7 @@ impl SubscriptionStore for SqliteStore {
                 Ok(())
             })
             .await
+            .inspect(|_| self.settings_changed())
     }
 
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
@@ -252,6 +292,33 @@ impl SubscriptionStore for SqliteStore {
             )?;
             Ok(found.into_iter().next())
         })
+    }
+
+    async fn get_for_delivery(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        // The epoch is read before the row: a change committed after this point bumps it, so
+        // what is read here can never be cached as current past that change.
+        let epoch = self.db.webhooks_epoch().load(Ordering::Acquire);
+        if let Some(hit) = self
+            .cache()
+            .get(id)
+            .filter(|c| c.epoch == epoch && c.read_at.elapsed() < DELIVERY_CACHE_TTL)
+        {
+            return Ok(hit.webhook.clone());
+        }
+        let webhook = self.get(id).await?;
+        let mut cache = self.cache();
+        if cache.len() >= DELIVERY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            id.clone(),
+            Cached {
+                epoch,
+                read_at: Instant::now(),
+                webhook: webhook.clone(),
+            },
+        );
+        Ok(webhook)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -363,6 +430,7 @@ impl SubscriptionStore for SqliteStore {
                 Ok(w)
             })
             .await
+            .inspect(|_| self.settings_changed())
     }
 
     async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
@@ -380,6 +448,7 @@ impl SubscriptionStore for SqliteStore {
                 Ok(())
             })
             .await
+            .inspect(|_| self.settings_changed())
     }
 
     async fn record_outcome(

@@ -20,12 +20,19 @@
 //! receiving and waits, at most [`WorkerConfig::shutdown_grace`], for the deliveries in flight.
 //!
 //! A delivered message costs one write: the worker hands the dispatcher a log that holds the
-//! successful attempt and the final outcome back ([`HeldLog`]), and then records both *and*
-//! deletes the message in one write call (one transaction, committed with whatever other writes
-//! are waiting: see [`Database`](crate::Database)). Nothing is acknowledged before it is on
-//! disk, and a crash can no longer fall between counting a delivery and deleting its message.
-//! Failed attempts are recorded as they happen (the dispatcher reads them back to decide on
-//! auto-disabling), and their queue action follows in its own write.
+//! successful attempt and every final outcome back ([`HeldLog`]), and then records them *and*
+//! carries out the queue action in one write call (one transaction, committed with whatever
+//! other writes are waiting: see [`Database`](crate::Database)). Nothing is acknowledged before
+//! it is on disk, and a crash can no longer fall between counting a delivery and removing its
+//! message. Failed attempts are recorded as they happen (the dispatcher reads them back), and
+//! dead letters too.
+//!
+//! **Exactly-once counting.** A final outcome is counted by the write that removes the message
+//! from the queue (acknowledge or dead-letter) and only if that write did remove it with this
+//! receipt: a message can be removed once, so its delivery is counted once, without the
+//! `finished_deliveries` marker [`DeliveryLog::finish`] writes for other callers (a marker left
+//! by an earlier version is still honoured). A stale receipt (the message was received again
+//! meanwhile) records its attempt but counts nothing: the newer receipt decides.
 //!
 //! Logs name messages, deliveries and webhooks by id and never carry a secret or a body.
 //!
@@ -45,7 +52,7 @@ use webhooks_core::ports::{DeliveryLog, StoreError};
 use webhooks_core::webhook::DeliveryStatus;
 use webhooks_core::{DeliveryId, Timestamp, WebhookId};
 
-use crate::delivery_log::{SqliteDeliveryLog, finish_in};
+use crate::delivery_log::{SqliteDeliveryLog, count_outcome_in, is_finished_in};
 use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
 
 /// Messages in flight per sending slot: the others have been sent and wait for their outcome's
@@ -376,7 +383,8 @@ async fn handle(
     }
 }
 
-/// Records the held-back writes and carries out `action`, in one write call. If that write fails,
+/// Records the held-back writes and carries out `action`, in one write call; the held final
+/// outcomes are counted only if `action` removed the message (see the [module docs](self)). If that write fails,
 /// nothing of it is kept: the message is made visible again after `error_delay` (a second,
 /// separate write), and the next attempt sends the delivery again — at least once, never
 /// counted twice.
@@ -394,10 +402,16 @@ async fn complete(
             for attempt in &held.attempts {
                 log.record_attempt_in(conn, attempt)?;
             }
-            for f in &held.finishes {
-                finish_in(conn, &f.webhook, &f.delivery, f.generation, f.status, f.at)?;
+            let acted = act_in(conn, &receipt, &action)?;
+            let removed = acted && matches!(action, Action::Ack | Action::DeadLetter { .. });
+            if removed {
+                for f in &held.finishes {
+                    if !is_finished_in(conn, &f.delivery, f.generation)? {
+                        count_outcome_in(conn, &f.webhook, f.status, f.at)?;
+                    }
+                }
             }
-            act_in(conn, &receipt, &action).map_err(StoreError::from)
+            Ok::<_, StoreError>(acted)
         })
         .await;
     match written {
@@ -437,12 +451,12 @@ impl Held {
     }
 }
 
-/// The log one delivery's dispatcher writes to: a successful attempt and a successful `finish`
-/// are held back, for the worker to write with the message's deletion; everything else (failed
-/// attempts, dead letters, failed outcomes, every read) goes straight to the SQLite log.
+/// The log one delivery's dispatcher writes to: a successful attempt and every `finish` are held
+/// back, for the worker to write with the queue action; everything else (failed attempts, dead
+/// letters, every read) goes straight to the SQLite log.
 ///
-/// The held `finish` answers `true` ("counted now") at once: the dispatcher does not act on the
-/// answer, and the real write keeps `finish`'s exactly-once guarantee when it runs.
+/// A held `finish` answers `true` ("counted now") at once: the dispatcher does not act on the
+/// answer, and the worker's write counts it exactly once (see the [module docs](self)).
 struct HeldLog {
     inner: SqliteDeliveryLog,
     held: Mutex<Held>,
@@ -500,21 +514,16 @@ impl DeliveryLog for HeldLog {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        if status == DeliveryStatus::Success {
-            self.hold(|h| {
-                h.finishes.push(Finish {
-                    webhook: webhook.clone(),
-                    delivery: delivery.clone(),
-                    generation,
-                    status,
-                    at,
-                })
-            });
-            return Ok(true);
-        }
-        self.inner
-            .finish(webhook, delivery, generation, status, at)
-            .await
+        self.hold(|h| {
+            h.finishes.push(Finish {
+                webhook: webhook.clone(),
+                delivery: delivery.clone(),
+                generation,
+                status,
+                at,
+            })
+        });
+        Ok(true)
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {

@@ -120,7 +120,8 @@ async fn pruning_keeps_the_finished_markers_of_deliveries_still_queued() {
         .await
         .unwrap();
     for d in [&queued.delivery_id, &done.delivery_id] {
-        let at = Timestamp::from_unix(t);
+        // (finished after they were created, as every delivery is)
+        let at = Timestamp::from_unix(t + 2);
         assert!(
             b.log
                 .finish(&w, d, 0, DeliveryStatus::Success, at)
@@ -132,14 +133,14 @@ async fn pruning_keeps_the_finished_markers_of_deliveries_still_queued() {
     // WHEN the log is pruned past the retention
     let pruned = b
         .log
-        .prune(Timestamp::from_unix(t + ATTEMPT_RETENTION_SECS + 1))
+        .prune(Timestamp::from_unix(t + 2 + ATTEMPT_RETENTION_SECS + 1))
         .await
         .unwrap();
 
     // THEN only the marker of the delivery no message can bring back is gone: the queued one
     // still cannot be counted twice
     assert_eq!(pruned.finished, 1);
-    let later = Timestamp::from_unix(t + ATTEMPT_RETENTION_SECS + 2);
+    let later = Timestamp::from_unix(t + 2 + ATTEMPT_RETENTION_SECS + 2);
     assert!(
         !b.log
             .finish(&w, &queued.delivery_id, 0, DeliveryStatus::Success, later)

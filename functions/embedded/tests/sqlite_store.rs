@@ -237,3 +237,75 @@ async fn a_write_blocked_by_another_connection_fails_as_unavailable_not_corrupt(
     assert!(err.is_retryable());
     store.create(&w).await.expect("works once the lock is gone");
 }
+
+#[tokio::test]
+async fn the_delivery_read_sees_every_change_made_through_any_store_at_once() {
+    // GIVEN a webhook read once for delivery (so it is cached), and a second store on the same
+    // database, as the API and the worker may hold
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("webhooks.db")).expect("open");
+    let api = SqliteStore::new(store.database().clone());
+    let me = owner("user_1");
+    let w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    store.create(&w).await.unwrap();
+    let cached = store.get_for_delivery(&w.id).await.unwrap().unwrap();
+    assert_eq!(cached.url, w.url);
+
+    // WHEN the other store changes the url and the secret
+    let patch = WebhookPatch {
+        url: Some("https://example.com/moved".into()),
+        active: Some(false),
+        ..Default::default()
+    };
+    api.update(&me, &w.id, &patch, Timestamp::from_unix(1_700_000_100))
+        .await
+        .unwrap();
+
+    // THEN the very next delivery read has them
+    let now = store.get_for_delivery(&w.id).await.unwrap().unwrap();
+    assert_eq!(now.url, "https://example.com/moved");
+    assert!(!now.active);
+
+    // AND a delete is seen at once too
+    api.delete(&me, &w.id).await.unwrap();
+    assert!(store.get_for_delivery(&w.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_change_by_another_process_reaches_the_delivery_read_within_the_cache_ttl() {
+    // GIVEN a webhook read once for delivery
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_1");
+    let w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    store.create(&w).await.unwrap();
+    store.get_for_delivery(&w.id).await.unwrap().unwrap();
+
+    // WHEN another process (a raw connection) moves it
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET url = 'https://example.com/elsewhere' WHERE id = ?1",
+            [w.id.as_str()],
+        )
+        .unwrap();
+
+    // THEN `get` sees it at once, the delivery read (cached) only after the TTL
+    assert_eq!(
+        store.get(&w.id).await.unwrap().unwrap().url,
+        "https://example.com/elsewhere"
+    );
+    assert_eq!(
+        store.get_for_delivery(&w.id).await.unwrap().unwrap().url,
+        w.url,
+        "served from the cache within the TTL"
+    );
+    tokio::time::sleep(
+        webhooks_embedded::store::DELIVERY_CACHE_TTL + std::time::Duration::from_millis(50),
+    )
+    .await;
+    assert_eq!(
+        store.get_for_delivery(&w.id).await.unwrap().unwrap().url,
+        "https://example.com/elsewhere"
+    );
+}

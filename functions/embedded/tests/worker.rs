@@ -518,3 +518,76 @@ async fn a_store_outage_keeps_the_message_queued_until_it_can_be_delivered() {
     assert_eq!(app.stats(&w).await.successful_deliveries, 1);
     assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
 }
+
+/// Answers 200 to every request; the first one only after `delay`.
+#[derive(Debug)]
+struct SlowFirstSender {
+    delay: Duration,
+    sent: AtomicUsize,
+}
+
+#[async_trait]
+impl WebhookSender for SlowFirstSender {
+    async fn send(&self, _request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+        if self.sent.fetch_add(1, Ordering::SeqCst) == 0 {
+            tokio::time::sleep(self.delay).await;
+        }
+        RecordingSender::status(200)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_outliving_its_visibility_timeout_is_sent_again_but_counted_once() {
+    // GIVEN a receiver that answers the first request only after the message's visibility
+    // timeout (1 s) has passed, so the worker receives the message again meanwhile
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let w = webhook(
+        &app,
+        RetryConfig::default(),
+        "https://example.com/slow-first",
+    )
+    .await;
+    let sender = Arc::new(SlowFirstSender {
+        delay: ms(1_800),
+        sent: AtomicUsize::new(0),
+    });
+    let worker = app.start_worker(sender.clone(), test_config());
+
+    // WHEN one delivery is enqueued
+    let task = task_for(&w.id, 4);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+
+    // THEN both receipts send it and both sends succeed, but the delivery is counted once:
+    // only the receipt that removes the message counts it
+    eventually("both sends to finish", wait_long(), || async {
+        sender.sent.load(Ordering::SeqCst) == 2 && app.queue.is_empty().await.unwrap()
+    })
+    .await;
+    tokio::time::sleep(ms(2_000)).await; // the slow first send answers and is written too
+    worker.stop().await;
+    assert_eq!(
+        app.stats(&w).await,
+        DeliveryStats {
+            total_deliveries: 1,
+            successful_deliveries: 1,
+            failed_deliveries: 0
+        }
+    );
+    let attempts = app
+        .log
+        .attempts_of(&w.id, &task.delivery_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect::<Vec<_>>(),
+        vec![(1, AttemptStatus::Success), (2, AttemptStatus::Success)],
+        "both sends are in the history"
+    );
+}

@@ -101,11 +101,16 @@ struct TokenArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Kept until `main` returns: dropping it flushes the lines still buffered.
+    let (log_writer, _flush_on_exit) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .init();
     let cli = Cli::parse();
     if let Some(Command::Listen(args)) = cli.command {
