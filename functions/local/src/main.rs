@@ -105,11 +105,18 @@ async fn main() -> Result<()> {
     let (log_writer, _flush_on_exit) =
         tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(false)
-            .finish(std::io::stderr());
+            // Through a buffer the thread flushes whenever no more lines are waiting: one system
+            // call per burst of lines instead of one per line, and no delay when quiet.
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stderr(),
+            ));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(log_writer)
         .init();
     let cli = Cli::parse();
