@@ -140,6 +140,7 @@ impl Payload {
 #[derive(Debug, Clone)]
 struct Scenario {
     name: &'static str,
+    payload: Payload,
     webhooks: usize,
     /// The last `failing` webhooks answer 500.
     failing: usize,
@@ -157,10 +158,26 @@ impl Scenario {
         };
         Self {
             name,
+            payload: Payload::OneK,
             webhooks,
             failing,
             events,
             rate,
+        }
+    }
+
+    /// The same scenario with 64 KiB bodies and `events` events.
+    fn large(mut self, events: u64) -> Self {
+        self.payload = Payload::SixtyFourK;
+        self.events = events;
+        self
+    }
+
+    /// The scenario's name in reports: with its payload when it is not the default 1 KiB.
+    fn label(&self) -> String {
+        match self.payload {
+            Payload::OneK => self.name.to_owned(),
+            p => format!("{} ({})", self.name, p.name()),
         }
     }
 
@@ -265,7 +282,7 @@ async fn main() -> Result<()> {
     for s in &scenarios {
         let o = run_scenario(&ctx, s)
             .await
-            .with_context(|| format!("scenario {}", s.name))?;
+            .with_context(|| format!("scenario {}", s.label()))?;
         print_outcome(&o);
         outcomes.push(o);
     }
@@ -285,7 +302,7 @@ fn scenarios(args: &Args) -> Vec<Scenario> {
                 "note: --events, --rate and --max are ignored with --scenario all (each scenario runs with its defaults)"
             );
         }
-        return [
+        let mut all: Vec<Scenario> = [
             ScenarioArg::One,
             ScenarioArg::Latency,
             ScenarioArg::Fanout10,
@@ -294,8 +311,13 @@ fn scenarios(args: &Args) -> Vec<Scenario> {
         .into_iter()
         .map(Scenario::defaults)
         .collect();
+        // 64 KiB bodies: fewer events (each delivery writes ~64 KiB to the store three times).
+        all.push(Scenario::defaults(ScenarioArg::One).large(2_000));
+        all.push(Scenario::defaults(ScenarioArg::Fanout10).large(500));
+        return all;
     }
     let mut s = Scenario::defaults(args.scenario);
+    s.payload = args.payload;
     if let Some(n) = args.events {
         s.events = n.max(1);
     }
@@ -346,7 +368,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let args = &ctx.args;
     eprintln!(
         "\n== {}: {} webhook(s){}, {} events, {}, payload {}, concurrency {}",
-        s.name,
+        s.label(),
         s.webhooks,
         if s.failing > 0 {
             format!(" ({} answering 500)", s.failing)
@@ -357,7 +379,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
         s.rate.map_or("as fast as accepted".to_owned(), |r| format!(
             "{r} events/s"
         )),
-        args.payload.name(),
+        s.payload.name(),
         args.concurrency
     );
     wait_quiet(args.wait_quiet_secs).await;
@@ -416,7 +438,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     }
 
     // Publishing.
-    let pad = pad_for(args.payload.body_bytes())?;
+    let pad = pad_for(s.payload.body_bytes())?;
     let event_len = event_data(0, 0, pad).len() + 80;
     let max_batch = (MAX_BATCH_BYTES / event_len).clamp(1, 100);
     let batch = args
@@ -435,7 +457,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let publish_start_ns = ctx.clock.now_ns();
 
     let progress = tokio::spawn(progress(
-        s.name.to_owned(),
+        s.label(),
         s.events,
         s.events * s.succeeding() as u64,
         counters.clone(),
@@ -524,7 +546,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
         .map_or(0.0, |l| l.saturating_sub(publish_start_ns) as f64 / 1e9);
     let deliveries = accepted * s.webhooks as u64;
     let mut o = Outcome {
-        scenario: s.name.to_owned(),
+        scenario: s.label(),
         webhooks: s.webhooks,
         failing: s.failing,
         rate: s.rate,
@@ -569,7 +591,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     }
     eprintln!(
         "[{}] published {accepted} events in {publish_secs:.1} s; {} delivered, {} failed for good; {} signature failures",
-        s.name, r.delivered, failed_final, r.signature_failures
+        s.label(), r.delivered, failed_final, r.signature_failures
     );
 
     // The ceiling, with the service stopped: the same receiver, the same kind of bodies.
@@ -599,7 +621,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let cr = receiver.report();
     eprintln!(
         "[{}] ceiling: the receiver verified {} requests ({} distinct bodies), {} signature failures",
-        s.name,
+        s.label(),
         cr.delivered + cr.duplicates,
         cr.delivered,
         cr.signature_failures
@@ -807,7 +829,7 @@ async fn ceiling(
         .tcp_nodelay(true)
         .no_proxy()
         .build()?;
-    let pool_size = if ctx.args.payload == Payload::OneK {
+    let pool_size = if s.payload == Payload::OneK {
         4096
     } else {
         256
@@ -890,7 +912,7 @@ async fn ceiling(
     let rps = n as f64 / run.as_secs_f64();
     eprintln!(
         "[{}] ceiling: {n} requests in {:.1} s at concurrency {} → {rps:.0} req/s ({} failed)",
-        s.name,
+        s.label(),
         run.as_secs_f64(),
         ctx.args.concurrency,
         failed.load(Ordering::SeqCst)
@@ -1061,7 +1083,7 @@ fn write_section(
     );
     let _ = writeln!(
         sec,
-        "- service: release `dakkio-webhooks serve --concurrency {}`, log level {}; bench: {} publishing connections, payload {}, ceiling {} s at concurrency {}",
+        "- service: release `dakkio-webhooks serve --concurrency {}`, log level {}; bench: {} publishing connections, payload {} unless the scenario says otherwise, ceiling {} s at concurrency {}",
         ctx.args.concurrency,
         ctx.args.service_log.as_deref().unwrap_or("default (info)"),
         ctx.args.publishers,
