@@ -591,7 +591,10 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     }
     eprintln!(
         "[{}] published {accepted} events in {publish_secs:.1} s; {} delivered, {} failed for good; {} signature failures",
-        s.label(), r.delivered, failed_final, r.signature_failures
+        s.label(),
+        r.delivered,
+        failed_final,
+        r.signature_failures
     );
 
     // The ceiling, with the service stopped: the same receiver, the same kind of bodies.

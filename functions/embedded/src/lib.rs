@@ -22,8 +22,9 @@
 //!   ourselves.
 //!
 //! ## Layout
-//! - [`db`]: [`Database`], the connection shared by every table's adapter: opening, pragmas,
-//!   versioned migrations (`PRAGMA user_version`), and running calls off the async runtime.
+//! - [`db`]: [`Database`], the file shared by every table's adapter: opening, pragmas, versioned
+//!   migrations (`PRAGMA user_version`), the writer thread that group-commits every write call, and
+//!   the read-only connections reads run on.
 //! - [`store`]: [`SqliteStore`], the [`SubscriptionStore`] on the `webhooks` table.
 //! - [`delivery_log`]: [`SqliteDeliveryLog`], the [`DeliveryLog`]: attempts, finished markers
 //!   (its `finish` updates the `webhooks` counters in the same transaction), dead letters.

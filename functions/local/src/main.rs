@@ -64,7 +64,8 @@ struct ServeArgs {
     /// Per-request timeout of a delivery attempt.
     #[arg(long, default_value_t = 30)]
     delivery_timeout_secs: u64,
-    /// Deliveries in flight at once.
+    /// Deliveries being sent at once (up to 4x as many may be waiting for their outcome to be
+    /// written).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Disable a webhook whose deliveries have all failed this long (0: never).
