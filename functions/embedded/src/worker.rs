@@ -59,6 +59,9 @@ use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
 /// commit (which the writer groups: the more waiting, the fewer commits per delivery).
 const IN_FLIGHT_PER_SENDING_SLOT: usize = 4;
 
+/// After an empty receive, the shortest wait before receiving again.
+const STALE_VIEW_PAUSE: Duration = Duration::from_millis(2);
+
 /// How the worker runs. [`Default`] suits a sender with the default 30 s timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
@@ -240,9 +243,13 @@ impl Worker {
                 }
                 Ok(_) => match queue.next_visible_at().await {
                     Ok(Some(at)) => {
+                        // Reads see only committed receipts: a message this worker has just
+                        // received still looks visible until its receipt commits. Not worth
+                        // spinning on: look again a moment later.
                         let until = at
                             .duration_since(SystemTime::now())
-                            .unwrap_or(Duration::ZERO);
+                            .unwrap_or(Duration::ZERO)
+                            .max(STALE_VIEW_PAUSE);
                         wait = wait.min(until);
                     }
                     Ok(None) => {}
