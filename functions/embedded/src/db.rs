@@ -291,6 +291,8 @@ trait WriteJob: Send {
     /// commit's error (and a call that succeeded is then reported as failed: nothing was kept).
     fn complete(self: Box<Self>, commit: Result<(), &DbError>);
     fn mode(&self) -> Mode;
+    /// Whether the call runs in its own savepoint (see [`Database::write_unguarded`]).
+    fn guarded(&self) -> bool;
 }
 
 /// How a write call is scheduled and answered.
@@ -308,6 +310,7 @@ type Answer<T, E> = std::thread::Result<Result<T, E>>;
 
 struct Pending<T, E, F> {
     mode: Mode,
+    guarded: bool,
     call: Option<F>,
     result: Option<Answer<T, E>>,
     reply: tokio::sync::oneshot::Sender<Answer<T, E>>,
@@ -345,6 +348,10 @@ where
 
     fn mode(&self) -> Mode {
         self.mode
+    }
+
+    fn guarded(&self) -> bool {
+        self.guarded
     }
 }
 
@@ -422,7 +429,22 @@ impl Database {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.submit(Mode::Commit, f).await
+        self.submit(Mode::Commit, true, f).await
+    }
+
+    /// Like [`write`](Self::write), without the call's own savepoint: for calls that write only
+    /// when every step before succeeded (their only failures are SQLite's), on the hot path —
+    /// a savepoint makes SQLite copy each page the call touches before changing it. If such a
+    /// call fails anyway with the transaction still open, the whole group's transaction is rolled
+    /// back (the other calls of the group that were to commit get an `Unavailable` error and
+    /// changed nothing), so a failed call never leaves half its changes behind.
+    pub(crate) async fn write_unguarded<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.submit(Mode::Commit, false, f).await
     }
 
     /// Like [`write`](Self::write), for a large write that can wait (the queue's enqueue of a
@@ -436,7 +458,7 @@ impl Database {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.submit(Mode::Bulk, f).await
+        self.submit(Mode::Bulk, true, f).await
     }
 
     /// Like [`write`](Self::write), but answered as soon as `f` has run, before the group
@@ -446,17 +468,18 @@ impl Database {
     /// it. The answer is therefore *not* a promise that the change is durable: a failed commit,
     /// a crash or a power cut before the commit loses it. For the queue's receive, where losing
     /// it only means the message is received again later, and where waiting for the commit
-    /// before sending would add a commit's latency to every delivery.
+    /// before sending would add a commit's latency to every delivery. Runs without its own
+    /// savepoint, as [`write_unguarded`](Self::write_unguarded) calls do.
     pub(crate) async fn write_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.submit(Mode::BeforeCommit, f).await
+        self.submit(Mode::BeforeCommit, false, f).await
     }
 
-    async fn submit<T, E, F>(&self, mode: Mode, f: F) -> Result<T, E>
+    async fn submit<T, E, F>(&self, mode: Mode, guarded: bool, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -465,6 +488,7 @@ impl Database {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Box::new(Pending {
             mode,
+            guarded,
             call: Some(f),
             result: None,
             reply,
@@ -567,7 +591,8 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
             break;
         }
         while let Some(mut job) = waiting.pop_front() {
-            if let Err(e) = exec(conn, "SAVEPOINT call") {
+            let guarded = job.guarded();
+            if guarded && let Err(e) = exec(conn, "SAVEPOINT call") {
                 job.complete(Err(&DbError::from_sqlite("starting a write call", &e)));
                 continue;
             }
@@ -581,6 +606,28 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
                     lost.complete(Err(&e));
                 }
                 break;
+            }
+            if !guarded {
+                if ok {
+                    if job.mode() == Mode::BeforeCommit {
+                        job.complete(Ok(()));
+                    } else {
+                        kept.push(job);
+                    }
+                } else {
+                    // No savepoint to return to: roll the whole transaction back, so that
+                    // nothing of the failed call stays; the calls it held are reported lost.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    let e = DbError::Unavailable(
+                        "the write transaction was rolled back (another write call failed)".into(),
+                    );
+                    for lost in kept.drain(..) {
+                        lost.complete(Err(&e));
+                    }
+                    rejected.push(job);
+                    break;
+                }
+                continue;
             }
             let end = if ok {
                 exec(conn, "RELEASE call")
@@ -1032,6 +1079,53 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(on_disk, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unguarded_call_failing_halfway_rolls_back_its_group_and_nothing_half_done_stays() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("db.sqlite")).unwrap();
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (n INTEGER NOT NULL UNIQUE) STRICT")
+                .map_err(test_err)
+        })
+        .await
+        .unwrap();
+        insert(&db, 0).await.unwrap();
+
+        // Act: many unguarded calls at once; number 50 inserts a row, then fails (a duplicate)
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 1..=100_i64 {
+            let db = db.clone();
+            calls.spawn(async move {
+                let result = db
+                    .write_unguarded(move |c| {
+                        c.execute("INSERT INTO t (n) VALUES (?1)", [n])
+                            .map_err(test_err)?;
+                        if n == 50 {
+                            c.execute("INSERT INTO t (n) VALUES (0)", [])
+                                .map_err(test_err)?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await;
+                (n, result)
+            });
+        }
+        let results = calls.join_all().await;
+
+        // Assert: the failed call left nothing; every call that answered Ok is there; the ones
+        // rolled back with it answered an error and are not there
+        let stored = numbers(&db);
+        assert!(!stored.contains(&50));
+        for (n, result) in &results {
+            assert_eq!(result.is_ok(), stored.contains(n), "call {n}: {result:?}");
+        }
+        assert!(results.iter().filter(|(_, r)| r.is_ok()).count() >= 1);
+        // And the writer goes on
+        insert(&db, 1_000).await.unwrap();
+        assert!(numbers(&db).contains(&1_000));
     }
 
     #[tokio::test]

@@ -370,7 +370,7 @@ async fn handle(
     let acted = if held.is_empty() {
         queue
             .database()
-            .write(move |conn| act_in(conn, &receipt, &action))
+            .write_unguarded(move |conn| act_in(conn, &receipt, &action))
             .await
     } else {
         complete(&queue, log, receipt, held, action, config.error_retry_delay).await
@@ -405,7 +405,7 @@ async fn complete(
 ) -> Result<bool, crate::DbError> {
     let written = queue
         .database()
-        .write(move |conn| {
+        .write_unguarded(move |conn| {
             for attempt in &held.attempts {
                 log.record_attempt_in(conn, attempt)?;
             }
