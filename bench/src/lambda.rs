@@ -842,7 +842,10 @@ fn met(ok: bool) -> &'static str {
 /// The results as Markdown (printed, and the section `--write` records).
 fn report(args: &Args, m: &Machine, f: &Figures, api_bin: &Path, delivery_bin: &Path) -> String {
     let mut r = String::new();
-    let (cmd, _) = command_line();
+    let (cmd, _) = service::command_line(
+        "cargo run --release -p webhooks-bench --bin lambda-bench --",
+        &["--keep-logs"],
+    );
     let _ = writeln!(r, "- command: `{cmd}`");
     let _ = writeln!(
         r,
@@ -953,46 +956,12 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// The command line as typed (for the report), and the options that key its section.
-fn command_line() -> (String, String) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quote = |a: &String| {
-        if a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-        {
-            a.clone()
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    let cmd = format!(
-        "cargo run --release -p webhooks-bench --bin lambda-bench --{}",
-        args.iter()
-            .map(|a| format!(" {}", quote(a)))
-            .collect::<String>()
-    );
-    let mut key = Vec::new();
-    let mut skip = false;
-    for a in &args {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a == "--write" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with("--write=") || a == "--keep-logs" {
-            continue;
-        }
-        key.push(quote(a));
-    }
-    (cmd, key.join(" "))
-}
-
 /// Appends the report as a section of `path`, or replaces the section of the same options.
 fn write_section(path: &Path, report: &str) -> Result<()> {
-    let (_, key) = command_line();
+    let (_, key) = service::command_line(
+        "cargo run --release -p webhooks-bench --bin lambda-bench --",
+        &["--keep-logs"],
+    );
     let tag = if key.is_empty() {
         "lambda-bench".to_owned()
     } else {

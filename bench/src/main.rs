@@ -1018,48 +1018,6 @@ fn table(outcomes: &[Outcome]) -> String {
     t
 }
 
-/// The command line as typed (for the report), and the options that key its section.
-fn command_line() -> (String, String) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quote = |a: &String| {
-        if a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-        {
-            a.clone()
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    let cmd = format!(
-        "cargo run --release -p webhooks-bench --{}",
-        args.iter()
-            .map(|a| format!(" {}", quote(a)))
-            .collect::<String>()
-    );
-    let mut key = Vec::new();
-    let mut skip = false;
-    for a in &args {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a == "--write" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with("--write=") {
-            continue;
-        }
-        key.push(quote(a));
-    }
-    let key = if key.is_empty() {
-        "defaults".to_owned()
-    } else {
-        key.join(" ")
-    };
-    (cmd, key)
-}
-
 fn write_section(
     path: &Path,
     ctx: &Ctx,
@@ -1067,7 +1025,12 @@ fn write_section(
     table: &str,
     outcomes: &[Outcome],
 ) -> Result<()> {
-    let (cmd, key) = command_line();
+    let (cmd, key) = service::command_line("cargo run --release -p webhooks-bench --", &[]);
+    let key = if key.is_empty() {
+        "defaults".to_owned()
+    } else {
+        key
+    };
     let begin = format!("<!-- webhooks-bench:begin {key} -->");
     let end = format!("<!-- webhooks-bench:end {key} -->");
     let mut sec = String::new();

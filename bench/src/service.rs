@@ -304,3 +304,41 @@ pub async fn machine_busy_cores(dur: Duration) -> f64 {
     };
     (b1 - b0) as f64 / clock_ticks_per_sec() as f64 / started.elapsed().as_secs_f64()
 }
+
+/// The command line as typed, prefixed with `invocation` (for the report), and the options that
+/// key its section in the results file: all but `--write FILE` and the `unkeyed` flags.
+pub fn command_line(invocation: &str, unkeyed: &[&str]) -> (String, String) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quote = |a: &String| {
+        if a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+        {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    let cmd = format!(
+        "{invocation}{}",
+        args.iter()
+            .map(|a| format!(" {}", quote(a)))
+            .collect::<String>()
+    );
+    let mut key = Vec::new();
+    let mut skip = false;
+    for a in &args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--write" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--write=") || unkeyed.contains(&a.as_str()) {
+            continue;
+        }
+        key.push(quote(a));
+    }
+    (cmd, key.join(" "))
+}

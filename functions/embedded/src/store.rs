@@ -30,6 +30,7 @@ use webhooks_core::webhook::{
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 use crate::db::{Database, DbError, Failure, classify};
+use crate::delivery_log::count_outcome_in;
 
 /// The columns every read selects. [`read_webhook`] reads them by name, so their order here is
 /// only for the human reading the SQL.
@@ -458,38 +459,15 @@ impl SubscriptionStore for SqliteStore {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        let (success, failure) = match status {
-            DeliveryStatus::Success => (1, 0),
-            DeliveryStatus::Failed => (0, 1),
-        };
         self.db
             .write(move |conn| {
                 // One statement, counters computed by SQLite from the stored values: concurrent
                 // outcomes each add their one, and total = successful + failed stays true.
-                let updated = conn
-                    .prepare_cached(
-                        "UPDATE webhooks SET
-                             total_deliveries = total_deliveries + 1,
-                             successful_deliveries = successful_deliveries + ?2,
-                             failed_deliveries = failed_deliveries + ?3,
-                             last_delivery_at = ?4,
-                             last_delivery_status = ?5,
-                             failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
-                         WHERE id = ?1",
-                    )
-                    .map_err(sql)?
-                    .execute(params![
-                        id.as_str(),
-                        success,
-                        failure,
-                        at.unix(),
-                        status.as_str()
-                    ])
-                    .map_err(sql)?;
-                if updated == 0 {
-                    return Err(StoreError::NotFound);
+                if count_outcome_in(conn, &id, status, at)? {
+                    Ok(())
+                } else {
+                    Err(StoreError::NotFound)
                 }
-                Ok(())
             })
             .await
     }
