@@ -196,8 +196,9 @@ async fn main() -> Result<()> {
     if !(1..=100).contains(&args.publish_events) {
         bail!("--publish-events must be 1 to 100 (the API's batch limit)");
     }
-    let api_bin = find_function(args.api_binary.as_deref(), API)?;
-    let delivery_bin = find_function(args.delivery_binary.as_deref(), DELIVERY)?;
+    let build = "the functions first, in release mode:\n\n    cargo build --release -p webhooks-api -p webhooks-delivery\n\nthen run `cargo run --release -p webhooks-bench --bin lambda-bench` (or pass --api-binary / --delivery-binary)";
+    let api_bin = service::find_sibling(args.api_binary.as_deref(), API, build)?;
+    let delivery_bin = service::find_sibling(args.delivery_binary.as_deref(), DELIVERY, build)?;
     let moto_bin = args.moto.clone().unwrap_or_else(moto::default_moto_bin);
     let work = tempfile::Builder::new()
         .prefix("lambda-bench-")
@@ -275,7 +276,7 @@ async fn run(
     let delivery_log = work.join("webhooks-delivery.log");
 
     // 1. Init times.
-    wait_quiet(args.wait_quiet_secs).await;
+    service::wait_quiet(args.wait_quiet_secs).await;
     let moto_pid = moto.pid.to_string();
     let busy_before = service::machine_ticks().map_or(0, |t| t.0);
     let ours_before = own_ticks() + service::cpu_ticks(&moto_pid).unwrap_or(0);
@@ -535,34 +536,6 @@ async fn run(
     })
 }
 
-/// A function binary: `explicit`, or next to this executable (target/release).
-fn find_function(explicit: Option<&Path>, name: &str) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        if p.is_file() {
-            return Ok(p.to_owned());
-        }
-        bail!("{}: no such file", p.display());
-    }
-    let exe = std::env::current_exe().context("locating the bench executable")?;
-    let dir = exe
-        .parent()
-        .context("the bench executable has no directory")?;
-    let bin = dir.join(name);
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build the functions first, in release mode:\n\n    cargo build --release -p webhooks-api -p webhooks-delivery\n\nthen run `cargo run --release -p webhooks-bench --bin lambda-bench` (or pass --api-binary / --delivery-binary)",
-            bin.display()
-        );
-    }
-    if cfg!(debug_assertions) || !dir.ends_with("release") {
-        eprintln!(
-            "warning: {} is not a release build; its figures mean little (use `cargo run --release`)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
         .with_context(|| format!("reading the size of {}", path.display()))?
@@ -646,30 +619,6 @@ fn own_ticks() -> u64 {
         .take(4)
         .filter_map(|f| f.parse::<u64>().ok())
         .sum()
-}
-
-async fn wait_quiet(max_secs: u64) {
-    if max_secs == 0 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(max_secs);
-    let mut said = false;
-    loop {
-        let busy = service::machine_busy_cores(Duration::from_secs(2)).await;
-        if busy < 0.25 {
-            return;
-        }
-        if Instant::now() > deadline {
-            eprintln!("the machine is still busy ({busy:.2} cores); going on anyway");
-            return;
-        }
-        if !said {
-            eprintln!(
-                "waiting for the machine to be quiet: other processes use {busy:.2} cores (at most {max_secs} s)"
-            );
-            said = true;
-        }
-    }
 }
 
 /// An HS256 token signed with the API's `JWT_SECRET`.

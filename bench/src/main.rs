@@ -382,7 +382,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
         s.payload.name(),
         args.concurrency
     );
-    wait_quiet(args.wait_quiet_secs).await;
+    service::wait_quiet(args.wait_quiet_secs).await;
     let fsync_per_sec = tokio::task::block_in_place(|| {
         service::fsync_rate(&ctx.data_parent, Duration::from_secs(2))
     })?;
@@ -599,7 +599,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
 
     // The ceiling, with the service stopped: the same receiver, the same kind of bodies.
     receiver.reset();
-    wait_quiet(args.wait_quiet_secs.min(120)).await;
+    service::wait_quiet(args.wait_quiet_secs.min(120)).await;
     let machine_before = service::machine_ticks().unwrap_or((0, 0)).0;
     let bench_cpu_before = service::cpu_ticks("self").unwrap_or(0);
     let started = Instant::now();
@@ -631,31 +631,6 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     );
     o.signature_failures += cr.signature_failures;
     Ok(o)
-}
-
-/// Waits (at most `max_secs`) until other processes use under a quarter of a core.
-async fn wait_quiet(max_secs: u64) {
-    if max_secs == 0 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(max_secs);
-    let mut said = false;
-    loop {
-        let busy = service::machine_busy_cores(Duration::from_secs(2)).await;
-        if busy < 0.25 {
-            return;
-        }
-        if Instant::now() > deadline {
-            eprintln!("the machine is still busy ({busy:.2} cores); going on anyway");
-            return;
-        }
-        if !said {
-            eprintln!(
-                "waiting for the machine to be quiet: other processes use {busy:.2} cores (at most {max_secs} s)"
-            );
-            said = true;
-        }
-    }
 }
 
 #[derive(Debug, Default)]

@@ -11,22 +11,32 @@ use anyhow::{Context, Result, bail};
 
 /// The `dakkio-webhooks` binary: `--binary`, or next to this executable (target/release).
 pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit.filter(|p| !p.is_file()) {
+        bail!("--binary {}: no such file", p.display());
+    }
+    find_sibling(
+        explicit,
+        "dakkio-webhooks",
+        "the service first, in release mode:\n\n    cargo build --release -p webhooks-local\n\nthen run the bench with `cargo run --release -p webhooks-bench -- …` (or pass --binary PATH)",
+    )
+}
+
+/// The binary `name`: `explicit`, or next to this executable (target/release); `build` says how
+/// to build it when it is missing. Warns when it is not a release build.
+pub fn find_sibling(explicit: Option<&Path>, name: &str, build: &str) -> Result<PathBuf> {
     if let Some(p) = explicit {
         if p.is_file() {
             return Ok(p.to_owned());
         }
-        bail!("--binary {}: no such file", p.display());
+        bail!("{}: no such file", p.display());
     }
     let exe = std::env::current_exe().context("locating the bench executable")?;
     let dir = exe
         .parent()
         .context("the bench executable has no directory")?;
-    let bin = dir.join("dakkio-webhooks");
+    let bin = dir.join(name);
     if !bin.is_file() {
-        bail!(
-            "{} not found: build the service first, in release mode:\n\n    cargo build --release -p webhooks-local\n\nthen run the bench with `cargo run --release -p webhooks-bench -- …` (or pass --binary PATH)",
-            bin.display()
-        );
+        bail!("{} not found: build {build}", bin.display());
     }
     if cfg!(debug_assertions) || !dir.ends_with("release") {
         eprintln!(
@@ -341,4 +351,29 @@ pub fn command_line(invocation: &str, unkeyed: &[&str]) -> (String, String) {
         key.push(quote(a));
     }
     (cmd, key.join(" "))
+}
+
+/// Waits (at most `max_secs`) until other processes use under a quarter of a core.
+pub async fn wait_quiet(max_secs: u64) {
+    if max_secs == 0 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let mut said = false;
+    loop {
+        let busy = machine_busy_cores(Duration::from_secs(2)).await;
+        if busy < 0.25 {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("the machine is still busy ({busy:.2} cores); going on anyway");
+            return;
+        }
+        if !said {
+            eprintln!(
+                "waiting for the machine to be quiet: other processes use {busy:.2} cores (at most {max_secs} s)"
+            );
+            said = true;
+        }
+    }
 }
