@@ -725,6 +725,7 @@ fn queue_message(
         webhook_id: webhook.clone(),
         event: EventType::DataReceived,
         generation: 0,
+        attempts_made: 0,
         body,
         created_at: now,
     };

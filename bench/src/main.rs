@@ -825,6 +825,7 @@ async fn ceiling(
             webhook_id: webhook,
             event: EventType::DataReceived,
             generation: 0,
+            attempts_made: 0,
             body,
             created_at: now,
         };

@@ -252,6 +252,7 @@ impl ApiWorld {
                 webhook_id: w.id.clone(),
                 event: EventType::AlertTriggered,
                 generation: 0,
+                attempts_made: 0,
                 body,
                 created_at: now,
             };

@@ -18,6 +18,7 @@ fn task(n: i64, body: String) -> DeliveryTask {
         webhook_id: WebhookId::generate(1_750_000_000),
         event: EventType::DataReceived,
         generation: 0,
+        attempts_made: 0,
         body,
         created_at: Timestamp::from_unix(1_750_000_000 + n),
     }
@@ -38,12 +39,16 @@ async fn queues_are_created_with_the_templates_attributes_and_redrive_policy() {
         .expect("attributes")
         .attributes
         .unwrap_or_default();
-    // THEN the delivery queue redrives to the test's dead-letter queue after 25 receipts, with
+    // THEN the delivery queue redrives to the test's dead-letter queue after the core's
+    // MAX_RECEIVE_COUNT receipts, with
     // the template's visibility timeout and retention
     let redrive: serde_json::Value =
         serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).expect("redrive json");
     assert_eq!(redrive["deadLetterTargetArn"], q.dlq_arn.as_str());
-    assert_eq!(redrive["maxReceiveCount"].as_u64(), Some(25));
+    assert_eq!(
+        redrive["maxReceiveCount"].as_u64(),
+        Some(u64::from(webhooks_core::flow::MAX_RECEIVE_COUNT))
+    );
     assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "360");
     assert_eq!(
         attrs[&QueueAttributeName::MessageRetentionPeriod],

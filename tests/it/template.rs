@@ -215,6 +215,11 @@ fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_atte
         (most_attempts + 1..=100).contains(&max_receive),
         "maxReceiveCount {max_receive}"
     );
+    // AND it is the core's guard, the one the embedded queue applies too
+    assert_eq!(
+        max_receive,
+        u64::from(webhooks_core::flow::MAX_RECEIVE_COUNT)
+    );
     let (tag, target) = tag_of(&redrive["deadLetterTargetArn"]).expect("a !GetAtt");
     assert_eq!(
         (tag.as_str(), target.as_str()),
@@ -683,6 +688,7 @@ async fn the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_
         webhook_id: w.id.clone(),
         event: EventType::AlertTriggered,
         generation: 0,
+        attempts_made: 0,
         body: "{}".into(),
         created_at: now,
     };

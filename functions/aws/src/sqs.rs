@@ -512,6 +512,7 @@ mod tests {
             webhook_id: webhooks_core::WebhookId::generate(1_700_000_000),
             event: webhooks_core::EventType::DataReceived,
             generation: 0,
+            attempts_made: 0,
             body: String::new(),
             created_at: webhooks_core::Timestamp::from_unix(1_700_000_000),
         };
@@ -574,6 +575,7 @@ mod tests {
                     webhook_id: WebhookId::generate(1_700_000_000),
                     event: EventType::AlertTriggered,
                     generation: 0,
+                    attempts_made: 0,
                     body: "{}".into(),
                     created_at: Timestamp::from_unix(1_700_000_000),
                 })

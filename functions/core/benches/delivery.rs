@@ -89,6 +89,7 @@ fn task(webhook: &WebhookId, body: String) -> DeliveryTask {
         webhook_id: webhook.clone(),
         event: EventType::DataReceived,
         generation: 0,
+        attempts_made: 0,
         body,
         created_at: Timestamp::from_unix(1_705_314_600),
     }

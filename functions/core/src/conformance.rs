@@ -481,6 +481,7 @@ pub mod delivery_log {
             webhook_id: w.clone(),
             event: EventType::DataReceived,
             generation: 0,
+            attempts_made: 0,
             body: r#"{"event":"data.received","data":{"v":31.5,"s":"°C"}}"#.into(),
             created_at: Timestamp::from_unix(t),
         }

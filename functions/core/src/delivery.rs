@@ -59,9 +59,19 @@ pub struct DeliveryTask {
     /// 0 for the original; +1 for each redelivery of a dead letter (attempts restart at 1).
     #[serde(default)]
     pub generation: u32,
+    /// Attempts of this generation already made when this message was queued: 0 for a message
+    /// queued by a publish, a test send or a redelivery; set when a delivery moves to another
+    /// queue as a new message (its receive count starts again at 1). See
+    /// [`crate::flow::is_first_receipt`]. Omitted from the message when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_made: u32,
     /// The exact request body, already in JavaScript's JSON form.
     pub body: String,
     pub created_at: Timestamp,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryTask {
@@ -264,6 +274,7 @@ mod tests {
             webhook_id: WebhookId::generate(1),
             event: EventType::AlertTriggered,
             generation: 0,
+            attempts_made: 0,
             body: r#"{"event":"alert.triggered"}"#.into(),
             created_at: Timestamp::from_unix(1),
         };

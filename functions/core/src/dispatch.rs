@@ -1,7 +1,11 @@
 //! The delivery decision: one attempt of one delivery, and what the queue must do next.
-//! The core decides, the adapter acts: SQS maps [`Outcome`] to `ChangeMessageVisibility` +
-//! `batchItemFailures`, a send to the dead-letter queue, or an acknowledgement; the embedded
-//! queue maps it to its visibility timeout and dead-letter table.
+//! The core decides, the adapter acts: [`QueueAction::for_result`](crate::flow::QueueAction)
+//! turns an [`Outcome`] into the queue's action, which SQS carries out with
+//! `ChangeMessageVisibility` + `batchItemFailures`, a send to the dead-letter queue, or an
+//! acknowledgement, and the embedded queue with its visibility timeout and dead-letter table.
+//!
+//! Attempts are numbered from the attempts recorded for the delivery, never from the receive
+//! count (see [`crate::flow`]): a receipt that sent nothing uses up no retry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::delivery::{
     AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after, request_headers,
 };
+use crate::flow::is_first_receipt;
 use crate::ports::{
     Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
 };
@@ -23,9 +28,17 @@ pub enum Outcome {
     Retry { after: Duration, error: String },
     /// Failed for good (retries exhausted, 410, disabled, refused target): the dead letter is
     /// recorded and counted; move the message to the dead-letter queue, then acknowledge.
-    GiveUp { error: String },
+    /// `attempts`: how many attempts were made.
+    GiveUp { error: String, attempts: u32 },
     /// Nothing to send (the webhook was deleted): acknowledge.
     Drop { reason: String },
+    /// Held back by the flow control (DESIGN.md §7): nothing sent, no attempt used; try again
+    /// after `after`. `slow`: the webhook is timing out or its breaker is open.
+    Defer {
+        after: Duration,
+        reason: String,
+        slow: bool,
+    },
 }
 
 /// The attempt could not be carried out (store unavailable): leave the message on the queue;
@@ -43,9 +56,7 @@ pub struct Dispatcher {
     auto_disable_after: Option<Duration>,
 }
 
-/// A webhook whose deliveries have all failed for this long is disabled (as Svix and Stripe
-/// do), with the reason visible in the API; a PATCH `active: true` re-enables it.
-pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+pub use crate::flow::DEFAULT_AUTO_DISABLE_AFTER;
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,10 +95,12 @@ impl Dispatcher {
         }
     }
 
-    /// Processes one receipt of `task`. `receive_count` is the queue's count of receipts
-    /// (SQS `ApproximateReceiveCount`), cross-checked against the attempts already recorded:
-    /// the attempt number is the larger of the two, so a crash between sending and
-    /// acknowledging never resets the schedule.
+    /// Processes one receipt of `task`. The attempt number is the last one recorded for the
+    /// delivery (or carried by the task, [`DeliveryTask::attempts_made`]) plus one: a receipt
+    /// that sent nothing (a crash before sending, a deadline cut-off) leaves no record and uses
+    /// up no retry, and a crash between sending and acknowledging never resets the schedule.
+    /// `receive_count` (SQS `ApproximateReceiveCount`) only tells a first receipt, whose
+    /// attempts need not be read ([`crate::flow::is_first_receipt`]).
     pub async fn process(
         &self,
         task: &DeliveryTask,
@@ -98,17 +111,25 @@ impl Dispatcher {
                 reason: "webhook deleted".into(),
             });
         };
-        let recorded = self
-            .log
-            .attempts_of(&task.webhook_id, &task.delivery_id, task.generation)
-            .await?;
+        let recorded = if is_first_receipt(task, receive_count) {
+            Vec::new()
+        } else {
+            self.log
+                .attempts_of(&task.webhook_id, &task.delivery_id, task.generation)
+                .await?
+        };
         if recorded.iter().any(|a| a.status == AttemptStatus::Success) {
             // Sent and recorded before a crash: count it (idempotently), do not send again.
             self.finish(task, DeliveryStatus::Success).await?;
             return Ok(Outcome::Delivered);
         }
-        let last = recorded.iter().map(|a| a.attempt).max().unwrap_or(0);
-        let attempt = receive_count.max(1).max(last + 1);
+        let last = recorded
+            .iter()
+            .map(|a| a.attempt)
+            .max()
+            .unwrap_or(0)
+            .max(task.attempts_made);
+        let attempt = last + 1;
         let policy = webhook.retry_config;
 
         if attempt > policy.max_attempts() {
@@ -278,7 +299,7 @@ impl Dispatcher {
         };
         self.log.put_dead_letter(&dead).await?;
         self.finish(task, DeliveryStatus::Failed).await?;
-        Ok(Outcome::GiveUp { error })
+        Ok(Outcome::GiveUp { error, attempts })
     }
 
     async fn finish(
@@ -379,6 +400,7 @@ mod tests {
             webhook_id: webhook.id.clone(),
             event: EventType::AlertTriggered,
             generation: 0,
+            attempts_made: 0,
             body: r#"{"event":"alert.triggered","data":{"currentValue":31.5}}"#.into(),
             created_at: Timestamp::from_unix(2),
         };
@@ -472,7 +494,10 @@ mod tests {
                     after: Duration::from_secs(4),
                     error: err.clone()
                 },
-                Outcome::GiveUp { error: err.clone() },
+                Outcome::GiveUp {
+                    error: err.clone(),
+                    attempts: 4
+                },
             ]
         );
         assert_eq!(
@@ -507,29 +532,89 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_attempt_number_never_goes_back_when_the_receive_count_does() {
+    async fn attempts_are_numbered_from_the_recorded_ones_not_from_the_receive_count() {
+        let f = fixture().await;
+        f.sender.answer([
+            RecordingSender::status(500),
+            RecordingSender::status(500),
+            RecordingSender::status(500),
+        ]);
+        let attempts_of = || async {
+            f.log
+                .attempts_of(&f.webhook.id, &f.task.delivery_id, 0)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.attempt)
+                .collect::<Vec<_>>()
+        };
+        f.dispatcher.process(&f.task, 1).await.unwrap();
+        // Receipts 2 to 4 ended before sending (crashes, deadline cut-offs): receipt 5 is
+        // attempt 2, not 5, and the receiver's attempt header says so.
+        f.dispatcher.process(&f.task, 5).await.unwrap();
+        assert_eq!(attempts_of().await, vec![1, 2]);
+        assert_eq!(
+            f.sender.requests()[1]
+                .headers
+                .iter()
+                .find(|(k, _)| *k == "x-webhook-attempt")
+                .unwrap()
+                .1,
+            "2"
+        );
+        // A receive count that goes back (a redriven message) does not either.
+        f.dispatcher.process(&f.task, 2).await.unwrap();
+        assert_eq!(attempts_of().await, vec![1, 2, 3]);
+        assert_eq!(f.stats().await.total_deliveries, 0);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_after_the_last_recorded_attempt_gives_up_without_sending() {
+        // GIVEN a delivery whose 4 attempts (maxRetries 3) were all sent and recorded, and a
+        // crash before its message was dead-lettered
         let f = fixture().await;
         f.sender
-            .answer([RecordingSender::status(500), RecordingSender::status(500)]);
-        f.dispatcher.process(&f.task, 1).await.unwrap();
-        f.dispatcher.process(&f.task, 1).await.unwrap(); // e.g. a redriven message
+            .answer((0..4).map(|_| RecordingSender::status(500)));
+        for receive in 1..=4 {
+            f.dispatcher.process(&f.task, receive).await.unwrap();
+        }
+        let sent = f.sender.requests().len();
+        // WHEN it comes back
+        let out = f.dispatcher.process(&f.task, 9).await.unwrap();
+        // THEN it gives up with the attempts made, sends nothing, counts once
+        assert!(
+            matches!(out, Outcome::GiveUp { attempts: 4, .. }),
+            "{out:?}"
+        );
+        assert_eq!(f.sender.requests().len(), sent);
+        assert_eq!(f.stats().await.failed_deliveries, 1);
+    }
+
+    #[tokio::test]
+    async fn a_task_moved_as_a_new_message_carries_on_from_its_attempts_made() {
+        // GIVEN a message re-queued as a new one after 2 attempts (its receive count is 1 again)
+        let f = fixture().await;
+        f.sender.answer([RecordingSender::status(500)]);
+        let moved = DeliveryTask {
+            attempts_made: 2,
+            ..f.task.clone()
+        };
+        // WHEN it is received for the first time
+        let out = f.dispatcher.process(&moved, 1).await.unwrap();
+        // THEN it is attempt 3, retried after the third delay (4 s)
+        assert_eq!(
+            out,
+            Outcome::Retry {
+                after: Duration::from_secs(4),
+                error: "receiver answered HTTP 500".into()
+            }
+        );
         let attempts = f
             .log
             .attempts_of(&f.webhook.id, &f.task.delivery_id, 0)
             .await
             .unwrap();
-        assert_eq!(
-            attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        // A receipt beyond the last attempt (crash after the last try) gives up without sending.
-        let sent = f.sender.requests().len();
-        assert!(matches!(
-            f.dispatcher.process(&f.task, 9).await.unwrap(),
-            Outcome::GiveUp { .. }
-        ));
-        assert_eq!(f.sender.requests().len(), sent);
-        assert_eq!(f.stats().await.failed_deliveries, 1);
+        assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [3]);
     }
 
     #[tokio::test]
@@ -538,7 +623,7 @@ mod tests {
         f.sender.answer([RecordingSender::status(410)]);
         let out = f.dispatcher.process(&f.task, 1).await.unwrap();
         assert!(
-            matches!(out, Outcome::GiveUp { ref error } if error.contains("410")),
+            matches!(out, Outcome::GiveUp { ref error, .. } if error.contains("410")),
             "{out:?}"
         );
         assert!(!f.store.get(&f.webhook.id).await.unwrap().unwrap().active);
@@ -610,7 +695,7 @@ mod tests {
             matches!(f.dispatcher.process(&f.task, 1).await.unwrap(), Outcome::Retry { ref error, .. } if error.contains("timed out"))
         );
         assert!(
-            matches!(f.dispatcher.process(&f.task, 2).await.unwrap(), Outcome::GiveUp { ref error } if error.contains("refused"))
+            matches!(f.dispatcher.process(&f.task, 2).await.unwrap(), Outcome::GiveUp { ref error, .. } if error.contains("refused"))
         );
     }
 

@@ -20,11 +20,14 @@
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
 //! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
+//! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
+//!   from an outcome to the queue's action that both runtimes carry out.
 //! - [`samples`]: the guide's example payloads, for test sends.
 
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
+pub mod flow;
 pub mod format;
 pub mod ids;
 pub mod jsjson;

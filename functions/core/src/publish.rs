@@ -202,6 +202,7 @@ impl DeliveryService {
                     webhook_id: webhook.id.clone(),
                     event: ev.event,
                     generation: 0,
+                    attempts_made: 0,
                     body,
                     created_at: now,
                 };
@@ -273,6 +274,7 @@ impl DeliveryService {
             webhook_id: webhook.id,
             event: EventType::WebhookTest,
             generation: 0,
+            attempts_made: 0,
             body,
             created_at: now,
         };
@@ -324,6 +326,7 @@ impl DeliveryService {
             .into_iter()
             .map(|d| DeliveryTask {
                 generation: d.task.generation + 1,
+                attempts_made: 0,
                 created_at: self.clock.now(),
                 ..d.task
             })

@@ -80,6 +80,7 @@ fn batch(webhook: &WebhookId) -> LambdaEvent<SqsEvent> {
                 webhook_id: webhook.clone(),
                 event: EventType::DataReceived,
                 generation: 0,
+                attempts_made: 0,
                 created_at: now,
             };
             let mut m = SqsMessage::default();

@@ -2,14 +2,14 @@
 //!
 //! The delivery Lambda's handler: one SQS batch of queued deliveries in, a partial batch response
 //! out (DESIGN.md §4). Each record is handed to the core's [`Dispatcher`], which sends one attempt,
-//! records it and decides; this crate only acts on the decision the SQS way:
+//! records it and decides; the core's [`QueueAction::for_result`] says what the queue must do,
+//! and this crate only carries that out the SQS way:
 //!
-//! | [`Outcome`] | the message |
+//! | [`QueueAction`] | the message |
 //! |---|---|
-//! | `Delivered`, `Drop` | acknowledged (not in `batchItemFailures`, so Lambda deletes it) |
-//! | `Retry { after }` | `ChangeMessageVisibility(after)`, then a batch item failure: SQS hands it out again after the delay, with a higher `ApproximateReceiveCount` |
-//! | `GiveUp { error }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
-//! | `Err(DispatchError)` (store unavailable) | visibility [`Deps::error_retry_delay`] (best effort), batch item failure |
+//! | `Ack` | acknowledged (not in `batchItemFailures`, so Lambda deletes it) |
+//! | `RetryAfter { delay }`, `Defer { delay }` | `ChangeMessageVisibility(delay)` (at most 12 h since receipt), then a batch item failure: SQS hands it out again after the delay |
+//! | `DeadLetter { error, attempts }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
 //! | a body that is not a `QueueTask` | sent to the dead-letter queue as it is, with the parse error, then acknowledged: never lost, never retried in vain |
 //!
 //! Records are processed concurrently, each in its own task: a slow or hanging receiver holds up
@@ -39,6 +39,7 @@ use webhooks_aws::{
 };
 use webhooks_core::delivery::QueueTask;
 use webhooks_core::dispatch::{Dispatcher, Outcome};
+use webhooks_core::flow::{self, QueueAction};
 
 pub use lambda_runtime::Error;
 
@@ -114,7 +115,7 @@ pub struct Deps {
     pub dispatcher: Dispatcher,
     pub queue: Arc<dyn QueueActions>,
     /// When the dispatcher could not process a message (store unavailable), it comes back after
-    /// this long.
+    /// this long ([`flow::ERROR_RETRY_DELAY`]; tests shorten it).
     pub error_retry_delay: Duration,
 }
 
@@ -127,12 +128,12 @@ impl std::fmt::Debug for Deps {
 }
 
 impl Deps {
-    /// Deps with the default error retry delay (10 s).
+    /// Deps with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]).
     pub fn new(dispatcher: Dispatcher, queue: Arc<dyn QueueActions>) -> Self {
         Self {
             dispatcher,
             queue,
-            error_retry_delay: Duration::from_secs(10),
+            error_retry_delay: flow::ERROR_RETRY_DELAY,
         }
     }
 }
@@ -286,31 +287,43 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
     };
     let delivery = task.delivery();
     tracing::Span::current().record("delivery_id", delivery.delivery_id.as_str());
-    let outcome = match deps.dispatcher.process(delivery, receive_count).await {
-        Ok(Outcome::Delivered) => RecordOutcome::Delivered,
-        Ok(Outcome::Drop { reason }) => RecordOutcome::Dropped { reason },
-        Ok(Outcome::Retry { after, error }) => {
-            let after = after.min(
+    let result = deps.dispatcher.process(delivery, receive_count).await;
+    let action = QueueAction::for_result(&result, deps.error_retry_delay);
+    let outcome = match (result, action) {
+        (Ok(Outcome::Drop { reason }), _) => RecordOutcome::Dropped { reason },
+        (_, QueueAction::Ack) => RecordOutcome::Delivered,
+        (result, QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. }) => {
+            // SQS refuses a visibility that would keep a message hidden more than 12 h after
+            // it was received.
+            let after = delay.min(
                 MAX_VISIBILITY
                     .saturating_sub(RECEIPT_MARGIN)
                     .saturating_sub(started.elapsed()),
             );
             let visibility_changed = change_visibility(deps, receipt, after).await;
-            tracing::info!(%error, after_secs = after.as_secs(), "attempt failed; retry scheduled");
-            RecordOutcome::RetryScheduled {
-                after,
-                visibility_changed,
+            match result {
+                Ok(Outcome::Retry { error, .. }) => {
+                    tracing::info!(%error, after_secs = after.as_secs(), "attempt failed; retry scheduled");
+                    RecordOutcome::RetryScheduled {
+                        after,
+                        visibility_changed,
+                    }
+                }
+                Err(e) => RecordOutcome::Failed {
+                    error: e.to_string(),
+                },
+                Ok(other) => {
+                    tracing::info!(outcome = ?other, after_secs = after.as_secs(), "deferred");
+                    RecordOutcome::RetryScheduled {
+                        after,
+                        visibility_changed,
+                    }
+                }
             }
         }
-        Ok(Outcome::GiveUp { error }) => {
+        (_, QueueAction::DeadLetter { error, attempts }) => {
             let id = delivery.delivery_id.as_str();
-            dead_letter(deps, body, error, receive_count, Some(id)).await
-        }
-        Err(e) => {
-            change_visibility(deps, receipt, deps.error_retry_delay).await;
-            RecordOutcome::Failed {
-                error: e.to_string(),
-            }
+            dead_letter(deps, body, error, attempts, Some(id)).await
         }
     };
     tracing::info!(
@@ -400,7 +413,7 @@ pub struct DeliveryConfig {
 impl DeliveryConfig {
     pub const TIMEOUT_ENV: &'static str = "DELIVERY_TIMEOUT_SECONDS";
     pub const ALLOW_PRIVATE_ENV: &'static str = "ALLOW_PRIVATE_TARGETS";
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_TIMEOUT: Duration = flow::DEFAULT_DELIVERY_TIMEOUT;
     pub const AUTO_DISABLE_ENV: &'static str = "AUTO_DISABLE_AFTER_HOURS";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
@@ -410,32 +423,32 @@ impl DeliveryConfig {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, DeliveryConfigError> {
-        let timeout = match lookup(Self::TIMEOUT_ENV).map(|v| v.trim().to_owned()) {
-            None => Self::DEFAULT_TIMEOUT,
-            Some(v) if v.is_empty() => Self::DEFAULT_TIMEOUT,
-            Some(v) => match v.parse::<u64>() {
-                Ok(secs @ 1..=900) => Duration::from_secs(secs),
-                _ => {
-                    return Err(DeliveryConfigError::Invalid {
-                        name: Self::TIMEOUT_ENV,
-                        problem: format!("must be whole seconds from 1 to 900, got {v:?}"),
-                    });
-                }
-            },
+        let number = |name: &'static str| -> Result<Option<u64>, DeliveryConfigError> {
+            match lookup(name).map(|v| v.trim().to_owned()) {
+                None => Ok(None),
+                Some(v) if v.is_empty() => Ok(None),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| DeliveryConfigError::Invalid {
+                        name,
+                        problem: format!("must be a whole number, got {v:?}"),
+                    }),
+            }
         };
-        let auto_disable_after = match lookup(Self::AUTO_DISABLE_ENV).map(|v| v.trim().to_owned()) {
-            None => Some(webhooks_core::dispatch::DEFAULT_AUTO_DISABLE_AFTER),
-            Some(v) if v.is_empty() => Some(webhooks_core::dispatch::DEFAULT_AUTO_DISABLE_AFTER),
-            Some(v) => match v.parse::<u64>() {
-                Ok(0) => None,
-                Ok(h @ 1..=8760) => Some(Duration::from_secs(h * 3600)),
-                _ => {
-                    return Err(DeliveryConfigError::Invalid {
-                        name: Self::AUTO_DISABLE_ENV,
-                        problem: format!("must be whole hours from 0 (off) to 8760, got {v:?}"),
-                    });
-                }
-            },
+        let invalid = |name: &'static str| {
+            move |e: flow::SettingError| DeliveryConfigError::Invalid { name, problem: e.0 }
+        };
+        let timeout = match number(Self::TIMEOUT_ENV)? {
+            None => flow::DEFAULT_DELIVERY_TIMEOUT,
+            Some(secs) => {
+                flow::delivery_timeout_from_secs(secs).map_err(invalid(Self::TIMEOUT_ENV))?
+            }
+        };
+        let auto_disable_after = match number(Self::AUTO_DISABLE_ENV)? {
+            None => Some(flow::DEFAULT_AUTO_DISABLE_AFTER),
+            Some(hours) => flow::auto_disable_after_from_hours(hours)
+                .map_err(invalid(Self::AUTO_DISABLE_ENV))?,
         };
         Ok(Self {
             auto_disable_after,

@@ -210,6 +210,7 @@ impl Fixture {
             webhook_id: w.id.clone(),
             event: EventType::AlertTriggered,
             generation: 0,
+            attempts_made: 0,
             body: r#"{"event":"alert.triggered","data":{"currentValue":31.5}}"#.into(),
             created_at: Timestamp::from_unix(1_700_000_001),
         };
@@ -275,13 +276,14 @@ async fn a_2xx_is_acknowledged_and_counted_once() {
 
 #[tokio::test]
 async fn a_500_makes_the_message_visible_after_the_retry_delay_and_reports_it_failed() {
-    // GIVEN a receiver answering 500, on the 2nd receipt of the message
+    // GIVEN a receiver answering 500, and a message that carries one attempt already made
     let sender = Arc::new(RecordingSender::new());
     sender.answer([RecordingSender::status(500)]);
     let f = fixture(&sender);
-    let (w, task) = f.webhook_and_task("https://example.com/500").await;
+    let (w, mut task) = f.webhook_and_task("https://example.com/500").await;
+    task.attempts_made = 1;
     // WHEN handled
-    let failed = f.run(vec![task_record("m1", &task, 2)]).await;
+    let failed = f.run(vec![task_record("m1", &task, 1)]).await;
     // THEN it is a batch item failure, visible again after the 2nd retry's delay (2 s), and the
     // attempt was recorded as attempt 2
     assert_eq!(failed, vec!["m1"]);
@@ -310,10 +312,11 @@ async fn the_last_failed_attempt_goes_to_the_dead_letter_queue_and_is_acknowledg
     let sender = Arc::new(RecordingSender::new());
     sender.answer([RecordingSender::status(500)]);
     let f = fixture(&sender);
-    let (w, task) = f.webhook_and_task("https://example.com/500").await;
+    let (w, mut task) = f.webhook_and_task("https://example.com/500").await;
+    task.attempts_made = 3;
     let body = QueueTask::DeliveryV1(task.clone()).to_json();
     // WHEN handled
-    let failed = f.run(vec![task_record("m1", &task, 4)]).await;
+    let failed = f.run(vec![task_record("m1", &task, 1)]).await;
     // THEN it is acknowledged after being sent to the DLQ with its error, counted failed once,
     // and the dead letter is in the log
     assert!(failed.is_empty(), "{failed:?}");
@@ -428,19 +431,20 @@ async fn an_unavailable_store_keeps_the_message_and_retries_it_shortly() {
         webhook_id: WebhookId::generate(1),
         event: EventType::AlertTriggered,
         generation: 0,
+        attempts_made: 0,
         body: "{}".into(),
         created_at: Timestamp::from_unix(1),
     };
     // WHEN handled
     let outcome = process_record(&task_record("m1", &task, 1), &deps, Instant::now()).await;
-    // THEN the message stays, visible again after the error delay (10 s), nothing sent
+    // THEN the message stays, visible again after the error delay, nothing sent
     assert!(outcome.keeps_message());
     assert!(matches!(outcome, RecordOutcome::Failed { ref error } if error.contains("timed out")));
     assert_eq!(
         queue.actions(),
         vec![Action::Visibility {
             receipt: "receipt-m1".into(),
-            after: Duration::from_secs(10)
+            after: webhooks_core::flow::ERROR_RETRY_DELAY
         }]
     );
     assert!(sender.requests().is_empty());
@@ -540,7 +544,7 @@ async fn every_sqs_fixture_runs_through_the_handler() {
         assert!(sender.requests().is_empty(), "{name}");
 
         // GIVEN the webhooks exist WHEN handled THEN every record is delivered, with the
-        // attempt number from ApproximateReceiveCount
+        // attempt number after the attempts the message carries (the retry fixture: 2 made)
         let sender = Arc::new(RecordingSender::new());
         let f = fixture(&sender);
         for r in &event.records {

@@ -35,10 +35,10 @@ use webhooks_core::ports::{DeliveryQueue, EnqueueError};
 use crate::db::{Database, DbError};
 
 /// A message received more than this many times is moved to the dead-letter table instead of
-/// being handed out again (SQS's `maxReceiveCount`). It is above the largest number of attempts a
-/// webhook may ask for (`maxRetries` 20 + 1), so it only catches messages the worker keeps
-/// failing to act on (crashes, a store that stays unavailable), never a normal retry schedule.
-pub const MAX_RECEIVE_COUNT: u32 = 25;
+/// being handed out again (SQS's `maxReceiveCount`; the arithmetic is the core's, see
+/// [`webhooks_core::flow::MAX_RECEIVE_COUNT`]): it only catches messages the worker keeps failing
+/// to act on (crashes, a store that stays unavailable), never a normal retry schedule.
+pub use webhooks_core::flow::MAX_RECEIVE_COUNT;
 
 /// Proof of one receipt of one message; pass it back to act on the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

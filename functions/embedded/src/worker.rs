@@ -1,13 +1,13 @@
 //! The local mode's delivery worker: the in-process poller that runs next to the API, pulls
 //! messages from the [`SqliteQueue`] and hands each to the core's [`Dispatcher`] — the same
-//! decision the delivery Lambda makes — then acts on the [`Outcome`] as the SQS adapter does:
+//! decision the delivery Lambda makes — then carries out the core's
+//! [`QueueAction`](webhooks_core::flow::QueueAction) for it, as the SQS adapter does:
 //!
-//! | outcome | queue |
+//! | queue action | queue |
 //! |---|---|
-//! | `Delivered`, `Drop` | acknowledge (delete) |
-//! | `Retry { after }` | visible again after `after` (`ChangeMessageVisibility`) |
-//! | `GiveUp { error }` | moved to the dead-letter table |
-//! | `Err(DispatchError)` (store unavailable) | visible again after a short delay |
+//! | `Ack` | acknowledge (delete) |
+//! | `RetryAfter { delay }`, `Defer { delay }` | visible again after `delay` (`ChangeMessageVisibility`) |
+//! | `DeadLetter { error, .. }` | moved to the dead-letter table |
 //!
 //! Up to [`WorkerConfig::concurrency`] deliveries are being sent at once, so a slow receiver never
 //! holds up the others. A message is received only when a sending slot is free for it, and the
@@ -48,6 +48,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::dispatch::{Dispatcher, Outcome};
+use webhooks_core::flow::{self, QueueAction};
 use webhooks_core::ports::{DeliveryLog, StoreError};
 use webhooks_core::webhook::DeliveryStatus;
 use webhooks_core::{DeliveryId, Timestamp, WebhookId};
@@ -75,7 +76,7 @@ pub struct WorkerConfig {
     /// running then are abandoned: they come back after their visibility timeout.
     pub shutdown_grace: Duration,
     /// When the dispatcher could not process a message (store unavailable), it is tried again
-    /// after this long.
+    /// after this long ([`flow::ERROR_RETRY_DELAY`]; tests shorten it).
     pub error_retry_delay: Duration,
     /// The longest the worker sleeps with nothing to do before looking at the queue again (it is
     /// woken at once by an enqueue in this process; this catches other processes' writes).
@@ -92,7 +93,7 @@ impl WorkerConfig {
                 .saturating_mul(2)
                 .saturating_add(Duration::from_secs(10)),
             shutdown_grace: Duration::from_secs(10),
-            error_retry_delay: Duration::from_secs(5),
+            error_retry_delay: flow::ERROR_RETRY_DELAY,
             idle_poll: Duration::from_secs(2),
         }
     }
@@ -340,31 +341,31 @@ async fn handle(
         .await;
     drop(permit);
     let now = SystemTime::now();
-    let action = match result {
-        Ok(Outcome::Delivered) => {
-            tracing::info!("delivered");
-            Action::Ack
-        }
-        Ok(Outcome::Drop { reason }) => {
-            tracing::info!(%reason, "dropped");
-            Action::Ack
-        }
+    let queue_action = QueueAction::for_result(&result, config.error_retry_delay);
+    match &result {
+        Ok(Outcome::Delivered) => tracing::info!("delivered"),
+        Ok(Outcome::Drop { reason }) => tracing::info!(%reason, "dropped"),
         Ok(Outcome::Retry { after, error }) => {
-            tracing::info!(%error, retry_in_s = after.as_secs(), "attempt failed; will retry");
-            Action::retry_after(after, now)
+            tracing::info!(%error, retry_in_s = after.as_secs(), "attempt failed; will retry")
         }
-        Ok(Outcome::GiveUp { error }) => {
-            tracing::warn!(%error, "gave up; moved to the dead letters");
-            Action::dead_letter(&error, now)
+        Ok(Outcome::GiveUp { error, attempts }) => {
+            tracing::warn!(%error, attempts, "gave up; moved to the dead letters")
         }
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                retry_in_s = config.error_retry_delay.as_secs(),
-                "could not process the delivery; will try again"
-            );
-            Action::retry_after(config.error_retry_delay, now)
+        Ok(Outcome::Defer { after, reason, .. }) => {
+            tracing::info!(%reason, retry_in_ms = after.as_millis() as u64, "deferred")
         }
+        Err(e) => tracing::warn!(
+            error = %e,
+            retry_in_s = config.error_retry_delay.as_secs(),
+            "could not process the delivery; will try again"
+        ),
+    }
+    let action = match queue_action {
+        QueueAction::Ack => Action::Ack,
+        QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. } => {
+            Action::retry_after(delay, now)
+        }
+        QueueAction::DeadLetter { error, .. } => Action::dead_letter(&error, now),
     };
     let held = held.take();
     let acted = if held.is_empty() {

@@ -61,14 +61,15 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "DAKKIO_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Per-request timeout of a delivery attempt.
+    /// Per-request timeout of a delivery attempt, 1 to 900 s.
     #[arg(long, default_value_t = 30)]
     delivery_timeout_secs: u64,
     /// Deliveries being sent at once (up to 4x as many may be waiting for their outcome to be
     /// written).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Disable a webhook whose deliveries have all failed this long (0: never).
+    /// Disable a webhook whose deliveries have all failed this long, in hours (0: never; at most
+    /// 8760).
     #[arg(long, default_value_t = 120)]
     auto_disable_after_hours: u64,
 }
@@ -202,14 +203,15 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     let log = Arc::new(SqliteDeliveryLog::new(db.clone()));
     let queue = SqliteQueue::new(db);
     let clock = Arc::new(SystemClock);
-    let timeout = std::time::Duration::from_secs(args.delivery_timeout_secs.max(1));
+    let timeout = webhooks_core::flow::delivery_timeout_from_secs(args.delivery_timeout_secs)
+        .context("--delivery-timeout-secs")?;
     let sender = Arc::new(ReqwestWebhookSender::new(SenderConfig {
         timeout,
         allow_private: true,
     })?);
-    let auto_disable = (args.auto_disable_after_hours > 0).then(|| {
-        std::time::Duration::from_secs(args.auto_disable_after_hours.saturating_mul(3600))
-    });
+    let auto_disable =
+        webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
+            .context("--auto-disable-after-hours")?;
     let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
         .with_auto_disable_after(auto_disable);
     let ports = Ports {

@@ -100,6 +100,7 @@ impl World {
             webhook_id: w.id.clone(),
             event: EventType::AlertTriggered,
             generation: 0,
+            attempts_made: 0,
             body,
             created_at: now,
         }

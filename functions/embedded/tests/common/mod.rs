@@ -27,6 +27,7 @@ pub fn task_for(webhook: &WebhookId, n: i64) -> DeliveryTask {
         webhook_id: webhook.clone(),
         event: EventType::AlertTriggered,
         generation: 0,
+        attempts_made: 0,
         body: format!(r#"{{"event":"alert.triggered","data":{{"n":{n},"v":30.5,"s":"°C"}}}}"#),
         created_at: Timestamp::from_unix(1_700_000_000 + n),
     }

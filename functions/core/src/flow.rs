@@ -1,0 +1,239 @@
+//! Flow control (DESIGN.md §4 and §7): the delivery settings with their defaults and bounds, and
+//! the one mapping from a dispatcher decision to what the queue must do with the message.
+//!
+//! Both runtimes call [`QueueAction::for_result`]: the delivery Lambda (SQS) and the local
+//! worker (the embedded queue) only carry the action out, each the way its queue allows:
+//!
+//! | [`QueueAction`] | SQS | embedded queue |
+//! |---|---|---|
+//! | `Ack` | left out of `batchItemFailures` (Lambda deletes it) | deleted |
+//! | `RetryAfter` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
+//! | `Defer` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
+//! | `DeadLetter` | sent to the dead-letter queue with its error, then acknowledged | moved to the dead-letter table |
+//!
+//! **What an attempt is.** An attempt is a request the receiver could have seen. Attempts are
+//! numbered from the attempts recorded for the delivery (last recorded + 1), never from the
+//! queue's receive count: a receipt that ends before anything was sent (a crash, a Lambda
+//! cut off by its deadline, a deferral) leaves no record, so it uses up no retry. The receive
+//! count only guards against a message that keeps crashing its worker (the redrive
+//! `maxReceiveCount`, which must stay above the largest number of attempts plus deferrals).
+//! A message that is re-queued as a *new* message (a move to another queue) carries the number
+//! of attempts already made in [`DeliveryTask::attempts_made`](crate::delivery::DeliveryTask),
+//! so a receipt is a [first receipt](is_first_receipt) — nothing can have been recorded yet, and
+//! the attempts need not be read — only when its receive count is 1 *and* it carries no
+//! attempts.
+//!
+//! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
+
+use std::time::Duration;
+
+use crate::delivery::DeliveryTask;
+use crate::dispatch::{DispatchError, Outcome};
+
+/// How long a receiver may take to answer, by default (DESIGN.md §4).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest delivery timeout a deployment may set (a Lambda runs at most 15 min).
+pub const MAX_DELIVERY_TIMEOUT_SECS: u64 = 900;
+/// A webhook whose deliveries have all failed for this long is disabled (as Svix and Stripe
+/// do), with the reason visible in the API; a PATCH `active: true` re-enables it.
+pub const DEFAULT_AUTO_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+/// The longest auto-disable stretch a deployment may set, in hours (a year); 0 turns it off.
+pub const MAX_AUTO_DISABLE_HOURS: u64 = 8760;
+/// The redrive guard (SQS `maxReceiveCount`, the embedded queue's limit): a message received
+/// this many times goes to the dead letters. A receipt counts when it makes an attempt (at most
+/// `maxRetries` 20 + 1 = 21) or ends without acting (a crash, a deadline cut-off, a store
+/// that was unavailable); flow-control deferrals do not count (SQS: re-sent as a new message;
+/// embedded: the receipt is given back). 50 leaves 29 such receipts beyond the most attempts.
+pub const MAX_RECEIVE_COUNT: u32 = 50;
+/// When a delivery could not be processed (the store was unavailable), it is tried again after
+/// this long. Nothing was sent, so no attempt is used.
+pub const ERROR_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A delivery setting given by a deployment (environment variable, command-line flag) is out of
+/// its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);
+
+/// The delivery timeout from whole seconds: 1 to [`MAX_DELIVERY_TIMEOUT_SECS`].
+pub fn delivery_timeout_from_secs(secs: u64) -> Result<Duration, SettingError> {
+    if (1..=MAX_DELIVERY_TIMEOUT_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(SettingError(format!(
+            "must be whole seconds from 1 to {MAX_DELIVERY_TIMEOUT_SECS}, got {secs}"
+        )))
+    }
+}
+
+/// The auto-disable stretch from whole hours: 0 (off) to [`MAX_AUTO_DISABLE_HOURS`].
+pub fn auto_disable_after_from_hours(hours: u64) -> Result<Option<Duration>, SettingError> {
+    match hours {
+        0 => Ok(None),
+        h if h <= MAX_AUTO_DISABLE_HOURS => Ok(Some(Duration::from_secs(h * 3600))),
+        h => Err(SettingError(format!(
+            "must be whole hours from 0 (off) to {MAX_AUTO_DISABLE_HOURS}, got {h}"
+        ))),
+    }
+}
+
+/// Whether a receipt of `task` with this receive count is its first: nothing can have been
+/// recorded for it yet, so the dispatcher does not read its attempts (see the
+/// [module docs](self)).
+pub fn is_first_receipt(task: &DeliveryTask, receive_count: u32) -> bool {
+    receive_count <= 1 && task.attempts_made == 0
+}
+
+/// What the queue does with a received message once the dispatcher has decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueAction {
+    /// Done (delivered, or nothing to send): remove the message.
+    Ack,
+    /// The message comes back after `delay`, and this receipt counts towards the redrive guard:
+    /// an attempt failed with retries left, or the delivery could not be processed (the store
+    /// was unavailable: nothing was sent, so no attempt was used, but a store that stays
+    /// unavailable must end in the dead letters).
+    RetryAfter { delay: Duration },
+    /// The flow control held the delivery back (nothing sent, no attempt used): it comes back
+    /// after `delay`. `slow`: the webhook is timing out or its breaker is open.
+    Defer { delay: Duration, slow: bool },
+    /// Given up: move the message to the dead letters with `error`, after `attempts` attempts.
+    DeadLetter { error: String, attempts: u32 },
+}
+
+impl QueueAction {
+    /// The one mapping from the dispatcher's result to the queue's action. `error_retry_delay`
+    /// is [`ERROR_RETRY_DELAY`] outside tests.
+    pub fn for_result(
+        result: &Result<Outcome, DispatchError>,
+        error_retry_delay: Duration,
+    ) -> Self {
+        match result {
+            Ok(Outcome::Delivered) | Ok(Outcome::Drop { .. }) => QueueAction::Ack,
+            Ok(Outcome::Retry { after, .. }) => QueueAction::RetryAfter { delay: *after },
+            Ok(Outcome::GiveUp { error, attempts }) => QueueAction::DeadLetter {
+                error: error.clone(),
+                attempts: *attempts,
+            },
+            Ok(Outcome::Defer { after, slow, .. }) => QueueAction::Defer {
+                delay: *after,
+                slow: *slow,
+            },
+            Err(_) => QueueAction::RetryAfter {
+                delay: error_retry_delay,
+            },
+        }
+    }
+
+    /// The delay before the message comes back, for the actions that keep it.
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. } => Some(*delay),
+            QueueAction::Ack | QueueAction::DeadLetter { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::StoreError;
+    use crate::{DeliveryId, EventType, Timestamp, WebhookId};
+
+    #[test]
+    fn each_outcome_maps_to_one_queue_action() {
+        let d = ERROR_RETRY_DELAY;
+        let cases: Vec<(Result<Outcome, DispatchError>, QueueAction)> = vec![
+            (Ok(Outcome::Delivered), QueueAction::Ack),
+            (
+                Ok(Outcome::Drop {
+                    reason: "webhook deleted".into(),
+                }),
+                QueueAction::Ack,
+            ),
+            (
+                Ok(Outcome::Retry {
+                    after: Duration::from_secs(4),
+                    error: "HTTP 500".into(),
+                }),
+                QueueAction::RetryAfter {
+                    delay: Duration::from_secs(4),
+                },
+            ),
+            (
+                Ok(Outcome::GiveUp {
+                    error: "HTTP 500".into(),
+                    attempts: 4,
+                }),
+                QueueAction::DeadLetter {
+                    error: "HTTP 500".into(),
+                    attempts: 4,
+                },
+            ),
+            (
+                Ok(Outcome::Defer {
+                    after: Duration::from_secs(30),
+                    reason: "circuit breaker open".into(),
+                    slow: true,
+                }),
+                QueueAction::Defer {
+                    delay: Duration::from_secs(30),
+                    slow: true,
+                },
+            ),
+            (
+                Err(DispatchError(StoreError::Unavailable("throttled".into()))),
+                QueueAction::RetryAfter { delay: d },
+            ),
+        ];
+        for (result, action) in cases {
+            assert_eq!(QueueAction::for_result(&result, d), action, "{result:?}");
+        }
+        assert_eq!(QueueAction::Ack.delay(), None);
+        assert_eq!(
+            QueueAction::Defer {
+                delay: d,
+                slow: false
+            }
+            .delay(),
+            Some(ERROR_RETRY_DELAY)
+        );
+    }
+
+    #[test]
+    fn settings_are_checked_against_their_bounds() {
+        assert_eq!(
+            delivery_timeout_from_secs(30).unwrap(),
+            DEFAULT_DELIVERY_TIMEOUT
+        );
+        assert!(delivery_timeout_from_secs(900).is_ok());
+        for bad in [0, 901, u64::MAX] {
+            let e = delivery_timeout_from_secs(bad).unwrap_err();
+            assert!(e.0.contains("1 to 900"), "{e}");
+        }
+        assert_eq!(auto_disable_after_from_hours(0).unwrap(), None);
+        assert_eq!(
+            auto_disable_after_from_hours(120).unwrap(),
+            Some(DEFAULT_AUTO_DISABLE_AFTER)
+        );
+        assert!(auto_disable_after_from_hours(8761).is_err());
+        assert!(auto_disable_after_from_hours(u64::MAX).is_err());
+    }
+
+    #[test]
+    fn only_a_first_receipt_of_a_message_without_attempts_skips_the_attempts_read() {
+        let mut task = DeliveryTask {
+            delivery_id: DeliveryId::generate(1),
+            webhook_id: WebhookId::generate(1),
+            event: EventType::AlertTriggered,
+            generation: 0,
+            attempts_made: 0,
+            body: "{}".into(),
+            created_at: Timestamp::from_unix(1),
+        };
+        assert!(is_first_receipt(&task, 1));
+        assert!(!is_first_receipt(&task, 2));
+        task.attempts_made = 2; // moved to another queue after two attempts
+        assert!(!is_first_receipt(&task, 1));
+    }
+}
