@@ -95,6 +95,8 @@ fn seed_for(fixture: &str) -> Option<Seed> {
         "apigw-v2-get-webhook"
         | "apigw-v2-list-webhooks"
         | "apigw-v2-update-webhook"
+        | "apigw-v2-update-webhook-filter"
+        | "apigw-v2-filter-test"
         | "apigw-v2-delete-webhook"
         | "apigw-v2-rotate-secret"
         | "apigw-v2-test-webhook"
@@ -419,6 +421,24 @@ async fn check(world: &ApiWorld, a: &Answer) {
             let stored = world.store.get(&id).await.unwrap().expect("still there");
             assert!(!stored.active);
             assert_eq!(stored.retry_config.max_retries, 5);
+        }
+        "apigw-v2-update-webhook-filter" => {
+            a.expect_status(200);
+            let b = a.json();
+            let want = json!({"data.dataSourceId": {"$in": ["pump-1", "pump-3"]},
+                "$or": [{"data.severity": "high"}, {"data.currentValue": {"$gte": 30}}]});
+            assert_eq!(b["filter"], want, "shown as written");
+            let stored = world.store.get(&id).await.unwrap().expect("still there");
+            assert_eq!(stored.filter.as_ref().map(|f| f.as_json()), Some(&want));
+        }
+        "apigw-v2-filter-test" => {
+            a.expect_status(200);
+            assert_eq!(
+                a.json(),
+                json!({"matches": true, "subscribed": true, "filterMatches": true})
+            );
+            let stored = world.store.get(&id).await.unwrap().expect("still there");
+            assert_eq!(stored.filter, None, "a proposed filter is not saved");
         }
         "apigw-v2-delete-webhook" => {
             a.expect_status(204);

@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/webhooks/{id}/test", post(deliveries::test))
         .route(
+            "/api/webhooks/{id}/filter-test",
+            post(webhooks::filter_test),
+        )
+        .route(
             "/api/webhooks/{id}/rotate-secret",
             post(webhooks::rotate_secret),
         )

@@ -176,6 +176,7 @@ fn world(delay: Duration, n: usize, body: &str) -> (Dispatcher, Vec<DeliveryTask
         secret: Secret::new(SECRET.into()),
         previous_secret: None,
         format: Format::Json,
+        filter: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,

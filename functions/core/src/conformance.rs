@@ -41,6 +41,7 @@ pub fn sample_webhook(owner: &OwnerId, bucket: &BucketId, t: i64) -> Webhook {
         secret: Secret::new("your_webhook_secret".into()),
         previous_secret: None,
         format: crate::format::Format::Json,
+        filter: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
@@ -67,6 +68,7 @@ pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionSto
     let mut w = sample_webhook(&owner, &fresh_bucket(), 1_700_000_000);
     w.failing_since = Some(Timestamp::from_unix(1_699_999_000));
     w.disabled_reason = Some("receiver answered HTTP 410 Gone".into());
+    w.filter = Some(sample_filter());
     store.create(&w).await.expect("create");
     assert_eq!(
         store.get(&w.id).await.expect("get").as_ref(),
@@ -304,6 +306,7 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         })),
         format: Some(crate::format::Format::Discord),
         disabled_reason: Some(Some("deliveries failed for 5 days".into())),
+        filter: Some(Some(sample_filter())),
     };
     let mut want = w.clone();
     patch.apply(&mut want, later);
@@ -332,6 +335,35 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         .expect("update description");
     assert_eq!(got.description.as_deref(), Some("back"));
     assert_eq!(got.url, "https://example.com/new");
+    assert_eq!(
+        got.filter,
+        Some(sample_filter()),
+        "filter kept by other patches"
+    );
+
+    let patch = WebhookPatch {
+        filter: Some(None),
+        ..Default::default()
+    };
+    let got = store
+        .update(&owner, &w.id, &patch, later)
+        .await
+        .expect("remove filter");
+    assert_eq!(got.filter, None);
+    assert_eq!(
+        store.get(&w.id).await.expect("get").expect("exists").filter,
+        None
+    );
+}
+
+/// A filter using nesting, several operators, unicode and numbers of both kinds.
+pub fn sample_filter() -> crate::filter::Filter {
+    crate::filter::Filter::parse(serde_json::json!({
+        "data.dataSourceId": {"$in": ["pump-1", "pompe-2 °C"]},
+        "$or": [{"data.currentValue": {"$gte": 30.5}}, {"data.severity": "high"}],
+        "$not": {"data.test": true}
+    }))
+    .expect("a valid filter")
 }
 
 pub async fn delete_is_owner_scoped(store: &dyn SubscriptionStore) {

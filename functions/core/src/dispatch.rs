@@ -386,6 +386,7 @@ mod tests {
             secret: Secret::new("your_webhook_secret".into()),
             previous_secret: None,
             format: crate::format::Format::Json,
+            filter: None,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,

@@ -12,6 +12,7 @@
 //! - [`event`]: the event names a webhook can subscribe to.
 //! - [`time`]: [`Timestamp`] (RFC 3339, UTC, `Z`, whole seconds) and the [`Clock`](ports::Clock) port's impls.
 //! - [`webhook`]: the stored [`Webhook`](webhook::Webhook), its retry policy, stats and secret.
+//! - [`filter`]: payload filters: a webhook's `filter`, parsed once, matched at publish time.
 //! - [`validate`]: request bodies as users send them, and their validation into domain values.
 //! - [`ports`]: `SubscriptionStore`, `Clock` and their error types.
 //! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
@@ -27,6 +28,7 @@
 pub mod delivery;
 pub mod dispatch;
 pub mod event;
+pub mod filter;
 pub mod flow;
 pub mod format;
 pub mod ids;

@@ -156,8 +156,8 @@ impl DeliveryService {
         self.clock.now()
     }
 
-    /// Fans each event out to every active webhook of its bucket subscribed to it: one delivery
-    /// (own `deliveryId`, body rendered once) per pair, all enqueued together. Every message is
+    /// Fans each event out to every active webhook of its bucket subscribed to it whose filter
+    /// (if any) it matches: one delivery (own `deliveryId`, body rendered once) per pair, all enqueued together. Every message is
     /// checked against the queue's limit before anything is enqueued.
     pub async fn publish(
         &self,
@@ -196,6 +196,11 @@ impl DeliveryService {
                     &delivery_id,
                     ev.data.clone(),
                 );
+                // The filter runs here, before anything is queued: an unwanted event costs no
+                // queue message and never shows in the webhook's stats.
+                if !webhook.wants(&env) {
+                    continue;
+                }
                 let body = jsjson::to_string(&crate::format::render(webhook.format, &env));
                 let task = DeliveryTask {
                     delivery_id,

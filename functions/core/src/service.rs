@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use crate::filter::Filter;
 use crate::ports::{Clock, ListQuery, Page, StoreError, SubscriptionStore};
 use crate::validate::{CreateWebhook, UpdateWebhook, UrlPolicy, ValidationError};
 use crate::webhook::{DeliveryStats, PreviousSecret, Secret, Webhook, WebhookPatch};
@@ -52,6 +55,43 @@ impl From<StoreError> for ServiceError {
             other => ServiceError::Store(other),
         }
     }
+}
+
+/// `POST /api/webhooks/{id}/filter-test` body.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterTest {
+    /// A sample event, as a producer would publish it (the bucket is the webhook's).
+    pub event: SampleEvent,
+    /// A filter to try instead of the stored one (not saved).
+    #[schema(value_type = Option<crate::filter::FilterSchema>)]
+    pub filter: Option<serde_json::Value>,
+}
+
+/// An event as `POST /api/events` takes it, without `bucketId`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SampleEvent {
+    /// `alert.triggered`, `data.received` or `bucket.updated`.
+    #[schema(example = "data.received")]
+    pub event: String,
+    /// The event's data (an object).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// RFC 3339; defaults to now.
+    pub timestamp: Option<String>,
+}
+
+/// `POST /api/webhooks/{id}/filter-test` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterTestResult {
+    /// Whether the event would be delivered: `subscribed` and `filterMatches`.
+    pub matches: bool,
+    /// Whether the webhook subscribes to the event's type.
+    pub subscribed: bool,
+    /// Whether the event passes the filter (true without one).
+    pub filter_matches: bool,
 }
 
 #[derive(Clone)]
@@ -137,6 +177,7 @@ impl WebhookService {
             secret: new.secret.unwrap_or_else(Secret::generate),
             previous_secret: None,
             format: new.format,
+            filter: new.filter,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,
@@ -256,6 +297,45 @@ impl WebhookService {
             ..Default::default()
         };
         Ok(self.store.update(&caller.owner, id, &patch, now).await?)
+    }
+
+    /// Whether `body.event` would be delivered to the webhook: its type is subscribed and it
+    /// passes the filter — the stored one, or `body.filter` when given (to try a filter before
+    /// saving it). Nothing is stored or queued.
+    pub async fn filter_test(
+        &self,
+        caller: &Caller,
+        id: &WebhookId,
+        body: FilterTest,
+    ) -> Result<FilterTestResult, ServiceError> {
+        let webhook = self.get(caller, id).await?;
+        let filter = match body.filter {
+            Some(f) => Some(Filter::parse(f)?),
+            None => webhook.filter.clone(),
+        };
+        let now = self.clock.now();
+        let sample = crate::publish::PublishEvent {
+            bucket_id: webhook.bucket_id.to_string(),
+            event: body.event.event,
+            data: body.event.data,
+            timestamp: body.event.timestamp,
+        }
+        .validate(now)?;
+        let env = crate::delivery::envelope(
+            sample.event,
+            sample.timestamp,
+            &webhook.id,
+            &webhook.bucket_id,
+            &crate::DeliveryId::generate(now.unix()),
+            sample.data,
+        );
+        let filter_matches = filter.as_ref().is_none_or(|f| f.matches(&env));
+        let subscribed = webhook.subscribes_to(sample.event);
+        Ok(FilterTestResult {
+            matches: subscribed && filter_matches,
+            subscribed,
+            filter_matches,
+        })
     }
 
     pub async fn delete(&self, caller: &Caller, id: &WebhookId) -> Result<(), ServiceError> {

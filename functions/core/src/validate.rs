@@ -8,6 +8,7 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer};
 use url::{Host, Url};
 
+use crate::filter::Filter;
 use crate::format::Format;
 use crate::webhook::{RetryConfig, Secret, WebhookPatch};
 use crate::{BucketId, EventType};
@@ -78,6 +79,10 @@ pub struct CreateWebhook {
     /// the url can be a Slack or Discord incoming webhook).
     #[schema(value_type = Option<Format>, example = "json")]
     pub format: Option<String>,
+    /// Only events whose envelope matches this filter are delivered (see `Filter`); omitted or
+    /// `null`: every event of the subscribed types.
+    #[schema(value_type = Option<crate::filter::FilterSchema>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 /// `retryConfig` as sent; omitted fields take the defaults (create) or stay as they are (update).
@@ -109,6 +114,10 @@ pub struct UpdateWebhook {
     /// `json`, `slack` or `discord`.
     #[schema(value_type = Option<Format>)]
     pub format: Option<String>,
+    /// A new filter (replaces the old one); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::filter::FilterSchema>)]
+    pub filter: Option<Option<serde_json::Value>>,
 }
 
 /// Distinguishes an absent field (`None`, via `default`) from an explicit `null` (`Some(None)`).
@@ -129,6 +138,7 @@ pub struct NewWebhook {
     pub active: bool,
     pub retry_config: RetryConfig,
     pub format: Format,
+    pub filter: Option<Filter>,
 }
 
 fn validate_format(f: &str) -> Result<Format, ValidationError> {
@@ -162,6 +172,7 @@ impl CreateWebhook {
                 .map(validate_format)
                 .transpose()?
                 .unwrap_or_default(),
+            filter: self.filter.map(Filter::parse).transpose()?,
         })
     }
 }
@@ -184,6 +195,10 @@ impl UpdateWebhook {
             secret: self.secret.map(validate_secret).transpose()?,
             previous_secret: None,
             format: self.format.as_deref().map(validate_format).transpose()?,
+            filter: self
+                .filter
+                .map(|f| f.map(Filter::parse).transpose())
+                .transpose()?,
             // Re-enabling clears why the service disabled it.
             disabled_reason: (self.active == Some(true)).then_some(None),
         })

@@ -6,6 +6,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::filter::Filter;
 use crate::format::Format;
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
@@ -160,6 +161,8 @@ pub struct Webhook {
     pub previous_secret: Option<PreviousSecret>,
     /// What the request body looks like (`json`, `slack`, `discord`).
     pub format: Format,
+    /// Which events of its types it wants ([`crate::filter`]); `None`: all of them.
+    pub filter: Option<Filter>,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -175,6 +178,11 @@ pub struct Webhook {
 impl Webhook {
     pub fn subscribes_to(&self, event: EventType) -> bool {
         self.events.contains(&event)
+    }
+
+    /// Whether an event, as its envelope, passes the webhook's filter (always, without one).
+    pub fn wants(&self, envelope: &serde_json::Value) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(envelope))
     }
 
     /// The secrets deliveries are signed with at `now`: the current one, then the previous one
@@ -203,6 +211,8 @@ pub struct WebhookPatch {
     /// `Some(None)` forgets a rotated-out secret.
     pub previous_secret: Option<Option<PreviousSecret>>,
     pub format: Option<Format>,
+    /// `Some(None)` removes the filter.
+    pub filter: Option<Option<Filter>>,
     /// `Some(None)` clears the reason (re-enabling does this).
     pub disabled_reason: Option<Option<String>>,
 }
@@ -240,6 +250,9 @@ impl WebhookPatch {
         }
         if let Some(f) = self.format {
             w.format = f;
+        }
+        if let Some(f) = &self.filter {
+            w.filter.clone_from(f);
         }
         if let Some(r) = &self.disabled_reason {
             w.disabled_reason.clone_from(r);

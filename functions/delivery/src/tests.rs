@@ -190,6 +190,7 @@ fn webhook(id: WebhookId, url: &str) -> Webhook {
         secret: Secret::new("your_webhook_secret".into()),
         previous_secret: None,
         format: Default::default(),
+        filter: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,

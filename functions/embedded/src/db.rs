@@ -170,6 +170,9 @@ const MIGRATIONS: &[&str] = &[
         ON delivery_attempts (webhook_id, at DESC, delivery_id DESC, generation DESC, attempt DESC);
     DROP INDEX queue_messages_by_delivery;
     DROP INDEX finished_deliveries_by_age;",
+    // 5: payload filters (`webhooks_core::filter`): the filter as the user wrote it (JSON text),
+    // NULL for none. Parsed when the row is read; evaluated at publish time.
+    "ALTER TABLE webhooks ADD COLUMN filter TEXT;",
 ];
 
 /// Why the database could not be opened or used.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Params, Row, params, params_from_iter};
+use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
 use webhooks_core::webhook::{
@@ -38,7 +39,7 @@ const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active
      max_retries, backoff_multiplier, initial_delay_seconds, secret, \
      total_deliveries, successful_deliveries, failed_deliveries, \
      last_delivery_at, last_delivery_status, created_at, updated_at, \
-     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason";
+     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason, filter";
 
 /// How long [`SubscriptionStore::get_for_delivery`] may answer from its cache.
 pub const DELIVERY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -167,6 +168,12 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
         }
     };
     let failing_since: Option<i64> = read!("failing_since");
+    let filter: Option<String> = read!("filter");
+    let filter = filter
+        .as_deref()
+        .map(Filter::from_json)
+        .transpose()
+        .map_err(|e| corrupt(id, "filter", e))?;
 
     Ok(Webhook {
         id: WebhookId::parse(id).map_err(|e| corrupt(id, "id", e))?,
@@ -184,6 +191,7 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
         secret: Secret::new(secret),
         previous_secret,
         format,
+        filter,
         failing_since: failing_since.map(Timestamp::from_unix),
         disabled_reason: read!("disabled_reason"),
         stats: DeliveryStats {
@@ -238,9 +246,9 @@ impl SubscriptionStore for SqliteStore {
                             total_deliveries, successful_deliveries, failed_deliveries,
                             last_delivery_at, last_delivery_status, created_at, updated_at,
                             format, previous_secret, previous_secret_expires_at, failing_since,
-                            disabled_reason
+                            disabled_reason, filter
                          ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .map_err(sql)?
@@ -272,6 +280,7 @@ impl SubscriptionStore for SqliteStore {
                         w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
                         w.failing_since.map(Timestamp::unix),
                         w.disabled_reason,
+                        w.filter.as_ref().map(Filter::to_json),
                     ])
                     .map_err(sql)?;
                 if inserted == 0 {
@@ -406,7 +415,7 @@ impl SubscriptionStore for SqliteStore {
                     "UPDATE webhooks SET url = ?2, events = ?3, description = ?4, active = ?5,
                          max_retries = ?6, backoff_multiplier = ?7, initial_delay_seconds = ?8,
                          secret = ?9, updated_at = ?10, format = ?11, previous_secret = ?12,
-                         previous_secret_expires_at = ?13, disabled_reason = ?14
+                         previous_secret_expires_at = ?13, disabled_reason = ?14, filter = ?15
                      WHERE id = ?1",
                 )
                 .map_err(sql)?
@@ -425,6 +434,7 @@ impl SubscriptionStore for SqliteStore {
                     w.previous_secret.as_ref().map(|p| p.secret.expose()),
                     w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
                     w.disabled_reason,
+                    w.filter.as_ref().map(Filter::to_json),
                 ])
                 .map_err(sql)?;
                 tx.commit().map_err(sql)?;

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::format::Format;
+use webhooks_core::service::{FilterTest, FilterTestResult};
 use webhooks_core::validate::{CreateWebhook, UpdateWebhook};
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook};
 use webhooks_core::{BucketId, EventType, Timestamp, WebhookId};
@@ -28,6 +29,9 @@ pub struct WebhookResponse {
     pub retry_config: RetryConfig,
     /// `json` (the guide's envelope), `slack` or `discord`.
     pub format: Format,
+    /// Only events matching it are delivered; `null`: every event of the subscribed types.
+    #[schema(value_type = Option<webhooks_core::filter::FilterSchema>)]
+    pub filter: Option<serde_json::Value>,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -61,6 +65,7 @@ impl WebhookResponse {
             active: w.active,
             retry_config: w.retry_config,
             format: w.format,
+            filter: w.filter.map(|f| f.as_json().clone()),
             previous_secret_expires_at: w.previous_secret.as_ref().map(|p| p.expires_at),
             failing_since: w.failing_since,
             disabled_reason: w.disabled_reason,
@@ -108,7 +113,7 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
-        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`)", body = ErrorBody),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),
@@ -204,7 +209,7 @@ pub async fn get(
 }
 
 /// Change a webhook: any of url, events, description (`null` clears), active, retryConfig
-/// (fields given replace, others stay), secret.
+/// (fields given replace, others stay), secret, format, filter (`null` removes it).
 #[utoipa::path(
     patch, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id (ObjectId)")),
@@ -294,4 +299,31 @@ pub async fn delete(
     state.webhooks.delete(&auth.caller, &id).await?;
     tracing::info!(webhook = %id, "webhook deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Would this event be delivered? Checks a sample event against the webhook's event types and
+/// its filter (or the `filter` given in the body, to try one before saving it). Nothing is
+/// stored or sent.
+#[utoipa::path(
+    post, path = "/api/webhooks/{id}/filter-test", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id (ObjectId)")),
+    request_body = FilterTest,
+    responses(
+        (status = 200, body = FilterTestResult),
+        (status = 400, description = "`invalid_id`, `invalid_body`, `invalid_event`, `invalid_data`, `invalid_timestamp`, `invalid_filter`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn filter_test(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FilterTest>,
+) -> Result<Json<FilterTestResult>, ApiError> {
+    let id = webhook_id(&id)?;
+    Ok(Json(
+        state.webhooks.filter_test(&auth.caller, &id, body).await?,
+    ))
 }

@@ -117,6 +117,17 @@ pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
             e.value("format", s(format.as_str()))
         ));
     }
+    match &patch.filter {
+        None => {}
+        Some(Some(f)) => {
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::FILTER),
+                e.value("filter", s(f.to_json()))
+            ));
+        }
+        Some(None) => remove.push(e.name(attr::FILTER)),
+    }
     match &patch.previous_secret {
         None => {}
         Some(Some(p)) => {

@@ -19,8 +19,10 @@
 //! | `lastDeliveryAt` | S | RFC 3339, absent until the first outcome |
 //! | `lastDeliveryStatus` | S | `success` or `failed`, absent until the first outcome |
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
+//! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
 
 use serde::{Deserialize, Serialize};
+use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
 use webhooks_core::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook,
@@ -52,6 +54,7 @@ pub(crate) mod attr {
     pub const PREVIOUS_SECRET_EXPIRES_AT: &str = "previousSecretExpiresAt";
     pub const FAILING_SINCE: &str = "failingSince";
     pub const DISABLED_REASON: &str = "disabledReason";
+    pub const FILTER: &str = "filter";
 }
 
 /// One webhook as a DynamoDB item (see the module docs for the attributes).
@@ -94,6 +97,9 @@ pub struct WebhookItem {
     pub failing_since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// JSON text of the payload filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// The `retryConfig` map of a [`WebhookItem`].
@@ -154,6 +160,7 @@ impl From<&Webhook> for WebhookItem {
                 .map(|p| p.expires_at.to_rfc3339()),
             failing_since: w.failing_since.map(Timestamp::to_rfc3339),
             disabled_reason: w.disabled_reason.clone(),
+            filter: w.filter.as_ref().map(Filter::to_json),
         }
     }
 }
@@ -206,8 +213,15 @@ impl TryFrom<WebhookItem> for Webhook {
                 ));
             }
         };
+        let filter = i
+            .filter
+            .as_deref()
+            .map(Filter::from_json)
+            .transpose()
+            .map_err(|e| ItemError::new(attr::FILTER, e))?;
         Ok(Webhook {
             format,
+            filter,
             previous_secret,
             failing_since: i
                 .failing_since
