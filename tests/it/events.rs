@@ -96,6 +96,7 @@ fn seed_for(fixture: &str) -> Option<Seed> {
         | "apigw-v2-list-webhooks"
         | "apigw-v2-update-webhook"
         | "apigw-v2-update-webhook-filter"
+        | "apigw-v2-update-webhook-headers"
         | "apigw-v2-filter-test"
         | "apigw-v2-delete-webhook"
         | "apigw-v2-rotate-secret"
@@ -430,6 +431,27 @@ async fn check(world: &ApiWorld, a: &Answer) {
             assert_eq!(b["filter"], want, "shown as written");
             let stored = world.store.get(&id).await.unwrap().expect("still there");
             assert_eq!(stored.filter.as_ref().map(|f| f.as_json()), Some(&want));
+        }
+        "apigw-v2-update-webhook-headers" => {
+            a.expect_status(200);
+            assert_eq!(
+                a.json()["headers"],
+                json!([{"name": "X-Api-Key", "hint": "…cdef"}, {"name": "Authorization", "hint": "…oken"}])
+            );
+            assert!(
+                !a.body.contains("sk_live") && !a.body.contains("gateway-token"),
+                "values are write-only: {}",
+                a.body
+            );
+            let stored = world.store.get(&id).await.unwrap().expect("still there");
+            let pairs: Vec<_> = stored.headers.expose().collect();
+            assert_eq!(
+                pairs,
+                [
+                    ("X-Api-Key", "sk_live_0123456789abcdef"),
+                    ("Authorization", "Bearer gateway-token")
+                ]
+            );
         }
         "apigw-v2-filter-test" => {
             a.expect_status(200);

@@ -177,6 +177,7 @@ fn world(delay: Duration, n: usize, body: &str) -> (Dispatcher, Vec<DeliveryTask
         previous_secret: None,
         format: Format::Json,
         filter: None,
+        headers: Default::default(),
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,

@@ -42,6 +42,7 @@ pub fn sample_webhook(owner: &OwnerId, bucket: &BucketId, t: i64) -> Webhook {
         previous_secret: None,
         format: crate::format::Format::Json,
         filter: None,
+        headers: Default::default(),
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
@@ -69,6 +70,7 @@ pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionSto
     w.failing_since = Some(Timestamp::from_unix(1_699_999_000));
     w.disabled_reason = Some("receiver answered HTTP 410 Gone".into());
     w.filter = Some(sample_filter());
+    w.headers = sample_headers();
     store.create(&w).await.expect("create");
     assert_eq!(
         store.get(&w.id).await.expect("get").as_ref(),
@@ -307,6 +309,7 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         format: Some(crate::format::Format::Discord),
         disabled_reason: Some(Some("deliveries failed for 5 days".into())),
         filter: Some(Some(sample_filter())),
+        headers: Some(sample_headers()),
     };
     let mut want = w.clone();
     patch.apply(&mut want, later);
@@ -341,8 +344,15 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         "filter kept by other patches"
     );
 
+    assert_eq!(
+        got.headers,
+        sample_headers(),
+        "headers kept by other patches"
+    );
+
     let patch = WebhookPatch {
         filter: Some(None),
+        headers: Some(crate::headers::CustomHeaders::default()),
         ..Default::default()
     };
     let got = store
@@ -350,10 +360,21 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         .await
         .expect("remove filter");
     assert_eq!(got.filter, None);
-    assert_eq!(
-        store.get(&w.id).await.expect("get").expect("exists").filter,
-        None
-    );
+    assert!(got.headers.is_empty());
+    let stored = store.get(&w.id).await.expect("get").expect("exists");
+    assert_eq!((stored.filter, stored.headers.is_empty()), (None, true));
+}
+
+/// Two custom headers, names in mixed case.
+pub fn sample_headers() -> crate::headers::CustomHeaders {
+    crate::headers::CustomHeaders::parse([
+        (
+            "X-Api-Key".to_owned(),
+            "sk_live_0123456789abcdef".to_owned(),
+        ),
+        ("authorization".to_owned(), "Bearer a.b.c".to_owned()),
+    ])
+    .expect("valid headers")
 }
 
 /// A filter using nesting, several operators, unicode and numbers of both kinds.

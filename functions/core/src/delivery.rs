@@ -6,13 +6,14 @@
 //! attempt. The queue message carries the body but never the secret: the worker reads url,
 //! secret, retry policy and `active` from the store at send time, so edits apply to retries.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::signing;
-use crate::webhook::{RetryConfig, Secret};
+use crate::webhook::{RetryConfig, Secret, Webhook};
 use crate::{BucketId, DeliveryId, EventType, Timestamp, WebhookId};
 
 /// Largest queue message (SQS's limit). A publish whose message would be larger is refused
@@ -142,6 +143,26 @@ pub fn request_headers(
         .collect();
     headers.push(("webhook-signature", standard.join(" ")));
     headers
+}
+
+/// Every header of one attempt to `webhook`: [`request_headers`] (signed with its current
+/// secrets) and its custom headers, read from the store at send time like the secret — never
+/// from the queue message.
+pub fn webhook_request_headers(
+    task: &DeliveryTask,
+    webhook: &Webhook,
+    attempt: u32,
+    now: Timestamp,
+) -> Vec<(Cow<'static, str>, String)> {
+    let custom = webhook
+        .headers
+        .expose()
+        .map(|(n, v)| (Cow::Owned(n.to_owned()), v.to_owned()));
+    request_headers(task, &webhook.signing_secrets(now), attempt, now)
+        .into_iter()
+        .map(|(n, v)| (Cow::Borrowed(n), v))
+        .chain(custom)
+        .collect()
 }
 
 impl RetryConfig {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::delivery::{
-    AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after, request_headers,
+    AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after,
+    webhook_request_headers,
 };
 use crate::flow::is_first_receipt;
 use crate::ports::{
@@ -149,7 +150,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let request = OutgoingRequest {
             url: webhook.url.clone(),
-            headers: request_headers(task, &webhook.signing_secrets(now), attempt, now),
+            headers: webhook_request_headers(task, &webhook, attempt, now),
             body: task.body.clone(),
         };
         let started = Instant::now();
@@ -387,6 +388,7 @@ mod tests {
             previous_secret: None,
             format: crate::format::Format::Json,
             filter: None,
+            headers: Default::default(),
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,

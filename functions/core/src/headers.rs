@@ -63,9 +63,9 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// One header as stored: the name as the user wrote it, and its value.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomHeader {
-    pub name: String,
-    pub value: String,
+struct CustomHeader {
+    name: String,
+    value: String,
 }
 
 /// A webhook's custom headers, in the order given. `Debug` shows names only.
@@ -142,7 +142,9 @@ impl CustomHeaders {
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name))
+        self.0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -175,6 +177,96 @@ impl CustomHeaders {
                 }
             })
             .collect()
+    }
+}
+
+/// A `headers` object of a create request: `{"X-Api-Key": "…"}`, every value a string.
+pub fn from_request(
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<CustomHeaders, ValidationError> {
+    let mut out = CustomHeaders::default();
+    for (name, value) in map {
+        match value {
+            serde_json::Value::String(v) => out.set(name, v)?,
+            _ => return Err(not_a_string(&name)),
+        }
+    }
+    Ok(out)
+}
+
+fn not_a_string(name: &str) -> ValidationError {
+    let shown: String = name.chars().take(MAX_HEADER_NAME_CHARS).collect();
+    ValidationError::new(
+        CODE,
+        format!("header {shown:?}: the value must be a string"),
+    )
+}
+
+/// What a PATCH asks of the headers: `null` removes them all; an object sets the headers it
+/// names (any case) and removes those whose value is `null`, keeping the others — values are
+/// write-only, so a client cannot send back the ones it does not change.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HeadersChange {
+    Clear,
+    Edit(Vec<(String, Option<String>)>),
+}
+
+impl fmt::Debug for HeadersChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeadersChange::Clear => f.write_str("Clear"),
+            HeadersChange::Edit(v) => f
+                .debug_list()
+                .entries(v.iter().map(|(n, v)| {
+                    format!("{n}: {}", if v.is_some() { "<set>" } else { "<remove>" })
+                }))
+                .finish(),
+        }
+    }
+}
+
+impl HeadersChange {
+    /// Checks a PATCH's `headers` (absent is `None`, `null` is `Some(None)`): names and values
+    /// are validated here, before anything is read or written.
+    pub fn parse(
+        raw: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<HeadersChange, ValidationError> {
+        let Some(map) = raw else {
+            return Ok(HeadersChange::Clear);
+        };
+        let mut edits = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            match value {
+                serde_json::Value::Null => {
+                    check_name(&name)?;
+                    edits.push((name, None));
+                }
+                serde_json::Value::String(v) => {
+                    check_name(&name)?;
+                    check_value(&name, &v)?;
+                    edits.push((name, Some(v)));
+                }
+                _ => return Err(not_a_string(&name)),
+            }
+        }
+        Ok(HeadersChange::Edit(edits))
+    }
+
+    /// The headers after the change (at most [`MAX_CUSTOM_HEADERS`]).
+    pub fn apply(self, current: &CustomHeaders) -> Result<CustomHeaders, ValidationError> {
+        match self {
+            HeadersChange::Clear => Ok(CustomHeaders::default()),
+            HeadersChange::Edit(edits) => {
+                let mut out = current.clone();
+                for (name, value) in edits {
+                    match value {
+                        Some(v) => out.set(name, v)?,
+                        None => out.remove(&name),
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -321,6 +413,45 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_sets_removes_or_clears_and_keeps_the_rest() {
+        let current = CustomHeaders::parse([
+            ("X-Api-Key".to_owned(), "old-key".to_owned()),
+            ("X-Tenant".to_owned(), "acme".to_owned()),
+        ])
+        .unwrap();
+        let edit = serde_json::json!({"x-api-key": "new-key", "X-Tenant": null, "X-Extra": "1"});
+        let change = HeadersChange::parse(edit.as_object().cloned()).unwrap();
+        assert!(!format!("{change:?}").contains("new-key"));
+        let got = change.apply(&current).unwrap();
+        let pairs: Vec<_> = got.expose().collect();
+        assert_eq!(pairs, vec![("x-api-key", "new-key"), ("X-Extra", "1")]);
+        assert!(
+            HeadersChange::parse(None)
+                .unwrap()
+                .apply(&current)
+                .unwrap()
+                .is_empty()
+        );
+        for bad in [
+            serde_json::json!({"Host": null}),
+            serde_json::json!({"X-A": 1}),
+            serde_json::json!({"X-A": "bad\nvalue"}),
+        ] {
+            let e = HeadersChange::parse(bad.as_object().cloned()).unwrap_err();
+            assert_eq!(e.code, "invalid_headers");
+        }
+        let eleven: serde_json::Map<_, _> = (0..11)
+            .map(|i| (format!("X-H{i}"), serde_json::json!("v")))
+            .collect();
+        assert!(from_request(eleven.clone()).is_err());
+        let e = HeadersChange::parse(Some(eleven))
+            .unwrap()
+            .apply(&current)
+            .unwrap_err();
+        assert!(e.message.contains("at most 10"));
+    }
+
+    #[test]
     fn at_most_ten_headers() {
         let ten = (0..10).map(|i| (format!("X-H{i}"), "v".to_owned()));
         let mut h = CustomHeaders::parse(ten).unwrap();
@@ -333,12 +464,18 @@ mod tests {
     #[test]
     fn values_never_show_in_debug_or_hints() {
         let h = CustomHeaders::parse([
-            ("X-Api-Key".to_owned(), "sk_live_0123456789abcdef".to_owned()),
+            (
+                "X-Api-Key".to_owned(),
+                "sk_live_0123456789abcdef".to_owned(),
+            ),
             ("X-Short".to_owned(), "tiny-value".to_owned()),
         ])
         .unwrap();
         let debug = format!("{h:?}");
-        assert!(!debug.contains("sk_live") && !debug.contains("tiny"), "{debug}");
+        assert!(
+            !debug.contains("sk_live") && !debug.contains("tiny"),
+            "{debug}"
+        );
         let hints = h.hints();
         assert_eq!(hints[0].hint, "…cdef");
         assert_eq!(hints[1].hint, "…");

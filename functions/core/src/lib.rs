@@ -13,6 +13,7 @@
 //! - [`time`]: [`Timestamp`] (RFC 3339, UTC, `Z`, whole seconds) and the [`Clock`](ports::Clock) port's impls.
 //! - [`webhook`]: the stored [`Webhook`](webhook::Webhook), its retry policy, stats and secret.
 //! - [`filter`]: payload filters: a webhook's `filter`, parsed once, matched at publish time.
+//! - [`headers`]: a webhook's custom headers (write-only values, sent with every attempt).
 //! - [`validate`]: request bodies as users send them, and their validation into domain values.
 //! - [`ports`]: `SubscriptionStore`, `Clock` and their error types.
 //! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
@@ -31,6 +32,7 @@ pub mod event;
 pub mod filter;
 pub mod flow;
 pub mod format;
+pub mod headers;
 pub mod ids;
 pub mod jsjson;
 pub mod ports;

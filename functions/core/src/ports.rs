@@ -211,12 +211,27 @@ pub trait DeliveryLog: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// One HTTP request to a receiver.
-#[derive(Debug, Clone)]
+/// One HTTP request to a receiver. `Debug` shows header names only: a webhook's custom headers
+/// carry credentials.
+#[derive(Clone)]
 pub struct OutgoingRequest {
     pub url: String,
-    pub headers: Vec<(&'static str, String)>,
+    /// The service's headers (static names) and the webhook's custom ones.
+    pub headers: Vec<(std::borrow::Cow<'static, str>, String)>,
     pub body: String,
+}
+
+impl std::fmt::Debug for OutgoingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingRequest")
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// What a receiver answered (any status: success or not is the dispatcher's call).

@@ -178,6 +178,7 @@ impl WebhookService {
             previous_secret: None,
             format: new.format,
             filter: new.filter,
+            headers: new.headers,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,
@@ -247,9 +248,16 @@ impl WebhookService {
         &self,
         caller: &Caller,
         id: &WebhookId,
-        body: UpdateWebhook,
+        mut body: UpdateWebhook,
     ) -> Result<Webhook, ServiceError> {
-        let patch = body.validate(self.policy)?;
+        let headers = body.headers_change()?;
+        let mut patch = body.validate(self.policy)?;
+        if let Some(change) = headers {
+            // Values are write-only, so a change names only what it sets or removes; the rest
+            // comes from the stored webhook. Two concurrent header edits: the last one wins.
+            let current = self.get(caller, id).await?;
+            patch.headers = Some(change.apply(&current.headers)?);
+        }
         Ok(self
             .store
             .update(&caller.owner, id, &patch, self.clock.now())

@@ -10,6 +10,7 @@ use url::{Host, Url};
 
 use crate::filter::Filter;
 use crate::format::Format;
+use crate::headers::{CustomHeaders, HeadersChange};
 use crate::webhook::{RetryConfig, Secret, WebhookPatch};
 use crate::{BucketId, EventType};
 
@@ -83,6 +84,12 @@ pub struct CreateWebhook {
     /// `null`: every event of the subscribed types.
     #[schema(value_type = Option<crate::filter::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
+    /// Static headers sent with every attempt and test send, `{"X-Api-Key": "…"}`: at most 10;
+    /// RFC 9110 token names, not `Host`, `Content-Length`, `Content-Type`, `User-Agent`,
+    /// `X-Webhook-*`, `webhook-*` or hop-by-hop headers; printable ASCII values of at most
+    /// 1 KiB. Write-only: responses show names and hints.
+    #[schema(value_type = Option<HashMap<String, String>>, example = json!({"X-Api-Key": "sk_live_0123456789abcdef"}))]
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `retryConfig` as sent; omitted fields take the defaults (create) or stay as they are (update).
@@ -118,6 +125,11 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<crate::filter::FilterSchema>)]
     pub filter: Option<Option<serde_json::Value>>,
+    /// Header changes: a string sets that header, `null` removes it, headers not named stay;
+    /// `"headers": null` removes them all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<HashMap<String, Option<String>>>)]
+    pub headers: Option<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// Distinguishes an absent field (`None`, via `default`) from an explicit `null` (`Some(None)`).
@@ -139,6 +151,7 @@ pub struct NewWebhook {
     pub retry_config: RetryConfig,
     pub format: Format,
     pub filter: Option<Filter>,
+    pub headers: CustomHeaders,
 }
 
 fn validate_format(f: &str) -> Result<Format, ValidationError> {
@@ -173,11 +186,21 @@ impl CreateWebhook {
                 .transpose()?
                 .unwrap_or_default(),
             filter: self.filter.map(Filter::parse).transpose()?,
+            headers: self
+                .headers
+                .map(crate::headers::from_request)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
 
 impl UpdateWebhook {
+    /// Takes the `headers` change out of the body, checked (`None`: headers not mentioned).
+    pub fn headers_change(&mut self) -> Result<Option<HeadersChange>, ValidationError> {
+        self.headers.take().map(HeadersChange::parse).transpose()
+    }
+
     pub fn validate(self, policy: UrlPolicy) -> Result<WebhookPatch, ValidationError> {
         let retry = self.retry_config.unwrap_or_default();
         let (max_retries, backoff_multiplier, initial_delay_seconds) = retry.checked()?;
@@ -199,6 +222,9 @@ impl UpdateWebhook {
                 .filter
                 .map(|f| f.map(Filter::parse).transpose())
                 .transpose()?,
+            // Set by the service, which merges [`UpdateWebhook::headers_change`] into the
+            // current headers.
+            headers: None,
             // Re-enabling clears why the service disabled it.
             disabled_reason: (self.active == Some(true)).then_some(None),
         })

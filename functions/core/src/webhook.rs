@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::filter::Filter;
 use crate::format::Format;
+use crate::headers::CustomHeaders;
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 /// A webhook's signing secret. `Debug` and `Display` never show it; it is serialized only by the
@@ -163,6 +164,8 @@ pub struct Webhook {
     pub format: Format,
     /// Which events of its types it wants ([`crate::filter`]); `None`: all of them.
     pub filter: Option<Filter>,
+    /// Static headers sent with every attempt; values are write-only, like the secret.
+    pub headers: CustomHeaders,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -213,6 +216,9 @@ pub struct WebhookPatch {
     pub format: Option<Format>,
     /// `Some(None)` removes the filter.
     pub filter: Option<Option<Filter>>,
+    /// The complete new set of custom headers (the service merges a request's changes into
+    /// the current set).
+    pub headers: Option<CustomHeaders>,
     /// `Some(None)` clears the reason (re-enabling does this).
     pub disabled_reason: Option<Option<String>>,
 }
@@ -253,6 +259,9 @@ impl WebhookPatch {
         }
         if let Some(f) = &self.filter {
             w.filter.clone_from(f);
+        }
+        if let Some(h) = &self.headers {
+            w.headers.clone_from(h);
         }
         if let Some(r) = &self.disabled_reason {
             w.disabled_reason.clone_from(r);

@@ -191,6 +191,7 @@ fn webhook(id: WebhookId, url: &str) -> Webhook {
         previous_secret: None,
         format: Default::default(),
         filter: None,
+        headers: Default::default(),
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,

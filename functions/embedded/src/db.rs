@@ -173,6 +173,9 @@ const MIGRATIONS: &[&str] = &[
     // 5: payload filters (`webhooks_core::filter`): the filter as the user wrote it (JSON text),
     // NULL for none. Parsed when the row is read; evaluated at publish time.
     "ALTER TABLE webhooks ADD COLUMN filter TEXT;",
+    // 6: custom headers (`webhooks_core::headers`): a JSON array of {name, value}, NULL for none.
+    // Values are credentials, like `secret`: never logged, never in a queue message.
+    "ALTER TABLE webhooks ADD COLUMN headers TEXT;",
 ];
 
 /// Why the database could not be opened or used.

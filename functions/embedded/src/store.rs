@@ -24,6 +24,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Params, Row, params, params_from_iter};
 use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
+use webhooks_core::headers::CustomHeaders;
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
 use webhooks_core::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
@@ -39,7 +40,7 @@ const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active
      max_retries, backoff_multiplier, initial_delay_seconds, secret, \
      total_deliveries, successful_deliveries, failed_deliveries, \
      last_delivery_at, last_delivery_status, created_at, updated_at, \
-     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason, filter";
+     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason, filter, headers";
 
 /// How long [`SubscriptionStore::get_for_delivery`] may answer from its cache.
 pub const DELIVERY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -168,6 +169,14 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
         }
     };
     let failing_since: Option<i64> = read!("failing_since");
+    let headers: Option<String> = read!("headers");
+    // The message names the column only: a header value must not end up in an error.
+    let headers = headers
+        .as_deref()
+        .map(CustomHeaders::from_json)
+        .transpose()
+        .map_err(|e| corrupt(id, "headers", e.code))?
+        .unwrap_or_default();
     let filter: Option<String> = read!("filter");
     let filter = filter
         .as_deref()
@@ -192,6 +201,7 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
         previous_secret,
         format,
         filter,
+        headers,
         failing_since: failing_since.map(Timestamp::from_unix),
         disabled_reason: read!("disabled_reason"),
         stats: DeliveryStats {
@@ -225,6 +235,11 @@ fn events_json(id: &WebhookId, events: &[EventType]) -> Result<String, StoreErro
     serde_json::to_string(events).map_err(|e| corrupt(id.as_str(), "events", e))
 }
 
+/// The `headers` column: NULL when there are none.
+fn stored_headers(h: &CustomHeaders) -> Option<String> {
+    (!h.is_empty()).then(|| h.to_json())
+}
+
 fn stat(id: &WebhookId, column: &str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| corrupt(id.as_str(), column, "counter out of range"))
 }
@@ -246,9 +261,9 @@ impl SubscriptionStore for SqliteStore {
                             total_deliveries, successful_deliveries, failed_deliveries,
                             last_delivery_at, last_delivery_status, created_at, updated_at,
                             format, previous_secret, previous_secret_expires_at, failing_since,
-                            disabled_reason, filter
+                            disabled_reason, filter, headers
                          ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .map_err(sql)?
@@ -281,6 +296,7 @@ impl SubscriptionStore for SqliteStore {
                         w.failing_since.map(Timestamp::unix),
                         w.disabled_reason,
                         w.filter.as_ref().map(Filter::to_json),
+                        stored_headers(&w.headers),
                     ])
                     .map_err(sql)?;
                 if inserted == 0 {
@@ -415,7 +431,8 @@ impl SubscriptionStore for SqliteStore {
                     "UPDATE webhooks SET url = ?2, events = ?3, description = ?4, active = ?5,
                          max_retries = ?6, backoff_multiplier = ?7, initial_delay_seconds = ?8,
                          secret = ?9, updated_at = ?10, format = ?11, previous_secret = ?12,
-                         previous_secret_expires_at = ?13, disabled_reason = ?14, filter = ?15
+                         previous_secret_expires_at = ?13, disabled_reason = ?14, filter = ?15,
+                         headers = ?16
                      WHERE id = ?1",
                 )
                 .map_err(sql)?
@@ -435,6 +452,7 @@ impl SubscriptionStore for SqliteStore {
                     w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
                     w.disabled_reason,
                     w.filter.as_ref().map(Filter::to_json),
+                    stored_headers(&w.headers),
                 ])
                 .map_err(sql)?;
                 tx.commit().map_err(sql)?;

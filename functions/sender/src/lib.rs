@@ -191,7 +191,7 @@ impl WebhookSender for ReqwestWebhookSender {
         }
         let mut req = self.client.post(url).body(request.body.clone());
         for (name, value) in &request.headers {
-            req = req.header(*name, value);
+            req = req.header(name.as_ref(), value);
         }
         let mut res = req.send().await.map_err(|e| self.classify(e))?;
         let status = res.status().as_u16();

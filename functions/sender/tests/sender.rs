@@ -31,8 +31,8 @@ fn req(url: String) -> OutgoingRequest {
     OutgoingRequest {
         url,
         headers: vec![
-            ("content-type", "application/json".into()),
-            ("x-webhook-id", "abc".into()),
+            ("content-type".into(), "application/json".into()),
+            ("x-webhook-id".into(), "abc".into()),
         ],
         body: r#"{"a":1}"#.into(),
     }

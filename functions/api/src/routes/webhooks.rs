@@ -32,6 +32,8 @@ pub struct WebhookResponse {
     /// Only events matching it are delivered; `null`: every event of the subscribed types.
     #[schema(value_type = Option<webhooks_core::filter::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
+    /// Custom headers: names and hints only (values are write-only).
+    pub headers: Vec<webhooks_core::headers::HeaderHint>,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -66,6 +68,7 @@ impl WebhookResponse {
             retry_config: w.retry_config,
             format: w.format,
             filter: w.filter.map(|f| f.as_json().clone()),
+            headers: w.headers.hints(),
             previous_secret_expires_at: w.previous_secret.as_ref().map(|p| p.expires_at),
             failing_since: w.failing_since,
             disabled_reason: w.disabled_reason,
@@ -113,7 +116,7 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
-        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`)", body = ErrorBody),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),
@@ -209,7 +212,8 @@ pub async fn get(
 }
 
 /// Change a webhook: any of url, events, description (`null` clears), active, retryConfig
-/// (fields given replace, others stay), secret, format, filter (`null` removes it).
+/// (fields given replace, others stay), secret, format, filter (`null` removes it), headers
+/// (a string sets one, `null` removes one, others stay; `null` removes all).
 #[utoipa::path(
     patch, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id (ObjectId)")),

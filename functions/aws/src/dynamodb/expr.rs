@@ -128,6 +128,17 @@ pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
         }
         Some(None) => remove.push(e.name(attr::FILTER)),
     }
+    match &patch.headers {
+        None => {}
+        Some(h) if h.is_empty() => remove.push(e.name(attr::HEADERS)),
+        Some(h) => {
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::HEADERS),
+                e.value("headers", s(h.to_json()))
+            ));
+        }
+    }
     match &patch.previous_secret {
         None => {}
         Some(Some(p)) => {

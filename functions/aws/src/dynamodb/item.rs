@@ -19,11 +19,13 @@
 //! | `lastDeliveryAt` | S | RFC 3339, absent until the first outcome |
 //! | `lastDeliveryStatus` | S | `success` or `failed`, absent until the first outcome |
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
+//! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), absent when there are none |
 //! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
 
 use serde::{Deserialize, Serialize};
 use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
+use webhooks_core::headers::CustomHeaders;
 use webhooks_core::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook,
 };
@@ -55,6 +57,7 @@ pub(crate) mod attr {
     pub const FAILING_SINCE: &str = "failingSince";
     pub const DISABLED_REASON: &str = "disabledReason";
     pub const FILTER: &str = "filter";
+    pub const HEADERS: &str = "headers";
 }
 
 /// One webhook as a DynamoDB item (see the module docs for the attributes).
@@ -100,6 +103,20 @@ pub struct WebhookItem {
     /// JSON text of the payload filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// JSON text of the custom headers. Not shown by `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<StoredHeaders>,
+}
+
+/// The `headers` attribute's text, redacted in `Debug` (it holds header values).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredHeaders(pub String);
+
+impl std::fmt::Debug for StoredHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredHeaders(<redacted>)")
+    }
 }
 
 /// The `retryConfig` map of a [`WebhookItem`].
@@ -161,6 +178,7 @@ impl From<&Webhook> for WebhookItem {
             failing_since: w.failing_since.map(Timestamp::to_rfc3339),
             disabled_reason: w.disabled_reason.clone(),
             filter: w.filter.as_ref().map(Filter::to_json),
+            headers: (!w.headers.is_empty()).then(|| StoredHeaders(w.headers.to_json())),
         }
     }
 }
@@ -219,9 +237,18 @@ impl TryFrom<WebhookItem> for Webhook {
             .map(Filter::from_json)
             .transpose()
             .map_err(|e| ItemError::new(attr::FILTER, e))?;
+        // The error names the attribute and the problem's code, never a header value.
+        let headers = i
+            .headers
+            .as_ref()
+            .map(|h| CustomHeaders::from_json(&h.0))
+            .transpose()
+            .map_err(|e| ItemError::new(attr::HEADERS, e.code))?
+            .unwrap_or_default();
         Ok(Webhook {
             format,
             filter,
+            headers,
             previous_secret,
             failing_since: i
                 .failing_since
