@@ -15,7 +15,8 @@
 //! Records are processed concurrently, each in its own task: a slow or hanging receiver holds up
 //! only its own record, and a panic fails only its own record. When the invocation's deadline
 //! comes near, records still running are reported failed (they come back) rather than letting
-//! the whole invocation time out.
+//! the whole invocation time out. A deadline the runtime sends that cannot be real (absent,
+//! already past, more than 15 min ahead) is replaced by the function's timeout ([`time_left`]).
 //!
 //! The SQS actions sit behind [`QueueActions`] (implemented here for
 //! [`webhooks_aws::SqsWorkerQueue`]), so the handler is tested with a fake as well as against
@@ -51,6 +52,12 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 pub const RECEIPT_MARGIN: Duration = Duration::from_secs(60);
 /// How long before the invocation's deadline records still running are given up on.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// The delivery function's timeout (`Timeout` of `DeliveryFunction` in `template.yaml`, passed as
+/// `FUNCTION_TIMEOUT_SECONDS`): how long an invocation may run when the runtime's deadline is
+/// unusable (see [`time_left`]).
+pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lambda's longest function timeout (15 min): a deadline further ahead is not a real one.
+pub const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 /// The SQS system attribute holding how many times the message was received.
 pub const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
 
@@ -117,24 +124,54 @@ pub struct Deps {
     /// When the dispatcher could not process a message (store unavailable), it comes back after
     /// this long ([`flow::ERROR_RETRY_DELAY`]; tests shorten it).
     pub error_retry_delay: Duration,
+    /// The function's timeout: the time an invocation has when the runtime's deadline is
+    /// unusable ([`time_left`]).
+    pub function_timeout: Duration,
 }
 
 impl std::fmt::Debug for Deps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deps")
             .field("error_retry_delay", &self.error_retry_delay)
+            .field("function_timeout", &self.function_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl Deps {
-    /// Deps with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]).
+    /// Deps with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]) and function timeout
+    /// ([`DEFAULT_FUNCTION_TIMEOUT`]).
     pub fn new(dispatcher: Dispatcher, queue: Arc<dyn QueueActions>) -> Self {
         Self {
             dispatcher,
             queue,
             error_retry_delay: flow::ERROR_RETRY_DELAY,
+            function_timeout: DEFAULT_FUNCTION_TIMEOUT,
         }
+    }
+}
+
+/// How long an invocation that starts `now` may run, from the runtime's deadline
+/// (`Lambda-Runtime-Deadline-Ms`: unix milliseconds; `0` when there is none, as in
+/// `Context::default()`).
+///
+/// A real Lambda sends the start time plus the function's timeout. A deadline that is absent,
+/// already past when the invocation starts, or further ahead than Lambda's longest timeout is
+/// not a real one — cargo-lambda 1.9 sends `600000` (ten minutes after the epoch), and a runtime
+/// with a skewed clock could send anything — so the invocation gets `function_timeout` instead
+/// of giving up every record at once. Returns the time left and whether the runtime's deadline
+/// was used.
+pub fn time_left(
+    deadline_ms: u64,
+    now: SystemTime,
+    function_timeout: Duration,
+) -> (Duration, bool) {
+    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    match deadline.duration_since(now) {
+        Ok(left) if deadline_ms > 0 && !left.is_zero() && left <= MAX_FUNCTION_TIMEOUT => {
+            (left, true)
+        }
+        _ => (function_timeout, false),
     }
 }
 
@@ -192,15 +229,19 @@ impl RecordOutcome {
 /// stay on the queue are returned as batch item failures.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
     let started = Instant::now();
-    // `Context::default()` (tests, `sam local` without one) has no deadline.
-    let deadline = (event.context.deadline > 0).then(|| {
-        let left = event
-            .context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
-    });
+    let (left, trusted) = time_left(
+        event.context.deadline,
+        SystemTime::now(),
+        deps.function_timeout,
+    );
+    if !trusted {
+        tracing::debug!(
+            deadline_ms = event.context.deadline,
+            assumed_secs = left.as_secs(),
+            "the runtime's deadline is absent or not plausible: assuming the function's timeout"
+        );
+    }
+    let deadline = Some(tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN));
 
     let mut tasks = JoinSet::new();
     let mut ids = HashMap::new();
@@ -408,6 +449,9 @@ pub struct DeliveryConfig {
     /// Disable a webhook whose deliveries have all failed this long (`AUTO_DISABLE_AFTER_HOURS`,
     /// default 120 = 5 days; `0` turns auto-disabling off).
     pub auto_disable_after: Option<Duration>,
+    /// The function's own timeout (`FUNCTION_TIMEOUT_SECONDS`, 1–900, default 60; template.yaml
+    /// sets it to the function's `Timeout`): used when the runtime's deadline is unusable.
+    pub function_timeout: Duration,
 }
 
 impl DeliveryConfig {
@@ -415,6 +459,7 @@ impl DeliveryConfig {
     pub const ALLOW_PRIVATE_ENV: &'static str = "ALLOW_PRIVATE_TARGETS";
     pub const DEFAULT_TIMEOUT: Duration = flow::DEFAULT_DELIVERY_TIMEOUT;
     pub const AUTO_DISABLE_ENV: &'static str = "AUTO_DISABLE_AFTER_HOURS";
+    pub const FUNCTION_TIMEOUT_ENV: &'static str = "FUNCTION_TIMEOUT_SECONDS";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -450,8 +495,21 @@ impl DeliveryConfig {
             Some(hours) => flow::auto_disable_after_from_hours(hours)
                 .map_err(invalid(Self::AUTO_DISABLE_ENV))?,
         };
+        let function_timeout = match number(Self::FUNCTION_TIMEOUT_ENV)? {
+            None => DEFAULT_FUNCTION_TIMEOUT,
+            Some(secs @ 1..=900) if secs <= MAX_FUNCTION_TIMEOUT.as_secs() => {
+                Duration::from_secs(secs)
+            }
+            Some(secs) => {
+                return Err(DeliveryConfigError::Invalid {
+                    name: Self::FUNCTION_TIMEOUT_ENV,
+                    problem: format!("must be whole seconds from 1 to 900, got {secs}"),
+                });
+            }
+        };
         Ok(Self {
             auto_disable_after,
+            function_timeout,
             webhooks: DynamoDbConfig::from_lookup(&lookup)?,
             log: DeliveryLogConfig::from_lookup(&lookup)?,
             queues: SqsWorkerConfig::from_lookup(&lookup)?,

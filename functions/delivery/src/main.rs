@@ -48,7 +48,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(SystemClock),
     )
     .with_auto_disable_after(config.auto_disable_after);
-    let deps = Deps::new(dispatcher, Arc::new(queue));
+    let deps = Deps {
+        function_timeout: config.function_timeout,
+        ..Deps::new(dispatcher, Arc::new(queue))
+    };
     tracing::info!(
         timeout_secs = config.timeout.as_secs(),
         allow_private = config.allow_private,

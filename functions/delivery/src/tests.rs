@@ -497,6 +497,66 @@ async fn records_still_running_near_the_deadline_are_reported_failed() {
     assert_eq!(failed, vec!["hang"]);
 }
 
+/// The deadline cargo-lambda 1.9's runtime emulator sends (`lambda-runtime-deadline-ms: 600000`).
+const CARGO_LAMBDA_DEADLINE_MS: u64 = 600_000;
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_in_1970_as_cargo_lambda_sends_it_falls_back_to_the_function_timeout() {
+    // GIVEN a quick receiver, a hanging one, and the deadline header cargo-lambda sends
+    let f = fixture_with(Arc::new(UrlSender));
+    let (quick, ok) = f.webhook_and_task("https://example.com/ok").await;
+    let (_, hang) = f.webhook_and_task("https://example.com/hang").await;
+    let mut context = Context::default();
+    context.deadline = CARGO_LAMBDA_DEADLINE_MS;
+    // WHEN handled
+    let started = tokio::time::Instant::now();
+    let failed = f
+        .run_with(
+            vec![task_record("ok", &ok, 1), task_record("hang", &hang, 1)],
+            context,
+        )
+        .await;
+    // THEN the quick record is delivered (not given up at once), and the hanging one is given
+    // up only near the end of the function's own timeout
+    assert_eq!(failed, vec!["hang"]);
+    assert_eq!(f.stats(&quick.id).await.successful_deliveries, 1);
+    assert_eq!(
+        started.elapsed(),
+        DEFAULT_FUNCTION_TIMEOUT - DEADLINE_MARGIN
+    );
+}
+
+#[test]
+fn only_a_plausible_runtime_deadline_is_used() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let now_ms = 1_800_000_000_000;
+    let fallback = Duration::from_secs(60);
+    // a real Lambda's: now + the function's timeout
+    assert_eq!(
+        time_left(now_ms + 60_000, now, fallback),
+        (Duration::from_secs(60), true)
+    );
+    assert_eq!(
+        time_left(now_ms + 900_000, now, fallback),
+        (Duration::from_secs(900), true)
+    );
+    // absent, in 1970 (cargo-lambda), already past, exactly now, or beyond Lambda's 15 min
+    for deadline in [
+        0,
+        CARGO_LAMBDA_DEADLINE_MS,
+        now_ms - 1,
+        now_ms,
+        now_ms + 900_001,
+        u64::MAX,
+    ] {
+        assert_eq!(
+            time_left(deadline, now, fallback),
+            (fallback, false),
+            "{deadline}"
+        );
+    }
+}
+
 #[test]
 fn the_receive_count_defaults_to_a_first_receipt() {
     let mut m = record("m", "{}", 7);
@@ -650,4 +710,20 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
         err.to_string().contains("AUTO_DISABLE_AFTER_HOURS"),
         "{err}"
     );
+    // The function's timeout (for an unusable runtime deadline): 60 s by default, 1–900 s
+    let c = DeliveryConfig::from_lookup(base(&[])).unwrap();
+    assert_eq!(c.function_timeout, DEFAULT_FUNCTION_TIMEOUT);
+    let c = DeliveryConfig::from_lookup(base(&[("FUNCTION_TIMEOUT_SECONDS", "120")])).unwrap();
+    assert_eq!(c.function_timeout, Duration::from_secs(120));
+    for bad in [
+        base(&[("FUNCTION_TIMEOUT_SECONDS", "0")]),
+        base(&[("FUNCTION_TIMEOUT_SECONDS", "901")]),
+        base(&[("FUNCTION_TIMEOUT_SECONDS", "1m")]),
+    ] {
+        let err = DeliveryConfig::from_lookup(bad).unwrap_err();
+        assert!(
+            err.to_string().contains("FUNCTION_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+    }
 }
