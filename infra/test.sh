@@ -14,7 +14,11 @@ done
 ./infra/setup-venv.sh
 ./infra/setup-browser.sh   # Debian's chromium + playwright-core, for the dashboard's browser test
 export MOTO_SERVER_BIN="$root/.venv/bin/moto_server"
+export CARGO_LAMBDA_BIN="$root/.venv/bin/cargo-lambda"
 
+# The function binaries, which tests/it runs as processes under cargo-lambda's Lambda emulator
+# (the same feature set as the tests: nothing is built twice).
+cargo build --workspace --all-features --locked --bins
 cargo test --workspace --all-features --locked
 
 # The deployment: template.yaml lints clean and validates, and both functions build for Lambda

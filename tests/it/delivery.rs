@@ -11,11 +11,13 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{AttemptStatus, QueueTask};
 use webhooks_core::ports::{DeliveryLog, DeliveryQueue, SubscriptionStore};
+use webhooks_core::signing::guide_signature;
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig};
 
-use crate::helpers::poll_until;
+use crate::helpers::lambda::{Emulator, aws_env, function_binary};
 use crate::helpers::receiver::closing_url;
 use crate::helpers::world::{World, every_second, failures, message_id_of};
+use crate::helpers::{fixtures, moto, poll_until};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -353,6 +355,60 @@ async fn an_unreadable_message_goes_to_the_dead_letter_queue_and_is_acknowledged
     );
     assert_eq!(attrs["attempts"].string_value.as_deref(), Some("1"));
     assert_eq!(world.queues.counts(&world.queues.url).await, (0, 0));
+}
+
+/// The README's "Run a function locally" path, for real: the `webhooks-delivery` binary as a
+/// process under cargo-lambda's Lambda emulator (whose deadline header is a moment in 1970), each
+/// SQS fixture sent with `cargo lambda invoke`, its webhooks seeded and pointed at a receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqs_event_fixture_is_delivered_by_the_real_binary_under_cargo_lambda() {
+    let emulator = Emulator::start().await;
+    let binary = function_binary("webhooks-delivery");
+    let files = fixtures::sqs_fixture_files();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        // GIVEN the fixture's webhooks, pointed at a receiver, and a cold function on them
+        let world = World::create(TIMEOUT).await;
+        let webhooks = fixtures::seed_sqs_webhooks(&*world.store, &world.receiver.url("/ok")).await;
+        let mut env = world.function_env(TIMEOUT);
+        env.extend(aws_env(moto::endpoint()));
+        let function = emulator.run(&binary, &env);
+        // WHEN the fixture is invoked as a user invokes it
+        let answer = emulator.invoke(&file, &function).await;
+        // THEN no record comes back, and the receiver got each delivery once, signed
+        assert_eq!(
+            answer,
+            serde_json::json!({ "batchItemFailures": [] }),
+            "{name}: {}",
+            function.log()
+        );
+        let tasks = fixtures::tasks_of(&file);
+        let got = world.receiver.at("/ok");
+        assert_eq!(got.len(), tasks.len(), "{name}");
+        for task in &tasks {
+            let secret = &webhooks
+                .iter()
+                .find(|w| w.id == task.webhook_id)
+                .expect("seeded")
+                .secret;
+            let r = got
+                .iter()
+                .find(|r| r.body_text() == task.body)
+                .unwrap_or_else(|| panic!("{name}: {} not received", task.delivery_id));
+            assert_eq!(
+                r.header("x-webhook-signature"),
+                Some(guide_signature(secret, task.body.as_bytes()).as_str()),
+                "{name}"
+            );
+            assert_eq!(
+                r.header("x-webhook-id"),
+                Some(task.delivery_id.as_str()),
+                "{name}"
+            );
+        }
+        function.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

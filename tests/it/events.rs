@@ -16,7 +16,6 @@
 //! [`every_file_in_events_is_run_by_a_test`] fails on any other file in `events/`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lambda_http::request::LambdaRequest;
@@ -26,28 +25,19 @@ use tower::ServiceExt;
 use webhooks_api::config::ApiConfig;
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
-use webhooks_core::conformance::sample_webhook;
-use webhooks_core::delivery::{
-    AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, QueueTask, envelope,
-};
-use webhooks_core::ports::{Clock, DeliveryLog, SubscriptionStore};
+use webhooks_core::delivery::QueueTask;
+use webhooks_core::ports::{DeliveryLog, SubscriptionStore};
 use webhooks_core::time::SystemClock;
-use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, WebhookId, jsjson};
+use webhooks_core::{BucketId, EventType, WebhookId};
 
 use crate::helpers::dynamo::DeliveryTables;
+use crate::helpers::fixtures::{
+    self, FIXTURE_BUCKET, FIXTURE_DEAD_LETTER, FIXTURE_OWNER, FIXTURE_WEBHOOK, events_dir,
+};
+use crate::helpers::lambda::{Emulator, aws_env, function_binary};
+use crate::helpers::moto;
 use crate::helpers::sqs::Queues;
 use crate::helpers::template::resource;
-
-/// The webhook, owner and bucket the API fixtures are about (their tokens' `sub` is the owner).
-const FIXTURE_WEBHOOK: &str = "507f1f77bcf86cd799439016";
-const FIXTURE_OWNER: &str = "507f1f77bcf86cd799439010";
-const FIXTURE_BUCKET: &str = "507f1f77bcf86cd799439011";
-/// The dead letter `apigw-v2-redeliver-one.json` redelivers.
-const FIXTURE_DEAD_LETTER: &str = "65a4f0d11a2b3c4d5e6f0020";
-
-fn events_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
-}
 
 /// The file names in `events/`, sorted.
 fn event_files() -> Vec<String> {
@@ -122,6 +112,17 @@ struct Answer {
 }
 
 impl Answer {
+    /// An API Gateway v2 response as the function returns it to Lambda.
+    fn from_wire(fixture: &str, wire: &Value) -> Self {
+        Answer {
+            fixture: fixture.to_owned(),
+            status: u16::try_from(wire["statusCode"].as_u64().expect("statusCode")).unwrap(),
+            headers: wire["headers"].as_object().cloned().unwrap_or_default(),
+            body: wire["body"].as_str().unwrap_or_default().to_owned(),
+            base64: wire["isBase64Encoded"].as_bool().unwrap_or(false),
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(Value::as_str)
     }
@@ -191,6 +192,8 @@ struct ApiWorld {
     store: Arc<DynamoDbSubscriptionStore>,
     log: Arc<DynamoDbDeliveryLog>,
     state: AppState,
+    /// The function's environment: env.json's `ApiFunction`, on these tables and queue.
+    env: Vec<(String, String)>,
 }
 
 impl ApiWorld {
@@ -213,11 +216,22 @@ impl ApiWorld {
             clock: Arc::new(SystemClock),
         };
         let state = AppState::new(ports, config.url_policy, &config.jwt_secret).expect("state");
+        let mut env = aws_env(moto::endpoint());
+        for (name, value) in vars {
+            let value = match name.as_str() {
+                "WEBHOOKS_TABLE" => tables.webhooks.name.clone(),
+                "DELIVERIES_TABLE" => tables.deliveries_name.clone(),
+                "QUEUE_URL" => queues.url.clone(),
+                _ => value.as_str().expect("a string").to_owned(),
+            };
+            env.push((name.clone(), value));
+        }
         Self {
             queues,
             store,
             log,
             state,
+            env,
         }
     }
 
@@ -229,61 +243,9 @@ impl ApiWorld {
         if seed == Seed::Nothing {
             return;
         }
-        let owner = OwnerId::parse(FIXTURE_OWNER).unwrap();
-        let bucket = BucketId::parse(FIXTURE_BUCKET).unwrap();
-        let mut w = sample_webhook(&owner, &bucket, 1_705_314_600);
-        w.id = Self::webhook_id();
-        w.url = "https://your-server.com/webhook".into();
-        w.events = vec![EventType::AlertTriggered, EventType::DataReceived];
-        self.store
-            .create(&w)
-            .await
-            .expect("create the fixtures' webhook");
+        let w = fixtures::seed_api_webhook(&*self.store).await;
         if seed == Seed::WebhookWithHistory {
-            let now = SystemClock.now();
-            let delivery_id = DeliveryId::parse(FIXTURE_DEAD_LETTER).unwrap();
-            let body = jsjson::to_string(&envelope(
-                EventType::AlertTriggered,
-                now,
-                &w.id,
-                &w.bucket_id,
-                &delivery_id,
-                json!({"alertName": "High Temperature Alert", "currentValue": 31.5, "threshold": 30}),
-            ));
-            let task = DeliveryTask {
-                delivery_id: delivery_id.clone(),
-                webhook_id: w.id.clone(),
-                event: EventType::AlertTriggered,
-                generation: 0,
-                attempts_made: 0,
-                body,
-                created_at: now,
-            };
-            self.log
-                .record_attempt(&AttemptRecord {
-                    webhook_id: w.id.clone(),
-                    delivery_id,
-                    generation: 0,
-                    attempt: 1,
-                    event: EventType::AlertTriggered,
-                    status: AttemptStatus::Failed,
-                    status_code: Some(500),
-                    duration_ms: 42,
-                    error: Some("receiver answered HTTP 500".into()),
-                    response_body: Some("oops".into()),
-                    at: now,
-                })
-                .await
-                .expect("record an attempt");
-            self.log
-                .put_dead_letter(&DeadLetter {
-                    task,
-                    error: "receiver answered HTTP 500".into(),
-                    attempts: 1,
-                    at: now,
-                })
-                .await
-                .expect("put a dead letter");
+            fixtures::seed_api_history(&*self.log, &w).await;
         }
     }
 
@@ -302,13 +264,7 @@ impl ApiWorld {
             .await
             .unwrap_or_else(|e: std::convert::Infallible| match e {});
         let wire = serde_json::to_value(&response).expect("the response serializes");
-        Answer {
-            fixture: fixture.to_owned(),
-            status: u16::try_from(wire["statusCode"].as_u64().expect("statusCode")).unwrap(),
-            headers: wire["headers"].as_object().cloned().unwrap_or_default(),
-            body: wire["body"].as_str().unwrap_or_default().to_owned(),
-            base64: wire["isBase64Encoded"].as_bool().unwrap_or(false),
-        }
+        Answer::from_wire(fixture, &wire)
     }
 
     /// The delivery ids now on the delivery queue (received, so invisible afterwards).
@@ -570,30 +526,61 @@ async fn check(world: &ApiWorld, a: &Answer) {
     assert!(!a.base64, "{}: base64-encoded answer", a.fixture);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_api_gateway_fixture_runs_through_the_api_lambda_with_its_expected_answer() {
-    let fixtures: Vec<String> = event_files()
+/// The API Gateway fixtures' names (without `.json`), each with its seed.
+fn api_fixtures() -> Vec<(String, Seed)> {
+    let fixtures: Vec<(String, Seed)> = event_files()
         .into_iter()
         .filter_map(|n| {
             n.strip_suffix(".json")
                 .filter(|s| s.starts_with("apigw-v2-"))
                 .map(str::to_owned)
         })
+        .map(|fixture| {
+            let seed = seed_for(&fixture).unwrap_or_else(|| {
+                panic!("events/{fixture}.json is unknown here: add it to seed_for and check in tests/it/events.rs")
+            });
+            (fixture, seed)
+        })
         .collect();
     assert!(fixtures.len() >= 20, "{fixtures:?}");
-    for fixture in &fixtures {
+    fixtures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_gateway_fixture_runs_through_the_api_lambda_with_its_expected_answer() {
+    for (fixture, seed) in &api_fixtures() {
         // GIVEN fresh tables and queues, seeded as the fixture needs
-        let seed = seed_for(fixture).unwrap_or_else(|| {
-            panic!("events/{fixture}.json is unknown here: add it to seed_for and check in tests/it/events.rs")
-        });
         let world = ApiWorld::create().await;
-        world.seed(seed).await;
+        world.seed(*seed).await;
         // WHEN the fixture is handled by the API Lambda's glue and Router
         let answer = world
             .invoke(fixture, &read_event(&format!("{fixture}.json")))
             .await;
         // THEN the answer (and what it changed) is the expected one
         check(&world, &answer).await;
+    }
+}
+
+/// The README's "Run a function locally" path, for real: the `webhooks-api` binary as a process
+/// under cargo-lambda's Lambda emulator, each fixture sent with `cargo lambda invoke`, the function
+/// configured from env.json (plus the emulator's endpoint, region and dummy credentials, as
+/// `infra/local-lambda.sh` sets them) — the same expected answers as the in-process run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_gateway_fixture_gets_its_answer_from_the_real_binary_under_cargo_lambda() {
+    let emulator = Emulator::start().await;
+    let binary = function_binary("webhooks-api");
+    for (fixture, seed) in &api_fixtures() {
+        // GIVEN fresh tables and queues, seeded as the fixture needs, and a cold function on them
+        let world = ApiWorld::create().await;
+        world.seed(*seed).await;
+        let function = emulator.run(&binary, &world.env);
+        // WHEN the fixture is invoked as a user invokes it
+        let wire = emulator
+            .invoke(&events_dir().join(format!("{fixture}.json")), &function)
+            .await;
+        // THEN the answer (and what it changed) is the expected one
+        check(&world, &Answer::from_wire(fixture, &wire)).await;
+        function.stop().await;
     }
 }
 
@@ -610,7 +597,7 @@ fn every_file_in_events_is_run_by_a_test() {
                 .filter(|s| s.starts_with("apigw-v2-"))
                 .is_some_and(|s| seed_for(s).is_some());
             let sqs = n.starts_with("sqs-") && n.ends_with(".json");
-            !(api || sqs || n == "env.json")
+            !(api || sqs || n == "env.json" || n == "env.local.json")
         })
         .collect();
     assert!(
@@ -633,23 +620,38 @@ fn every_file_in_events_is_run_by_a_test() {
 #[test]
 fn env_json_sets_only_variables_the_template_declares_for_each_function() {
     // GIVEN events/env.json (for `sam local invoke --env-vars`, which only overrides variables a
-    // function declares in the template)
-    let env = env_json();
-    let functions = env.as_object().expect("env.json is an object of functions");
-    assert!(functions.contains_key("ApiFunction") && functions.contains_key("DeliveryFunction"));
-    for (logical_id, vars) in functions {
-        // THEN each entry is a function of the template, and each variable one it declares
-        let declared = &resource(logical_id)["Properties"]["Environment"]["Variables"];
-        for (name, value) in vars.as_object().expect("variables") {
-            assert!(
-                declared.get(name.as_str()).is_some(),
-                "env.json sets {logical_id}.{name}, which template.yaml does not declare"
-            );
-            assert!(value.is_string(), "{logical_id}.{name}: a string");
+    // function declares in the template) and env.local.json (the same, against the emulator of
+    // infra/local-lambda.sh)
+    for file in ["env.json", "env.local.json"] {
+        let env: Value = serde_json::from_str(&read_event(file)).expect("JSON");
+        let functions = env.as_object().expect("an object of functions");
+        assert!(
+            functions.contains_key("ApiFunction") && functions.contains_key("DeliveryFunction"),
+            "{file}"
+        );
+        for (logical_id, vars) in functions {
+            // THEN each entry is a function of the template, and each variable one it declares
+            let declared = &resource(logical_id)["Properties"]["Environment"]["Variables"];
+            for (name, value) in vars.as_object().expect("variables") {
+                assert!(
+                    declared.get(name.as_str()).is_some(),
+                    "{file} sets {logical_id}.{name}, which template.yaml does not declare"
+                );
+                assert!(value.is_string(), "{file}: {logical_id}.{name}: a string");
+            }
         }
+        // AND the API's variables make a valid config (the JWT secret is long enough)
+        let api = functions["ApiFunction"].as_object().unwrap();
+        ApiConfig::from_lookup(|k| api.get(k).and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|e| panic!("{file}: ApiFunction's config: {e}"));
     }
-    // AND the API's variables make a valid config (the JWT secret is long enough)
-    let api = functions["ApiFunction"].as_object().unwrap();
-    ApiConfig::from_lookup(|k| api.get(k).and_then(Value::as_str).map(str::to_owned))
-        .expect("ApiFunction's env.json config");
+    // AND the emulator's endpoint is declared (set only for local testing)
+    for f in ["ApiFunction", "DeliveryFunction"] {
+        assert!(
+            resource(f)["Properties"]["Environment"]["Variables"]
+                .get("AWS_ENDPOINT_URL")
+                .is_some(),
+            "{f}"
+        );
+    }
 }

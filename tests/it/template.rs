@@ -266,9 +266,26 @@ fn delivery_function_reads_the_variables_its_config_reads_and_reports_batch_item
             "{name}"
         );
     }
-    assert!(
-        vars.get(DeliveryConfig::ALLOW_PRIVATE_ENV).is_none(),
-        "never in production"
+    // AND private targets are allowed only when the functions run against a local emulator
+    // (`EmulatorEndpointUrl`, empty by default: never in a deployment)
+    let (tag, value) = tag_of(&vars[DeliveryConfig::ALLOW_PRIVATE_ENV])
+        .expect("ALLOW_PRIVATE_TARGETS is an !If on UseEmulator, or absent");
+    assert_eq!(tag, "!If");
+    assert_eq!(value[0].as_str(), Some("UseEmulator"), "{value:?}");
+    assert_eq!(
+        template()["Parameters"]["EmulatorEndpointUrl"]["Default"].as_str(),
+        Some("")
+    );
+    // AND the function's timeout it assumes for an unusable deadline is its Timeout
+    assert_eq!(
+        vars[DeliveryConfig::FUNCTION_TIMEOUT_ENV].as_str(),
+        Some(
+            props["Timeout"]
+                .as_u64()
+                .expect("Timeout")
+                .to_string()
+                .as_str()
+        )
     );
     // AND the SQS event source reports partial batch failures (without it, the response is
     // ignored and one failure retries the whole batch)

@@ -497,7 +497,7 @@ impl DeliveryConfig {
         };
         let function_timeout = match number(Self::FUNCTION_TIMEOUT_ENV)? {
             None => DEFAULT_FUNCTION_TIMEOUT,
-            Some(secs @ 1..=900) if secs <= MAX_FUNCTION_TIMEOUT.as_secs() => {
+            Some(secs) if (1..=MAX_FUNCTION_TIMEOUT.as_secs()).contains(&secs) => {
                 Duration::from_secs(secs)
             }
             Some(secs) => {

@@ -6,9 +6,13 @@
 //! - [`sqs`]: per-test delivery and dead-letter queues created from `template.yaml`, and what the
 //!   Lambda event source does with them (receive a batch as an `SqsEvent`, delete what succeeded).
 //! - [`receiver`]: HTTP receivers on 127.0.0.1 that record what they get and answer as told.
+//! - [`fixtures`]: what the files of `events/` refer to, seeded the same way everywhere.
+//! - [`lambda`]: the function binaries as processes under cargo-lambda's Lambda emulator.
 //! - [`world`]: the delivery side wired as the delivery Lambda wires it, on all of the above.
 
 pub mod dynamo;
+pub mod fixtures;
+pub mod lambda;
 pub mod moto;
 pub mod receiver;
 pub mod sqs;

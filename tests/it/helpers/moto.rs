@@ -37,7 +37,7 @@ pub fn endpoint() -> &'static str {
     &MOTO.get_or_init(start).endpoint
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -56,7 +56,7 @@ fn moto_server_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // The port is free now; moto binds it a moment later. Another process could take it in
     // between, which start() would notice as moto exiting early.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -123,7 +123,7 @@ fn start() -> Moto {
 /// outlive a killed test run).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = libc::pid_t::try_from(std::process::id()).expect("pid fits pid_t");
     // SAFETY: the closure runs in the forked child between fork and exec, where only
@@ -151,7 +151,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// A moto server of its own, for the fault-injection tests (`faults`): they pause, kill and
 /// restart it, which the shared server of [`endpoint`] must never see. Started on a free port

@@ -67,6 +67,25 @@ impl World {
         }
     }
 
+    /// What `template.yaml` passes the delivery function, for these tables and queues (the
+    /// receiver on loopback allowed, `timeout` per attempt).
+    pub fn function_env(&self, timeout: Duration) -> Vec<(String, String)> {
+        [
+            ("WEBHOOKS_TABLE", self.store.table_name().to_owned()),
+            ("DELIVERIES_TABLE", self.log.table_name().to_owned()),
+            ("QUEUE_URL", self.queues.url.clone()),
+            ("DLQ_URL", self.queues.dlq_url.clone()),
+            (
+                "DELIVERY_TIMEOUT_SECONDS",
+                timeout.as_secs().max(1).to_string(),
+            ),
+            ("ALLOW_PRIVATE_TARGETS", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// A new active webhook at `url`, subscribed to alert.triggered, with `retry`.
     pub async fn webhook(&self, url: &str, retry: RetryConfig) -> Webhook {
         let mut w = sample_webhook(&self.owner, &self.bucket, now().unix());
