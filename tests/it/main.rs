@@ -12,6 +12,8 @@
 //!   properties (event source, queues, runtime, IAM, routes).
 //! - [`events`]: every file of `events/` runs through its handler (the API Gateway ones here,
 //!   through the API Lambda's glue; the SQS ones in [`delivery`]).
+//! - [`fanout`]: 100 events × 100 webhooks through the API on a slow SQS (concurrent
+//!   `SendMessageBatch`, the publish's time budget and its `207`).
 //! - [`thousand`]: 1,000 events through SQS and the handler, every delivery accounted for.
 //!
 //! Needs moto and the Standard Webhooks library (`./infra/setup-venv.sh` installs both into
@@ -22,6 +24,7 @@ mod delivery;
 mod delivery_log;
 mod dynamodb;
 mod events;
+mod fanout;
 mod faults;
 mod helpers;
 mod signatures;

@@ -187,6 +187,29 @@ fn deliveries_table_declares_the_keys_index_and_ttl_the_delivery_log_uses() {
 }
 
 #[test]
+fn a_publish_and_every_sdk_call_end_before_the_functions_time_out() {
+    use webhooks_aws::config::{SDK_OPERATION_TIMEOUT, sdk_timeouts};
+    use webhooks_core::publish::PUBLISH_BUDGET;
+    // GIVEN the functions' timeouts in the template
+    let secs = |f: &str| {
+        std::time::Duration::from_secs(function_setting(f, "Timeout").as_u64().expect("Timeout"))
+    };
+    let (api, delivery) = (secs("ApiFunction"), secs("DeliveryFunction"));
+    // THEN a publish answers (within its budget) with at least 3 s to spare for the answer
+    assert!(
+        PUBLISH_BUDGET + std::time::Duration::from_secs(3) <= api,
+        "{PUBLISH_BUDGET:?} vs {api:?}"
+    );
+    // AND one SDK call, retries included, ends before a publish's budget and the delivery
+    // function's timeout
+    assert_eq!(
+        sdk_timeouts().operation_timeout(),
+        Some(SDK_OPERATION_TIMEOUT)
+    );
+    assert!(SDK_OPERATION_TIMEOUT < PUBLISH_BUDGET && SDK_OPERATION_TIMEOUT < delivery);
+}
+
+#[test]
 fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_attempts() {
     use webhooks_core::webhook::RetryConfig;
     // GIVEN the queues and the delivery function

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use webhooks_core::ports::StoreError;
+use webhooks_core::ports::{EnqueueError, StoreError};
 use webhooks_core::publish::PublishError;
 use webhooks_core::service::ServiceError;
 use webhooks_core::validate::ValidationError;
@@ -144,24 +144,38 @@ impl From<PublishError> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
-            PublishError::Enqueue { source, queued } => {
-                tracing::error!(error = %source, queued = queued.len(), "enqueue failed");
-                let not_queued: Vec<String> =
-                    source.failed.iter().map(ToString::to_string).collect();
+            PublishError::Enqueue {
+                source,
+                queued,
+                not_queued,
+            } => {
+                tracing::error!(error = %source, queued = queued.len(), not_queued = not_queued.len(), "enqueue failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "enqueue_failed",
-                    format!(
-                        "{} deliveries could not be confirmed as queued and {} were; unconfirmed: [{}]. \
-                         An unconfirmed delivery may still arrive (with its deliveryId); publishing \
-                         again queues new deliveries, so receivers should also deduplicate on the \
-                         event's own identity (e.g. data ids) when retrying after this error",
-                        not_queued.len(),
-                        queued.len(),
-                        not_queued.join(", ")
-                    ),
+                    enqueue_failed_message(&source, queued.len(), /* listed */ true),
                 )
             }
         }
     }
+}
+
+/// The message of an `enqueue_failed` error: how many deliveries were and were not confirmed as
+/// queued, and what that means. A `503` lists the unconfirmed ids here (`unconfirmed: [..]`); a
+/// `207` lists them in its `notQueued` instead (`listed = false`).
+pub fn enqueue_failed_message(source: &EnqueueError, queued: usize, listed: bool) -> String {
+    let which = if listed {
+        let ids: Vec<String> = source.failed.iter().map(ToString::to_string).collect();
+        format!("unconfirmed: [{}]", ids.join(", "))
+    } else {
+        "the unconfirmed ones are listed in notQueued".to_owned()
+    };
+    format!(
+        "{} deliveries could not be confirmed as queued and {} were; {which}. \
+         An unconfirmed delivery may still arrive (with its deliveryId); publishing \
+         again queues new deliveries, so receivers should also deduplicate on the \
+         event's own identity (e.g. data ids) when retrying after this error",
+        source.failed.len(),
+        queued,
+    )
 }

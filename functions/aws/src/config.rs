@@ -4,13 +4,45 @@
 //! Must not depend on anything but the AWS SDK config crates: entry points call this at cold start
 //! and fail early with a message that names what is missing.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+/// How long the SDK waits for a TCP/TLS connection to DynamoDB or SQS. A connection inside an
+/// AWS region takes milliseconds; one that takes seconds will not come.
+pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one attempt of an SDK call (one HTTP request) may take. DynamoDB and SQS answer in
+/// milliseconds (p99 tens of ms); an attempt still open after 3 s is hung, and the SDK's retry
+/// (standard mode: 3 attempts) does better on a fresh connection than waiting on it.
+pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one SDK call may take with its retries. Below both functions' deadlines with room
+/// to spare: the API function's `Timeout` is 15 s (a publish answers within its 10 s budget,
+/// `webhooks_core::publish::PUBLISH_BUDGET`), the delivery function's 60 s; so one hung call can
+/// never eat a whole invocation, and the caller still has time to answer or to report.
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The SDK timeouts every client of the service gets (see the constants).
+pub fn sdk_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(SDK_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
+        .build()
+}
+
 /// Loads the AWS SDK configuration the usual way: environment, profile, container/instance
-/// credentials. It honours `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_DYNAMODB`), so pointing the
-/// service at a local emulator needs no code branch.
+/// credentials, with [`sdk_timeouts`] (the SDK sets no operation or attempt timeout by itself).
+/// It honours `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_DYNAMODB`), so pointing the service at a
+/// local emulator needs no code branch.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    sdk_loader().load().await
+}
+
+/// What [`load_sdk_config`] loads with (tests add a region, so nothing asks the instance
+/// metadata service).
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(sdk_timeouts())
 }
 
 /// A configuration value is missing or unusable.
@@ -157,6 +189,24 @@ impl SqsWorkerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_client_gets_operation_and_attempt_timeouts_below_the_functions_deadlines() {
+        // GIVEN the loader the Lambda mains use WHEN a config is loaded
+        let sdk = sdk_loader()
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        // THEN it carries the three timeouts (the SDK sets no operation or attempt timeout)
+        let t = sdk.timeout_config().expect("a timeout config");
+        assert_eq!(t.connect_timeout(), Some(SDK_CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(SDK_ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(SDK_OPERATION_TIMEOUT));
+        // AND a hung call ends before a publish's budget (itself below the API function's
+        // 15 s timeout; tests/it/template.rs checks that against template.yaml)
+        assert!(SDK_ATTEMPT_TIMEOUT < SDK_OPERATION_TIMEOUT);
+        assert!(SDK_OPERATION_TIMEOUT < webhooks_core::publish::PUBLISH_BUDGET);
+    }
 
     #[test]
     fn config_reads_the_table_name_and_names_the_missing_variable() {

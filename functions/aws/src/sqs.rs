@@ -17,12 +17,16 @@
 //!
 //! ## Enqueueing
 //!
-//! `SendMessageBatch` in batches of at most 10 messages and 256 KiB in all. Entries the service
-//! reports failed through no fault of the sender (throttling, internal errors), and whole batches
-//! that failed in a retryable way (throttling, 5xx, timeouts, unreachable endpoint), are sent
-//! again, up to [`ENQUEUE_ROUNDS`] rounds with growing, jittered waits. What still failed, or was
-//! refused as the sender's fault, is reported in [`EnqueueError::failed`]; everything else is
-//! queued. A batch that timed out may have been queued anyway, so a retry can queue a delivery
+//! `SendMessageBatch` in batches of at most 10 messages and 256 KiB in all, up to
+//! [`ENQUEUE_CONCURRENCY`] requests at once (a fan-out of 10,000 deliveries is 1,000 requests:
+//! one after another at ~15 ms each they would take 15 s, the API function's whole timeout).
+//! Entries the service reports failed through no fault of the sender (throttling, internal
+//! errors), and whole batches that failed in a retryable way (throttling, 5xx, timeouts,
+//! unreachable endpoint), are sent again, up to [`ENQUEUE_ROUNDS`] rounds with growing, jittered
+//! waits. What still failed, or was refused as the sender's fault, is reported in
+//! [`EnqueueError::failed`]; everything else is queued. With a deadline
+//! ([`DeliveryQueue::enqueue_by`]) the call returns by then: requests still in flight are
+//! abandoned and, with the batches not yet sent, reported as failed. A batch that timed out may have been queued anyway, so a retry can queue a delivery
 //! twice: delivery is at-least-once, and the dispatcher counts each delivery once whatever.
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
@@ -48,6 +52,10 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
 /// How many rounds `enqueue` sends (the first and the retries of what failed retryably).
 pub const ENQUEUE_ROUNDS: u32 = 4;
+/// How many `SendMessageBatch` requests `enqueue` has in flight at once: enough to queue 10,000
+/// deliveries (1,000 requests) in about a second at SQS's usual 10-20 ms per request, few enough
+/// that one API function does not meet SQS's throttling or exhaust its connection pool.
+pub const ENQUEUE_CONCURRENCY: usize = 16;
 /// The longest `error` attribute of a dead letter, in bytes.
 pub const MAX_ERROR_ATTRIBUTE_BYTES: usize = 1024;
 
@@ -306,6 +314,68 @@ impl SqsDeliveryQueue {
 #[async_trait]
 impl DeliveryQueue for SqsDeliveryQueue {
     async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
+        self.enqueue_until(tasks, None).await
+    }
+
+    async fn enqueue_by(
+        &self,
+        tasks: &[DeliveryTask],
+        deadline: std::time::Instant,
+    ) -> Result<(), EnqueueError> {
+        self.enqueue_until(tasks, Some(tokio::time::Instant::from_std(deadline)))
+            .await
+    }
+}
+
+impl SqsDeliveryQueue {
+    /// Sends `batches` of `messages`, [`ENQUEUE_CONCURRENCY`] at a time, until `deadline`.
+    /// Returns what each finished batch did, and the indexes of the messages of every batch
+    /// that did not finish (in flight at the deadline, or never started).
+    async fn send_concurrently(
+        &self,
+        messages: &[Outgoing],
+        batches: Vec<Vec<usize>>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> (Vec<BatchResult>, Vec<usize>) {
+        use futures_util::StreamExt;
+
+        let mut done: Vec<(usize, BatchResult)> = Vec::new();
+        // Owned batches: a borrowed stream item trips the compiler's higher-ranked `Send` check
+        // inside `#[async_trait]`.
+        let all = futures_util::stream::iter(batches.clone().into_iter().enumerate())
+            .map(|(n, batch)| async move { (n, self.send_batch(messages, &batch).await) })
+            .buffer_unordered(ENQUEUE_CONCURRENCY)
+            .for_each(|r| {
+                done.push(r);
+                std::future::ready(())
+            });
+        match deadline {
+            None => all.await,
+            Some(at) => {
+                if tokio::time::timeout_at(at, all).await.is_err() {
+                    tracing::warn!(
+                        finished = done.len(),
+                        of = batches.len(),
+                        "SQS SendMessageBatch: the deadline came before every batch was sent"
+                    );
+                }
+            }
+        }
+        let finished: HashSet<usize> = done.iter().map(|(n, _)| *n).collect();
+        let cut_off = batches
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !finished.contains(n))
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        (done.into_iter().map(|(_, r)| r).collect(), cut_off)
+    }
+
+    async fn enqueue_until(
+        &self,
+        tasks: &[DeliveryTask],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), EnqueueError> {
         let messages: Vec<Outgoing> = tasks.iter().map(Outgoing::new).collect();
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut failed: Vec<usize> = Vec::new();
@@ -315,18 +385,31 @@ impl DeliveryQueue for SqsDeliveryQueue {
                 break;
             }
             if round > 0 {
-                tokio::time::sleep(enqueue_backoff(round)).await;
+                let wake = tokio::time::Instant::now() + enqueue_backoff(round);
+                if deadline.is_some_and(|d| wake >= d) {
+                    break; // no time for another round: what is pending is reported
+                }
+                tokio::time::sleep_until(wake).await;
             }
             let sizes: Vec<(usize, usize)> =
                 pending.iter().map(|&i| (i, messages[i].size)).collect();
+            let (results, cut_off) = self
+                .send_concurrently(&messages, batches(&sizes), deadline)
+                .await;
             let mut retry = Vec::new();
-            for batch in batches(&sizes) {
-                let r = self.send_batch(&messages, &batch).await;
+            for r in results {
                 retry.extend(r.retry);
                 failed.extend(r.failed);
                 if let Some(r) = r.reason {
                     reason = r;
                 }
+            }
+            if !cut_off.is_empty() {
+                failed.extend(cut_off);
+                failed.extend(retry);
+                pending = Vec::new();
+                reason = "the time budget ran out before SQS confirmed these".to_owned();
+                break;
             }
             pending = retry;
         }

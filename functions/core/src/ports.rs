@@ -142,9 +142,22 @@ pub struct EnqueueError {
 /// [`crate::delivery::MAX_MESSAGE_BYTES`] (callers check first). No ordering is promised.
 /// The worker side (receive, retry after a delay, dead-letter) belongs to each adapter, driven
 /// by [`crate::dispatch::Outcome`].
+///
+/// [`enqueue_by`](Self::enqueue_by) is the same with a deadline: by `deadline` the call has
+/// returned, and every task it could not confirm by then is listed as failed (it may still
+/// arrive: at-least-once). An adapter whose enqueue is a local write may ignore the deadline
+/// (the default does).
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync + 'static {
     async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError>;
+
+    async fn enqueue_by(
+        &self,
+        tasks: &[DeliveryTask],
+        _deadline: std::time::Instant,
+    ) -> Result<(), EnqueueError> {
+        self.enqueue(tasks).await
+    }
 }
 
 /// The delivery history and final outcomes.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +17,14 @@ use crate::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
 /// Most events in one publish call.
 pub const MAX_EVENTS_PER_PUBLISH: usize = 100;
+
+/// How long one publish (or test send, or redelivery) may take, from the request's start to its
+/// answer's: reading the subscribers, rendering, and enqueueing. The API function's `Timeout` in
+/// `template.yaml` is 15 s; 10 s leaves 5 s for the answer to be written and for the SDK's
+/// cut-off of an in-flight call (the queue stops waiting at the deadline). When the budget runs
+/// out the answer names every delivery not confirmed as queued (`207`, see the API docs), rather
+/// than the function being killed with nothing said.
+pub const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
 
 /// One event as a producer sends it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -109,11 +118,13 @@ pub enum PublishError {
         "event {index}: the delivery message would be {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
     )]
     TooLarge { index: usize, size: usize },
-    /// Some deliveries could not be enqueued (listed); the others were.
+    /// Some deliveries could not be confirmed as enqueued (`not_queued`, which may still
+    /// arrive); the others (`queued`) were.
     #[error("{source}")]
     Enqueue {
         source: EnqueueError,
         queued: Vec<QueuedDelivery>,
+        not_queued: Vec<QueuedDelivery>,
     },
 }
 
@@ -129,6 +140,7 @@ pub struct DeliveryService {
     log: Arc<dyn DeliveryLog>,
     queue: Arc<dyn DeliveryQueue>,
     clock: Arc<dyn Clock>,
+    budget: Duration,
 }
 
 impl std::fmt::Debug for DeliveryService {
@@ -149,7 +161,14 @@ impl DeliveryService {
             log,
             queue,
             clock,
+            budget: PUBLISH_BUDGET,
         }
+    }
+
+    /// The same service with another time budget per call than [`PUBLISH_BUDGET`] (tests).
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     pub fn now(&self) -> Timestamp {
@@ -157,13 +176,15 @@ impl DeliveryService {
     }
 
     /// Fans each event out to every active webhook of its bucket subscribed to it whose filter
-    /// (if any) it matches: one delivery (own `deliveryId`, body rendered once) per pair, all enqueued together. Every message is
-    /// checked against the queue's limit before anything is enqueued.
+    /// (if any) it matches: one delivery (own `deliveryId`, body rendered once) per pair, all
+    /// enqueued together, within the service's time budget ([`PUBLISH_BUDGET`]). Every message
+    /// is checked against the queue's limit before anything is enqueued.
     pub async fn publish(
         &self,
         caller: &Caller,
         events: Vec<ValidEvent>,
     ) -> Result<Vec<QueuedDelivery>, PublishError> {
+        let deadline = Instant::now() + self.budget;
         if let Some(e) = events.iter().find(|e| !caller.may_use(&e.bucket_id)) {
             return Err(ServiceError::BucketForbidden(e.bucket_id.clone()).into());
         }
@@ -218,10 +239,14 @@ impl DeliveryService {
                 tasks.push(task);
             }
         }
-        self.enqueue(tasks).await
+        self.enqueue(tasks, deadline).await
     }
 
-    async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<Vec<QueuedDelivery>, PublishError> {
+    async fn enqueue(
+        &self,
+        tasks: Vec<DeliveryTask>,
+        deadline: Instant,
+    ) -> Result<Vec<QueuedDelivery>, PublishError> {
         let queued = |t: &DeliveryTask| QueuedDelivery {
             delivery_id: t.delivery_id.clone(),
             webhook_id: t.webhook_id.clone(),
@@ -230,15 +255,17 @@ impl DeliveryService {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        match self.queue.enqueue(&tasks).await {
+        match self.queue.enqueue_by(&tasks, deadline).await {
             Ok(()) => Ok(tasks.iter().map(queued).collect()),
             Err(source) => {
-                let ok = tasks
-                    .iter()
-                    .filter(|t| !source.failed.contains(&t.delivery_id))
-                    .map(queued)
-                    .collect();
-                Err(PublishError::Enqueue { source, queued: ok })
+                let failed: std::collections::HashSet<&DeliveryId> = source.failed.iter().collect();
+                let (not_ok, ok): (Vec<&DeliveryTask>, Vec<&DeliveryTask>) =
+                    tasks.iter().partition(|t| failed.contains(&t.delivery_id));
+                Err(PublishError::Enqueue {
+                    queued: ok.into_iter().map(queued).collect(),
+                    not_queued: not_ok.into_iter().map(queued).collect(),
+                    source,
+                })
             }
         }
     }
@@ -250,6 +277,7 @@ impl DeliveryService {
         id: &WebhookId,
         sample: Option<EventType>,
     ) -> Result<QueuedDelivery, PublishError> {
+        let deadline = Instant::now() + self.budget;
         let webhook = self.owned(caller, id).await?;
         if !webhook.active {
             return Err(ServiceError::Invalid(ValidationError::new(
@@ -283,7 +311,7 @@ impl DeliveryService {
             body,
             created_at: now,
         };
-        let mut q = self.enqueue(vec![task]).await?;
+        let mut q = self.enqueue(vec![task], deadline).await?;
         q.pop().ok_or_else(|| unreachable!("one task in, one out"))
     }
 
@@ -319,6 +347,7 @@ impl DeliveryService {
         delivery: Option<&DeliveryId>,
         limit: usize,
     ) -> Result<Vec<QueuedDelivery>, PublishError> {
+        let deadline = Instant::now() + self.budget;
         self.owned(caller, id).await?;
         let dead = match delivery {
             Some(d) => match self.log.dead_letter(id, d).await? {
@@ -336,7 +365,7 @@ impl DeliveryService {
                 ..d.task
             })
             .collect();
-        let queued = self.enqueue(tasks).await?;
+        let queued = self.enqueue(tasks, deadline).await?;
         for q in &queued {
             self.log.remove_dead_letter(id, &q.delivery_id).await?;
         }
