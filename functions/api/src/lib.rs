@@ -45,6 +45,9 @@ pub struct AppState {
     pub cursors: Arc<CursorCodec>,
     /// Served at `/dashboard/dev-token` when set (the local mode only).
     pub dev_token: Option<Arc<str>>,
+    /// The circuit breakers' states, shown as a webhook's `health` when set
+    /// ([`AppState::with_health`]).
+    pub health: Option<Arc<dyn webhooks_core::health::HealthStore>>,
 }
 
 /// The adapters the API runs on.
@@ -81,7 +84,14 @@ impl AppState {
             auth: Arc::new(Authenticator::new(jwt_secret)?),
             cursors: Arc::new(CursorCodec::new(jwt_secret)),
             dev_token: None,
+            health: None,
         })
+    }
+
+    /// Shows each webhook's circuit breaker state (`health`) from `store`.
+    pub fn with_health(mut self, store: Arc<dyn webhooks_core::health::HealthStore>) -> Self {
+        self.health = Some(store);
+        self
     }
 }
 

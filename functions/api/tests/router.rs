@@ -1124,3 +1124,53 @@ async fn re_enabling_clears_the_reason_the_service_disabled_a_webhook() {
         (Some(true), &Value::Null)
     );
 }
+
+#[tokio::test]
+async fn get_shows_the_circuit_breakers_health_when_the_deployment_keeps_it() {
+    use webhooks_core::health::{HealthState, HealthStore, WebhookHealth};
+    use webhooks_core::ports::memory::MemoryHealth;
+    // GIVEN an API with breaker states, and a webhook
+    let mut app = app();
+    let health = Arc::new(MemoryHealth::new());
+    app.state = app.state.clone().with_health(health.clone());
+    let t = token_for("user_health");
+    let created = app.create(&t, guide_body()).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/webhooks/{id}");
+    // WHEN it never failed THEN it is healthy since its creation
+    let r = app.call(Method::GET, &uri, Some(&t), None).await;
+    assert_eq!(r.body["health"]["state"], "healthy", "{:?}", r.body);
+    assert_eq!(r.body["health"]["since"], created.body["createdAt"]);
+    // WHEN its breaker is open THEN GET shows it, since when, until when, and the last error
+    let open = WebhookHealth {
+        state: HealthState::Open,
+        since: webhooks_core::Timestamp::from_unix(1_700_000_000),
+        consecutive_failures: 5,
+        last_error: Some("timed out after 30 s".into()),
+        open_until: Some(webhooks_core::Timestamp::from_unix(1_700_000_030)),
+        open_seconds: 30,
+        timing_out: true,
+    };
+    health
+        .put(&webhooks_core::WebhookId::parse(&id).unwrap(), &open)
+        .await
+        .unwrap();
+    let r = app.call(Method::GET, &uri, Some(&t), None).await;
+    assert_eq!(r.body["health"]["state"], "open");
+    assert_eq!(r.body["health"]["since"], "2023-11-14T22:13:20Z");
+    assert_eq!(r.body["health"]["openUntil"], "2023-11-14T22:13:50Z");
+    assert_eq!(r.body["health"]["lastError"], "timed out after 30 s");
+    assert_eq!(r.body["health"]["consecutiveFailures"], 5);
+    // AND a deployment without breaker states shows none
+    let plain = self::app();
+    let created = plain.create(&t, guide_body()).await;
+    let r = plain
+        .call(
+            Method::GET,
+            &format!("/api/webhooks/{}", created.body["id"].as_str().unwrap()),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert!(r.body.get("health").is_none(), "{:?}", r.body);
+}

@@ -492,6 +492,32 @@ impl SqsWorkerQueue {
         Ok(())
     }
 
+    /// Longest `DelaySeconds` SQS accepts.
+    pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+    /// Queues `body` again as a new message on the delivery queue, hidden for `delay` (at most
+    /// [`Self::MAX_DELAY`], SQS's limit), with its `deliveryId` attribute: a flow-control
+    /// deferral (the core's `QueueAction::Defer`), whose new message starts its receive count
+    /// again.
+    pub async fn send_delayed(
+        &self,
+        body: &str,
+        delay: Duration,
+        delivery_id: &str,
+    ) -> Result<(), QueueError> {
+        let secs = delay.min(Self::MAX_DELAY).as_secs();
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(i32::try_from(secs).unwrap_or(900))
+            .message_attributes(attribute::DELIVERY_ID, string_attribute(delivery_id))
+            .send()
+            .await
+            .map_err(|e| error_of("SendMessage", e))?;
+        Ok(())
+    }
+
     /// Sends `body` to the dead-letter queue with why it gave up (`error`, shortened to at most
     /// [`MAX_ERROR_ATTRIBUTE_BYTES`] and to what fits), after how many `attempts`, and the
     /// delivery's id when known. Returns the new message's id.

@@ -14,7 +14,8 @@ use crate::delivery::{
     AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after,
     webhook_request_headers,
 };
-use crate::flow::is_first_receipt;
+use crate::flow::{InFlight, is_first_receipt};
+use crate::health::{AttemptClass, Breaker, Gate, HealthStore, after_attempt, gate};
 use crate::ports::{
     Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
 };
@@ -39,6 +40,8 @@ pub enum Outcome {
         after: Duration,
         reason: String,
         slow: bool,
+        /// Attempts made so far (for a queue that re-sends the message as a new one).
+        attempts_made: u32,
     },
 }
 
@@ -55,6 +58,10 @@ pub struct Dispatcher {
     sender: Arc<dyn WebhookSender>,
     clock: Arc<dyn Clock>,
     auto_disable_after: Option<Duration>,
+    /// The circuit breaker (DESIGN.md §7), when the runtime gave it a store.
+    breaker: Option<Breaker>,
+    /// The per-webhook in-flight cap of this instance.
+    in_flight: InFlight,
 }
 
 pub use crate::flow::DEFAULT_AUTO_DISABLE_AFTER;
@@ -78,7 +85,22 @@ impl Dispatcher {
             sender,
             clock,
             auto_disable_after: Some(DEFAULT_AUTO_DISABLE_AFTER),
+            breaker: None,
+            in_flight: InFlight::default(),
         }
+    }
+
+    /// Turns the circuit breaker on, its states kept in `store` (see [`crate::health`]).
+    pub fn with_breaker(mut self, store: Arc<dyn HealthStore>) -> Self {
+        self.breaker = Some(Breaker::new(store));
+        self
+    }
+
+    /// Changes the per-webhook in-flight cap of this instance (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`](crate::flow::DEFAULT_MAX_IN_FLIGHT)).
+    pub fn with_max_in_flight(mut self, limit: usize) -> Self {
+        self.in_flight = InFlight::new(limit);
+        self
     }
 
     /// Changes (or, with `None`, turns off) auto-disabling of continuously failing webhooks.
@@ -147,7 +169,45 @@ impl Dispatcher {
             return self.give_up(task, attempt, error).await;
         }
 
+        // Flow control (DESIGN.md §7): nothing is sent, no attempt used, when the webhook has
+        // its cap of attempts in flight here or its breaker is open.
+        let defer = |after: Duration, reason: String, slow: bool| Outcome::Defer {
+            after,
+            reason,
+            slow,
+            attempts_made: last,
+        };
+        let _in_flight = match self.in_flight.try_acquire(&task.webhook_id) {
+            Ok(guard) => guard,
+            Err(wait) => {
+                let reason = format!(
+                    "{} attempts already in flight to this webhook",
+                    self.in_flight.limit()
+                );
+                return Ok(defer(wait, reason, false));
+            }
+        };
         let now = self.clock.now();
+        let mut health = None;
+        if let Some(breaker) = &self.breaker {
+            health = breaker.get(&task.webhook_id).await;
+            match gate(health.as_ref(), now) {
+                Gate::Send => {}
+                Gate::Wait { wait } => {
+                    let reason = match health.as_ref().and_then(|h| h.open_until) {
+                        Some(until) => format!("circuit breaker open until {until}"),
+                        None => "circuit breaker open".to_owned(),
+                    };
+                    return Ok(defer(wait.max(Duration::from_secs(1)), reason, true));
+                }
+                Gate::Probe { rearmed } => {
+                    tracing::info!(webhook_id = %task.webhook_id, "circuit breaker probe");
+                    breaker.put(&task.webhook_id, rearmed.clone()).await;
+                    health = Some(rearmed);
+                }
+            }
+        }
+
         let request = OutgoingRequest {
             url: webhook.url.clone(),
             headers: webhook_request_headers(task, &webhook, attempt, now),
@@ -156,6 +216,15 @@ impl Dispatcher {
         let started = Instant::now();
         let result = self.sender.send(&request).await;
         let duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(breaker) = &self.breaker
+            && let Some(next) = after_attempt(
+                health.as_ref(),
+                &AttemptClass::of(&result),
+                self.clock.now(),
+            )
+        {
+            breaker.put(&task.webhook_id, next).await;
+        }
 
         match result {
             Ok(res) if (200..300).contains(&res.status) => {
@@ -833,5 +902,199 @@ mod tests {
         f.dispatcher.process(&f.task, 1).await.unwrap();
         let w = f.store.get(&f.webhook.id).await.unwrap().unwrap();
         assert!(w.active && w.failing_since.is_some() && w.disabled_reason.is_none());
+    }
+
+    fn task_of(f: &Fixture, n: i64) -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: DeliveryId::generate(100 + n),
+            ..f.task.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_after_five_failures_defers_without_attempts_and_a_probe_closes_it() {
+        // GIVEN a webhook with a breaker, retries to spare, and a receiver failing 5 times
+        let f = fixture().await;
+        let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+        let health = Arc::new(crate::ports::memory::MemoryHealth::new());
+        let dispatcher = Dispatcher::new(
+            f.store.clone(),
+            f.log.clone(),
+            f.sender.clone(),
+            clock.clone(),
+        )
+        .with_breaker(health.clone());
+        f.sender
+            .answer((0..5).map(|_| RecordingSender::status(500)));
+        let state = || async {
+            crate::health::HealthStore::get(&*health, &f.webhook.id)
+                .await
+                .unwrap()
+        };
+        // WHEN 5 deliveries fail THEN it is degraded, then open for 30 s
+        for n in 1..=5 {
+            let out = dispatcher.process(&task_of(&f, n), 1).await.unwrap();
+            assert!(matches!(out, Outcome::Retry { .. }), "{out:?}");
+            let h = state().await.unwrap();
+            let want = if n < 5 {
+                crate::health::HealthState::Degraded
+            } else {
+                crate::health::HealthState::Open
+            };
+            assert_eq!((h.state, h.consecutive_failures), (want, n as u32));
+            assert_eq!(h.last_error.as_deref(), Some("receiver answered HTTP 500"));
+        }
+        // AND a delivery meanwhile is deferred: nothing sent, no attempt used, slow lane
+        let sent = f.sender.requests().len();
+        let held = task_of(&f, 6);
+        let out = dispatcher.process(&held, 1).await.unwrap();
+        assert!(
+            matches!(out, Outcome::Defer { after, slow: true, attempts_made: 0, .. } if after == Duration::from_secs(30)),
+            "{out:?}"
+        );
+        assert_eq!(f.sender.requests().len(), sent);
+        assert!(
+            f.log
+                .attempts_of(&f.webhook.id, &held.delivery_id, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // WHEN the open period is over THEN the next delivery is the probe; answered, it closes
+        clock.advance(30);
+        assert_eq!(
+            dispatcher.process(&held, 2).await.unwrap(),
+            Outcome::Delivered
+        );
+        let h = state().await.unwrap();
+        assert_eq!(
+            (h.state, h.consecutive_failures),
+            (crate::health::HealthState::Healthy, 0)
+        );
+        let attempts = f
+            .log
+            .attempts_of(&f.webhook.id, &held.delivery_id, 0)
+            .await
+            .unwrap();
+        assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1]);
+        // AND only transitions were written: 5 failures, the probe's re-arm, the close
+        assert_eq!(health.writes(), 7);
+        dispatcher.process(&task_of(&f, 7), 1).await.unwrap();
+        assert_eq!(health.writes(), 7, "a healthy delivery writes no state");
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_opens_it_again_for_twice_as_long() {
+        let f = fixture().await;
+        let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+        let health = Arc::new(crate::ports::memory::MemoryHealth::new());
+        let dispatcher = Dispatcher::new(
+            f.store.clone(),
+            f.log.clone(),
+            f.sender.clone(),
+            clock.clone(),
+        )
+        .with_breaker(health.clone());
+        f.sender.answer((0..6).map(|_| Err(SendError::Timeout(30))));
+        for n in 1..=5 {
+            dispatcher.process(&task_of(&f, n), 1).await.unwrap();
+        }
+        clock.advance(30);
+        // the probe times out
+        assert!(matches!(
+            dispatcher.process(&task_of(&f, 6), 1).await.unwrap(),
+            Outcome::Retry { .. }
+        ));
+        let h = crate::health::HealthStore::get(&*health, &f.webhook.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.state, crate::health::HealthState::Open);
+        assert_eq!(h.open_seconds, 60);
+        assert!(h.timing_out);
+        assert!(matches!(
+            dispatcher.process(&task_of(&f, 7), 1).await.unwrap(),
+            Outcome::Defer { after, .. } if after == Duration::from_secs(60)
+        ));
+    }
+
+    /// A sender that holds every request until released.
+    #[derive(Default)]
+    struct HoldingSender {
+        release: tokio::sync::Notify,
+        started: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl WebhookSender for HoldingSender {
+        async fn send(&self, _: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+            self.started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.release.notified().await;
+            Ok(SenderResponse {
+                status: 200,
+                retry_after: None,
+                body_excerpt: String::new(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn over_the_in_flight_cap_a_delivery_waits_without_an_attempt_and_others_go_on() {
+        // GIVEN a cap of 2 and two attempts hanging on one webhook
+        let f = fixture().await;
+        let sender = Arc::new(HoldingSender::default());
+        let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+        let dispatcher = Dispatcher::new(f.store.clone(), f.log.clone(), sender.clone(), clock)
+            .with_max_in_flight(2);
+        let mut hanging = Vec::new();
+        for n in 1..=2 {
+            let (d, t) = (dispatcher.clone(), task_of(&f, n));
+            hanging.push(tokio::spawn(async move { d.process(&t, 1).await }));
+        }
+        while sender.started.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // WHEN a third delivery to it comes THEN it is deferred, nothing sent nor recorded
+        let third = task_of(&f, 3);
+        let out = dispatcher.process(&third, 1).await.unwrap();
+        assert!(
+            matches!(out, Outcome::Defer { slow: false, after, .. } if after == crate::flow::IN_FLIGHT_DEFER),
+            "{out:?}"
+        );
+        assert_eq!(sender.started.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(
+            f.log
+                .attempts_of(&f.webhook.id, &third.delivery_id, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // AND another webhook's delivery is sent
+        let mut other = f.webhook.clone();
+        other.id = WebhookId::generate(77);
+        f.store.create(&other).await.unwrap();
+        let other_task = DeliveryTask {
+            webhook_id: other.id.clone(),
+            ..task_of(&f, 4)
+        };
+        let (d, t) = (dispatcher.clone(), other_task);
+        let other_run = tokio::spawn(async move { d.process(&t, 1).await });
+        while sender.started.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        // WHEN the hanging attempts end THEN the place is free again
+        sender.release.notify_waiters();
+        for h in hanging {
+            assert_eq!(h.await.unwrap().unwrap(), Outcome::Delivered);
+        }
+        assert_eq!(other_run.await.unwrap().unwrap(), Outcome::Delivered);
+        let d = dispatcher.clone();
+        let again = tokio::spawn(async move { d.process(&third, 2).await });
+        while sender.started.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+            tokio::task::yield_now().await;
+        }
+        sender.release.notify_waiters();
+        assert_eq!(again.await.unwrap().unwrap(), Outcome::Delivered);
     }
 }

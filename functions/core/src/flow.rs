@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `Ack` | left out of `batchItemFailures` (Lambda deletes it) | deleted |
 //! | `RetryAfter` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
-//! | `Defer` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
+//! | `Defer` | queued again as a new message (`DelaySeconds` ≤ 15 min, carrying `attemptsMade`), then acknowledged | visible again after the delay, the receipt given back |
 //! | `DeadLetter` | sent to the dead-letter queue with its error, then acknowledged | moved to the dead-letter table |
 //!
 //! **What an attempt is.** An attempt is a request the receiver could have seen. Attempts are
@@ -25,8 +25,11 @@
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use crate::WebhookId;
 use crate::delivery::DeliveryTask;
 use crate::dispatch::{DispatchError, Outcome};
 
@@ -42,12 +45,101 @@ pub const MAX_AUTO_DISABLE_HOURS: u64 = 8760;
 /// The redrive guard (SQS `maxReceiveCount`, the embedded queue's limit): a message received
 /// this many times goes to the dead letters. A receipt counts when it makes an attempt (at most
 /// `maxRetries` 20 + 1 = 21) or ends without acting (a crash, a deadline cut-off, a store
-/// that was unavailable); flow-control deferrals do not count (SQS: re-sent as a new message;
-/// embedded: the receipt is given back). 50 leaves 29 such receipts beyond the most attempts.
+/// that was unavailable); flow-control deferrals do not count (SQS: queued again as a new
+/// message; embedded: the receipt is given back). 50 leaves 29 receipts that sent nothing
+/// beyond the most attempts.
 pub const MAX_RECEIVE_COUNT: u32 = 50;
 /// When a delivery could not be processed (the store was unavailable), it is tried again after
 /// this long. Nothing was sent, so no attempt is used.
 pub const ERROR_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Attempts in flight to one webhook at once, per instance (a Lambda instance, the local
+/// process), by default: more wait, without using an attempt.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// The shortest wait of a delivery held back by the in-flight cap. It waits as long as the
+/// oldest attempt in flight to its webhook has been running (at most [`MAX_IN_FLIGHT_DEFER`]):
+/// deliveries to a receiver that answers in milliseconds come back at once, deliveries to one
+/// that hangs come back rarely, so they do not churn the queue.
+pub const IN_FLIGHT_DEFER: Duration = Duration::from_secs(1);
+/// The longest wait of a delivery held back by the in-flight cap.
+pub const MAX_IN_FLIGHT_DEFER: Duration = DEFAULT_DELIVERY_TIMEOUT;
+
+type InFlightMap = HashMap<WebhookId, Vec<(u64, Instant)>>;
+
+/// The per-webhook in-flight cap of one instance: [`try_acquire`](Self::try_acquire) hands out
+/// at most `limit` guards per webhook at once. Cheap to clone; clones share the counts.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    limit: usize,
+    state: Arc<Mutex<(u64, InFlightMap)>>,
+}
+
+/// One attempt in flight to a webhook; dropping it frees the place.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    webhook: WebhookId,
+    id: u64,
+    state: Arc<Mutex<(u64, InFlightMap)>>,
+}
+
+impl InFlight {
+    /// A cap of `limit` (at least 1) attempts per webhook.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            state: Arc::default(),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A place for one more attempt to `webhook`, or, when `limit` are in flight, how long the
+    /// delivery should wait (see [`IN_FLIGHT_DEFER`]).
+    pub fn try_acquire(&self, webhook: &WebhookId) -> Result<InFlightGuard, Duration> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, map) = &mut *state;
+        let running = map.entry(webhook.clone()).or_default();
+        if running.len() >= self.limit {
+            let oldest = running.iter().map(|(_, at)| at.elapsed()).max();
+            return Err(oldest
+                .unwrap_or_default()
+                .clamp(IN_FLIGHT_DEFER, MAX_IN_FLIGHT_DEFER));
+        }
+        *next += 1;
+        running.push((*next, Instant::now()));
+        Ok(InFlightGuard {
+            webhook: webhook.clone(),
+            id: *next,
+            state: Arc::clone(&self.state),
+        })
+    }
+
+    /// Attempts in flight to `webhook` now.
+    pub fn in_flight(&self, webhook: &WebhookId) -> usize {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.1.get(webhook).map_or(0, Vec::len)
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_IN_FLIGHT)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = state.1.get_mut(&self.webhook) {
+            running.retain(|(id, _)| *id != self.id);
+            if running.is_empty() {
+                state.1.remove(&self.webhook);
+            }
+        }
+    }
+}
 
 /// A delivery setting given by a deployment (environment variable, command-line flag) is out of
 /// its bounds.
@@ -95,8 +187,13 @@ pub enum QueueAction {
     /// unavailable must end in the dead letters).
     RetryAfter { delay: Duration },
     /// The flow control held the delivery back (nothing sent, no attempt used): it comes back
-    /// after `delay`. `slow`: the webhook is timing out or its breaker is open.
-    Defer { delay: Duration, slow: bool },
+    /// after `delay`. `slow`: the webhook is timing out or its breaker is open. `attempts_made`:
+    /// the attempts made so far, for a queue that re-sends the message as a new one.
+    Defer {
+        delay: Duration,
+        slow: bool,
+        attempts_made: u32,
+    },
     /// Given up: move the message to the dead letters with `error`, after `attempts` attempts.
     DeadLetter { error: String, attempts: u32 },
 }
@@ -115,9 +212,15 @@ impl QueueAction {
                 error: error.clone(),
                 attempts: *attempts,
             },
-            Ok(Outcome::Defer { after, slow, .. }) => QueueAction::Defer {
+            Ok(Outcome::Defer {
+                after,
+                slow,
+                attempts_made,
+                ..
+            }) => QueueAction::Defer {
                 delay: *after,
                 slow: *slow,
+                attempts_made: *attempts_made,
             },
             Err(_) => QueueAction::RetryAfter {
                 delay: error_retry_delay,
@@ -175,10 +278,12 @@ mod tests {
                     after: Duration::from_secs(30),
                     reason: "circuit breaker open".into(),
                     slow: true,
+                    attempts_made: 2,
                 }),
                 QueueAction::Defer {
                     delay: Duration::from_secs(30),
                     slow: true,
+                    attempts_made: 2,
                 },
             ),
             (
@@ -193,11 +298,33 @@ mod tests {
         assert_eq!(
             QueueAction::Defer {
                 delay: d,
-                slow: false
+                slow: false,
+                attempts_made: 0
             }
             .delay(),
             Some(ERROR_RETRY_DELAY)
         );
+    }
+
+    #[test]
+    fn the_in_flight_cap_is_per_webhook_and_freed_by_dropping_the_guard() {
+        let cap = InFlight::new(2);
+        let (a, b) = (WebhookId::generate(1), WebhookId::generate(2));
+        let g1 = cap.try_acquire(&a).unwrap();
+        let g2 = cap.try_acquire(&a).unwrap();
+        assert_eq!(
+            cap.try_acquire(&a).unwrap_err(),
+            IN_FLIGHT_DEFER,
+            "a third to the same webhook waits (at least the shortest wait)"
+        );
+        let other = cap.try_acquire(&b);
+        assert!(other.is_ok(), "another webhook is not held up");
+        drop(g1);
+        assert_eq!(cap.in_flight(&a), 1);
+        assert!(cap.try_acquire(&a).is_ok());
+        drop(g2);
+        assert_eq!(InFlight::new(0).limit(), 1);
+        assert_eq!(InFlight::default().limit(), DEFAULT_MAX_IN_FLIGHT);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
 //! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
+//! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
 //!   from an outcome to the queue's action that both runtimes carry out.
 //! - [`samples`]: the guide's example payloads, for test sends.
@@ -33,6 +34,7 @@ pub mod filter;
 pub mod flow;
 pub mod format;
 pub mod headers;
+pub mod health;
 pub mod ids;
 pub mod jsjson;
 pub mod ports;

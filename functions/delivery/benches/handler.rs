@@ -57,6 +57,10 @@ impl QueueActions for NoQueueActions {
     ) -> Result<(), QueueActionError> {
         panic!("no delivery should be dead-lettered in this benchmark")
     }
+
+    async fn send_again(&self, _: &str, _: Duration, _: &str) -> Result<(), QueueActionError> {
+        panic!("no delivery should be deferred in this benchmark")
+    }
 }
 
 /// ~1 KiB of JSON, like the core benchmark's body.

@@ -8,7 +8,8 @@
 //! | [`QueueAction`] | the message |
 //! |---|---|
 //! | `Ack` | acknowledged (not in `batchItemFailures`, so Lambda deletes it) |
-//! | `RetryAfter { delay }`, `Defer { delay }` | `ChangeMessageVisibility(delay)` (at most 12 h since receipt), then a batch item failure: SQS hands it out again after the delay |
+//! | `RetryAfter { delay }` | `ChangeMessageVisibility(delay)` (at most 12 h since receipt), then a batch item failure: SQS hands it out again after the delay |
+//! | `Defer { delay, attempts_made, .. }` | queued again as a new message (`DelaySeconds` = delay, at most 15 min, carrying `attemptsMade`), then acknowledged: its receive count starts again, so deferrals never reach the redrive guard (if that send fails: as `RetryAfter`) |
 //! | `DeadLetter { error, attempts }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
 //! | a body that is not a `QueueTask` | sent to the dead-letter queue as it is, with the parse error, then acknowledged: never lost, never retried in vain |
 //!
@@ -83,6 +84,16 @@ pub trait QueueActions: Send + Sync + 'static {
         after: Duration,
     ) -> Result<(), QueueActionError>;
 
+    /// Queues `body` again as a new message, visible after `delay` (SQS: at most 15 min); the
+    /// received message is then acknowledged (a flow-control deferral, which must not count
+    /// towards the redrive guard).
+    async fn send_again(
+        &self,
+        body: &str,
+        delay: Duration,
+        delivery_id: &str,
+    ) -> Result<(), QueueActionError>;
+
     /// Moves a message to the dead-letter queue: its `body` as received, why it gave up, after
     /// how many attempts, and its delivery id when known.
     async fn send_to_dead_letter(
@@ -102,6 +113,15 @@ impl QueueActions for SqsWorkerQueue {
         after: Duration,
     ) -> Result<(), QueueActionError> {
         Ok(SqsWorkerQueue::change_visibility(self, receipt_handle, after).await?)
+    }
+
+    async fn send_again(
+        &self,
+        body: &str,
+        delay: Duration,
+        delivery_id: &str,
+    ) -> Result<(), QueueActionError> {
+        Ok(SqsWorkerQueue::send_delayed(self, body, delay, delivery_id).await?)
     }
 
     async fn send_to_dead_letter(
@@ -188,6 +208,11 @@ pub enum RecordOutcome {
         after: Duration,
         visibility_changed: bool,
     },
+    /// Held back by the flow control: queued again as a new message, visible after `after`, and
+    /// acknowledged (no attempt used).
+    Deferred {
+        after: Duration,
+    },
     /// Gave up and moved to the dead-letter queue.
     DeadLettered {
         error: String,
@@ -209,6 +234,7 @@ impl RecordOutcome {
             self,
             RecordOutcome::Delivered
                 | RecordOutcome::Dropped { .. }
+                | RecordOutcome::Deferred { .. }
                 | RecordOutcome::DeadLettered { .. }
         )
     }
@@ -217,6 +243,7 @@ impl RecordOutcome {
         match self {
             RecordOutcome::Delivered => "delivered",
             RecordOutcome::Dropped { .. } => "dropped",
+            RecordOutcome::Deferred { .. } => "deferred",
             RecordOutcome::RetryScheduled { .. } => "retry",
             RecordOutcome::DeadLettered { .. } => "dead_lettered",
             RecordOutcome::DeadLetterFailed { .. } => "dead_letter_failed",
@@ -333,6 +360,35 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
     let outcome = match (result, action) {
         (Ok(Outcome::Drop { reason }), _) => RecordOutcome::Dropped { reason },
         (_, QueueAction::Ack) => RecordOutcome::Delivered,
+        (
+            Ok(Outcome::Defer { reason, .. }),
+            QueueAction::Defer {
+                delay,
+                attempts_made,
+                ..
+            },
+        ) => {
+            let again = QueueTask::DeliveryV1(webhooks_core::delivery::DeliveryTask {
+                attempts_made,
+                ..delivery.clone()
+            })
+            .to_json();
+            let id = delivery.delivery_id.as_str();
+            match deps.queue.send_again(&again, delay, id).await {
+                Ok(()) => {
+                    tracing::info!(%reason, after_secs = delay.as_secs(), "deferred");
+                    RecordOutcome::Deferred { after: delay }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %reason, "could not queue the deferral; it comes back");
+                    let visibility_changed = change_visibility(deps, receipt, delay).await;
+                    RecordOutcome::RetryScheduled {
+                        after: delay,
+                        visibility_changed,
+                    }
+                }
+            }
+        }
         (result, QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. }) => {
             // SQS refuses a visibility that would keep a message hidden more than 12 h after
             // it was received.

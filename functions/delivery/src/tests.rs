@@ -31,6 +31,11 @@ enum Action {
         attempts: u32,
         delivery_id: Option<String>,
     },
+    Again {
+        body: String,
+        delay: Duration,
+        delivery_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +60,20 @@ impl QueueActions for FakeQueue {
         self.actions.lock().unwrap().push(Action::Visibility {
             receipt: receipt_handle.into(),
             after,
+        });
+        Ok(())
+    }
+
+    async fn send_again(
+        &self,
+        body: &str,
+        delay: Duration,
+        delivery_id: &str,
+    ) -> Result<(), QueueActionError> {
+        self.actions.lock().unwrap().push(Action::Again {
+            body: body.into(),
+            delay,
+            delivery_id: delivery_id.into(),
         });
         Ok(())
     }
@@ -726,4 +745,48 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
             "{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_deferred_delivery_is_queued_again_as_a_new_message_with_its_attempts_and_acknowledged() {
+    // GIVEN a webhook whose breaker is open, and a delivery that made 2 attempts
+    let sender = Arc::new(RecordingSender::new());
+    let health = Arc::new(webhooks_core::ports::memory::MemoryHealth::new());
+    let mut f = fixture(&sender);
+    f.deps.dispatcher = f.deps.dispatcher.clone().with_breaker(health.clone());
+    let (w, mut task) = f.webhook_and_task("https://example.com/down").await;
+    task.attempts_made = 2;
+    let open = webhooks_core::health::WebhookHealth {
+        state: webhooks_core::health::HealthState::Open,
+        since: Timestamp::from_unix(1_700_000_000),
+        consecutive_failures: 5,
+        last_error: Some("timed out after 30 s".into()),
+        open_until: Some(Timestamp::from_unix(1_700_000_000 + 600)),
+        open_seconds: 600,
+        timing_out: true,
+    };
+    webhooks_core::health::HealthStore::put(&*health, &w.id, &open)
+        .await
+        .unwrap();
+    // WHEN its message is handled (received 3 times already)
+    let failed = f.run(vec![task_record("m1", &task, 3)]).await;
+    // THEN nothing is sent, it is acknowledged, and queued again as a new message with its
+    // attempts, visible when the breaker's period ends
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(sender.requests().is_empty());
+    let actions = f.queue.actions();
+    let [
+        Action::Again {
+            body,
+            delay,
+            delivery_id,
+        },
+    ] = &actions[..]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(delivery_id, task.delivery_id.as_str());
+    assert!(*delay <= Duration::from_secs(600) && *delay >= Duration::from_secs(1));
+    assert_eq!(QueueTask::from_json(body).unwrap().delivery(), &task);
+    assert_eq!(f.stats(&w.id).await.total_deliveries, 0);
 }

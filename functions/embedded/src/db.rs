@@ -176,6 +176,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: custom headers (`webhooks_core::headers`): a JSON array of {name, value}, NULL for none.
     // Values are credentials, like `secret`: never logged, never in a queue message.
     "ALTER TABLE webhooks ADD COLUMN headers TEXT;",
+    // 7: each webhook's circuit breaker state (core::health), apart from the webhook's row:
+    // written only on the breaker's transitions. The JSON of `WebhookHealth`.
+    "CREATE TABLE webhook_health (
+        webhook_id TEXT NOT NULL PRIMARY KEY,
+        health     TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.

@@ -28,6 +28,7 @@
 //! - [`store`]: [`SqliteStore`], the [`SubscriptionStore`] on the `webhooks` table.
 //! - [`delivery_log`]: [`SqliteDeliveryLog`], the [`DeliveryLog`]: attempts, finished markers
 //!   (its `finish` updates the `webhooks` counters in the same transaction), dead letters.
+//! - [`health`]: [`SqliteHealthStore`], the circuit breakers' states (`webhook_health`).
 //! - [`queue`]: [`SqliteQueue`], the [`DeliveryQueue`] and its worker side (receive, ack,
 //!   retry-after, dead-letter).
 //! - [`worker`]: [`Worker`] / [`run_worker`], the poller the local mode runs next to the API.
@@ -38,12 +39,14 @@
 
 pub mod db;
 pub mod delivery_log;
+pub mod health;
 pub mod queue;
 pub mod store;
 pub mod worker;
 
 pub use db::{Database, DbError};
 pub use delivery_log::SqliteDeliveryLog;
+pub use health::SqliteHealthStore;
 pub use queue::{MAX_RECEIVE_COUNT, QueueDeadLetter, Receipt, Received, SqliteQueue};
 pub use store::SqliteStore;
 pub use worker::{Worker, WorkerConfig, WorkerSummary, run_worker};

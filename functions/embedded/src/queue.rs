@@ -149,6 +149,10 @@ pub(crate) enum Action {
     Ack,
     /// Visible again at this time, unix ms (`ChangeMessageVisibility`).
     RetryAt(i64),
+    /// Held back by the flow control: visible again at this time (unix ms), and the receipt is
+    /// given back (the receive count goes down by one), so deferrals never reach the redrive
+    /// guard ([`MAX_RECEIVE_COUNT`]).
+    DeferTo(i64),
     /// Move it to the dead-letter table with this error, at this time (unix ms).
     DeadLetter { error: String, at: i64 },
 }
@@ -156,6 +160,10 @@ pub(crate) enum Action {
 impl Action {
     pub(crate) fn retry_after(delay: Duration, now: SystemTime) -> Self {
         Action::RetryAt(millis(now).saturating_add(duration_ms(delay)))
+    }
+
+    pub(crate) fn defer(delay: Duration, now: SystemTime) -> Self {
+        Action::DeferTo(millis(now).saturating_add(duration_ms(delay)))
     }
 
     pub(crate) fn dead_letter(error: &str, now: SystemTime) -> Self {
@@ -183,6 +191,14 @@ pub(crate) fn act_in(
         Action::RetryAt(at) => conn
             .prepare_cached(
                 "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receive_count = ?2",
+            )
+            .map_err(sql)?
+            .execute(params![r.message_id, r.receive_count, at])
+            .map_err(sql)?,
+        Action::DeferTo(at) => conn
+            .prepare_cached(
+                "UPDATE queue_messages SET visible_at = ?3, receive_count = receive_count - 1
+                 WHERE id = ?1 AND receive_count = ?2 AND receive_count > 0",
             )
             .map_err(sql)?
             .execute(params![r.message_id, r.receive_count, at])

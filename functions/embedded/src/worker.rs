@@ -6,7 +6,8 @@
 //! | queue action | queue |
 //! |---|---|
 //! | `Ack` | acknowledge (delete) |
-//! | `RetryAfter { delay }`, `Defer { delay }` | visible again after `delay` (`ChangeMessageVisibility`) |
+//! | `RetryAfter { delay }` | visible again after `delay` (`ChangeMessageVisibility`) |
+//! | `Defer { delay, .. }` | visible again after `delay`, the receipt given back (the receive count goes down by one: flow-control deferrals never reach the redrive guard) |
 //! | `DeadLetter { error, .. }` | moved to the dead-letter table |
 //!
 //! Up to [`WorkerConfig::concurrency`] deliveries are being sent at once, so a slow receiver never
@@ -362,9 +363,8 @@ async fn handle(
     }
     let action = match queue_action {
         QueueAction::Ack => Action::Ack,
-        QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. } => {
-            Action::retry_after(delay, now)
-        }
+        QueueAction::RetryAfter { delay } => Action::retry_after(delay, now),
+        QueueAction::Defer { delay, .. } => Action::defer(delay, now),
         QueueAction::DeadLetter { error, .. } => Action::dead_letter(&error, now),
     };
     let held = held.take();

@@ -592,3 +592,110 @@ async fn a_delivery_outliving_its_visibility_timeout_is_sent_again_but_counted_o
         "both sends are attempt 1 (the second receipt found nothing recorded): one record"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_receiver_holds_at_most_its_cap_of_sending_slots_and_its_other_deliveries_wait_without_attempts()
+ {
+    // GIVEN 4 sending slots, a cap of 2 attempts in flight per webhook, and a receiver that
+    // never answers, with 10 deliveries waiting for it
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let slow = webhook(&app, RetryConfig::default(), "https://example.com/hangs").await;
+    let fast = {
+        let mut w = sample_webhook(
+            &OwnerId::parse("user_worker").unwrap(),
+            &BucketId::generate(1_700_000_002),
+            1_700_000_002,
+        );
+        w.url = "https://example.com/fast".into();
+        app.store.create(&w).await.unwrap();
+        w
+    };
+    let sender = StallingSender::stall(usize::MAX, &slow.url);
+    let dispatcher = Dispatcher::new(
+        Arc::new(app.store.clone()),
+        Arc::new(app.log.clone()),
+        sender.clone(),
+        Arc::new(SystemClock),
+    )
+    .with_max_in_flight(2);
+    let mut config = test_config();
+    config.concurrency = 4;
+    config.visibility_timeout = secs(60);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(run_worker(app.queue.clone(), dispatcher, config, stopped));
+    let worker = Running { stop, handle };
+    let slow_tasks: Vec<DeliveryTask> = (10..20).map(|n| task_for(&slow.id, n)).collect();
+    app.queue.enqueue(&slow_tasks).await.unwrap();
+
+    // WHEN 10 deliveries to a healthy receiver follow
+    let tasks: Vec<DeliveryTask> = (20..30).map(|n| task_for(&fast.id, n)).collect();
+    app.queue.enqueue(&tasks).await.unwrap();
+
+    // THEN they are all delivered, with 2 sends hanging: the hanging receiver got 2 requests,
+    // its other deliveries wait with no attempt recorded and nothing dead-lettered
+    eventually(
+        "the healthy deliveries to be counted",
+        wait_long(),
+        || async { app.stats(&fast).await.successful_deliveries == 10 },
+    )
+    .await;
+    tokio::time::sleep(ms(300)).await;
+    let to_slow = sender
+        .requests()
+        .iter()
+        .filter(|r| r.url == slow.url)
+        .count();
+    assert_eq!(to_slow, 2, "at most the cap in flight to one webhook");
+    for t in &slow_tasks {
+        let attempts = app
+            .log
+            .attempts_of(&slow.id, &t.delivery_id, 0)
+            .await
+            .unwrap();
+        assert!(attempts.is_empty(), "a deferral records no attempt");
+    }
+    assert_eq!(app.queue.len().await.unwrap(), 10, "the slow ones wait");
+    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    // AND a deferred message's receipt was given back: received again, it is a first receipt
+    worker.stop().await;
+    let received = app
+        .queue
+        .receive(20, secs(1), std::time::SystemTime::now() + secs(120))
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 10);
+    assert!(
+        received.iter().filter(|m| m.receive_count == 1).count() >= 8,
+        "{:?}",
+        received.iter().map(|m| m.receive_count).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn breaker_states_round_trip_through_the_sqlite_file() {
+    use webhooks_core::health::{HealthState, HealthStore, WebhookHealth};
+    let (_dir, path) = db_path();
+    let store = webhooks_embedded::SqliteHealthStore::new(Database::open(&path).unwrap());
+    let id = WebhookId::generate(1_700_000_003);
+    assert_eq!(store.get(&id).await.unwrap(), None);
+    let open = WebhookHealth {
+        state: HealthState::Open,
+        since: Timestamp::from_unix(1_700_000_000),
+        consecutive_failures: 5,
+        last_error: Some("timed out after 30 s".into()),
+        open_until: Some(Timestamp::from_unix(1_700_000_030)),
+        open_seconds: 30,
+        timing_out: true,
+    };
+    store.put(&id, &open).await.unwrap();
+    // a new process on the same file sees it
+    let again = webhooks_embedded::SqliteHealthStore::new(Database::open(&path).unwrap());
+    assert_eq!(again.get(&id).await.unwrap(), Some(open.clone()));
+    let healthy = WebhookHealth::healthy(Timestamp::from_unix(1_700_000_040));
+    again.put(&id, &healthy).await.unwrap();
+    assert_eq!(again.get(&id).await.unwrap(), Some(healthy));
+    again.delete(&id).await.unwrap();
+    again.delete(&id).await.unwrap();
+    assert_eq!(again.get(&id).await.unwrap(), None);
+}

@@ -23,7 +23,8 @@ use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
 use webhooks_embedded::{
-    Database, SqliteDeliveryLog, SqliteQueue, SqliteStore, WorkerConfig, run_worker,
+    Database, SqliteDeliveryLog, SqliteHealthStore, SqliteQueue, SqliteStore, WorkerConfig,
+    run_worker,
 };
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
@@ -68,6 +69,14 @@ struct ServeArgs {
     /// written).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Attempts in flight to one webhook at once (more wait, without using an attempt), so a
+    /// slow receiver never holds the shared sending slots.
+    #[arg(long, default_value_t = webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight_per_webhook: usize,
+    /// Turn the per-webhook circuit breaker off (load and fault tests whose receivers fail on
+    /// purpose: with it on, a failing receiver's deliveries wait out its open periods).
+    #[arg(long)]
+    no_circuit_breaker: bool,
     /// Disable a webhook whose deliveries have all failed this long, in hours (0: never; at most
     /// 8760).
     #[arg(long, default_value_t = 120)]
@@ -81,6 +90,8 @@ impl ServeArgs {
             delivery_timeout_secs: 30,
             concurrency: 32,
             auto_disable_after_hours: 120,
+            max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
+            no_circuit_breaker: false,
         }
     }
 }
@@ -212,15 +223,20 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     let auto_disable =
         webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
             .context("--auto-disable-after-hours")?;
-    let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
-        .with_auto_disable_after(auto_disable);
+    let health = Arc::new(SqliteHealthStore::new(queue.database().clone()));
+    let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
+        .with_auto_disable_after(auto_disable)
+        .with_max_in_flight(args.max_in_flight_per_webhook);
+    if !args.no_circuit_breaker {
+        dispatcher = dispatcher.with_breaker(health.clone());
+    }
     let ports = Ports {
         store,
         log,
         queue: Arc::new(queue.clone()),
         clock,
     };
-    let mut state = AppState::new(ports, UrlPolicy::LOCAL, secret)?;
+    let mut state = AppState::new(ports, UrlPolicy::LOCAL, secret)?.with_health(health);
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

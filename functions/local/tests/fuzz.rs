@@ -267,7 +267,10 @@ async fn schemathesis_finds_no_server_error_and_refused_requests_store_nothing()
     let data = dir.path().join("data");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
-    let mut local = Local::start(&data, &["--delivery-timeout-secs", "2"]);
+    let mut local = Local::start(
+        &data,
+        &["--delivery-timeout-secs", "2", "--no-circuit-breaker"],
+    );
     let user = local.token.clone(); // `dev-user`
     let producer = local.mint("ingest", Some("events:publish"));
     let other = local.mint("someone-else", None);

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::format::Format;
+use webhooks_core::health::WebhookHealth;
 use webhooks_core::service::{FilterTest, FilterTestResult};
 use webhooks_core::validate::{CreateWebhook, UpdateWebhook};
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook};
@@ -49,6 +50,11 @@ pub struct WebhookResponse {
     pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The circuit breaker's state (DESIGN.md §7): `healthy`, `degraded` (its last attempts
+    /// failed) or `open` (deliveries wait until `openUntil`, then one probe decides), since
+    /// when, and the last error. In `GET /api/webhooks/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<WebhookHealth>,
     /// Only in the response to `POST /api/webhooks`: store it now, it is not shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -77,6 +83,7 @@ impl WebhookResponse {
             last_delivery_status: w.last_delivery_status,
             created_at: w.created_at,
             updated_at: w.updated_at,
+            health: None,
         }
     }
 }
@@ -208,7 +215,19 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<WebhookResponse>, ApiError> {
     let w = state.webhooks.get(&auth.caller, &webhook_id(&id)?).await?;
-    Ok(Json(WebhookResponse::new(w, false)))
+    let health = match &state.health {
+        Some(store) => Some(
+            store
+                .get(&w.id)
+                .await?
+                .unwrap_or_else(|| WebhookHealth::healthy(w.created_at)),
+        ),
+        None => None,
+    };
+    Ok(Json(WebhookResponse {
+        health,
+        ..WebhookResponse::new(w, false)
+    }))
 }
 
 /// Change a webhook: any of url, events, description (`null` clears), active, retryConfig

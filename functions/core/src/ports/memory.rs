@@ -397,3 +397,51 @@ impl WebhookSender for RecordingSender {
             .unwrap_or_else(|| Self::status(200))
     }
 }
+
+/// Breaker states in memory ([`crate::health::HealthStore`]); counts its writes, so tests can
+/// check that only transitions write.
+#[derive(Debug, Default)]
+pub struct MemoryHealth {
+    states: Mutex<BTreeMap<WebhookId, crate::health::WebhookHealth>>,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryHealth {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many `put`s were made.
+    pub fn writes(&self) -> usize {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl crate::health::HealthStore for MemoryHealth {
+    async fn get(
+        &self,
+        webhook: &WebhookId,
+    ) -> Result<Option<crate::health::WebhookHealth>, StoreError> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(states.get(webhook).cloned())
+    }
+
+    async fn put(
+        &self,
+        webhook: &WebhookId,
+        health: &crate::health::WebhookHealth,
+    ) -> Result<(), StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.insert(webhook.clone(), health.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, webhook: &WebhookId) -> Result<(), StoreError> {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.remove(webhook);
+        Ok(())
+    }
+}
