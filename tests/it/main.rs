@@ -26,6 +26,7 @@ mod dynamodb;
 mod events;
 mod fanout;
 mod faults;
+mod filters;
 mod helpers;
 mod signatures;
 mod sqs;

@@ -243,6 +243,11 @@ function card(w) {
         el('dd', { className: 'stats', text: statsText(w) }),
         el('dt', { text: 'Last delivery' }), el('dd', { className: 'last' }, lastDelivery(w)),
         el('dt', { text: 'Retries' }), el('dd', { text: retryText(w.retryConfig) }),
+        w.filter ? el('dt', { text: 'Filter' }) : null,
+        w.filter ? el('dd', { className: 'mono', text: JSON.stringify(w.filter) }) : null,
+        w.headers && w.headers.length ? el('dt', { text: 'Headers' }) : null,
+        w.headers && w.headers.length
+          ? el('dd', { className: 'mono', text: w.headers.map((h) => `${h.name}: ${h.hint}`).join(', ') }) : null,
         el('dt', { text: 'Secret' }), el('dd', { text: w.secretHint || '' }),
         el('dt', { text: 'Id' }), el('dd', { className: 'mono', text: id })),
       el('div', { className: 'row center' },
@@ -319,17 +324,67 @@ function formBody(form) {
     },
   };
   const description = f.description.value.trim();
-  return { body, description, secret: f.secret.value, format: f.format.value };
+  return {
+    body, description, secret: f.secret.value, format: f.format.value,
+    filter: parseFilter(f.filter.value), headers: parseHeaders(f.headers.value),
+  };
+}
+
+/** The filter textarea as JSON: `null` when empty; a clear error when it is not JSON. */
+function parseFilter(text) {
+  if (!text.trim()) return null;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`The filter is not valid JSON: ${e.message}`);
+  }
+}
+
+/** `Name: value` lines as a headers object (an empty value is `null`: remove it). */
+function parseHeaders(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const at = line.indexOf(':');
+    if (at < 1) throw new Error(`Custom headers: "${line.trim().slice(0, 40)}" is not "Name: value".`);
+    const value = line.slice(at + 1).trim();
+    out[line.slice(0, at).trim()] = value === '' ? null : value;
+  }
+  return out;
+}
+
+async function testFilter() {
+  if (!state.editing) {
+    $('filter-result').textContent = 'Save the webhook first, then edit it to test its filter.';
+    return;
+  }
+  const f = $('webhook-form').elements;
+  let sample;
+  try {
+    sample = JSON.parse(f.sample.value);
+  } catch (e) {
+    throw new Error(`The sample event is not valid JSON: ${e.message}`);
+  }
+  const body = { event: sample };
+  const filter = parseFilter(f.filter.value);
+  if (filter !== null) body.filter = filter;
+  const r = await api('POST', `${hookPath(state.editing)}/filter-test`, body);
+  $('filter-result').textContent = r.matches
+    ? 'Matches: this event would be delivered.'
+    : `No match: ${r.subscribed ? 'the filter rejects it' : 'the webhook does not subscribe to this event type'}.`;
 }
 
 async function onSubmitWebhook(ev) {
   ev.preventDefault();
   const form = ev.target;
   await run($('form-submit'), async () => {
-    const { body, description, secret, format } = formBody(form);
+    const { body, description, secret, format, filter, headers } = formBody(form);
     if (state.editing) {
       const w = state.hooks.find((h) => h.id === state.editing);
       body.description = description || null;
+      if (w && 'filter' in w && JSON.stringify(filter) !== JSON.stringify(w.filter)) body.filter = filter;
+      if (form.elements.clearHeaders.checked) body.headers = null;
+      else if (Object.keys(headers).length) body.headers = headers;
       // Only APIs that know `format` show it on a webhook; send it only to those, when changed.
       if (w && 'format' in w && format !== w.format) body.format = format;
       const u = await api('PATCH', hookPath(state.editing), body);
@@ -345,6 +400,9 @@ async function onSubmitWebhook(ev) {
     if (description) body.description = description;
     if (secret) body.secret = secret;
     if (format !== 'json') body.format = format;
+    if (filter !== null) body.filter = filter;
+    const given = Object.entries(headers).filter(([, v]) => v !== null);
+    if (given.length) body.headers = Object.fromEntries(given);
     const created = await api('POST', '/api/webhooks', body);
     form.reset();
     showSecret(created.secret);
@@ -362,6 +420,11 @@ function startEdit(w) {
   f.description.value = w.description || '';
   f.format.value = w.format || 'json';
   f.format.disabled = !('format' in w);
+  f.filter.value = w.filter ? JSON.stringify(w.filter, null, 2) : '';
+  f.headers.value = '';
+  f.clearHeaders.checked = false;
+  $('clear-headers-field').hidden = !(w.headers && w.headers.length);
+  $('filter-result').textContent = '';
   f.maxRetries.value = w.retryConfig.maxRetries;
   f.backoffMultiplier.value = w.retryConfig.backoffMultiplier;
   f.initialDelaySeconds.value = w.retryConfig.initialDelaySeconds;
@@ -377,6 +440,8 @@ function stopEdit() {
   state.editing = null;
   $('webhook-form').reset();
   $('webhook-form').elements.format.disabled = false;
+  $('clear-headers-field').hidden = true;
+  $('filter-result').textContent = '';
   $('secret-field').hidden = false;
   $('form-h').textContent = 'New webhook';
   $('form-submit').textContent = 'Create webhook';
@@ -573,6 +638,7 @@ function init() {
   }));
   $('webhooks').addEventListener('click', onListClick);
   $('webhook-form').addEventListener('submit', onSubmitWebhook);
+  $('filter-test').addEventListener('click', (ev) => run(ev.currentTarget, testFilter));
   $('form-cancel').addEventListener('click', () => {
     const id = stopEdit();
     const b = id && byAction('edit', id);

@@ -29,15 +29,20 @@ pub struct Local {
 
 impl Local {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Local {
+        Self::start_logging(data_dir, extra, "error", Stdio::inherit())
+    }
+
+    /// [`start`](Self::start) with `RUST_LOG=rust_log` and the log (stderr) sent to `log`.
+    pub fn start_logging(data_dir: &Path, extra: &[&str], rust_log: &str, log: Stdio) -> Local {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("JWT_SECRET")
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn dakkio-webhooks");
         let stdout = child.stdout.take().expect("stdout");
