@@ -37,6 +37,7 @@
 //! The time per batch is mostly moto's (a Python emulator answering each DynamoDB call in
 //! milliseconds), not the function's: it is printed for scale, not as a Lambda figure.
 
+mod functions;
 mod moto;
 // Shared with `webhooks-bench`; only part of it is used here.
 #[allow(dead_code)]
@@ -60,6 +61,7 @@ use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask, envelo
 use webhooks_core::webhook::Secret;
 use webhooks_core::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
+use functions::{JWT_SECRET, function_env, http_call, mint};
 use moto::{Moto, Resources};
 use receiver::{BenchClock, Receiver};
 use runtime_api::{FunctionProcess, Reply};
@@ -70,8 +72,6 @@ const DELIVERY: &str = "webhooks-delivery";
 const BUCKET: &str = "65f0be0c0000000000000001";
 const OWNER: &str = "lambda-bench-user";
 const WEBHOOK_SECRET: &str = "lambda_bench_secret_4d2a9c7e1f3b";
-/// `JWT_SECRET` of the API function (at least 32 bytes).
-const JWT_SECRET: &str = "lambda-bench-jwt-secret-5f0c2e9a7b3d1e4f6a8c";
 /// The API's request body limit is 256 KiB; publishes stay under this.
 const MAX_PUBLISH_BODY: usize = 240 * 1024;
 const INIT_TARGET_MS: f64 = 30.0;
@@ -247,6 +247,7 @@ async fn run(
         .context("creating the tables and queues on moto")?;
     let api_env = function_env(
         "dakkio-webhooks-ApiFunction",
+        MEMORY_SIZE_MB,
         &moto.endpoint,
         &args.rust_log,
         &[
@@ -260,6 +261,7 @@ async fn run(
     );
     let delivery_env = function_env(
         "dakkio-webhooks-DeliveryFunction",
+        MEMORY_SIZE_MB,
         &moto.endpoint,
         &args.rust_log,
         &[
@@ -542,46 +544,6 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// The environment Lambda gives a `provided.al2023` function (minus `AWS_LAMBDA_RUNTIME_API`,
-/// set per process), pointed at moto, plus the function's own configuration.
-fn function_env(
-    function: &str,
-    endpoint: &str,
-    rust_log: &str,
-    own: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("AWS_LAMBDA_FUNCTION_NAME", function),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_SIZE_MB),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/01/01/[$LATEST]0123456789abcdef0123456789abcdef",
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_SESSION_TOKEN", "test"),
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("_HANDLER", "bootstrap"),
-        ("TZ", ":UTC"),
-        ("LANG", "en_US.UTF-8"),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("RUST_LOG", rust_log),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    env.push((
-        "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-        format!("/aws/lambda/{function}"),
-    ));
-    env.extend(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    env
-}
-
 /// One warm-up spawn, then `spawns` timed ones: spawn → first poll, each killed after it.
 async fn measure_init(
     bin: &Path,
@@ -619,78 +581,6 @@ fn own_ticks() -> u64 {
         .take(4)
         .filter_map(|f| f.parse::<u64>().ok())
         .sum()
-}
-
-/// An HS256 token signed with the API's `JWT_SECRET`.
-fn mint(claims: &Value) -> Result<String> {
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())?;
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &key,
-    )?)
-}
-
-/// One HTTP request through the API function: an API Gateway v2 event built on `template`,
-/// whose response must have `status`; returns its JSON body.
-async fn http_call(
-    api: &mut FunctionProcess,
-    template: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<String>,
-    status: u64,
-) -> Result<Value> {
-    let mut event: Value = serde_json::from_str(template).context("an event in events/")?;
-    let now = chrono::Utc::now();
-    event["rawPath"] = path.into();
-    event["headers"]["authorization"] = format!("Bearer {token}").into();
-    event["requestContext"]["http"]["method"] = method.into();
-    event["requestContext"]["http"]["path"] = path.into();
-    event["requestContext"]["requestId"] = format!("lb{}", now.timestamp_micros()).into();
-    event["requestContext"]["time"] = now.format("%d/%b/%Y:%H:%M:%S +0000").to_string().into();
-    event["requestContext"]["timeEpoch"] = now.timestamp_millis().into();
-    event["isBase64Encoded"] = false.into();
-    match body {
-        Some(b) => {
-            event["headers"]["content-type"] = "application/json".into();
-            event["body"] = b.into();
-        }
-        None => {
-            if let Some(h) = event["headers"].as_object_mut() {
-                h.remove("content-type");
-            }
-            if let Some(e) = event.as_object_mut() {
-                e.remove("body");
-            }
-        }
-    }
-    let event = Bytes::from(serde_json::to_vec(&event)?);
-    let reply = api.invoke(event, Duration::from_secs(60)).await?;
-    let out = match reply {
-        Reply::Response(b) => b,
-        Reply::Error(b) => bail!(
-            "{method} {path}: {API} reported an error: {}",
-            String::from_utf8_lossy(&b)
-        ),
-    };
-    let res: Value = serde_json::from_slice(&out).with_context(|| {
-        format!(
-            "{method} {path}: the response is not JSON: {}",
-            String::from_utf8_lossy(&out)
-        )
-    })?;
-    if res["isBase64Encoded"].as_bool() == Some(true) {
-        bail!("{method} {path}: unexpected base64 response body: {res}");
-    }
-    let got = res["statusCode"].as_u64();
-    let text = res["body"].as_str().unwrap_or_default();
-    if got != Some(status) {
-        bail!("{method} {path}: HTTP {got:?} (expected {status}): {text}");
-    }
-    serde_json::from_str(text)
-        .with_context(|| format!("{method} {path}: the body is not JSON: {text}"))
 }
 
 /// The delivery body's padding that brings a queue message as close to `MAX_MESSAGE_BYTES` as
