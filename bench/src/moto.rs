@@ -123,21 +123,18 @@ impl Moto {
             "SSESpecification": {"Enabled": true},
         }))
         .await?;
-        // template.yaml `DeliveriesTable`: (webhookId, sk); byTime (webhookId, listKey); TTL
-        // on expiresAt.
+        // template.yaml `DeliveriesTable`: (webhookId, sk), no index; TTL on expiresAt.
         self.create_table(json!({
             "TableName": deliveries_table,
             "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [
                 {"AttributeName": "webhookId", "AttributeType": "S"},
                 {"AttributeName": "sk", "AttributeType": "S"},
-                {"AttributeName": "listKey", "AttributeType": "S"},
             ],
             "KeySchema": [
                 {"AttributeName": "webhookId", "KeyType": "HASH"},
                 {"AttributeName": "sk", "KeyType": "RANGE"},
             ],
-            "GlobalSecondaryIndexes": [gsi("byTime", "webhookId", "listKey")],
             "SSESpecification": {"Enabled": true},
         }))
         .await?;

@@ -144,30 +144,19 @@ fn api_function_gets_the_table_name_the_store_config_reads() {
 }
 
 #[test]
-fn deliveries_table_declares_the_keys_index_and_ttl_the_delivery_log_uses() {
-    use webhooks_aws::dynamodb::BY_TIME_INDEX;
+fn deliveries_table_declares_the_keys_and_ttl_the_delivery_log_uses() {
     use webhooks_aws::dynamodb::delivery_log::key;
     // GIVEN the table definition
     let props: TableProperties = properties("DeliveriesTable");
-    // THEN its key, its time-ordered index and its TTL attribute are the ones the log uses
+    // THEN its key and its TTL attribute are the ones the log uses
     let keys: Vec<(&str, &str)> = props
         .key_schema
         .iter()
         .map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))
         .collect();
     assert_eq!(keys, [(key::WEBHOOK_ID, "HASH"), (key::SK, "RANGE")]);
-    let gsi = props
-        .global_secondary_indexes
-        .iter()
-        .find(|g| g.index_name == BY_TIME_INDEX)
-        .expect("byTime index");
-    let keys: Vec<(&str, &str)> = gsi
-        .key_schema
-        .iter()
-        .map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))
-        .collect();
-    assert_eq!(keys, [(key::WEBHOOK_ID, "HASH"), (key::LIST_KEY, "RANGE")]);
-    assert_eq!(gsi.projection.projection_type, "ALL");
+    // AND no index: the history and the dead letters are queries on the table itself
+    assert!(props.global_secondary_indexes.is_empty());
     let ttl = props.time_to_live_specification.expect("TTL");
     assert_eq!(
         (ttl.attribute_name.as_str(), ttl.enabled),
@@ -616,20 +605,21 @@ fn pairs(list: &[(&str, &str)]) -> std::collections::BTreeSet<(String, String)> 
 #[test]
 fn functions_may_do_exactly_what_their_code_does() {
     // GIVEN each function's policy statements
-    // THEN the API may do what its routes do: the store's put/get/update/delete and its index
-    // queries (lists, publish fan-out), the delivery log's history and dead-letter queries
-    // (byTime), reading and removing a dead letter (redelivery), and enqueueing
+    // THEN the API may do what its routes do: the store's put/get/update/delete, a list page's
+    // stats items and its index queries (lists, publish fan-out), the delivery log's history
+    // and dead-letter queries, reading and removing a dead letter (redelivery), and enqueueing
     assert_eq!(
         granted("ApiFunction"),
         pairs(&[
             ("dynamodb:GetItem", "WebhooksTable"),
+            ("dynamodb:BatchGetItem", "WebhooksTable"),
             ("dynamodb:PutItem", "WebhooksTable"),
             ("dynamodb:UpdateItem", "WebhooksTable"),
             ("dynamodb:DeleteItem", "WebhooksTable"),
             ("dynamodb:Query", "WebhooksTable/index/*"),
             ("dynamodb:GetItem", "DeliveriesTable"),
             ("dynamodb:DeleteItem", "DeliveriesTable"),
-            ("dynamodb:Query", "DeliveriesTable/index/*"),
+            ("dynamodb:Query", "DeliveriesTable"),
             ("sqs:SendMessage", "DeliveryQueue"),
         ])
     );
@@ -660,11 +650,10 @@ fn functions_may_do_exactly_what_their_code_does() {
 #[test]
 fn the_tables_declare_exactly_the_indexes_and_key_attributes_the_code_uses() {
     use std::collections::BTreeSet;
-    use webhooks_aws::dynamodb::BY_TIME_INDEX;
     use webhooks_aws::dynamodb::delivery_log::key;
     for (table, indexes) in [
         ("WebhooksTable", vec![BY_OWNER_INDEX, BY_BUCKET_INDEX]),
-        ("DeliveriesTable", vec![BY_TIME_INDEX]),
+        ("DeliveriesTable", vec![]),
     ] {
         // GIVEN a table of the template
         let props: TableProperties = properties(table);
@@ -716,7 +705,8 @@ async fn the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_
     use crate::helpers::dynamo::DeliveryTables;
 
     // GIVEN tables built from the template, and one of each item the adapters write: a
-    // webhook, an attempt, a final marker (with the counter update) and a dead letter
+    // webhook and its stats item, an attempt, a final marker (with the counter update) and a
+    // dead letter
     let tables = DeliveryTables::create().await;
     let now = SystemClock.now();
     let owner = OwnerId::parse("user-template-test").unwrap();
@@ -769,7 +759,8 @@ async fn the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_
 
     // WHEN both tables are read back raw
     for (logical_id, table_name, want_items) in [
-        ("WebhooksTable", tables.webhooks.name.as_str(), 1),
+        // The webhook and its stats item.
+        ("WebhooksTable", tables.webhooks.name.as_str(), 2),
         ("DeliveriesTable", tables.deliveries_name.as_str(), 3),
     ] {
         let items = tables

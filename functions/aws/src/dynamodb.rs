@@ -5,9 +5,20 @@
 //!
 //! | | HASH | RANGE | used for |
 //! |---|---|---|---|
-//! | table | `id` (S) | | `get`, every write |
+//! | table | `id` (S) | | `get`, every write; a webhook's stats item (`<id>#stats`) |
 //! | GSI `byOwner` (projection ALL) | `ownerId` (S) | `id` (S) | an owner's list, newest first |
 //! | GSI `byBucket` (projection ALL) | `bucketId` (S) | `id` (S) | fan-out; an owner's list of one bucket |
+//!
+//! A webhook's outcome counters (`stats`, `lastDelivery*`, `failingSince`) are in its **stats
+//! item** ([`StatsItem`], see [`item`]), not on the webhook item: the delivery side writes only
+//! that item, so a delivery never rewrites the webhook item or its two index entries, and the
+//! indexes can project the whole webhook (the fan-out and the lists decode all of it) at the cost
+//! of a copy per create, patch or delete only. `get`, `list` and `update` read the stats items
+//! and add them in (`get`: two `GetItem`s at once; `list`: one `BatchGetItem` per page);
+//! `get_for_delivery` reads the webhook item alone (its counters may be out of date, as the port
+//! allows). `create` puts an empty stats item after the webhook; a webhook without one (created
+//! before stats items existed, or by a `create` that stopped in between) gets it from the first
+//! outcome that finds it missing ([`ensure_stats`]).
 //!
 //! Ids are ObjectIds, which sort by creation time, so "newest first" is a descending query on
 //! `id` (`ScanIndexForward = false`) and the cursor is `id < :after`.
@@ -15,7 +26,7 @@
 //! Writes are single conditional requests, so each is atomic and a failed one changes nothing:
 //! `create` is a `PutItem` with `attribute_not_exists(id)`; `update` and `delete` carry
 //! `attribute_exists(id) AND ownerId = :owner` (a stranger's webhook looks exactly like a
-//! missing one); `record_outcome` is one `UpdateItem` with `ADD` counters.
+//! missing one); `record_outcome` is one `UpdateItem` with `ADD` counters on the stats item.
 //!
 //! The index queries read eventually consistent data (DynamoDB offers nothing else on a GSI), so
 //! lists may lag a completed write by a moment; `get` reads consistently.
@@ -33,16 +44,16 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
 use webhooks_core::webhook::{DeliveryStatus, Secret, Webhook, WebhookPatch};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 use self::error::{condition_failed, corrupt, id_taken, redact, redact_str, unavailable};
-use self::item::{WebhookItem, attr};
+use self::item::{StatsItem, WebhookItem, attr, stats_id};
 use crate::config::DynamoDbConfig;
 
-pub use self::delivery_log::{BY_TIME_INDEX, DynamoDbDeliveryLog};
+pub use self::delivery_log::DynamoDbDeliveryLog;
 
 /// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`.
 pub const BY_OWNER_INDEX: &str = "byOwner";
@@ -83,6 +94,62 @@ impl DynamoDbSubscriptionStore {
         HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.to_string()))])
     }
 
+    /// The stats items of `ids` (one `BatchGetItem` per 100, consistent), by webhook id.
+    async fn stats_of(&self, ids: &[WebhookId]) -> Result<HashMap<String, StatsItem>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<Item> = chunk.iter().map(|id| stats_key(id.as_str())).collect();
+            // Unprocessed keys (throttling) are asked again; DynamoDB always makes progress.
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(format!("request not built: {e}")))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", e))?;
+                for raw in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let stats = decode_stats(raw)?;
+                    let id = stats
+                        .id
+                        .strip_suffix(item::STATS_SUFFIX)
+                        .unwrap_or_default()
+                        .to_owned();
+                    found.insert(id, stats);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stats item of `id`, if it has one.
+    async fn stats_item(&self, id: &WebhookId) -> Result<Option<StatsItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(stats_key(id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        out.item.map(decode_stats).transpose()
+    }
+
     /// Queries `index` with `key_condition`, newest first, following pages until `want` items
     /// passed the filter or the index is exhausted. `Limit` counts items *before* the filter, so a
     /// filtered query may need many pages to find `want` matches.
@@ -121,6 +188,77 @@ impl DynamoDbSubscriptionStore {
                 _ => return Ok(found),
             }
         }
+    }
+}
+
+/// The key of webhook `id`'s stats item.
+fn stats_key(id: &str) -> Item {
+    HashMap::from([(attr::ID.to_owned(), AttributeValue::S(stats_id(id)))])
+}
+
+/// A stats item as read back, or `Corrupt`.
+fn decode_stats(raw: Item) -> Result<StatsItem, StoreError> {
+    let id = match raw.get(attr::ID) {
+        Some(AttributeValue::S(id)) => id.clone(),
+        _ => "<no id>".to_owned(),
+    };
+    serde_dynamo::from_item(raw).map_err(|e| corrupt(&id, e))
+}
+
+/// `w` with the counters of its stats item added in (see [`StatsItem::merge_into`]).
+fn with_stats(mut w: Webhook, stats: Option<&StatsItem>) -> Result<Webhook, StoreError> {
+    if let Some(stats) = stats {
+        stats
+            .merge_into(&mut w)
+            .map_err(|e| corrupt(&stats.id, e))?;
+    }
+    Ok(w)
+}
+
+/// Gives webhook `id` of `table` its (empty) stats item if it exists and has none; whether the
+/// webhook exists. The outcome updates call this when their condition (the stats item exists)
+/// failed, then try again.
+pub(crate) async fn ensure_stats(
+    client: &Client,
+    table: &str,
+    id: &WebhookId,
+) -> Result<bool, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(attr::ID, AttributeValue::S(id.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| unavailable("GetItem", e))?;
+    if out.item.is_none() {
+        return Ok(false);
+    }
+    put_empty_stats(client, table, id).await?;
+    Ok(true)
+}
+
+/// Creates webhook `id`'s stats item with no counts, unless it has one already (an `UpdateItem`
+/// that creates: the delivery function may update webhook items, never put one).
+async fn put_empty_stats(client: &Client, table: &str, id: &WebhookId) -> Result<(), StoreError> {
+    let zero = AttributeValue::N("0".into());
+    match client
+        .update_item()
+        .table_name(table)
+        .key(attr::ID, AttributeValue::S(stats_id(id.as_str())))
+        .update_expression("SET #total = :zero, #ok = :zero, #failed = :zero")
+        .condition_expression("attribute_not_exists(#id)")
+        .expression_attribute_names("#id", attr::ID)
+        .expression_attribute_names("#total", attr::TOTAL_DELIVERIES)
+        .expression_attribute_names("#ok", attr::SUCCESSFUL_DELIVERIES)
+        .expression_attribute_names("#failed", attr::FAILED_DELIVERIES)
+        .expression_attribute_values(":zero", zero)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if condition_failed(&e) => Ok(()),
+        Err(e) => Err(unavailable("UpdateItem", e)),
     }
 }
 
@@ -183,10 +321,24 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     redact(unavailable("PutItem", e), &webhook.secret)
                 }
             })?;
+        // If this fails, the first outcome puts it (ensure_stats): the webhook is created.
+        if let Err(e) = put_empty_stats(&self.client, &self.table, &webhook.id).await {
+            tracing::warn!(webhook_id = %webhook.id, error = %e, "stats item not created; the first outcome will create it");
+        }
         Ok(())
     }
 
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let (webhook, stats) = tokio::join!(self.get_for_delivery(id), self.stats_item(id));
+        match webhook? {
+            Some(w) => with_stats(w, stats?.as_ref()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The webhook item alone: its counters are the legacy ones (see the module docs), which the
+    /// port allows here, and it saves the stats item's read on every delivery.
+    async fn get_for_delivery(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -231,6 +383,15 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         };
         let more = items.len() > q.limit;
         items.truncate(q.limit);
+        let ids: Vec<WebhookId> = items.iter().map(|w| w.id.clone()).collect();
+        let stats = self.stats_of(&ids).await?;
+        let items = items
+            .into_iter()
+            .map(|w| {
+                let s = stats.get(w.id.as_str());
+                with_stats(w, s)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let next_after = if more {
             items.last().map(|w| w.id.clone())
         } else {
@@ -307,10 +468,11 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     None => err,
                 }
             })?;
-        match out.attributes {
-            Some(attributes) if !attributes.is_empty() => decode(attributes),
-            _ => Err(corrupt(id.as_str(), "UpdateItem returned no attributes")),
-        }
+        let webhook = match out.attributes {
+            Some(attributes) if !attributes.is_empty() => decode(attributes)?,
+            _ => return Err(corrupt(id.as_str(), "UpdateItem returned no attributes")),
+        };
+        with_stats(webhook, self.stats_item(id).await?.as_ref())
     }
 
     async fn delete(&self, owner: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
@@ -332,6 +494,17 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     unavailable("DeleteItem", err)
                 }
             })?;
+        // The webhook is gone; a stats item left behind (this failing) is never read again.
+        if let Err(e) = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(stats_key(id.as_str())))
+            .send()
+            .await
+        {
+            tracing::warn!(webhook_id = %id, error = %unavailable("DeleteItem", e), "stats item of a deleted webhook not removed");
+        }
         Ok(())
     }
 
@@ -341,25 +514,31 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let (e, condition) = expr::outcome_update(status, at);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(id)))
-            .update_expression(e.expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(e.names))
-            .set_expression_attribute_values(Some(e.values))
-            .send()
-            .await
-            .map_err(|err| {
-                if condition_failed(&err) {
-                    StoreError::NotFound
-                } else {
-                    unavailable("UpdateItem", err)
+        for first in [true, false] {
+            let (e, condition) = expr::outcome_update(status, at);
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(stats_key(id.as_str())))
+                .update_expression(e.expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(e.names))
+                .set_expression_attribute_values(Some(e.values))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                // No stats item: a webhook from before stats items, or none at all.
+                Err(err) if condition_failed(&err) => {
+                    if !first || !ensure_stats(&self.client, &self.table, id).await? {
+                        return Err(StoreError::NotFound);
+                    }
                 }
-            })?;
-        Ok(())
+                Err(err) => return Err(unavailable("UpdateItem", err)),
+            }
+        }
+        Err(StoreError::NotFound)
     }
 }
 

@@ -185,7 +185,8 @@ pub trait DeliveryLog: Send + Sync + 'static {
     ) -> Result<Vec<AttemptRecord>, StoreError>;
 
     /// A webhook's most recent attempts, newest first: by `at`, then delivery id, generation and
-    /// attempt, all descending.
+    /// attempt, all descending. (The DynamoDB adapter orders by delivery id first — ids are made
+    /// at publish time — so a late retry of an old delivery is listed with its delivery.)
     async fn recent_attempts(
         &self,
         webhook: &WebhookId,

@@ -1,33 +1,64 @@
 //! [`DynamoDbDeliveryLog`]: the [`DeliveryLog`] port on DynamoDB — delivery attempts, final
-//! markers and dead letters in one table, the outcome counters in the webhooks table.
+//! markers and dead letters in one table, the outcome counters in each webhook's stats item in
+//! the webhooks table (`<webhookId>#stats`, see [`super::item`]).
 //!
 //! ## Table design (declared as `DeliveriesTable` in `template.yaml`)
 //!
 //! Every item of a webhook shares its partition (`webhookId`); the sort key's prefix tells the
 //! kinds apart. Numbers in keys are zero-padded so that string order is numeric order.
 //!
-//! | item | `sk` (RANGE) | `listKey` (RANGE of `byTime`) | TTL `expiresAt` |
-//! |---|---|---|---|
-//! | attempt | `A#<deliveryId>#<generation:010>#<attempt:05>` | `A#<at:010>#<deliveryId>#<generation:010>#<attempt:05>` | `at` + 30 days |
-//! | final marker | `F#<deliveryId>#<generation:010>` | — | `at` + 30 days |
-//! | dead letter | `D#<deliveryId>` | `D#<at:010>#<deliveryId>` | none: kept until redelivered |
+//! | item | `sk` (RANGE) | TTL `expiresAt` |
+//! |---|---|---|
+//! | attempt | `A#<deliveryId>#<generation:010>#<attempt:05>` | `at` + 30 days |
+//! | final marker | `F#<deliveryId>#<generation:010>` | `at` + 30 days |
+//! | dead letter | `D#<deliveryId>` | none: kept until redelivered |
 //!
-//! | | HASH | RANGE | used for |
-//! |---|---|---|---|
-//! | table | `webhookId` (S) | `sk` (S) | every write; `attempts_of` (consistent read); `dead_letter` |
-//! | GSI `byTime` (projection ALL, sparse) | `webhookId` (S) | `listKey` (S) | `recent_attempts` (newest first), `dead_letters` (oldest first) |
-//!
-//! Why the attempt's base key is `(delivery, generation, attempt)` and not its time: the contract
-//! keys an attempt by exactly that (recording it twice keeps one record, whatever its `at`), and
+//! The table has **no index**. Delivery ids are ObjectIds made at publish time, so they sort by
+//! time: `recent_attempts` is the table queried `A#…` descending (newest delivery first, then
+//! generation and attempt; a late retry of an old delivery is listed with its delivery) and
+//! `dead_letters` is `D#…` ascending (oldest delivery first), both eventually consistent.
 //! `attempts_of` — the read the dispatcher bases its decisions on (was this delivery already
-//! sent? which attempt is next?) — is then a strongly consistent query on the table. The history
-//! views read the time-ordered index, which may lag a write by a moment, like any GSI.
+//! sent? which attempt is next?) — is a strongly consistent query of one delivery's `A#` prefix.
+//! Recording an attempt twice keeps one record whatever its `at`, as the contract asks.
 //!
 //! `finish` is one `TransactWriteItems`: put the final marker if absent, and add the outcome to
-//! the webhook's counters if the webhook exists. Either condition failing cancels both: a repeat
-//! counts nothing, a deleted webhook counts nothing and gets no marker. Transactions that collide
-//! with another write of the same items (`TransactionConflict`, frequent when many deliveries of
-//! one webhook finish at once) are retried here with jittered backoff.
+//! the webhook's stats item if it exists. Either condition failing cancels both: a repeat (the
+//! marker's condition) counts nothing. When only the stats item is missing, the webhook either
+//! is gone (nothing is counted, no marker) or predates stats items: [`super::ensure_stats`]
+//! creates the item and the transaction runs again. Transactions that collide with another
+//! write of the same items (`TransactionConflict`, frequent when many deliveries of one webhook
+//! finish at once) are retried here with jittered backoff. A successful attempt keeps at most
+//! [`SUCCESS_EXCERPT_BYTES`] of the receiver's answer, so its item stays under one write unit.
+//!
+//! ## What a delivery costs
+//!
+//! A 1 KiB delivery that succeeds first time, sizes per DynamoDB's rules, at on-demand prices
+//! (us-east-1: $0.625 per million write units, $0.125 per million read units). `lambda-cost` in
+//! `bench/` counts the calls one by one against moto; BENCHMARKS.md has the runs.
+//!
+//! | call | item(s) | units |
+//! |---|---|---|
+//! | publish: `Query` `byBucket` (eventually consistent) | the bucket's webhooks, ~0.7 KB each | 0.5 RCU per publish call |
+//! | `GetItem` webhook (consistent) | ~0.7 KB | 1 RCU |
+//! | `Query` `attempts_of` (consistent; none yet) | — | 1 RCU (the minimum) |
+//! | `PutItem` attempt | ~0.3 KB | 1 WCU |
+//! | `TransactWriteItems`: marker put + stats update | ~0.15 KB + ~0.2 KB | 2 × 2 = 4 WCU |
+//!
+//! = **5 WCU + 2–2.5 RCU ≈ $3.4 per million** (was 9–10 WCU and 2.5 RCU: the transaction
+//! rewrote the ~1 KB webhook item and both of its `ALL` index entries, and each attempt was
+//! copied into a time index). The ceilings DynamoDB's 1,000 write units per second per item and
+//! per partition set: the stats item takes 2 units per delivery (500 deliveries/s per webhook),
+//! the webhook's partition of this table 3 (attempt + marker: ~330/s unless DynamoDB splits it);
+//! nothing is written per delivery under a bucket's key, so a bucket has no ceiling of its own.
+//!
+//! What stands between this and ~1.5 WCU + ≤ 0.5 RCU per delivery (and thousands of
+//! deliveries per second per webhook): the per-delivery transaction (4 of the 5 units) and the
+//! separate attempt record. The way there keeps the marker as the exactly-once record but makes
+//! it the final attempt itself (one conditional put, 1 unit, spread over shards of the webhook's
+//! partition key) and adds the outcomes of a whole batch to a few sharded counter items once per
+//! batch per webhook, idempotent through the batch's token stored on its markers; on the read
+//! side, no `attempts_of` query on a first receipt (the queue task says how many attempts were
+//! made) and one webhook read per batch. That needs a batch-level `finish` in the port.
 //!
 //! Final markers expire with the attempts (30 days): longer than any delivery can stay in flight
 //! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
@@ -55,21 +86,15 @@ use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
 
 use super::error::unavailable;
 use super::expr;
-use super::item::attr as webhook_attr;
+use super::item::{attr as webhook_attr, stats_id};
 use crate::config::DeliveryLogConfig;
-
-/// The GSI of a webhook's attempts and dead letters in time order: HASH `webhookId`, RANGE
-/// `listKey`.
-pub const BY_TIME_INDEX: &str = "byTime";
 
 /// Attribute names of the deliveries table's keys.
 pub mod key {
-    /// HASH key of the table and of `byTime`.
+    /// HASH key of the table.
     pub const WEBHOOK_ID: &str = "webhookId";
     /// RANGE key of the table.
     pub const SK: &str = "sk";
-    /// RANGE key of `byTime` (attempts and dead letters only).
-    pub const LIST_KEY: &str = "listKey";
     /// The TTL attribute (epoch seconds).
     pub const EXPIRES_AT: &str = "expiresAt";
 }
@@ -77,12 +102,14 @@ pub mod key {
 /// How many times `finish` tries a transaction that collided with another write.
 const FINISH_TRIES: u32 = 8;
 
-type Item = HashMap<String, AttributeValue>;
+/// The most of a receiver's answer kept with a *successful* attempt (bytes, cut at a character
+/// boundary): with it, an attempt item stays under DynamoDB's 1 KB write unit (keys, ids, status
+/// and timestamps take ~250 bytes). Failed attempts keep the whole excerpt the sender read
+/// ([`webhooks_core::ports::SenderResponse::body_excerpt`], at most 1 KiB): that is where it
+/// helps, and failures are the exception.
+pub const SUCCESS_EXCERPT_BYTES: usize = 256;
 
-/// `at` as the 10 digits of its unix seconds (clamped to 0..=9_999_999_999), for sort keys.
-fn at_key(at: Timestamp) -> String {
-    format!("{:010}", at.unix().clamp(0, 9_999_999_999))
-}
+type Item = HashMap<String, AttributeValue>;
 
 /// The table's sort key of an attempt.
 pub fn attempt_sk(delivery: &DeliveryId, generation: u32, attempt: u32) -> String {
@@ -92,17 +119,6 @@ pub fn attempt_sk(delivery: &DeliveryId, generation: u32, attempt: u32) -> Strin
 /// The prefix of every attempt sort key of one delivery generation.
 fn attempts_prefix(delivery: &DeliveryId, generation: u32) -> String {
     format!("A#{delivery}#{generation:010}#")
-}
-
-/// The `byTime` sort key of an attempt: newest first is descending order.
-pub fn attempt_list_key(a: &AttemptRecord) -> String {
-    format!(
-        "A#{}#{}#{:010}#{:05}",
-        at_key(a.at),
-        a.delivery_id,
-        a.generation,
-        a.attempt
-    )
 }
 
 /// The table's sort key of the final marker of a delivery generation.
@@ -115,9 +131,16 @@ pub fn dead_letter_sk(delivery: &DeliveryId) -> String {
     format!("D#{delivery}")
 }
 
-/// The `byTime` sort key of a dead letter: oldest first is ascending order.
-fn dead_letter_list_key(d: &DeadLetter) -> String {
-    format!("D#{}#{}", at_key(d.at), d.task.delivery_id)
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -134,7 +157,6 @@ fn expires_at(at: Timestamp) -> i64 {
 struct AttemptItem {
     webhook_id: String,
     sk: String,
-    list_key: String,
     delivery_id: String,
     generation: u32,
     attempt: u32,
@@ -156,7 +178,6 @@ impl From<&AttemptRecord> for AttemptItem {
         Self {
             webhook_id: a.webhook_id.to_string(),
             sk: attempt_sk(&a.delivery_id, a.generation, a.attempt),
-            list_key: attempt_list_key(a),
             delivery_id: a.delivery_id.to_string(),
             generation: a.generation,
             attempt: a.attempt,
@@ -165,7 +186,13 @@ impl From<&AttemptRecord> for AttemptItem {
             status_code: a.status_code,
             duration_ms: a.duration_ms,
             error: a.error.clone(),
-            response_body: a.response_body.clone(),
+            response_body: match a.status {
+                AttemptStatus::Success => a
+                    .response_body
+                    .as_deref()
+                    .map(|b| cut(b, SUCCESS_EXCERPT_BYTES).to_owned()),
+                _ => a.response_body.clone(),
+            },
             at: a.at.to_rfc3339(),
             expires_at: expires_at(a.at),
         }
@@ -199,7 +226,6 @@ impl TryFrom<AttemptItem> for AttemptRecord {
 struct DeadLetterItem {
     webhook_id: String,
     sk: String,
-    list_key: String,
     delivery_id: String,
     event: String,
     generation: u32,
@@ -215,7 +241,6 @@ impl From<&DeadLetter> for DeadLetterItem {
         Self {
             webhook_id: d.task.webhook_id.to_string(),
             sk: dead_letter_sk(&d.task.delivery_id),
-            list_key: dead_letter_list_key(d),
             delivery_id: d.task.delivery_id.to_string(),
             event: d.task.event.as_str().to_owned(),
             generation: d.task.generation,
@@ -335,22 +360,16 @@ impl DynamoDbDeliveryLog {
         ])
     }
 
-    /// Queries `webhookId = webhook AND begins_with(<range>, prefix)` on the table (`index` None,
-    /// consistent) or on `index`, in `forward` order, following pages until `limit` items are
-    /// found or none are left.
+    /// Queries `webhookId = webhook AND begins_with(sk, prefix)`, `consistent` or not, in
+    /// `forward` order, following pages until `limit` items are found or none are left.
     async fn query_prefix(
         &self,
-        index: Option<&'static str>,
+        consistent: bool,
         webhook: &WebhookId,
         prefix: String,
         forward: bool,
         limit: Option<usize>,
     ) -> Result<Vec<Item>, StoreError> {
-        let range = if index.is_some() {
-            key::LIST_KEY
-        } else {
-            key::SK
-        };
         let mut found = Vec::new();
         let mut start_key: Option<Item> = None;
         loop {
@@ -359,11 +378,10 @@ impl DynamoDbDeliveryLog {
                 .client
                 .query()
                 .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .consistent_read(index.is_none())
+                .consistent_read(consistent)
                 .key_condition_expression("#pk = :pk AND begins_with(#rk, :prefix)")
                 .expression_attribute_names("#pk", key::WEBHOOK_ID)
-                .expression_attribute_names("#rk", range)
+                .expression_attribute_names("#rk", key::SK)
                 .expression_attribute_values(":pk", s(webhook.as_str()))
                 .expression_attribute_values(":prefix", s(prefix.clone()))
                 .scan_index_forward(forward)
@@ -381,9 +399,7 @@ impl DynamoDbDeliveryLog {
         }
     }
 
-    /// One `TransactWriteItems` of `finish`: `Ok(true)` when it was written, `Ok(false)` when a
-    /// condition (marker present, webhook missing) cancelled it, `Err(None)` on a conflict with
-    /// another write (worth retrying), `Err(Some(e))` otherwise.
+    /// One `TransactWriteItems` of `finish`: the marker and the webhook's stats item.
     async fn finish_once(
         &self,
         webhook: &WebhookId,
@@ -391,7 +407,10 @@ impl DynamoDbDeliveryLog {
         generation: u32,
         status: DeliveryStatus,
         at: Timestamp,
-    ) -> Result<bool, Option<StoreError>> {
+    ) -> Result<(), FinishFailure> {
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            FinishFailure::Other(StoreError::Unavailable(format!("request not built: {e}")))
+        };
         let mut marker = Self::key(webhook, final_sk(delivery, generation));
         marker.insert("status".into(), s(status.as_str()));
         marker.insert("at".into(), s(at.to_rfc3339()));
@@ -405,17 +424,17 @@ impl DynamoDbDeliveryLog {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", key::WEBHOOK_ID)
             .build()
-            .map_err(|e| Some(StoreError::Unavailable(format!("request not built: {e}"))))?;
+            .map_err(built)?;
         let (e, condition) = expr::outcome_update(status, at);
         let update = Update::builder()
             .table_name(&self.webhooks_table)
-            .key(webhook_attr::ID, s(webhook.as_str()))
+            .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
             .update_expression(e.expression)
             .condition_expression(condition)
             .set_expression_attribute_names(Some(e.names))
             .set_expression_attribute_values(Some(e.values))
             .build()
-            .map_err(|e| Some(StoreError::Unavailable(format!("request not built: {e}"))))?;
+            .map_err(built)?;
         let result = self
             .client
             .transact_write_items()
@@ -424,27 +443,39 @@ impl DynamoDbDeliveryLog {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(err) => match finish_failure(&err) {
-                FinishFailure::ConditionFailed => Ok(false),
-                FinishFailure::Conflict => Err(None),
-                FinishFailure::Other => Err(Some(unavailable("TransactWriteItems", err))),
-            },
+            Ok(_) => Ok(()),
+            Err(err) => Err(match finish_failure(&err) {
+                Cancelled::Other => FinishFailure::Other(unavailable("TransactWriteItems", err)),
+                Cancelled::Done => FinishFailure::Done,
+                Cancelled::NoStats => FinishFailure::NoStats,
+                Cancelled::Conflict => FinishFailure::Conflict,
+            }),
         }
     }
 }
 
-/// How a `finish` transaction failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a `finish` transaction did not write.
+#[derive(Debug)]
 enum FinishFailure {
-    /// A condition was false (marker present, or webhook missing) and nothing else went wrong.
-    ConditionFailed,
+    /// The marker exists: this delivery was counted before.
+    Done,
+    /// The webhook's stats item is missing (the webhook is gone, or predates stats items).
+    NoStats,
     /// It collided with another write of one of its items, or DynamoDB asked to try again.
+    Conflict,
+    Other(StoreError),
+}
+
+/// How a `finish` transaction was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancelled {
+    Done,
+    NoStats,
     Conflict,
     Other,
 }
 
-fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> FinishFailure {
+fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> Cancelled {
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
             let codes: Vec<&str> = e
@@ -454,24 +485,28 @@ fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> FinishFailur
                 .collect();
             classify_cancellation(&codes)
         }
-        Some(TransactWriteItemsError::TransactionInProgressException(_)) => FinishFailure::Conflict,
-        _ => FinishFailure::Other,
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => Cancelled::Conflict,
+        _ => Cancelled::Other,
     }
 }
 
-/// The reasons of a cancelled `finish`, one per item (marker, webhook update), as a decision.
-fn classify_cancellation(codes: &[&str]) -> FinishFailure {
-    // A failed condition decides alone (the marker exists, or the webhook is gone: trying again
-    // cannot succeed), unless another item failed for a reason that points at a bug.
-    if codes.contains(&"ConditionalCheckFailed")
-        && codes.iter().all(|c| {
-            matches!(
-                *c,
-                "ConditionalCheckFailed" | "None" | "TransactionConflict"
-            )
-        })
-    {
-        return FinishFailure::ConditionFailed;
+/// The reasons of a cancelled `finish`, one per item (marker, stats update), as a decision.
+fn classify_cancellation(codes: &[&str]) -> Cancelled {
+    let benign = |c: &&str| {
+        matches!(
+            *c,
+            "ConditionalCheckFailed" | "None" | "TransactionConflict"
+        )
+    };
+    // A failed condition decides (trying again as it is cannot succeed), unless another item
+    // failed for a reason that points at a bug. The marker's decides first: counted before.
+    if codes.len() == 2 && codes.iter().all(benign) {
+        if codes[0] == "ConditionalCheckFailed" {
+            return Cancelled::Done;
+        }
+        if codes[1] == "ConditionalCheckFailed" {
+            return Cancelled::NoStats;
+        }
     }
     if !codes.is_empty()
         && codes.iter().all(|c| {
@@ -484,9 +519,9 @@ fn classify_cancellation(codes: &[&str]) -> FinishFailure {
             )
         })
     {
-        return FinishFailure::Conflict;
+        return Cancelled::Conflict;
     }
-    FinishFailure::Other
+    Cancelled::Other
 }
 
 /// The wait before try `n` (1-based) of a conflicting transaction: full jitter up to
@@ -528,7 +563,7 @@ impl DeliveryLog for DynamoDbDeliveryLog {
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         // Ascending sort keys are ascending attempt numbers (zero-padded).
         self.query_prefix(
-            None,
+            true,
             webhook,
             attempts_prefix(delivery, generation),
             true,
@@ -548,18 +583,14 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query_prefix(
-            Some(BY_TIME_INDEX),
-            webhook,
-            "A#".into(),
-            false,
-            Some(limit),
-        )
-        .await?
-        .into_iter()
-        .take(limit)
-        .map(decode::<AttemptItem, AttemptRecord>)
-        .collect()
+        // Descending sort keys: newest delivery first (ids are time-ordered), then generation
+        // and attempt, all descending.
+        self.query_prefix(false, webhook, "A#".into(), false, Some(limit))
+            .await?
+            .into_iter()
+            .take(limit)
+            .map(decode::<AttemptItem, AttemptRecord>)
+            .collect()
     }
 
     async fn finish(
@@ -570,15 +601,28 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let mut ensured = false;
         for n in 1..=FINISH_TRIES {
             match self
                 .finish_once(webhook, delivery, generation, status, at)
                 .await
             {
-                Ok(written) => return Ok(written),
-                Err(Some(e)) => return Err(e),
-                Err(None) if n < FINISH_TRIES => tokio::time::sleep(conflict_backoff(n)).await,
-                Err(None) => {}
+                Ok(()) => return Ok(true),
+                Err(FinishFailure::Done) => return Ok(false),
+                Err(FinishFailure::Other(e)) => return Err(e),
+                Err(FinishFailure::NoStats) => {
+                    if ensured
+                        || !super::ensure_stats(&self.client, &self.webhooks_table, webhook).await?
+                    {
+                        // The webhook is gone: nothing to count, no marker.
+                        return Ok(false);
+                    }
+                    ensured = true;
+                }
+                Err(FinishFailure::Conflict) if n < FINISH_TRIES => {
+                    tokio::time::sleep(conflict_backoff(n)).await;
+                }
+                Err(FinishFailure::Conflict) => {}
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -599,7 +643,8 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query_prefix(Some(BY_TIME_INDEX), webhook, "D#".into(), true, Some(limit))
+        // Ascending sort keys: oldest delivery first.
+        self.query_prefix(false, webhook, "D#".into(), true, Some(limit))
             .await?
             .into_iter()
             .take(limit)
@@ -663,31 +708,34 @@ mod tests {
     }
 
     #[test]
-    fn sort_keys_order_as_the_contract_orders_attempts() {
-        // GIVEN attempts at different times, generations and attempt numbers (10 > 9 > 2)
+    fn sort_keys_order_attempts_newest_delivery_first_without_a_time_index() {
+        // GIVEN attempts of an older and a newer delivery (ids are time-ordered), generations
+        // and attempt numbers (10 > 9 > 2)
+        let mut newer = record(1_700_000_000, 0, 2);
+        newer.delivery_id = DeliveryId::parse("65a4e5f1aabbccddeeff0011").unwrap();
         let keys: Vec<String> = [
             record(1_700_000_000, 0, 2),
             record(1_700_000_000, 0, 10),
-            record(999_999_999, 3, 1),
+            newer.clone(),
             record(1_700_000_000, 1, 9),
         ]
         .iter()
-        .map(attempt_list_key)
+        .map(|a| attempt_sk(&a.delivery_id, a.generation, a.attempt))
         .collect();
-        // WHEN sorted as strings, descending (a `byTime` query with ScanIndexForward=false)
+        // WHEN sorted as strings, descending (a Query with ScanIndexForward=false)
         let mut sorted = keys.clone();
         sorted.sort_by(|a, b| b.cmp(a));
-        // THEN it is by time, then generation, then attempt, all descending
+        // THEN it is by delivery, then generation, then attempt, all descending
         assert_eq!(
             sorted,
             vec![
+                keys[2].clone(),
                 keys[3].clone(),
                 keys[1].clone(),
-                keys[0].clone(),
-                keys[2].clone()
+                keys[0].clone()
             ]
         );
-        // AND the table key of an attempt ignores its time (recording it again replaces it)
+        // AND the key of an attempt ignores its time (recording it again replaces it)
         let (a, b) = (record(1, 0, 2), record(2, 0, 2));
         assert_eq!(
             attempt_sk(&a.delivery_id, 0, 2),
@@ -695,6 +743,27 @@ mod tests {
         );
         assert!(attempt_sk(&a.delivery_id, 0, 2).starts_with(&attempts_prefix(&a.delivery_id, 0)));
         assert!(!attempt_sk(&a.delivery_id, 1, 2).starts_with(&attempts_prefix(&a.delivery_id, 0)));
+    }
+
+    #[test]
+    fn a_successful_attempt_keeps_a_short_excerpt_and_a_failed_one_all_of_it() {
+        // GIVEN a long answer (multi-byte characters around the cut) to a success and a failure
+        let body = "é".repeat(600);
+        let mut ok = record(1, 0, 1);
+        ok.status = AttemptStatus::Success;
+        ok.response_body = Some(body.clone());
+        let mut failed = record(1, 0, 2);
+        failed.response_body = Some(body.clone());
+        // WHEN stored
+        let (ok, failed) = (AttemptItem::from(&ok), AttemptItem::from(&failed));
+        // THEN the success keeps at most SUCCESS_EXCERPT_BYTES, cut at a character boundary
+        let kept = ok.response_body.clone().expect("excerpt");
+        assert!(kept.len() <= SUCCESS_EXCERPT_BYTES && kept.len() >= SUCCESS_EXCERPT_BYTES - 1);
+        assert!(body.starts_with(&kept));
+        assert_eq!(failed.response_body, Some(body));
+        // AND no attempt carries a time-index key any more
+        let item = encode(&ok, "attempt").unwrap();
+        assert!(item.keys().all(|k| k != "listKey"));
     }
 
     #[test]
@@ -745,38 +814,26 @@ mod tests {
     }
 
     #[test]
-    fn cancellation_reasons_decide_between_already_done_conflict_and_failure() {
-        use FinishFailure::*;
-        assert_eq!(
-            classify_cancellation(&["ConditionalCheckFailed", "None"]),
-            ConditionFailed
-        );
-        assert_eq!(
-            classify_cancellation(&["None", "ConditionalCheckFailed"]),
-            ConditionFailed
-        );
-        assert_eq!(
-            classify_cancellation(&["ConditionalCheckFailed", "ConditionalCheckFailed"]),
-            ConditionFailed
-        );
-        assert_eq!(
-            classify_cancellation(&["ConditionalCheckFailed", "TransactionConflict"]),
-            ConditionFailed
-        );
-        assert_eq!(
-            classify_cancellation(&["TransactionConflict", "None"]),
-            Conflict
-        );
-        assert_eq!(
-            classify_cancellation(&["None", "ThrottlingError"]),
-            Conflict
-        );
-        assert_eq!(classify_cancellation(&["ValidationError", "None"]), Other);
-        assert_eq!(
-            classify_cancellation(&["ConditionalCheckFailed", "ItemCollectionSizeLimitExceeded"]),
-            Other
-        );
-        assert_eq!(classify_cancellation(&[]), Other);
+    fn cancellation_reasons_decide_between_already_done_no_stats_conflict_and_failure() {
+        use Cancelled::*;
+        let cases: [(&[&str], Cancelled); 10] = [
+            (&["ConditionalCheckFailed", "None"], Done),
+            (&["ConditionalCheckFailed", "ConditionalCheckFailed"], Done),
+            (&["ConditionalCheckFailed", "TransactionConflict"], Done),
+            (&["None", "ConditionalCheckFailed"], NoStats),
+            (&["TransactionConflict", "ConditionalCheckFailed"], NoStats),
+            (&["TransactionConflict", "None"], Conflict),
+            (&["None", "ThrottlingError"], Conflict),
+            (&["ValidationError", "None"], Other),
+            (
+                &["ConditionalCheckFailed", "ItemCollectionSizeLimitExceeded"],
+                Other,
+            ),
+            (&[], Other),
+        ];
+        for (codes, want) in cases {
+            assert_eq!(classify_cancellation(codes), want, "{codes:?}");
+        }
         for n in 1..=FINISH_TRIES {
             assert!(conflict_backoff(n) <= Duration::from_secs(1));
         }

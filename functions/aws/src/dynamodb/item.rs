@@ -15,12 +15,18 @@
 //! | `description` | S | absent when there is none |
 //! | `active` | BOOL | |
 //! | `retryConfig` | M | `maxRetries`, `backoffMultiplier`, `initialDelaySeconds` (N) |
-//! | `totalDeliveries`, `successfulDeliveries`, `failedDeliveries` | N | atomic counters (`ADD`) |
-//! | `lastDeliveryAt` | S | RFC 3339, absent until the first outcome |
-//! | `lastDeliveryStatus` | S | `success` or `failed`, absent until the first outcome |
+//! | `totalDeliveries`, `successfulDeliveries`, `failedDeliveries` | N | legacy counters: see below |
+//! | `lastDeliveryAt`, `lastDeliveryStatus`, `failingSince` | S | legacy: see below |
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
 //! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), absent when there are none |
 //! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
+//!
+//! **The outcome counters live in their own item**, [`StatsItem`], id `<webhookId>#stats` in the
+//! same table (no `ownerId` or `bucketId`, so it is in no index): the delivery side adds every
+//! outcome there, and never writes the webhook item or its index entries. Items written before
+//! that carry their counters on the webhook item; those are never written again and are added
+//! to the stats item's when read ([`StatsItem::merge_into`]): a lazy migration with nothing to
+//! run, exact at every step.
 
 use serde::{Deserialize, Serialize};
 use webhooks_core::filter::Filter;
@@ -116,6 +122,72 @@ pub struct StoredHeaders(pub String);
 impl std::fmt::Debug for StoredHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StoredHeaders(<redacted>)")
+    }
+}
+
+/// The id of webhook `id`'s stats item.
+pub(crate) fn stats_id(id: &str) -> String {
+    format!("{id}{STATS_SUFFIX}")
+}
+
+/// What a webhook's id is followed by in its stats item's id.
+pub const STATS_SUFFIX: &str = "#stats";
+
+/// A webhook's outcome counters (see the module docs): written by every final outcome with
+/// `ADD` and `SET` only, so concurrent outcomes are all counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsItem {
+    pub id: String,
+    #[serde(default)]
+    pub total_deliveries: u64,
+    #[serde(default)]
+    pub successful_deliveries: u64,
+    #[serde(default)]
+    pub failed_deliveries: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+}
+
+impl StatsItem {
+    /// Adds these counters to `w`'s (the legacy ones of its item, zero for webhooks created
+    /// since), and takes the last outcome from here when one was recorded here (every outcome
+    /// since the stats item exists is). `failingSince`: a success recorded here ended any run
+    /// that began earlier, so then this item's value holds; otherwise a run that began before
+    /// (the webhook item's) still runs.
+    pub fn merge_into(&self, w: &mut Webhook) -> Result<(), ItemError> {
+        w.stats.total_deliveries += self.total_deliveries;
+        w.stats.successful_deliveries += self.successful_deliveries;
+        w.stats.failed_deliveries += self.failed_deliveries;
+        let Some(status) = self.last_delivery_status.as_deref() else {
+            return Ok(());
+        };
+        w.last_delivery_status = Some(DeliveryStatus::parse(status).ok_or_else(|| {
+            ItemError::new(
+                attr::LAST_DELIVERY_STATUS,
+                format!("unknown status {status:?}"),
+            )
+        })?);
+        w.last_delivery_at = self
+            .last_delivery_at
+            .as_deref()
+            .map(|t| timestamp(attr::LAST_DELIVERY_AT, t))
+            .transpose()?;
+        let here = self
+            .failing_since
+            .as_deref()
+            .map(|t| timestamp(attr::FAILING_SINCE, t))
+            .transpose()?;
+        w.failing_since = if self.successful_deliveries > 0 {
+            here
+        } else {
+            w.failing_since.or(here)
+        };
+        Ok(())
     }
 }
 
@@ -330,6 +402,51 @@ mod tests {
                 Some(AttributeValue::Bool(true))
             ));
         }
+    }
+
+    #[test]
+    fn stats_items_add_to_legacy_counters_and_keep_the_current_run_of_failures() {
+        // GIVEN a webhook whose item carries legacy counters and a run of failures since t0
+        let mut legacy = sample();
+        legacy.failing_since = Some(Timestamp::from_unix(1_700_000_050));
+        let failure = |failed: u64, successful: u64, since: Option<&str>| StatsItem {
+            id: stats_id(legacy.id.as_str()),
+            total_deliveries: failed + successful,
+            successful_deliveries: successful,
+            failed_deliveries: failed,
+            last_delivery_at: Some("2023-11-14T22:20:00Z".into()),
+            last_delivery_status: Some("failed".into()),
+            failing_since: since.map(str::to_owned),
+        };
+        // WHEN only failures were counted since THEN the run that began before still runs
+        let mut w = legacy.clone();
+        failure(2, 0, Some("2023-11-14T22:19:00Z"))
+            .merge_into(&mut w)
+            .unwrap();
+        assert_eq!(w.stats.total_deliveries, 5);
+        assert_eq!(w.stats.failed_deliveries, 3);
+        assert_eq!(w.failing_since, legacy.failing_since);
+        assert_eq!(w.last_delivery_status, Some(DeliveryStatus::Failed));
+        assert_eq!(
+            w.last_delivery_at,
+            Some(Timestamp::from_unix(1_700_000_400))
+        );
+        // WHEN a success was counted since THEN the stats item's run is the current one
+        let mut w = legacy.clone();
+        failure(1, 1, Some("2023-11-14T22:20:00Z"))
+            .merge_into(&mut w)
+            .unwrap();
+        assert_eq!(w.failing_since, Some(Timestamp::from_unix(1_700_000_400)));
+        assert_eq!(w.stats.successful_deliveries, 3);
+        // WHEN nothing was counted since THEN the webhook item's values stand
+        let mut w = legacy.clone();
+        StatsItem::default().merge_into(&mut w).unwrap();
+        assert_eq!(w, legacy);
+        // AND a bad status is refused, naming the attribute
+        let mut bad = failure(1, 0, None);
+        bad.last_delivery_status = Some("maybe".into());
+        let err = bad.merge_into(&mut legacy.clone()).unwrap_err();
+        assert_eq!(err.attribute, "lastDeliveryStatus");
     }
 
     #[test]
