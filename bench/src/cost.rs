@@ -223,9 +223,11 @@ impl Outcome {
     }
 
     fn index_wcu(&self) -> f64 {
+        // `+ 0.0`: an empty f64 sum is -0.0, which would print as "-0.00".
         self.billed()
             .map(|c| c.index_wcu.iter().map(|(_, w)| w).sum::<f64>())
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     fn rcu(&self) -> f64 {
