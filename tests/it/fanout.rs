@@ -25,7 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::config::sdk_timeouts;
 use webhooks_aws::sqs::ENQUEUE_CONCURRENCY;
@@ -218,7 +218,13 @@ async fn setup(db: &str, sqs: &str, name: &str) -> Setup {
         queue: Arc::new(queue),
         clock: Arc::new(SystemClock),
     };
-    let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET).expect("state");
+    // About fan-out, not bucket scope: a token without `buckets` may use any bucket.
+    let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET)
+        .expect("state")
+        .with_token_rules(&TokenRules {
+            open_buckets: true,
+            ..Default::default()
+        });
     let producer = Authenticator::new(JWT_SECRET)
         .unwrap()
         .mint(&Claims {
@@ -226,6 +232,7 @@ async fn setup(db: &str, sqs: &str, name: &str) -> Setup {
             exp: SystemClock.now().unix() + 3600,
             buckets: None,
             scope: Some(Scope::Text("events:publish".into())),
+            ..Default::default()
         })
         .unwrap();
     Setup {

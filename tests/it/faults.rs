@@ -39,7 +39,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::{
     DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig,
@@ -257,7 +257,13 @@ impl Api {
             queue,
             clock: Arc::new(SystemClock),
         };
-        let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET).expect("state");
+        // These tests are about faults, not bucket scope: tokens without `buckets` may use any.
+        let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET)
+            .expect("state")
+            .with_token_rules(&TokenRules {
+                open_buckets: true,
+                ..Default::default()
+            });
         let producer = Authenticator::new(JWT_SECRET)
             .unwrap()
             .mint(&Claims {
@@ -265,6 +271,7 @@ impl Api {
                 exp: SystemClock.now().unix() + 3600,
                 buckets: None,
                 scope: Some(Scope::Text("events:publish".into())),
+                ..Default::default()
             })
             .unwrap();
         Self { state, producer }

@@ -144,6 +144,38 @@ fn api_function_gets_the_table_name_the_store_config_reads() {
 }
 
 #[test]
+fn api_function_token_rules_come_from_parameters_and_fail_closed_by_default() {
+    // GIVEN the API function's variables and the template's parameters
+    let t = template();
+    let vars = &resource("ApiFunction")["Properties"]["Environment"]["Variables"];
+    // THEN each token rule the API config reads is a !Ref to its parameter
+    for (name, parameter, default) in [
+        ("OPEN_BUCKETS", "OpenBuckets", "false"),
+        ("JWT_AUDIENCE", "JwtAudience", ""),
+        ("JWT_ISSUER", "JwtIssuer", ""),
+    ] {
+        let (tag, value) = tag_of(&vars[name]).unwrap_or_else(|| panic!("{name} is not a !Ref"));
+        assert_eq!((tag.as_str(), value.as_str()), ("!Ref", Some(parameter)));
+        // AND the defaults are the strict ones: no open buckets
+        assert_eq!(
+            t["Parameters"][parameter]["Default"].as_str(),
+            Some(default),
+            "{parameter}"
+        );
+    }
+    // AND the API reads them as such
+    let config = webhooks_api::config::ApiConfig::from_lookup(|k| match k {
+        "JWT_SECRET" => Some("x".repeat(32)),
+        "OPEN_BUCKETS" => t["Parameters"]["OpenBuckets"]["Default"]
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
+    })
+    .unwrap();
+    assert!(!config.token_rules.open_buckets);
+}
+
+#[test]
 fn deliveries_table_declares_the_keys_and_ttl_the_delivery_log_uses() {
     use webhooks_aws::dynamodb::delivery_log::key;
     // GIVEN the table definition

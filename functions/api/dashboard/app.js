@@ -258,6 +258,7 @@ function card(w) {
         btn('edit', 'Edit', 'secondary'),
         btn('toggle', w.active ? 'Disable' : 'Enable', 'secondary'),
         btn('rotate', 'Rotate secret', 'secondary'),
+        btn('rotate-now', 'Rotate, revoke old now', 'secondary'),
         btn('delete', 'Delete', 'danger'))),
       w.disabledReason ? el('p', { className: 'desc', text: `Disabled by the service: ${w.disabledReason}` }) : null);
 }
@@ -294,7 +295,17 @@ async function onListClick(ev) {
         showSecret(r.secret);
         delete r.secret;
         await loadWebhooks();
-        say(`New secret for ${w.url}; the old one signs too until ${when(r.previousSecretExpiresAt)}.`);
+        say(`New secret for ${w.url}; the old one signs too until ${when(r.previousSecretExpiresAt).textContent}.`);
+        break;
+      }
+      case 'rotate-now': {
+        // A leaked secret: no grace period, the old secret stops signing at once.
+        if (!window.confirm(`Rotate the secret of ${w.url} and revoke the old one now? Deliveries signed with the old secret stop verifying at once.`)) return;
+        const r = await api('POST', hookPath(w.id, '/rotate-secret'), { graceSeconds: 0 });
+        showSecret(r.secret);
+        delete r.secret;
+        await loadWebhooks();
+        say(`New secret for ${w.url}; the old one is revoked.`);
         break;
       }
       case 'delete':

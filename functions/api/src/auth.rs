@@ -1,13 +1,18 @@
 //! Authentication: `Authorization: Bearer <JWT>`, HS256 with the platform's secret
-//! (`JWT_SECRET`), `exp` and `sub` required; `buckets` (optional) limits the buckets the user may
-//! use; `scope` (space-separated string or array) carries `events:publish` for producers.
-//! The algorithm is pinned to HS256, so `alg: none` and algorithm-confusion tokens are refused.
+//! (`JWT_SECRET`), `exp` and `sub` required; `nbf` honoured and `iat` not in the future (both
+//! with the same leeway as `exp`); `aud`/`iss` checked when the deployment configures them
+//! ([`TokenRules`]). `buckets` lists the buckets the token may use — fail closed: a token without
+//! it may use none, unless the deployment opts into open buckets. `scope` (space-separated string
+//! or array) with `events:publish` makes a producer token: it may publish ([`Producer`]) and
+//! nothing else ([`Auth`], the management routes, answers 403 `insufficient_scope`).
+//! The algorithm is pinned to HS256, so `alg: none` and algorithm-confusion tokens are refused;
+//! `kid`, `jku`, `x5u` and `jwk` headers are ignored (the key is never taken from the token).
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -16,8 +21,8 @@ use webhooks_core::{BucketId, OwnerId};
 
 use crate::error::ApiError;
 
-/// The claims this service reads. Other claims (`iat`, `iss`, …) are allowed and ignored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The claims this service reads. Other claims are allowed and ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub sub: String,
     pub exp: i64,
@@ -25,7 +30,35 @@ pub struct Claims {
     pub buckets: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    /// Not before (unix seconds): refused until then, minus the leeway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Issued at (unix seconds): refused when later than now plus the leeway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Audience: one string or a list (RFC 7519); checked when [`TokenRules::audience`] is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Scope>,
+    /// Issuer; checked when [`TokenRules::issuer`] is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
+
+/// What a deployment decides about tokens (the API Lambda reads it from its environment; see
+/// `config`). The default is the strict one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// A token without a `buckets` claim may use any bucket (`OPEN_BUCKETS=true`). Off by
+    /// default: such a token may use no bucket. The local mode's development setup turns it on.
+    pub open_buckets: bool,
+    /// When set, the token's `aud` must include it (`JWT_AUDIENCE`).
+    pub audience: Option<String>,
+    /// When set, the token's `iss` must equal it (`JWT_ISSUER`).
+    pub issuer: Option<String>,
+}
+
+/// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+pub const TOKEN_LEEWAY_SECONDS: u64 = 5;
 
 /// OAuth-style scope: `"events:publish other"` or `["events:publish", "other"]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -45,10 +78,12 @@ impl Scope {
 }
 
 /// Verifies tokens (and mints them, for the local mode's `token` command and tests).
+#[derive(Clone)]
 pub struct Authenticator {
     decoding: DecodingKey,
     encoding: EncodingKey,
     validation: Validation,
+    open_buckets: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -58,18 +93,51 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Fails only for a secret the JWT library refuses (such as an empty one).
+    /// With the strict default [`TokenRules`]. Fails only for a secret the JWT library refuses
+    /// (such as an empty one).
     pub fn new(secret: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
-        validation.validate_aud = false;
-        validation.leeway = 5;
-        Ok(Self {
+        validation.validate_nbf = true;
+        validation.leeway = TOKEN_LEEWAY_SECONDS;
+        let me = Self {
             decoding: DecodingKey::from_secret(secret)?,
             encoding: EncodingKey::from_secret(secret)?,
             validation,
-        })
+            open_buckets: false,
+        };
+        Ok(me.rules(&TokenRules::default()))
+    }
+
+    /// With the deployment's rules.
+    pub fn with_rules(
+        secret: &[u8],
+        rules: &TokenRules,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        Ok(Self::new(secret)?.rules(rules))
+    }
+
+    /// This authenticator with the deployment's rules, same key.
+    pub fn rules(&self, rules: &TokenRules) -> Self {
+        let mut validation = self.validation.clone();
+        validation.validate_aud = rules.audience.is_some();
+        validation.aud = None;
+        validation.iss = None;
+        let mut required = vec!["exp", "sub"];
+        if let Some(aud) = &rules.audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        if let Some(iss) = &rules.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        Self {
+            validation,
+            open_buckets: rules.open_buckets,
+            ..self.clone()
+        }
     }
 
     /// Signs `claims` with HS256.
@@ -79,7 +147,7 @@ impl Authenticator {
 
     /// Checks a bearer token and returns its claims, or the reason in words.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| {
                 ApiError::unauthorized(match e.kind() {
@@ -88,11 +156,29 @@ impl Authenticator {
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                         "token algorithm must be HS256"
                     }
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" || c == "iss" => {
+                        "token must carry the `aud` and `iss` this deployment expects"
+                    }
                     ErrorKind::MissingRequiredClaim(_) => "token must carry `exp` and `sub` claims",
                     ErrorKind::ImmatureSignature => "token is not valid yet",
+                    ErrorKind::InvalidAudience => "token audience is not this service",
+                    ErrorKind::InvalidIssuer => "token issuer is not trusted here",
                     _ => "token is malformed",
                 })
-            })
+            })?;
+        // jsonwebtoken does not check `iat`: a token issued in the future is refused here.
+        if claims
+            .iat
+            .is_some_and(|iat| iat > unix_now() + TOKEN_LEEWAY_SECONDS as i64)
+        {
+            return Err(ApiError::unauthorized("token is issued in the future"));
+        }
+        Ok(claims)
+    }
+
+    /// Whether a token without a `buckets` claim may use any bucket on this deployment.
+    pub fn open_buckets(&self) -> bool {
+        self.open_buckets
     }
 
     /// A caller from a verified token: `sub` as owner, `buckets` as the allowed buckets.
@@ -111,11 +197,27 @@ impl Authenticator {
             .map_err(|_| {
                 ApiError::unauthorized("token claim `buckets` must list bucket ObjectIds")
             })?;
-        Ok(Caller { owner, buckets })
+        Ok(Caller::from_token(owner, buckets, self.open_buckets))
     }
 }
 
-/// The authenticated user of a request (extractor).
+fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// Whether the token is a producer's (`scope` includes `events:publish`).
+pub fn is_producer(claims: &Claims) -> bool {
+    claims
+        .scope
+        .as_ref()
+        .is_some_and(|s| s.includes(PUBLISH_SCOPE))
+}
+
+/// The scope a producer token carries; such a token publishes and does nothing else.
+pub const PUBLISH_SCOPE: &str = "events:publish";
+
+/// The authenticated user of a management route (extractor): any valid token but a producer's,
+/// which gets 403 `insufficient_scope`.
 #[derive(Debug, Clone)]
 pub struct Auth {
     pub caller: Caller,
@@ -130,7 +232,50 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let auth = Arc::<Authenticator>::from_ref(state);
+        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state))?;
+        if is_producer(&claims) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!(
+                    "a token whose scope includes `{PUBLISH_SCOPE}` may only publish events; managing webhooks needs a user token"
+                ),
+            ));
+        }
+        Ok(Auth { caller, claims })
+    }
+}
+
+/// The authenticated producer of `POST /api/events` (extractor): a token whose scope includes
+/// `events:publish`, else 403 `insufficient_scope`.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    pub caller: Caller,
+    pub claims: Claims,
+}
+
+impl<S> FromRequestParts<S> for Producer
+where
+    Arc<Authenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state))?;
+        if !is_producer(&claims) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("publishing needs a token whose scope includes `{PUBLISH_SCOPE}`"),
+            ));
+        }
+        Ok(Producer { caller, claims })
+    }
+}
+
+fn authenticate(parts: &Parts, auth: &Authenticator) -> Result<(Caller, Claims), ApiError> {
+    {
         let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header")
         })?;
@@ -148,7 +293,7 @@ where
             })?;
         let claims = auth.verify(token)?;
         let caller = auth.caller(&claims)?;
-        Ok(Auth { caller, claims })
+        Ok((caller, claims))
     }
 }
 
@@ -163,8 +308,7 @@ mod tests {
         Claims {
             sub: "alice".into(),
             exp: chrono_now() + exp_offset,
-            buckets: None,
-            scope: None,
+            ..Default::default()
         }
     }
 

@@ -3,6 +3,8 @@
 
 use webhooks_core::validate::UrlPolicy;
 
+use crate::auth::TokenRules;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -17,6 +19,9 @@ pub struct ApiConfig {
     pub jwt_secret: Vec<u8>,
     /// `ALLOW_INSECURE_URLS=true` accepts http:// and private targets (never in production).
     pub url_policy: UrlPolicy,
+    /// `OPEN_BUCKETS=true` lets a token without a `buckets` claim use any bucket (default: no
+    /// bucket); `JWT_AUDIENCE` / `JWT_ISSUER`, when not empty, are required in every token.
+    pub token_rules: TokenRules,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -24,6 +29,7 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("jwt_secret", &"<redacted>")
             .field("url_policy", &self.url_policy)
+            .field("token_rules", &self.token_rules)
             .finish()
     }
 }
@@ -43,17 +49,26 @@ impl ApiConfig {
                 why: format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
             });
         }
-        let insecure = match get("ALLOW_INSECURE_URLS").as_deref() {
-            None | Some("") | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "ALLOW_INSECURE_URLS",
-                    why: format!("expected true or false, got {other:?}"),
-                });
-            }
+        let flag = |name: &'static str| match get(name).as_deref() {
+            None | Some("") | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                why: format!("expected true or false, got {other:?}"),
+            }),
+        };
+        let insecure = flag("ALLOW_INSECURE_URLS")?;
+        let text = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
         };
         Ok(Self {
+            token_rules: TokenRules {
+                open_buckets: flag("OPEN_BUCKETS")?,
+                audience: text("JWT_AUDIENCE"),
+                issuer: text("JWT_ISSUER"),
+            },
             jwt_secret: secret.into_bytes(),
             url_policy: if insecure {
                 UrlPolicy::LOCAL
@@ -83,6 +98,30 @@ mod tests {
         assert!(e.to_string().contains("ALLOW_INSECURE_URLS"));
         let ok = ApiConfig::from_lookup(|k| (k == "JWT_SECRET").then(|| "x".repeat(32))).unwrap();
         assert_eq!(ok.url_policy, UrlPolicy::PRODUCTION);
+        // Strict token rules unless the deployment says otherwise.
+        assert_eq!(ok.token_rules, TokenRules::default());
+        assert!(!ok.token_rules.open_buckets);
+        let e = ApiConfig::from_lookup(|k| match k {
+            "JWT_SECRET" => Some("x".repeat(32)),
+            "OPEN_BUCKETS" => Some("yes".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("OPEN_BUCKETS"));
+        let open = ApiConfig::from_lookup(|k| match k {
+            "JWT_SECRET" => Some("x".repeat(32)),
+            "OPEN_BUCKETS" => Some("true".into()),
+            "JWT_AUDIENCE" => Some("dakkio-webhooks".into()),
+            "JWT_ISSUER" => Some(" ".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(open.token_rules.open_buckets);
+        assert_eq!(
+            open.token_rules.audience.as_deref(),
+            Some("dakkio-webhooks")
+        );
+        assert_eq!(open.token_rules.issuer, None);
         assert!(!format!("{ok:?}").contains("xxxx"));
     }
 }

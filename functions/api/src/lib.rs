@@ -32,7 +32,7 @@ use webhooks_core::publish::DeliveryService;
 use webhooks_core::service::WebhookService;
 use webhooks_core::validate::UrlPolicy;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, TokenRules};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 
@@ -66,7 +66,8 @@ impl std::fmt::Debug for Ports {
 }
 
 impl AppState {
-    /// `jwt_secret` verifies user tokens; a key for pagination cursors is derived from it.
+    /// `jwt_secret` verifies user tokens (strict [`TokenRules`]: see
+    /// [`AppState::with_token_rules`]); a key for pagination cursors is derived from it.
     pub fn new(
         ports: Ports,
         policy: UrlPolicy,
@@ -91,6 +92,15 @@ impl AppState {
     /// Shows each webhook's circuit breaker state (`health`) from `store`.
     pub fn with_health(mut self, store: Arc<dyn webhooks_core::health::HealthStore>) -> Self {
         self.health = Some(store);
+        self
+    }
+}
+
+impl AppState {
+    /// The deployment's token rules (open buckets, `aud`, `iss`); [`AppState::new`] starts with
+    /// the strict default.
+    pub fn with_token_rules(mut self, rules: &TokenRules) -> Self {
+        self.auth = Arc::new(self.auth.rules(rules));
         self
     }
 }

@@ -36,6 +36,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_env()?)),
         clock: Arc::new(SystemClock),
     };
-    let state = AppState::new(ports, config.url_policy, &config.jwt_secret)?;
+    let state = AppState::new(ports, config.url_policy, &config.jwt_secret)?
+        .with_token_rules(&config.token_rules);
     lambda_http::run(router(state)).await
 }

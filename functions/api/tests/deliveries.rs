@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_core::delivery::MAX_MESSAGE_BYTES;
 use webhooks_core::dispatch::{Dispatcher, Outcome};
@@ -38,7 +38,13 @@ fn app() -> App {
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
     };
-    let state = AppState::new(ports, UrlPolicy::PRODUCTION, SECRET).unwrap();
+    // Bucket scope has its own tests (tests/scope.rs): here a token without `buckets` may use any.
+    let state = AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
+        .unwrap()
+        .with_token_rules(&TokenRules {
+            open_buckets: true,
+            ..Default::default()
+        });
     App {
         state,
         store,
@@ -63,6 +69,7 @@ fn token(sub: &str, scope: Option<&str>, buckets: Option<Vec<&str>>) -> String {
             exp: now() + 3600,
             buckets: buckets.map(|b| b.into_iter().map(String::from).collect()),
             scope: scope.map(|s| Scope::Text(s.into())),
+            ..Default::default()
         })
         .unwrap()
 }

@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
 use webhooks_core::time::SystemClock;
@@ -34,7 +34,14 @@ fn app() -> App {
         clock: Arc::new(SystemClock),
     };
     App {
-        state: AppState::new(ports, UrlPolicy::PRODUCTION, SECRET).unwrap(),
+        // Bucket scope has its own tests (tests/scope.rs): here a token without `buckets` may
+        // use any bucket.
+        state: AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
+            .unwrap()
+            .with_token_rules(&TokenRules {
+                open_buckets: true,
+                ..Default::default()
+            }),
         store,
         queue,
     }
@@ -52,6 +59,7 @@ fn token(sub: &str, scope: Option<&str>) -> String {
             exp: now + 3600,
             buckets: None,
             scope: scope.map(|s| Scope::Text(s.into())),
+            ..Default::default()
         })
         .unwrap()
 }

@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims};
+use webhooks_api::auth::{Authenticator, Claims, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_core::ports::SubscriptionStore;
 use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
@@ -32,7 +32,14 @@ fn app_with(policy: UrlPolicy) -> App {
         queue: Arc::new(MemoryQueue::new()),
         clock: Arc::new(SystemClock),
     };
-    let state = AppState::new(ports, policy, SECRET).unwrap();
+    // Most tests here are about validation, not bucket scope (tests/scope.rs): a token without
+    // `buckets` may use any bucket.
+    let state = AppState::new(ports, policy, SECRET)
+        .unwrap()
+        .with_token_rules(&TokenRules {
+            open_buckets: true,
+            ..Default::default()
+        });
     App { state, store }
 }
 
@@ -55,6 +62,7 @@ fn token_for(sub: &str) -> String {
             exp: now() + 3600,
             buckets: None,
             scope: None,
+            ..Default::default()
         })
         .unwrap()
 }
@@ -616,6 +624,7 @@ async fn bad_tokens_get_401_with_a_reason_and_store_nothing() {
             exp: now() - 600,
             buckets: None,
             scope: None,
+            ..Default::default()
         })
         .unwrap();
     let forged = Authenticator::new(b"some-other-secret-some-other-secret")
@@ -625,6 +634,7 @@ async fn bad_tokens_get_401_with_a_reason_and_store_nothing() {
             exp: now() + 600,
             buckets: None,
             scope: None,
+            ..Default::default()
         })
         .unwrap();
     let none = format!(
@@ -639,6 +649,7 @@ async fn bad_tokens_get_401_with_a_reason_and_store_nothing() {
             exp: now() + 600,
             buckets: None,
             scope: None,
+            ..Default::default()
         },
         &jsonwebtoken::EncodingKey::from_secret(SECRET).unwrap(),
     )
@@ -655,6 +666,7 @@ async fn bad_tokens_get_401_with_a_reason_and_store_nothing() {
             exp: now() + 600,
             buckets: None,
             scope: None,
+            ..Default::default()
         })
         .unwrap();
     let bad_buckets = auth
@@ -663,6 +675,7 @@ async fn bad_tokens_get_401_with_a_reason_and_store_nothing() {
             exp: now() + 600,
             buckets: Some(vec!["nope".into()]),
             scope: None,
+            ..Default::default()
         })
         .unwrap();
     let cases: Vec<(&str, Option<String>)> = vec![
@@ -716,6 +729,7 @@ async fn a_bucket_outside_the_tokens_buckets_claim_is_forbidden() {
             exp: now() + 600,
             buckets: Some(vec!["507f1f77bcf86cd799439099".into()]),
             scope: None,
+            ..Default::default()
         })
         .unwrap();
     let r = app.create(&limited, guide_body()).await;

@@ -378,7 +378,7 @@ impl DeliveryService {
         id: &WebhookId,
     ) -> Result<crate::webhook::Webhook, ServiceError> {
         match self.store.get(id).await? {
-            Some(w) if w.owner_id == caller.owner => Ok(w),
+            Some(w) if caller.sees(&w) => Ok(w),
             _ => Err(ServiceError::NotFound),
         }
     }

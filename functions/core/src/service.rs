@@ -22,17 +22,39 @@ pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 24 * 3600;
 pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 use crate::{BucketId, OwnerId, WebhookId};
 
-/// Who is calling: the token's `sub` and, when the token limits it, the buckets it may use.
+/// Who is calling: the token's `sub` and the buckets it may use.
+///
+/// Bucket scope (DESIGN.md §3) applies to every use case: a webhook in a bucket the caller may
+/// not use does not exist for it ([`Caller::sees`]), lists show only allowed buckets, and
+/// creating or publishing in another bucket is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub owner: OwnerId,
-    /// `None`: the token does not limit buckets.
+    /// `Some(list)`: only these buckets (an empty list: none). `None`: any bucket — only for a
+    /// token without a `buckets` claim on a deployment that opted into open buckets.
     pub buckets: Option<Vec<BucketId>>,
 }
 
 impl Caller {
+    /// The caller a verified token stands for. Fail closed: a token without a `buckets` claim
+    /// may use no bucket, unless the deployment opts into open buckets (`open_buckets`; the
+    /// local mode's development setup does, production deployments do not by default).
+    pub fn from_token(owner: OwnerId, claimed: Option<Vec<BucketId>>, open_buckets: bool) -> Self {
+        let buckets = match claimed {
+            Some(list) => Some(list),
+            None if open_buckets => None,
+            None => Some(Vec::new()),
+        };
+        Self { owner, buckets }
+    }
+
     pub fn may_use(&self, bucket: &BucketId) -> bool {
         self.buckets.as_ref().is_none_or(|b| b.contains(bucket))
+    }
+
+    /// Whether `webhook` exists for this caller: its own, in a bucket it may use.
+    pub fn sees(&self, webhook: &Webhook) -> bool {
+        webhook.owner_id == self.owner && self.may_use(&webhook.bucket_id)
     }
 }
 
@@ -217,7 +239,8 @@ impl WebhookService {
         Ok(count)
     }
 
-    /// The caller's webhooks, newest first; only `bucket`'s when given.
+    /// The caller's webhooks, newest first; only `bucket`'s when given, and only in buckets the
+    /// caller may use.
     pub async fn list(
         &self,
         caller: &Caller,
@@ -228,20 +251,74 @@ impl WebhookService {
         if let Some(b) = bucket.as_ref().filter(|b| !caller.may_use(b)) {
             return Err(ServiceError::BucketForbidden(b.clone()));
         }
-        let query = ListQuery {
+        let query = |bucket: Option<BucketId>, after: Option<WebhookId>, limit: usize| ListQuery {
             owner: caller.owner.clone(),
             bucket,
             after,
             limit,
         };
-        Ok(self.store.list(&query).await?)
+        let allowed = match (&caller.buckets, bucket) {
+            (None, bucket) => return Ok(self.store.list(&query(bucket, after, limit)).await?),
+            (Some(_), Some(b)) => {
+                return Ok(self.store.list(&query(Some(b), after, limit)).await?);
+            }
+            (Some(allowed), None) => allowed,
+        };
+        match allowed.as_slice() {
+            [] => Ok(Page {
+                items: Vec::new(),
+                next_after: None,
+            }),
+            [only] => Ok(self
+                .store
+                .list(&query(Some(only.clone()), after, limit))
+                .await?),
+            // Several buckets: walk the owner's list (at most MAX_WEBHOOKS_PER_OWNER items) and
+            // keep the allowed ones, so a page is full unless the list ends.
+            _ => {
+                let mut items: Vec<Webhook> = Vec::with_capacity(limit);
+                let mut cursor = after;
+                loop {
+                    let page = self.store.list(&query(None, cursor, 100)).await?;
+                    for w in page
+                        .items
+                        .into_iter()
+                        .filter(|w| caller.may_use(&w.bucket_id))
+                    {
+                        if items.len() == limit {
+                            let next_after = items.last().map(|w| w.id.clone());
+                            return Ok(Page { items, next_after });
+                        }
+                        items.push(w);
+                    }
+                    match page.next_after {
+                        Some(a) => cursor = Some(a),
+                        None => {
+                            return Ok(Page {
+                                items,
+                                next_after: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
     }
 
     pub async fn get(&self, caller: &Caller, id: &WebhookId) -> Result<Webhook, ServiceError> {
         match self.store.get(id).await? {
-            Some(w) if w.owner_id == caller.owner => Ok(w),
+            Some(w) if caller.sees(&w) => Ok(w),
             _ => Err(ServiceError::NotFound),
         }
+    }
+
+    /// For owner-scoped writes: a caller limited to some buckets first proves the webhook is in
+    /// one of them (a webhook's bucket never changes, so the check cannot go stale).
+    async fn check_scope(&self, caller: &Caller, id: &WebhookId) -> Result<(), ServiceError> {
+        if caller.buckets.is_some() {
+            self.get(caller, id).await?;
+        }
+        Ok(())
     }
 
     pub async fn update(
@@ -252,11 +329,15 @@ impl WebhookService {
     ) -> Result<Webhook, ServiceError> {
         let headers = body.headers_change()?;
         let mut patch = body.validate(self.policy)?;
-        if let Some(change) = headers {
-            // Values are write-only, so a change names only what it sets or removes; the rest
-            // comes from the stored webhook. Two concurrent header edits: the last one wins.
-            let current = self.get(caller, id).await?;
-            patch.headers = Some(change.apply(&current.headers)?);
+        match headers {
+            Some(change) => {
+                // Values are write-only, so a change names only what it sets or removes; the
+                // rest comes from the stored webhook (read in scope). Two concurrent header
+                // edits: the last one wins.
+                let current = self.get(caller, id).await?;
+                patch.headers = Some(change.apply(&current.headers)?);
+            }
+            None => self.check_scope(caller, id).await?,
         }
         Ok(self
             .store
@@ -347,6 +428,7 @@ impl WebhookService {
     }
 
     pub async fn delete(&self, caller: &Caller, id: &WebhookId) -> Result<(), ServiceError> {
+        self.check_scope(caller, id).await?;
         Ok(self.store.delete(&caller.owner, id).await?)
     }
 }
@@ -463,5 +545,113 @@ mod tests {
             Err(ServiceError::BucketForbidden(_))
         ));
         assert!(store.is_empty());
+    }
+
+    fn limited(sub: &str, buckets: &[&str]) -> Caller {
+        Caller::from_token(
+            OwnerId::parse(sub).unwrap(),
+            Some(
+                buckets
+                    .iter()
+                    .map(|b| BucketId::parse(b).unwrap())
+                    .collect(),
+            ),
+            /* open_buckets */ false,
+        )
+    }
+
+    #[test]
+    fn a_token_without_buckets_may_use_none_unless_the_deployment_opens_them() {
+        let owner = OwnerId::parse("alice").unwrap();
+        let bucket = BucketId::parse("507f1f77bcf86cd799439011").unwrap();
+        let closed = Caller::from_token(owner.clone(), None, /* open_buckets */ false);
+        assert!(!closed.may_use(&bucket));
+        let open = Caller::from_token(owner.clone(), None, /* open_buckets */ true);
+        assert!(open.may_use(&bucket));
+        // A claim always wins, open or not.
+        let claimed = Caller::from_token(owner, Some(vec![]), /* open_buckets */ true);
+        assert!(!claimed.may_use(&bucket));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_outside_the_callers_buckets_does_not_exist_for_it() {
+        // GIVEN alice's webhook in bucket ...011, and alice's token limited to bucket ...099
+        let (svc, store) = service();
+        let w = svc.create(&caller("alice"), body()).await.unwrap();
+        let other = limited("alice", &["507f1f77bcf86cd799439099"]);
+        // WHEN/THEN every use case answers NotFound and nothing changes
+        assert!(matches!(
+            svc.get(&other, &w.id).await,
+            Err(ServiceError::NotFound)
+        ));
+        let patch = UpdateWebhook {
+            active: Some(false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            svc.update(&other, &w.id, patch).await,
+            Err(ServiceError::NotFound)
+        ));
+        assert!(matches!(
+            svc.rotate_secret(&other, &w.id, None, Some(0)).await,
+            Err(ServiceError::NotFound)
+        ));
+        assert!(matches!(
+            svc.delete(&other, &w.id).await,
+            Err(ServiceError::NotFound)
+        ));
+        assert_eq!(store.get(&w.id).await.unwrap().unwrap(), w);
+        assert!(
+            svc.list(&other, None, None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        // The right bucket sees it.
+        let right = limited("alice", &["507f1f77bcf86cd799439011"]);
+        assert_eq!(svc.get(&right, &w.id).await.unwrap().id, w.id);
+    }
+
+    #[tokio::test]
+    async fn an_unfiltered_list_pages_through_the_allowed_buckets_only() {
+        // GIVEN 7 webhooks in each of 3 buckets
+        let (svc, _) = service();
+        let alice = caller("alice");
+        let buckets = [
+            "507f1f77bcf86cd799439011",
+            "507f1f77bcf86cd799439022",
+            "507f1f77bcf86cd799439033",
+        ];
+        for i in 0..21 {
+            let mut b = body();
+            b.bucket_id = buckets[i % 3].into();
+            svc.create(&alice, b).await.unwrap();
+        }
+        // WHEN a token for two of them lists 5 at a time
+        let two = limited("alice", &buckets[..2]);
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = svc.list(&two, None, after, 5).await.unwrap();
+            assert!(page.items.len() == 5 || page.next_after.is_none());
+            seen.extend(page.items);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        // THEN it sees exactly the 14 of those two buckets, newest first, none twice
+        assert_eq!(seen.len(), 14);
+        assert!(seen.iter().all(|w| w.bucket_id.to_string() != buckets[2]));
+        assert!(seen.windows(2).all(|p| p[0].id > p[1].id));
+        // A token with no buckets sees nothing.
+        assert!(
+            svc.list(&limited("alice", &[]), None, None, 100)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
 }

@@ -386,6 +386,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo 2001::/32 (tunnels to any IPv4, RFC 4380)
+        || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001) // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
         || (s[0] == 0x0100 && s[1..4] == [0; 3])) // discard-only 100::/64
 }
 
@@ -499,6 +501,10 @@ mod tests {
             "https://[fe80::1]/",
             "https://[64:ff9b::a00:1]/",
             "https://[2002:c0a8:0101::1]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[64:ff9b:1:ffff::8.8.8.8]/",
+            "https://[2001::1]/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
         ] {
             let e = url(bad).expect_err(bad);
             assert_eq!(e.code, "invalid_url", "{bad}");

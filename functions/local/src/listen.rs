@@ -3,6 +3,11 @@
 //! Standard Webhooks `webhook-signature`, with the timestamp's age), prints each event on one
 //! line, answers a chosen status (to try retries), and can forward the body, byte for byte, to
 //! the developer's own endpoint — answering with whatever that endpoint answers.
+//!
+//! With `--secret`, a request whose signatures do not verify gets 401 and is neither forwarded
+//! nor answered with `--status`: only the service's deliveries reach the developer's endpoint.
+//! What a sender controls (event name, ids, data keys and values, path) is printed with control
+//! characters escaped, so a request cannot drive the terminal with escape sequences.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,8 +90,8 @@ async fn receive(State(l): State<Listener>, uri: Uri, headers: HeaderMap, body: 
             .unwrap_or_default()
             .to_owned()
     };
-    let verdict = match &l.secret {
-        None => "unverified (no --secret)".to_owned(),
+    let (verified, verdict) = match &l.secret {
+        None => (true, "unverified (no --secret)".to_owned()),
         Some(secret) => verdict(secret, &headers, &body, l.tolerance),
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
@@ -103,7 +108,7 @@ async fn receive(State(l): State<Listener>, uri: Uri, headers: HeaderMap, body: 
     } else {
         h("x-webhook-event")
     };
-    println!(
+    let line = format!(
         "{event}  webhook {}  delivery {}  attempt {}  {verdict}  {} {}",
         field("webhookId"),
         if h("x-webhook-id").is_empty() {
@@ -119,6 +124,11 @@ async fn receive(State(l): State<Listener>, uri: Uri, headers: HeaderMap, body: 
         uri.path(),
         summary(parsed.as_ref().and_then(|v| v.get("data"))),
     );
+    println!("{}", escape_controls(&line));
+    if !verified {
+        println!("  refused: 401, not forwarded");
+        return (StatusCode::UNAUTHORIZED, "signature verification failed").into_response();
+    }
     let Some(target) = &l.forward_to else {
         return (l.status, "").into_response();
     };
@@ -147,8 +157,22 @@ async fn receive(State(l): State<Listener>, uri: Uri, headers: HeaderMap, body: 
     }
 }
 
-/// "verified (sha256, v1)" or what failed.
-fn verdict(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: i64) -> String {
+/// Control characters (C0, DEL, C1: ESC above all) as `\u{..}` escapes, the rest unchanged.
+fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether both signatures verified (with a fresh timestamp), and "verified (sha256, v1)" or
+/// what failed.
+fn verdict(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: i64) -> (bool, String) {
     let h = |name: &str| {
         headers
             .get(name)
@@ -165,8 +189,8 @@ fn verdict(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: i64) ->
     let standard = ts.is_some_and(|t| {
         verify_standard_webhooks(secret, h("webhook-id"), t, body, h("webhook-signature"))
     });
-    match (guide, standard, fresh) {
-        (true, true, true) => "verified (sha256, v1)".to_owned(),
+    let text = match (guide, standard, fresh) {
+        (true, true, true) => return (true, "verified (sha256, v1)".to_owned()),
         (true, true, false) => "NOT verified: timestamp outside the tolerance".to_owned(),
         _ => format!(
             "NOT verified: {}{}",
@@ -183,7 +207,8 @@ fn verdict(secret: &Secret, headers: &HeaderMap, body: &[u8], tolerance: i64) ->
         )
         .trim_end()
         .to_owned(),
-    }
+    };
+    (false, text)
 }
 
 /// A short, one-line view of `data`: its scalar fields, `key=value`, up to ~120 characters.
@@ -222,5 +247,14 @@ mod tests {
         );
         let long: Value = serde_json::json!({"a": "x".repeat(200), "b": 1});
         assert!(summary(Some(&long)).len() < 130);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            escape_controls("alert\u{1b}]0;pwned\u{7}\u{1b}[2J\r\nx\u{9b}31m °C"),
+            "alert\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{d}\\u{a}x\\u{9b}31m °C"
+        );
+        assert_eq!(escape_controls("alert.triggered"), "alert.triggered");
     }
 }

@@ -2,7 +2,11 @@
 //! API Lambda serves and runs the delivery worker (the same core `Dispatcher` the delivery
 //! Lambda runs), on one embedded SQLite file holding the webhooks, the queue (with SQS's
 //! visibility timeout, receive count and dead letters), the history and the stats: data and
-//! in-flight deliveries survive restarts. `http://` and loopback targets are allowed. No AWS.
+//! in-flight deliveries survive restarts. `http://` and loopback targets are allowed, and tokens
+//! without a `buckets` claim may use any bucket — unless `serve --strict`, which applies the
+//! production rules (https and public targets only, checked again at connect time; fail-closed
+//! buckets; no development token). No AWS. The data directory is private to its user (0700,
+//! files 0600, fixed on every start): it holds every signing secret.
 //!
 //! Commands:
 //! - `serve` (the default): run API + worker; prints the address, a dev token and the first curl.
@@ -10,6 +14,7 @@
 //! - `listen`: a local receiver that verifies, prints and can forward deliveries (no ngrok).
 
 mod listen;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use webhooks_api::auth::{Authenticator, Claims, Scope};
+use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::time::SystemClock;
@@ -81,6 +86,11 @@ struct ServeArgs {
     /// 8760).
     #[arg(long, default_value_t = 120)]
     auto_disable_after_hours: u64,
+    /// Production rules, for a single-box deployment behind a reverse proxy: https:// and public
+    /// targets only (checked again when connecting), tokens without a `buckets` claim may use
+    /// no bucket, no development token.
+    #[arg(long, env = "DAKKIO_STRICT")]
+    strict: bool,
 }
 
 impl ServeArgs {
@@ -92,6 +102,7 @@ impl ServeArgs {
             auto_disable_after_hours: 120,
             max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
             no_circuit_breaker: false,
+            strict: std::env::var("DAKKIO_STRICT").is_ok_and(|v| v == "true" || v == "1"),
         }
     }
 }
@@ -136,7 +147,7 @@ async fn main() -> Result<()> {
     if let Some(Command::Listen(args)) = cli.command {
         return listen::run(args).await;
     }
-    std::fs::create_dir_all(&cli.data_dir)
+    private_dir(&cli.data_dir)
         .with_context(|| format!("creating data directory {}", cli.data_dir.display()))?;
     let secret = jwt_secret(&cli.data_dir)?;
     match cli
@@ -181,6 +192,37 @@ fn jwt_secret(data_dir: &Path) -> Result<Vec<u8>> {
     Ok(s.into_bytes())
 }
 
+/// Creates the data directory readable by its owner only (0700), or makes an existing one so,
+/// along with the files in it (0600): they hold every webhook's signing secret and the JWT key.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the database file empty with mode 0600 before SQLite opens it: SQLite gives its WAL
+/// and shared-memory files the database file's mode.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -202,12 +244,14 @@ fn mint(secret: &[u8], args: &TokenArgs) -> Result<String> {
         exp,
         buckets: (!args.buckets.is_empty()).then(|| args.buckets.clone()),
         scope: args.scope.clone().map(Scope::Text),
+        ..Default::default()
     };
     Ok(Authenticator::new(secret)?.mint(&claims)?)
 }
 
 async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     let db_path = data_dir.join("webhooks.db");
+    private_file(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
     let db = Database::open(&db_path)
         .with_context(|| format!("opening the embedded store at {}", db_path.display()))?;
     let store = Arc::new(SqliteStore::new(db.clone()));
@@ -218,7 +262,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         .context("--delivery-timeout-secs")?;
     let sender = Arc::new(ReqwestWebhookSender::new(SenderConfig {
         timeout,
-        allow_private: true,
+        allow_private: !args.strict,
     })?);
     let auto_disable =
         webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
@@ -236,7 +280,22 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         queue: Arc::new(queue.clone()),
         clock,
     };
-    let mut state = AppState::new(ports, UrlPolicy::LOCAL, secret)?.with_health(health);
+    // The development setup: tokens without a `buckets` claim may use any bucket. Strict: the
+    // production rules.
+    let (policy, rules) = if args.strict {
+        (UrlPolicy::PRODUCTION, TokenRules::default())
+    } else {
+        (
+            UrlPolicy::LOCAL,
+            TokenRules {
+                open_buckets: true,
+                ..Default::default()
+            },
+        )
+    };
+    let mut state = AppState::new(ports, policy, secret)?
+        .with_health(health)
+        .with_token_rules(&rules);
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -251,7 +310,10 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
             hours: 24,
         },
     )?;
-    state.dev_token = Some(token.as_str().into());
+    // The development token only on a loopback bind (the handler also checks Host and Origin),
+    // and never in strict mode.
+    let dev_token = (!args.strict && addr.ip().is_loopback()).then_some(token.as_str());
+    state.dev_token = dev_token.map(Into::into);
 
     // One signal stops both the API and the worker.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -273,9 +335,8 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         config,
         stopped(stop_rx.clone()),
     ));
-    print_welcome(addr, data_dir, &db_path, &token);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stopped(stop_rx))
+    print_welcome(addr, data_dir, &db_path, dev_token, args.strict);
+    server::serve(listener, router(state), stopped(stop_rx))
         .await
         .context("serving the API")?;
     let summary = worker.await.context("the delivery worker panicked")?;
@@ -283,10 +344,15 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
+fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: Option<&str>, strict: bool) {
     let base = format!("http://{addr}");
     let dir = data_dir.display();
     println!("dakkio webhooks (local mode) listening on {base}");
+    if strict {
+        println!(
+            "  strict:    https:// public targets only; tokens need a `buckets` claim (token --bucket …)"
+        );
+    }
     println!(
         "  store:     {} (SQLite: webhooks, queue, history; survives restarts)",
         db.display()
@@ -294,8 +360,20 @@ fn print_welcome(addr: SocketAddr, data_dir: &Path, db: &Path, token: &str) {
     println!("  dashboard: {base}/dashboard");
     println!("  api docs:  {base}/api/openapi.json");
     println!();
-    println!("A token for user `dev-user`, valid 24 h:");
-    println!("  export TOKEN={token}");
+    match token {
+        Some(token) => {
+            println!("A token for user `dev-user`, valid 24 h:");
+            println!("  export TOKEN={token}");
+        }
+        None => {
+            println!(
+                "A token for user `dev-user`, valid 24 h, for bucket 507f1f77bcf86cd799439011:"
+            );
+            println!(
+                "  export TOKEN=$(cargo run -q -p webhooks-local -- --data-dir {dir} token --bucket 507f1f77bcf86cd799439011)"
+            );
+        }
+    }
     println!("Tokens for other users (same data directory):");
     println!("  cargo run -p webhooks-local -- --data-dir {dir} token --sub alice");
     println!();

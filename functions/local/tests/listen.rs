@@ -121,11 +121,48 @@ async fn listen_verifies_real_deliveries_and_reports_tampered_ones() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    // THEN it is reported as not verified
+    // THEN it is refused with 401 and reported as not verified
+    assert_eq!(res.status(), 401);
     let line = listen.line_with("Test Alert");
     assert!(line.contains("NOT verified"), "{line}");
     local.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_refuses_unverified_requests_without_forwarding_and_escapes_what_it_prints() {
+    // GIVEN listen with a secret, forwarding to a receiver
+    let (rx, base) = TestReceiver::start().await;
+    rx.on("/app", |_| status(200));
+    let listen = Listen::start(&[
+        "--secret",
+        "your_webhook_secret",
+        "--forward-to",
+        &format!("{base}/app"),
+    ]);
+    // WHEN a forged request carries terminal escape sequences in its event and data
+    let res = reqwest::Client::new()
+        .post(format!("{}/webhook", listen.url))
+        .header("content-type", "application/json")
+        .header("x-webhook-signature", "sha256=forged")
+        .body(
+            json!({"event": "alert\u{1b}]0;pwned\u{7}", "webhookId": "w\u{1b}[2J", "data": {"k\u{1b}[31m": "v\u{1b}[0m"}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // THEN it gets 401, is not forwarded, and the printed line holds no raw control character
+    assert_eq!(res.status(), 401);
+    let line = listen.line_with("pwned");
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(
+        line.contains(r"\u{1b}]0;pwned\u{7}") && line.contains("NOT verified"),
+        "{line}"
+    );
+    assert!(line.contains(r"\u{1b}[31m"), "data keys escaped: {line}");
+    assert!(listen.line_with("refused").contains("401"));
+    // (a forward would have happened before the answer)
+    assert!(rx.at("/app").is_empty(), "forwarded a forged request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,11 @@ fn dns() -> Arc<FakeDns> {
             vec![ip("93.184.216.34"), ip("127.0.0.1")],
         ),
         ("zero.example.com", vec![ip("0.0.0.0")]),
+        ("nat64local.example.com", vec![ip("64:ff9b:1::a00:5")]),
+        (
+            "teredo.example.com",
+            vec![ip("2001:0:4136:e378:8000:63bf:3fff:fdd2")],
+        ),
         ("public.example.com", vec![ip("93.184.216.34")]),
     ])))
 }
@@ -94,6 +99,10 @@ const LITERALS: &[&str] = &[
     "https://[fec0::1]/",
     "https://[ff02::1]/",
     "https://[2001:db8::1]/",
+    "https://[64:ff9b:1::a00:1]/",
+    "https://[64:ff9b:1:ffff::5db8:d822]/",
+    "https://[2001::1]/",
+    "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
     "https://user@127.0.0.1/",
     "https://public.example.com@10.0.0.1/",
 ];
@@ -119,6 +128,8 @@ const RESOLVING_PRIVATELY: &[&str] = &[
     "https://cgnat.example.com/",
     "https://split.example.com/",
     "https://zero.example.com/",
+    "https://nat64local.example.com/",
+    "https://teredo.example.com/",
 ];
 
 fn request(url: &str) -> OutgoingRequest {

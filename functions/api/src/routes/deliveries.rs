@@ -97,7 +97,7 @@ fn limit(uri: &Uri) -> Result<usize, ApiError> {
     responses(
         (status = 202, description = "Queued", body = QueuedDelivery),
         (status = 400, description = "`invalid_id`, `invalid_event`, `webhook_inactive`", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -138,7 +138,7 @@ pub async fn test(
 #[utoipa::path(
     get, path = "/api/webhooks/{id}/deliveries", tag = "deliveries",
     params(("id" = String, Path, description = "Webhook id"), LimitParams),
-    responses((status = 200, body = AttemptList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = AttemptList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn list(
@@ -158,7 +158,7 @@ pub async fn list(
 #[utoipa::path(
     get, path = "/api/webhooks/{id}/dead-letters", tag = "deliveries",
     params(("id" = String, Path, description = "Webhook id"), LimitParams),
-    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn dead_letters(
@@ -184,6 +184,7 @@ pub async fn dead_letters(
     params(("id" = String, Path, description = "Webhook id"), ("deliveryId" = String, Path, description = "Delivery id")),
     responses(
         (status = 202, body = Redelivered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody),
         (status = 404, description = "No such webhook, or no dead letter with that id", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -207,7 +208,7 @@ pub async fn redeliver_one(
 #[utoipa::path(
     post, path = "/api/webhooks/{id}/deliveries/redeliver", tag = "deliveries",
     params(("id" = String, Path, description = "Webhook id")),
-    responses((status = 202, body = Redelivered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 202, body = Redelivered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn redeliver_all(

@@ -11,12 +11,9 @@ use webhooks_core::publish::{
 };
 
 use crate::AppState;
-use crate::auth::Auth;
+use crate::auth::Producer;
 use crate::error::{ApiError, ErrorBody, ErrorDetail, enqueue_failed_message};
 use crate::extract::{JsonBody, parse_json};
-
-/// The scope a producer token must carry.
-pub const PUBLISH_SCOPE: &str = "events:publish";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -52,21 +49,9 @@ pub struct PublishResponse {
 )]
 pub async fn publish(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Producer,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<PublishResponse>), ApiError> {
-    if !auth
-        .claims
-        .scope
-        .as_ref()
-        .is_some_and(|s| s.includes(PUBLISH_SCOPE))
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!("publishing needs a token whose scope includes `{PUBLISH_SCOPE}`"),
-        ));
-    }
     let raw: Vec<PublishEvent> = if body.get("events").is_some() {
         let batch: PublishBatch = parse_json(body.to_string().as_bytes())?;
         if batch.events.is_empty() || batch.events.len() > MAX_EVENTS_PER_PUBLISH {

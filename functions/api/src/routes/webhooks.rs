@@ -124,7 +124,7 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     responses(
         (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
         (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`)", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden` (a bucket the token may not use), `insufficient_scope` (a producer token)", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -145,7 +145,7 @@ pub async fn create(
     responses(
         (status = 200, body = WebhookList),
         (status = 400, description = "`invalid_query`, `invalid_bucket_id`, `invalid_cursor`", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden` (a `bucketId` the token may not use), `insufficient_scope` (a producer token)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -205,7 +205,8 @@ pub async fn list(
         (status = 200, body = WebhookResponse),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "No such webhook of the caller's", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody),
+        (status = 404, description = "No such webhook of the caller's in a bucket its token may use", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -239,7 +240,7 @@ pub async fn get(
     request_body = UpdateWebhook,
     responses(
         (status = 200, body = WebhookResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -276,7 +277,7 @@ pub struct RotateSecret {
     responses(
         (status = 200, description = "Rotated; the body includes the new secret, shown this once", body = WebhookResponse),
         (status = 400, description = "`invalid_id`, `invalid_secret`, `invalid_grace`, `invalid_body`", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -309,7 +310,7 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "Webhook id (ObjectId)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
