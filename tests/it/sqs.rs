@@ -111,12 +111,14 @@ async fn a_message_over_the_sqs_limit_is_reported_failed_and_the_others_are_queu
         .await
         .expect_err("the big one fails");
 
-    // THEN exactly the big one is reported, at once (refused, not retried), and the others are
-    // queued
+    // THEN exactly the big one is reported, without waiting for the publish budget (refused,
+    // not retried until time runs out; the classification itself is unit-tested in
+    // webhooks_aws::sqs), and the others are queued. The bound is loose on purpose: the fan-out
+    // tests of this binary keep both cores busy while this one runs.
     assert_eq!(err.failed, vec![big.delivery_id.clone()]);
     assert!(!err.reason.is_empty());
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
