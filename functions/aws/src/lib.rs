@@ -9,8 +9,9 @@
 //! Lambda entry points share.
 //!
 //! This crate depends on `webhooks-core` and the AWS SDK only. It must not depend on axum, the
-//! Lambda runtime or any entry point: the Lambda mains, the local binary (for its AWS option) and
-//! the integration tests depend on it, never the other way round. SDK types stay inside: every
+//! Lambda runtime or any entry point: the Lambda mains (`webhooks-api` behind its default
+//! `lambda` feature, `webhooks-delivery`), the benchmarks and the integration tests depend on it,
+//! never the other way round; the local binary does not. SDK types stay inside: every
 //! port method answers with domain values and [`StoreError`](webhooks_core::ports::StoreError),
 //! [`EnqueueError`](webhooks_core::ports::EnqueueError) or [`QueueError`].
 //!

@@ -15,7 +15,9 @@
 //! - [`filter`]: payload filters: a webhook's `filter`, parsed once, matched at publish time.
 //! - [`headers`]: a webhook's custom headers (write-only values, sent with every attempt).
 //! - [`validate`]: request bodies as users send them, and their validation into domain values.
-//! - [`ports`]: `SubscriptionStore`, `Clock` and their error types.
+//! - [`ports`]: the ports the adapters implement — `SubscriptionStore`, `DeliveryQueue`,
+//!   `DeliveryLog`, `WebhookSender`, `Clock` — and their error types (`HealthStore` is in
+//!   [`health`]).
 //! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
 //! - [`jsjson`]: JSON written exactly as JavaScript's `JSON.stringify` writes it (delivery bodies).
 //! - [`signing`]: the guide's `sha256=` signature and Standard Webhooks' `v1,` signature.
@@ -25,6 +27,7 @@
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
 //!   from an outcome to the queue's action that both runtimes carry out.
+//! - [`format`]: the native Slack and Discord message formats.
 //! - [`samples`]: the guide's example payloads, for test sends.
 
 pub mod delivery;

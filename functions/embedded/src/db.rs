@@ -1,9 +1,12 @@
 //! The SQLite file every embedded adapter shares: opening it, its settings, its versioned schema,
 //! and running calls on it without blocking the async runtime.
 //!
-//! One [`Database`] owns one connection, shared by every embedded adapter: the subscription
-//! store, the delivery log and the delivery queue each own tables here (entries in
-//! [`MIGRATIONS`]), so a log write that touches the webhooks' counters is one transaction.
+//! One [`Database`] is shared by every embedded adapter: the subscription store, the delivery
+//! log, the delivery queue and the health store each own tables here (entries in
+//! [`MIGRATIONS`]), so a log write that touches the webhooks' counters is one transaction. It
+//! holds one write connection, owned by a writer thread that commits the calls waiting for it as
+//! one group ([`Database::write`]), and `READERS` read-only connections that reads use directly
+//! ([`Database::read`]).
 //!
 //! Must not depend on the AWS SDK or the Lambda runtime, nor on any port of `webhooks-core`:
 //! mapping failures to a port's error type is each adapter's job.

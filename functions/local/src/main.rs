@@ -40,14 +40,10 @@ use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
     about = "dakkio webhooks, local mode"
 )]
 struct Cli {
-    /// Where the embedded database and the local JWT secret live.
-    #[arg(
-        long,
-        global = true,
-        env = "DAKKIO_DATA_DIR",
-        default_value = ".dakkio"
-    )]
-    data_dir: PathBuf,
+    /// Where the embedded database and the local JWT secret live. Default: the nearest
+    /// `.dakkio` in this directory or a parent (as git finds `.git`), else `./.dakkio`.
+    #[arg(long, global = true, env = "DAKKIO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -147,20 +143,53 @@ async fn main() -> Result<()> {
     if let Some(Command::Listen(args)) = cli.command {
         return listen::run(args).await;
     }
-    private_dir(&cli.data_dir)
-        .with_context(|| format!("creating data directory {}", cli.data_dir.display()))?;
-    let secret = jwt_secret(&cli.data_dir)?;
+    let data_dir = match cli.data_dir {
+        Some(dir) => dir,
+        None => find_data_dir(&std::env::current_dir().context("reading the current directory")?),
+    };
+    if let Some(Command::Token(args)) = &cli.command {
+        // `token` never creates a data directory: a new one would hold a new JWT key that no
+        // running `serve` accepts (401 "token signature is invalid").
+        let secret = match std::env::var("JWT_SECRET") {
+            Ok(_) => jwt_secret(&data_dir)?,
+            Err(_) if data_dir.join(JWT_SECRET_FILE).is_file() => {
+                eprintln!(
+                    "(signed with the key of {}: valid against `serve` on that data directory)",
+                    data_dir.display()
+                );
+                jwt_secret(&data_dir)?
+            }
+            Err(_) => bail!(
+                "no data directory with a JWT key at {} (nor a `.dakkio` in a parent directory): \
+                 start `serve` first (it creates one), pass --data-dir, or set JWT_SECRET",
+                data_dir.display()
+            ),
+        };
+        println!("{}", mint(&secret, args)?);
+        return Ok(());
+    }
+    private_dir(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let secret = jwt_secret(&data_dir)?;
     match cli
         .command
         .unwrap_or_else(|| Command::Serve(ServeArgs::defaults()))
     {
-        Command::Serve(args) => serve(&cli.data_dir, &secret, args).await,
-        Command::Token(args) => {
-            println!("{}", mint(&secret, &args)?);
-            Ok(())
-        }
-        Command::Listen(_) => unreachable!("handled above"),
+        Command::Serve(args) => serve(&data_dir, &secret, args).await,
+        Command::Token(_) | Command::Listen(_) => unreachable!("handled above"),
     }
+}
+
+const DATA_DIR: &str = ".dakkio";
+const JWT_SECRET_FILE: &str = "jwt-secret";
+
+/// The default data directory: the nearest `.dakkio` directory in `cwd` or one of its parents,
+/// so `serve` and `token` agree when run from a subdirectory of the project; else `cwd/.dakkio`.
+fn find_data_dir(cwd: &Path) -> PathBuf {
+    cwd.ancestors()
+        .map(|dir| dir.join(DATA_DIR))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| cwd.join(DATA_DIR))
 }
 
 fn default_addr() -> SocketAddr {
@@ -179,7 +208,7 @@ fn jwt_secret(data_dir: &Path) -> Result<Vec<u8>> {
         }
         return Ok(s.into_bytes());
     }
-    let path = data_dir.join("jwt-secret");
+    let path = data_dir.join(JWT_SECRET_FILE);
     if let Ok(s) = std::fs::read_to_string(&path) {
         return Ok(s.trim().as_bytes().to_vec());
     }
