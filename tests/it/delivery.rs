@@ -5,13 +5,18 @@
 //! moto dead-letter queue.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use webhooks_core::conformance::sample_webhook;
-use webhooks_core::delivery::{AttemptStatus, QueueTask};
+use webhooks_core::delivery::{AttemptStatus, DeadLetter, QueueTask};
+use webhooks_core::ports::Clock;
 use webhooks_core::ports::{DeliveryLog, DeliveryQueue, SubscriptionStore};
+use webhooks_core::publish::DeliveryService;
+use webhooks_core::service::Caller;
 use webhooks_core::signing::guide_signature;
+use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig};
 
 use crate::helpers::lambda::{Emulator, aws_env, function_binary};
@@ -533,4 +538,66 @@ async fn a_redelivered_message_after_success_is_not_sent_or_counted_again() {
     assert_eq!(world.receiver.at("/ok").len(), 1);
     assert_eq!(world.get(&w).await.stats.total_deliveries, 1);
     assert_eq!(world.queues.counts(&world.queues.url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_redeliveries_of_dead_letters_queue_each_once_on_dynamodb_and_sqs() {
+    // GIVEN a webhook with five dead letters in DynamoDB
+    let world = World::create(TIMEOUT).await;
+    let w = world
+        .webhook(&world.receiver.url("/ok"), RetryConfig::default())
+        .await;
+    for _ in 0..5 {
+        let dead = DeadLetter {
+            task: world.task(&w),
+            error: "receiver answered HTTP 500".into(),
+            attempts: 4,
+            at: SystemClock.now(),
+        };
+        world.log.put_dead_letter(&dead).await.expect("dead letter");
+    }
+    let service = DeliveryService::new(
+        world.store.clone(),
+        world.log.clone(),
+        Arc::new(world.queues.queue.clone()),
+        Arc::new(SystemClock),
+    );
+    let caller = Caller {
+        owner: w.owner_id.clone(),
+        buckets: None,
+    };
+
+    // WHEN four callers redeliver all of them at once
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (service, caller, id) = (service.clone(), caller.clone(), w.id.clone());
+        calls.spawn(async move { service.redeliver(&caller, &id, None, 100).await });
+    }
+    let queued: usize = calls
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("redeliver").len())
+        .sum();
+
+    // THEN five were queued in all, the queue holds exactly five messages, one per delivery
+    assert_eq!(queued, 5);
+    let records = world
+        .queues
+        .receive_exactly(5, Duration::from_secs(10))
+        .await;
+    let ids: std::collections::HashSet<_> = records
+        .iter()
+        .map(|r| {
+            let task = QueueTask::from_json(r.body.as_deref().unwrap()).unwrap();
+            assert_eq!(task.delivery().generation, 1);
+            task.delivery().delivery_id.clone()
+        })
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(
+        world.queues.receive_records(10, 1).await.is_empty(),
+        "no second copy"
+    );
+    assert!(world.log.dead_letters(&w.id, 100).await.unwrap().is_empty());
 }

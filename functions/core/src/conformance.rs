@@ -562,6 +562,7 @@ pub mod delivery_log {
         .await;
         failing_since_tracks_the_current_run_of_failures(&*store, &*log).await;
         dead_letters_round_trip_and_are_removable(&*store, &*log).await;
+        a_dead_letter_is_claimed_once_and_only_in_its_generation(&*store, log.clone()).await;
     }
 
     pub async fn attempts_are_kept_per_generation_and_listed_newest_first(
@@ -793,6 +794,53 @@ pub mod delivery_log {
                 .await
                 .expect("list")
                 .is_empty()
+        );
+    }
+
+    /// `claim_dead_letter`: a conditional delete. Eight racing claims of one dead letter: one
+    /// wins; a claim naming another generation takes nothing; a missing one answers `false`.
+    pub async fn a_dead_letter_is_claimed_once_and_only_in_its_generation(
+        store: &dyn SubscriptionStore,
+        log: Arc<dyn DeliveryLog>,
+    ) {
+        // GIVEN a dead letter of generation 1
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_730_000_000);
+        store.create(&w).await.expect("create");
+        let dead = DeadLetter {
+            task: DeliveryTask {
+                generation: 1,
+                ..task(&w.id, 1_730_000_001)
+            },
+            error: "receiver answered HTTP 500".into(),
+            attempts: 4,
+            at: Timestamp::from_unix(1_730_000_010),
+        };
+        let d = dead.task.delivery_id.clone();
+        log.put_dead_letter(&dead).await.expect("put");
+
+        // WHEN it is claimed as generation 0 (read before it gave up again) THEN it stays
+        assert!(!log.claim_dead_letter(&w.id, &d, 0).await.expect("claim"));
+        assert!(!log.claim_dead_letter(&w.id, &d, 2).await.expect("claim"));
+        assert_eq!(log.dead_letter(&w.id, &d).await.expect("get"), Some(dead));
+
+        // WHEN eight callers claim generation 1 at once THEN exactly one gets it, and it is gone
+        let mut claims = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (log, id, d) = (log.clone(), w.id.clone(), d.clone());
+            claims.spawn(async move { log.claim_dead_letter(&id, &d, 1).await });
+        }
+        let mut wins = 0;
+        while let Some(r) = claims.join_next().await {
+            wins += usize::from(r.expect("task").expect("claim"));
+        }
+        assert_eq!(wins, 1, "one claim wins");
+        assert_eq!(log.dead_letter(&w.id, &d).await.expect("get"), None);
+        assert!(!log.claim_dead_letter(&w.id, &d, 1).await.expect("again"));
+        let missing = DeliveryId::generate(1_730_000_002);
+        assert!(
+            !log.claim_dead_letter(&w.id, &missing, 0)
+                .await
+                .expect("missing")
         );
     }
 

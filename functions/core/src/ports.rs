@@ -172,6 +172,7 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 ///   counts nothing and returns `Ok(false)`. This is what keeps stats exactly-once when a
 ///   worker dies between sending and acknowledging.
 /// - Dead letters are keyed by (webhook, delivery); putting one again replaces it.
+///   `claim_dead_letter` is a conditional delete (one winner among concurrent claims).
 #[async_trait]
 pub trait DeliveryLog: Send + Sync + 'static {
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
@@ -217,12 +218,25 @@ pub trait DeliveryLog: Send + Sync + 'static {
         delivery: &DeliveryId,
     ) -> Result<Option<DeadLetter>, StoreError>;
 
-    /// Removes a dead letter (after it was re-enqueued). Missing is not an error.
+    /// Removes a dead letter. Missing is not an error.
     async fn remove_dead_letter(
         &self,
         webhook: &WebhookId,
         delivery: &DeliveryId,
     ) -> Result<(), StoreError>;
+
+    /// Claims a dead letter for redelivery: removes it if it is still there *with this
+    /// `generation`* (the one its task carries), and answers whether this call removed it. A
+    /// conditional delete: of concurrent claims of one dead letter exactly one gets `true`, so
+    /// it is redelivered once however many callers ask at once; a dead letter that gave up
+    /// again since the caller read it (a newer generation) is left alone and answers `false`,
+    /// as a missing one does.
+    async fn claim_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One HTTP request to a receiver. `Debug` shows header names only: a webhook's custom headers

@@ -338,8 +338,16 @@ impl DeliveryService {
     }
 
     /// Re-enqueues dead letters (one, or all of the webhook's up to `limit`) as a new generation:
-    /// same `deliveryId` and body, attempts counted from 1 again. A dead letter is removed only
-    /// after its redelivery is enqueued, so a failure here loses nothing.
+    /// same `deliveryId` and body, attempts counted from 1 again.
+    ///
+    /// Each dead letter is first **claimed** ([`DeliveryLog::claim_dead_letter`], a conditional
+    /// delete), and only the claimed ones are enqueued: two calls racing for one dead letter
+    /// send it once (the loser skips it; asked for that one alone, it answers `NotFound`, as
+    /// for one already redelivered). A claimed dead letter that could not be confirmed as queued
+    /// (the queue failed, or the time budget ran out) is put back before the error is answered,
+    /// so it can be redelivered again; one that may still arrive then can be delivered twice,
+    /// with the same `deliveryId` (at-least-once). A crash between the claim and the enqueue
+    /// loses the dead letter (the delivery stays counted as failed).
     pub async fn redeliver(
         &self,
         caller: &Caller,
@@ -356,20 +364,74 @@ impl DeliveryService {
             },
             None => self.log.dead_letters(id, limit).await?,
         };
-        let tasks: Vec<DeliveryTask> = dead
-            .into_iter()
+        let mut claimed = Vec::with_capacity(dead.len());
+        for d in dead {
+            match self
+                .log
+                .claim_dead_letter(id, &d.task.delivery_id, d.task.generation)
+                .await
+            {
+                Ok(true) => claimed.push(d),
+                Ok(false) => {} // taken by a concurrent redelivery, or given up again since
+                Err(e) => {
+                    self.put_back(claimed.iter()).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        if delivery.is_some() && claimed.is_empty() {
+            return Err(ServiceError::NotFound.into());
+        }
+        let tasks: Vec<DeliveryTask> = claimed
+            .iter()
             .map(|d| DeliveryTask {
                 generation: d.task.generation + 1,
                 attempts_made: 0,
                 created_at: self.clock.now(),
-                ..d.task
+                ..d.task.clone()
             })
             .collect();
-        let queued = self.enqueue(tasks, deadline).await?;
-        for q in &queued {
-            self.log.remove_dead_letter(id, &q.delivery_id).await?;
+        match self.enqueue(tasks, deadline).await {
+            Ok(queued) => Ok(queued),
+            Err(PublishError::Enqueue {
+                source,
+                queued,
+                not_queued,
+            }) => {
+                let missing: std::collections::HashSet<&DeliveryId> =
+                    not_queued.iter().map(|q| &q.delivery_id).collect();
+                self.put_back(
+                    claimed
+                        .iter()
+                        .filter(|d| missing.contains(&d.task.delivery_id)),
+                )
+                .await;
+                Err(PublishError::Enqueue {
+                    source,
+                    queued,
+                    not_queued,
+                })
+            }
+            Err(e) => {
+                self.put_back(claimed.iter()).await;
+                Err(e)
+            }
         }
-        Ok(queued)
+    }
+
+    /// Puts claimed dead letters back (their redelivery was not queued). A failure is logged
+    /// with the delivery id: the dead letter is then lost, the delivery stays counted.
+    async fn put_back(&self, dead: impl Iterator<Item = &DeadLetter>) {
+        for d in dead {
+            if let Err(e) = self.log.put_dead_letter(d).await {
+                tracing::error!(
+                    delivery_id = %d.task.delivery_id,
+                    webhook_id = %d.task.webhook_id,
+                    error = %e,
+                    "a dead letter whose redelivery was not queued could not be put back"
+                );
+            }
+        }
     }
 
     async fn owned(
@@ -404,5 +466,296 @@ impl std::future::Future for YieldNow {
         self.yielded = true;
         cx.waker().wake_by_ref();
         std::task::Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::delivery::AttemptRecord;
+    use crate::ports::StoreError;
+    use crate::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
+    use crate::time::FixedClock;
+    use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret};
+    use crate::{OwnerId, Timestamp};
+
+    /// A log whose dead-letter reads wait at a barrier after reading, so two redeliveries both
+    /// read the same dead letters before either claims one (the race the claim is for).
+    struct RacingReads {
+        inner: Arc<MemoryLog>,
+        barrier: tokio::sync::Barrier,
+    }
+
+    #[async_trait]
+    impl DeliveryLog for RacingReads {
+        async fn record_attempt(&self, a: &AttemptRecord) -> Result<(), StoreError> {
+            self.inner.record_attempt(a).await
+        }
+        async fn attempts_of(
+            &self,
+            w: &WebhookId,
+            d: &DeliveryId,
+            g: u32,
+        ) -> Result<Vec<AttemptRecord>, StoreError> {
+            self.inner.attempts_of(w, d, g).await
+        }
+        async fn recent_attempts(
+            &self,
+            w: &WebhookId,
+            n: usize,
+        ) -> Result<Vec<AttemptRecord>, StoreError> {
+            self.inner.recent_attempts(w, n).await
+        }
+        async fn finish(
+            &self,
+            w: &WebhookId,
+            d: &DeliveryId,
+            g: u32,
+            s: DeliveryStatus,
+            at: Timestamp,
+        ) -> Result<bool, StoreError> {
+            self.inner.finish(w, d, g, s, at).await
+        }
+        async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+            self.inner.put_dead_letter(dead).await
+        }
+        async fn dead_letters(
+            &self,
+            w: &WebhookId,
+            n: usize,
+        ) -> Result<Vec<DeadLetter>, StoreError> {
+            let read = self.inner.dead_letters(w, n).await;
+            self.barrier.wait().await;
+            read
+        }
+        async fn dead_letter(
+            &self,
+            w: &WebhookId,
+            d: &DeliveryId,
+        ) -> Result<Option<DeadLetter>, StoreError> {
+            let read = self.inner.dead_letter(w, d).await;
+            self.barrier.wait().await;
+            read
+        }
+        async fn remove_dead_letter(
+            &self,
+            w: &WebhookId,
+            d: &DeliveryId,
+        ) -> Result<(), StoreError> {
+            self.inner.remove_dead_letter(w, d).await
+        }
+        async fn claim_dead_letter(
+            &self,
+            w: &WebhookId,
+            d: &DeliveryId,
+            g: u32,
+        ) -> Result<bool, StoreError> {
+            self.inner.claim_dead_letter(w, d, g).await
+        }
+    }
+
+    /// A queue that refuses the deliveries it is told to and takes the others.
+    #[derive(Default)]
+    struct PartlyFailingQueue {
+        refuse: Mutex<HashSet<DeliveryId>>,
+        taken: Mutex<Vec<DeliveryTask>>,
+    }
+
+    #[async_trait]
+    impl DeliveryQueue for PartlyFailingQueue {
+        async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
+            let refuse = self.refuse.lock().unwrap().clone();
+            let (bad, good): (Vec<_>, Vec<_>) = tasks
+                .iter()
+                .cloned()
+                .partition(|t| refuse.contains(&t.delivery_id));
+            self.taken.lock().unwrap().extend(good);
+            if bad.is_empty() {
+                return Ok(());
+            }
+            Err(EnqueueError {
+                failed: bad.into_iter().map(|t| t.delivery_id).collect(),
+                reason: "throttled".into(),
+            })
+        }
+    }
+
+    use std::sync::Mutex;
+
+    struct Fixture {
+        webhook: Webhook,
+        caller: Caller,
+        log: Arc<MemoryLog>,
+        dead: Vec<DeadLetter>,
+    }
+
+    /// A webhook with three dead letters (generation 0) in a memory log.
+    async fn fixture(store: &Arc<MemoryStore>) -> Fixture {
+        let owner = OwnerId::parse("alice").unwrap();
+        let webhook = Webhook {
+            id: WebhookId::generate(1),
+            owner_id: owner.clone(),
+            bucket_id: BucketId::generate(1),
+            url: "https://example.com/hook".into(),
+            events: vec![EventType::AlertTriggered],
+            description: None,
+            active: true,
+            retry_config: RetryConfig::default(),
+            secret: Secret::new("your_webhook_secret".into()),
+            previous_secret: None,
+            format: crate::format::Format::Json,
+            filter: None,
+            headers: Default::default(),
+            stats: DeliveryStats::default(),
+            last_delivery_at: None,
+            last_delivery_status: None,
+            failing_since: None,
+            disabled_reason: None,
+            created_at: Timestamp::from_unix(1),
+            updated_at: Timestamp::from_unix(1),
+        };
+        store.create(&webhook).await.unwrap();
+        let log = Arc::new(MemoryLog::new(store.clone()));
+        let mut dead = Vec::new();
+        for i in 0..3 {
+            let d = DeadLetter {
+                task: DeliveryTask {
+                    delivery_id: DeliveryId::generate(10 + i),
+                    webhook_id: webhook.id.clone(),
+                    event: EventType::AlertTriggered,
+                    generation: 0,
+                    attempts_made: 0,
+                    body: format!(r#"{{"n":{i}}}"#),
+                    created_at: Timestamp::from_unix(10 + i),
+                },
+                error: "receiver answered HTTP 500".into(),
+                attempts: 4,
+                at: Timestamp::from_unix(20 + i),
+            };
+            log.put_dead_letter(&d).await.unwrap();
+            dead.push(d);
+        }
+        Fixture {
+            webhook,
+            caller: Caller {
+                owner,
+                buckets: None,
+            },
+            log,
+            dead,
+        }
+    }
+
+    fn clock() -> Arc<FixedClock> {
+        Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)))
+    }
+
+    #[tokio::test]
+    async fn two_racing_redeliveries_queue_each_dead_letter_once() {
+        // GIVEN three dead letters, and two redeliveries that both read them before claiming
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(&store).await;
+        let racing = Arc::new(RacingReads {
+            inner: f.log.clone(),
+            barrier: tokio::sync::Barrier::new(2),
+        });
+        let queue = Arc::new(MemoryQueue::new());
+        let service = DeliveryService::new(store.clone(), racing, queue.clone(), clock());
+
+        // WHEN both redeliver all of them at once
+        let id = &f.webhook.id;
+        let (a, b) = tokio::join!(
+            service.redeliver(&f.caller, id, None, 100),
+            service.redeliver(&f.caller, id, None, 100)
+        );
+
+        // THEN each dead letter is queued once, as generation 1, by one call or the other
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 3, "{a:?} {b:?}");
+        let tasks = queue.tasks();
+        let ids: HashSet<_> = tasks.iter().map(|t| t.delivery_id.clone()).collect();
+        assert_eq!((tasks.len(), ids.len()), (3, 3));
+        assert!(tasks.iter().all(|t| t.generation == 1));
+        assert!(f.log.dead_letters(id, 100).await.unwrap().is_empty());
+
+        // AND asked for one alone at once, one call queues it and the other answers not found
+        f.log.put_dead_letter(&f.dead[0]).await.unwrap();
+        let one = &f.dead[0].task.delivery_id;
+        let (a, b) = tokio::join!(
+            service.redeliver(&f.caller, id, Some(one), 1),
+            service.redeliver(&f.caller, id, Some(one), 1)
+        );
+        let found: Vec<_> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one call queues it, the other finds it gone"
+        );
+        assert_eq!(queue.tasks().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_partly_failed_redelivery_keeps_only_the_dead_letters_not_queued() {
+        // GIVEN three dead letters and a queue that refuses the second
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(&store).await;
+        let queue = Arc::new(PartlyFailingQueue::default());
+        let refused = f.dead[1].task.delivery_id.clone();
+        queue.refuse.lock().unwrap().insert(refused.clone());
+        let service = DeliveryService::new(store.clone(), f.log.clone(), queue.clone(), clock());
+
+        // WHEN all are redelivered
+        let got = service.redeliver(&f.caller, &f.webhook.id, None, 100).await;
+
+        // THEN the answer names the two queued and the one not queued
+        let Err(PublishError::Enqueue {
+            queued, not_queued, ..
+        }) = got
+        else {
+            panic!("expected a partial enqueue failure, got {got:?}");
+        };
+        assert_eq!((queued.len(), not_queued.len()), (2, 1));
+        assert_eq!(not_queued[0].delivery_id, refused);
+        // AND only the refused one is still a dead letter (as it was), so redelivering again
+        // sends nothing twice
+        assert_eq!(
+            f.log.dead_letters(&f.webhook.id, 100).await.unwrap(),
+            vec![f.dead[1].clone()]
+        );
+        queue.refuse.lock().unwrap().clear();
+        let again = service
+            .redeliver(&f.caller, &f.webhook.id, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        let taken = queue.taken.lock().unwrap().clone();
+        let ids: HashSet<_> = taken.iter().map(|t| t.delivery_id.clone()).collect();
+        assert_eq!((taken.len(), ids.len()), (3, 3), "each queued once");
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_the_queue_refuses_entirely_puts_every_dead_letter_back() {
+        // GIVEN three dead letters and a queue that refuses everything
+        let store = Arc::new(MemoryStore::new());
+        let f = fixture(&store).await;
+        let queue = Arc::new(MemoryQueue::new());
+        queue.fail_with(Some("unreachable"));
+        let service = DeliveryService::new(store.clone(), f.log.clone(), queue.clone(), clock());
+
+        // WHEN all are redelivered THEN it fails and every dead letter is still there
+        assert!(
+            service
+                .redeliver(&f.caller, &f.webhook.id, None, 100)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            f.log.dead_letters(&f.webhook.id, 100).await.unwrap(),
+            f.dead
+        );
     }
 }

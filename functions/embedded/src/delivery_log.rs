@@ -508,4 +508,29 @@ impl DeliveryLog for SqliteDeliveryLog {
             })
             .await
     }
+
+    async fn claim_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<bool, StoreError> {
+        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        // One writer runs writes one after another, so of two claims the second finds the row
+        // gone (or, after a new give-up, of another generation) and deletes nothing.
+        self.db
+            .write(move |conn| {
+                let removed = conn
+                    .prepare_cached(
+                        "DELETE FROM dead_letters
+                         WHERE webhook_id = ?1 AND delivery_id = ?2
+                           AND COALESCE(json_extract(task, '$.generation'), 0) = ?3",
+                    )
+                    .map_err(sql)?
+                    .execute(params![webhook.as_str(), delivery.as_str(), generation])
+                    .map_err(sql)?;
+                Ok(removed == 1)
+            })
+            .await
+    }
 }

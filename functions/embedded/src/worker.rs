@@ -561,4 +561,15 @@ impl DeliveryLog for HeldLog {
     ) -> Result<(), StoreError> {
         self.inner.remove_dead_letter(webhook, delivery).await
     }
+
+    async fn claim_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .claim_dead_letter(webhook, delivery, generation)
+            .await
+    }
 }

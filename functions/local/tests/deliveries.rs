@@ -713,3 +713,81 @@ fn crate_sample_alert() -> Value {
         "operator": ">", "triggeredAt": "2024-01-15T10:30:00Z"
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_redeliveries_of_one_dead_letter_send_it_once_and_count_it_once() {
+    // GIVEN a dead letter (maxRetries 0, the receiver failed), and the receiver healthy again
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::start(dir.path(), &["--no-circuit-breaker"]);
+    let api = Api::new(&local.base);
+    let (rx, base) = TestReceiver::start().await;
+    rx.on("/once", |n| status(if n == 0 { 500 } else { 200 }));
+    let user = local.token.clone();
+    let id = api
+        .create(
+            &user,
+            hook(
+                format!("{base}/once"),
+                json!(["data.received"]),
+                json!({"maxRetries": 0}),
+            ),
+        )
+        .await;
+    let producer = local.mint("ingest", Some("events:publish"));
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/events",
+            &producer,
+            Some(json!({"bucketId": BUCKET, "event": "data.received", "data": {"v": 1}})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let dead = eventually(Duration::from_secs(20), "dead-lettered", async || {
+        let (_, d) = api
+            .call(
+                Method::GET,
+                &format!("/api/webhooks/{id}/dead-letters"),
+                &user,
+                None,
+            )
+            .await;
+        d["data"][0]["deliveryId"].as_str().map(str::to_owned)
+    })
+    .await;
+
+    // WHEN eight redeliveries of it (four of that one, four of all) race
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let path = if i % 2 == 0 {
+            format!("/api/webhooks/{id}/deliveries/{dead}/redeliver")
+        } else {
+            format!("/api/webhooks/{id}/deliveries/redeliver")
+        };
+        let (api, user) = (api.clone(), user.clone());
+        calls.spawn(async move { api.call(Method::POST, &path, &user, None).await });
+    }
+    let answers = calls.join_all().await;
+
+    // THEN one call queued it, the others queued nothing (404 for that one, an empty list)
+    let queued: usize = answers
+        .iter()
+        .map(|(s, body)| {
+            assert!(*s == 202 || *s == 404, "{s} {body}");
+            body["deliveries"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    assert_eq!(queued, 1, "{answers:?}");
+    // AND the receiver gets it once more, and it is counted once more
+    let w = eventually(Duration::from_secs(20), "redelivered", async || {
+        let w = api.webhook(&user, &id).await;
+        (w["stats"]["totalDeliveries"] == 2).then_some(w)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // a second copy would have been sent by now
+    assert_eq!(rx.at("/once").len(), 2);
+    let w2 = api.webhook(&user, &id).await;
+    assert_eq!(w2["stats"], w["stats"]);
+    assert_eq!(w["stats"]["successfulDeliveries"], 1);
+    local.stop();
+}

@@ -185,7 +185,7 @@ pub async fn dead_letters(
     responses(
         (status = 202, body = Redelivered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody),
-        (status = 404, description = "No such webhook, or no dead letter with that id", body = ErrorBody),
+        (status = 404, description = "No such webhook, or no dead letter with that id (already redelivered, possibly by a concurrent call: each dead letter is claimed by exactly one)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -204,7 +204,8 @@ pub async fn redeliver_one(
     Ok((StatusCode::ACCEPTED, Json(Redelivered { deliveries })))
 }
 
-/// Redeliver all of a webhook's dead letters (up to 100 per call).
+/// Redeliver all of a webhook's dead letters (up to 100 per call). A dead letter a concurrent
+/// call claimed first is left to it (each is queued once).
 #[utoipa::path(
     post, path = "/api/webhooks/{id}/deliveries/redeliver", tag = "deliveries",
     params(("id" = String, Path, description = "Webhook id")),

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | attempt | `A#<deliveryId>#<generation:010>#<attempt:05>` | `at` + 30 days |
 //! | final marker | `F#<deliveryId>#<generation:010>` | `at` + 30 days |
-//! | dead letter | `D#<deliveryId>` | none: kept until redelivered |
+//! | dead letter | `D#<deliveryId>` | none: kept until redelivered (claimed by a `DeleteItem` conditional on its `generation`) |
 //!
 //! The table has **no index**. Delivery ids are ObjectIds made at publish time, so they sort by
 //! time: `recent_attempts` is the table queried `A#…` descending (newest delivery first, then
@@ -684,6 +684,35 @@ impl DeliveryLog for DynamoDbDeliveryLog {
             .await
             .map_err(|e| unavailable("DeleteItem", e))?;
         Ok(())
+    }
+
+    async fn claim_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<bool, StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, dead_letter_sk(delivery))))
+            .condition_expression("attribute_exists(#sk) AND #generation = :generation")
+            .expression_attribute_names("#sk", key::SK)
+            .expression_attribute_names("#generation", "generation")
+            .expression_attribute_values(":generation", AttributeValue::N(generation.to_string()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("DeleteItem", e)),
+        }
     }
 }
 

@@ -282,6 +282,21 @@ impl DeliveryLog for MemoryLog {
             .remove(&(webhook.clone(), delivery.clone()));
         Ok(())
     }
+
+    async fn claim_dead_letter(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+    ) -> Result<bool, StoreError> {
+        let mut l = self.lock();
+        let key = (webhook.clone(), delivery.clone());
+        if l.dead.get(&key).map(|d| d.task.generation) != Some(generation) {
+            return Ok(false);
+        }
+        l.dead.remove(&key);
+        Ok(true)
+    }
 }
 
 impl MemoryStore {
