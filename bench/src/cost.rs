@@ -37,21 +37,6 @@
 //! milliseconds) and on this machine's x86_64 CPU, that duration is an upper bound for what
 //! Lambda would bill; the requests are exact.
 
-mod aws_meter;
-mod functions;
-// Shared with `lambda-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod moto;
-// Shared with `webhooks-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod receiver;
-// Shared with `lambda-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod runtime_api;
-// Shared with `webhooks-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod service;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -64,11 +49,12 @@ use clap::Parser;
 use serde_json::{Value, json};
 use webhooks_core::webhook::Secret;
 
-use aws_meter::{Call, Meter};
-use functions::{JWT_SECRET, function_env, http_call, mint};
-use moto::{Moto, Resources};
-use receiver::{BenchClock, Receiver};
-use runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::aws_meter::{Call, Meter};
+use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
+use webhooks_bench::moto::{self, Moto, Resources};
+use webhooks_bench::receiver::{BenchClock, Receiver};
+use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::{report, service};
 
 /// us-east-1 list prices, read on 2026-12-01 from the pages named with each.
 pub mod prices {
@@ -405,24 +391,16 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         &memory,
         &ctx.endpoints.api,
         &args.rust_log,
-        &[
-            ("JWT_SECRET", JWT_SECRET),
-            ("WEBHOOKS_TABLE", &res.webhooks_table),
-            ("DELIVERIES_TABLE", &res.deliveries_table),
-            ("QUEUE_URL", &res.queue_url),
-            ("ALLOW_INSECURE_URLS", "true"),
-        ],
+        &res.env_of("ApiFunction"),
+        &[("JWT_SECRET", JWT_SECRET), ("ALLOW_INSECURE_URLS", "true")],
     );
     let delivery_env = function_env(
         "dakkio-webhooks-DeliveryFunction",
         &memory,
         &ctx.endpoints.delivery,
         &args.rust_log,
+        &res.env_of("DeliveryFunction"),
         &[
-            ("WEBHOOKS_TABLE", &res.webhooks_table),
-            ("DELIVERIES_TABLE", &res.deliveries_table),
-            ("QUEUE_URL", &res.queue_url),
-            ("DLQ_URL", &res.dlq_url),
             ("DELIVERY_TIMEOUT_SECONDS", "30"),
             ("ALLOW_PRIVATE_TARGETS", "true"),
         ],
@@ -475,6 +453,8 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         "sub": "lambda-cost-producer",
         "exp": chrono::Utc::now().timestamp() + 3600,
         "scope": "events:publish",
+        // Production fails closed: a producer publishes only to the buckets its token names.
+        "buckets": [BUCKET],
     }))?;
     let events = args.deliveries.div_ceil(s.webhooks);
     let publishes = events.div_ceil(s.events_per_publish);
@@ -972,17 +952,5 @@ fn write_section(path: &Path, args: &Args, report: &str) -> Result<()> {
         format!("what a delivery costs on AWS ({})", args.label)
     };
     let sec = format!("{begin}\n### `{tag}`: {title}\n\n{report}{end}\n");
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(b), Some(e)) if e > b => format!(
-            "{}{}{}",
-            &old[..b],
-            sec,
-            old[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ if old.is_empty() => format!("# Benchmarks\n\n{sec}"),
-        _ => format!("{}\n\n{sec}", old.trim_end_matches('\n')),
-    };
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    report::write_section(path, &begin, &end, &sec)
 }

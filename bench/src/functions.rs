@@ -14,12 +14,14 @@ use crate::runtime_api::{FunctionProcess, Reply};
 pub const JWT_SECRET: &str = "lambda-bench-jwt-secret-5f0c2e9a7b3d1e4f6a8c";
 
 /// The environment Lambda gives a `provided.al2023` function (minus `AWS_LAMBDA_RUNTIME_API`,
-/// set per process), pointed at moto, plus the function's own configuration.
+/// set per process), pointed at moto, plus its tables and queues (`resources`, from
+/// [`Resources::env_of`](crate::moto::Resources::env_of)) and its own configuration.
 pub fn function_env(
     function: &str,
     memory_mb: &str,
     endpoint: &str,
     rust_log: &str,
+    resources: &[(String, String)],
     own: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
@@ -50,6 +52,7 @@ pub fn function_env(
         "AWS_LAMBDA_LOG_GROUP_NAME".into(),
         format!("/aws/lambda/{function}"),
     ));
+    env.extend(resources.iter().cloned());
     env.extend(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     env
 }

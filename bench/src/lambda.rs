@@ -37,16 +37,6 @@
 //! The time per batch is mostly moto's (a Python emulator answering each DynamoDB call in
 //! milliseconds), not the function's: it is printed for scale, not as a Lambda figure.
 
-mod functions;
-mod moto;
-// Shared with `webhooks-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod receiver;
-mod runtime_api;
-// Shared with `webhooks-bench`; only part of it is used here.
-#[allow(dead_code)]
-mod service;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,11 +51,12 @@ use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask, envelo
 use webhooks_core::webhook::Secret;
 use webhooks_core::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
-use functions::{JWT_SECRET, function_env, http_call, mint};
-use moto::{Moto, Resources};
-use receiver::{BenchClock, Receiver};
-use runtime_api::{FunctionProcess, Reply};
-use service::Machine;
+use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
+use webhooks_bench::moto::{self, Moto, Resources};
+use webhooks_bench::receiver::{BenchClock, Receiver};
+use webhooks_bench::report;
+use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::service::{self, Machine};
 
 const API: &str = "webhooks-api";
 const DELIVERY: &str = "webhooks-delivery";
@@ -250,11 +241,9 @@ async fn run(
         MEMORY_SIZE_MB,
         &moto.endpoint,
         &args.rust_log,
+        &res.env_of("ApiFunction"),
         &[
             ("JWT_SECRET", JWT_SECRET),
-            ("WEBHOOKS_TABLE", &res.webhooks_table),
-            ("DELIVERIES_TABLE", &res.deliveries_table),
-            ("QUEUE_URL", &res.queue_url),
             // The receiver is http://127.0.0.1 (never in production).
             ("ALLOW_INSECURE_URLS", "true"),
         ],
@@ -264,11 +253,8 @@ async fn run(
         MEMORY_SIZE_MB,
         &moto.endpoint,
         &args.rust_log,
+        &res.env_of("DeliveryFunction"),
         &[
-            ("WEBHOOKS_TABLE", &res.webhooks_table),
-            ("DELIVERIES_TABLE", &res.deliveries_table),
-            ("QUEUE_URL", &res.queue_url),
-            ("DLQ_URL", &res.dlq_url),
             ("DELIVERY_TIMEOUT_SECONDS", "30"),
             // The receiver is on 127.0.0.1.
             ("ALLOW_PRIVATE_TARGETS", "true"),
@@ -364,6 +350,8 @@ async fn run(
         "sub": "lambda-bench-producer",
         "exp": chrono::Utc::now().timestamp() + 3600,
         "scope": "events:publish",
+        // Production fails closed: a producer publishes only to the buckets its token names.
+        "buckets": [BUCKET],
     }))?;
     let per_event = MAX_PUBLISH_BODY / args.publish_events;
     let pad = per_event.saturating_sub(160);
@@ -810,17 +798,5 @@ fn write_section(path: &Path, report: &str) -> Result<()> {
     let begin = format!("<!-- {tag}:begin -->");
     let end = format!("<!-- {tag}:end -->");
     let sec = format!("{begin}\n### `{tag}`: the Lambda functions as processes\n\n{report}{end}\n");
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(b), Some(e)) if e > b => format!(
-            "{}{}{}",
-            &old[..b],
-            sec,
-            old[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ if old.is_empty() => format!("# Benchmarks\n\n{sec}"),
-        _ => format!("{}\n\n{sec}", old.trim_end_matches('\n')),
-    };
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    report::write_section(path, &begin, &end, &sec)
 }

@@ -15,9 +15,6 @@
 //! then measure the ceiling: a plain keep-alive HTTP client posting the same kind of signed
 //! bodies to the same receiver at the same concurrency.
 
-mod receiver;
-mod service;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,8 +29,9 @@ use webhooks_core::delivery::{DeliveryTask, envelope, request_headers};
 use webhooks_core::webhook::Secret;
 use webhooks_core::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
-use receiver::{BenchClock, Receiver};
-use service::{Machine, ServeOptions, Service};
+use webhooks_bench::receiver::{BenchClock, Receiver};
+use webhooks_bench::report;
+use webhooks_bench::service::{self, Machine, ServeOptions, Service};
 
 const BUCKET: &str = "65f0be0c0000000000000001";
 /// `POST /api/events` refuses bodies over 256 KiB; batches stay under this.
@@ -1069,20 +1067,5 @@ fn write_section(
         );
     }
     let _ = writeln!(sec, "{end}");
-
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(b), Some(e)) if e > b => {
-            format!(
-                "{}{}{}",
-                &old[..b],
-                sec,
-                old[e + end.len()..].trim_start_matches('\n')
-            )
-        }
-        _ if old.is_empty() => format!("# Benchmarks\n\n{sec}"),
-        _ => format!("{}\n{sec}", old.trim_end_matches('\n').to_owned() + "\n"),
-    };
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    report::write_section(path, &begin, &end, &sec)
 }

@@ -1,7 +1,9 @@
 //! moto server (the AWS emulator `./infra/setup-venv.sh` installs into `./.venv`) standing in for
-//! DynamoDB and SQS, and the service's tables and queues created on it as `template.yaml`
-//! defines them, with plain JSON-over-HTTP requests (no SDK, no real AWS).
+//! DynamoDB and SQS, and the service's tables and queues created on it from `template.yaml`
+//! itself (every table and queue it declares), with plain JSON-over-HTTP requests (no SDK, no
+//! real AWS).
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+// The integration tests' reader of template.yaml, shared so that both build the same resources.
+#[path = "../../tests/it/helpers/template.rs"]
+#[allow(dead_code)]
+mod template;
 
 /// The moto_server of `./infra/setup-venv.sh`: `<workspace>/.venv/bin/moto_server`.
 pub fn default_moto_bin() -> PathBuf {
@@ -102,96 +109,142 @@ impl Moto {
         serde_json::from_str(&text).with_context(|| format!("{target} on moto: {text}"))
     }
 
-    /// The two tables and the two queues of `template.yaml`, named after `prefix`.
+    /// Every table and queue `template.yaml` declares (`AWS::DynamoDB::Table`, `AWS::SQS::Queue`),
+    /// named `<prefix>-<LogicalId>`, as the template defines them: keys, indexes and their
+    /// projections, TTL, queue attributes and redrive policies (read with the integration tests'
+    /// own reader, `tests/it/helpers/template.rs`, so the benchmarks measure what is deployed).
     pub async fn create_resources(&self, prefix: &str) -> Result<Resources> {
-        let webhooks_table = format!("{prefix}-WebhooksTable");
-        let deliveries_table = format!("{prefix}-DeliveriesTable");
-        // template.yaml `WebhooksTable`: id (HASH); byOwner (ownerId, id), byBucket (bucketId, id).
-        self.create_table(json!({
-            "TableName": webhooks_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": "id", "AttributeType": "S"},
-                {"AttributeName": "ownerId", "AttributeType": "S"},
-                {"AttributeName": "bucketId", "AttributeType": "S"},
-            ],
-            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-            "GlobalSecondaryIndexes": [
-                gsi("byOwner", "ownerId", "id"),
-                gsi("byBucket", "bucketId", "id"),
-            ],
-            "SSESpecification": {"Enabled": true},
-        }))
-        .await?;
-        // template.yaml `DeliveriesTable`: (webhookId, sk), no index; TTL on expiresAt.
-        self.create_table(json!({
-            "TableName": deliveries_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": "webhookId", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            "KeySchema": [
-                {"AttributeName": "webhookId", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            "SSESpecification": {"Enabled": true},
-        }))
-        .await?;
-        self.call(
-            "dynamodb",
-            "DynamoDB_20120810.UpdateTimeToLive",
-            &json!({
-                "TableName": deliveries_table,
-                "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": true},
-            }),
-        )
-        .await?;
-        for table in [&webhooks_table, &deliveries_table] {
+        let declared = template::template()
+            .get("Resources")
+            .and_then(serde_yaml::Value::as_mapping)
+            .context("template.yaml has no Resources")?;
+        let of_type = |ty: &str| -> Vec<String> {
+            declared
+                .iter()
+                .filter(|(_, r)| r.get("Type").and_then(serde_yaml::Value::as_str) == Some(ty))
+                .filter_map(|(id, _)| id.as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut names = BTreeMap::new();
+        let mut arns = BTreeMap::new();
+        for id in of_type("AWS::DynamoDB::Table") {
+            let name = format!("{prefix}-{id}");
+            self.create_table_from_template(&id, &name).await?;
+            names.insert(id, name);
+        }
+        // Dead-letter queues first: a redrive policy names its target's ARN.
+        let mut queues = of_type("AWS::SQS::Queue");
+        queues.sort_by_key(|id| {
+            template::resource(id)
+                .get("Properties")
+                .and_then(|p| p.get("RedrivePolicy"))
+                .is_some()
+        });
+        for id in queues {
+            let known: HashMap<&str, String> = arns
+                .iter()
+                .map(|(k, v): (&String, &String)| (k.as_str(), v.clone()))
+                .collect();
+            let attributes: serde_json::Map<String, Value> =
+                template::queue_attributes(&id, &known)
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect();
+            let (url, arn) = self
+                .create_queue(&format!("{prefix}-{id}"), Value::Object(attributes))
+                .await?;
+            names.insert(id.clone(), url);
+            arns.insert(id, arn);
+        }
+        let get = |map: &BTreeMap<String, String>, id: &str| {
+            map.get(id)
+                .cloned()
+                .with_context(|| format!("template.yaml declares no {id}"))
+        };
+        Ok(Resources {
+            webhooks_table: get(&names, "WebhooksTable")?,
+            deliveries_table: get(&names, "DeliveriesTable")?,
+            queue_url: get(&names, "DeliveryQueue")?,
+            queue_arn: get(&arns, "DeliveryQueue")?,
+            dlq_url: get(&names, "DeadLetterQueue")?,
+            names,
+        })
+    }
+
+    /// `CreateTable` (and `UpdateTimeToLive`, `UpdateContinuousBackups`) from
+    /// `Resources.<logical_id>` of template.yaml.
+    async fn create_table_from_template(&self, logical_id: &str, name: &str) -> Result<()> {
+        let props: template::TableProperties = template::properties(logical_id);
+        let keys = |ks: &[template::KeySchemaElement]| -> Vec<Value> {
+            ks.iter()
+                .map(|k| json!({"AttributeName": k.attribute_name, "KeyType": k.key_type}))
+                .collect()
+        };
+        let mut def = json!({
+            "TableName": name,
+            "BillingMode": props.billing_mode.as_deref().unwrap_or("PAY_PER_REQUEST"),
+            "AttributeDefinitions": props.attribute_definitions.iter().map(|a| json!({
+                "AttributeName": a.attribute_name, "AttributeType": a.attribute_type,
+            })).collect::<Vec<_>>(),
+            "KeySchema": keys(&props.key_schema),
+        });
+        if !props.global_secondary_indexes.is_empty() {
+            def["GlobalSecondaryIndexes"] = props
+                .global_secondary_indexes
+                .iter()
+                .map(|i| {
+                    let mut projection = json!({"ProjectionType": i.projection.projection_type});
+                    if !i.projection.non_key_attributes.is_empty() {
+                        projection["NonKeyAttributes"] = json!(i.projection.non_key_attributes);
+                    }
+                    json!({
+                        "IndexName": i.index_name,
+                        "KeySchema": keys(&i.key_schema),
+                        "Projection": projection,
+                    })
+                })
+                .collect();
+        }
+        let raw = template::resource(logical_id)
+            .get("Properties")
+            .context("a table without Properties")?;
+        if raw
+            .get("SSESpecification")
+            .and_then(|s| s.get("SSEEnabled"))
+            .and_then(serde_yaml::Value::as_bool)
+            == Some(true)
+        {
+            def["SSESpecification"] = json!({"Enabled": true});
+        }
+        self.create_table(def).await?;
+        if let Some(ttl) = &props.time_to_live_specification {
+            self.call(
+                "dynamodb",
+                "DynamoDB_20120810.UpdateTimeToLive",
+                &json!({
+                    "TableName": name,
+                    "TimeToLiveSpecification": {"AttributeName": ttl.attribute_name, "Enabled": ttl.enabled},
+                }),
+            )
+            .await?;
+        }
+        if raw
+            .get("PointInTimeRecoverySpecification")
+            .and_then(|p| p.get("PointInTimeRecoveryEnabled"))
+            .and_then(serde_yaml::Value::as_bool)
+            == Some(true)
+        {
             self.call(
                 "dynamodb",
                 "DynamoDB_20120810.UpdateContinuousBackups",
                 &json!({
-                    "TableName": table,
+                    "TableName": name,
                     "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
                 }),
             )
             .await?;
         }
-
-        // template.yaml `DeadLetterQueue`, then `DeliveryQueue` redriving to it.
-        let (dlq_url, dlq_arn) = self
-            .create_queue(
-                &format!("{prefix}-DeadLetterQueue"),
-                json!({
-                    "MessageRetentionPeriod": "1209600",
-                    "MaximumMessageSize": "262144",
-                    "SqsManagedSseEnabled": "true",
-                }),
-            )
-            .await?;
-        let (queue_url, queue_arn) = self
-            .create_queue(
-                &format!("{prefix}-DeliveryQueue"),
-                json!({
-                    "VisibilityTimeout": "360",
-                    "MessageRetentionPeriod": "1209600",
-                    "MaximumMessageSize": "262144",
-                    "SqsManagedSseEnabled": "true",
-                    "RedrivePolicy": json!({
-                        "deadLetterTargetArn": dlq_arn,
-                        "maxReceiveCount": 25,
-                    }).to_string(),
-                }),
-            )
-            .await?;
-        Ok(Resources {
-            webhooks_table,
-            deliveries_table,
-            queue_url,
-            queue_arn,
-            dlq_url,
-        })
+        Ok(())
     }
 
     async fn create_table(&self, def: Value) -> Result<()> {
@@ -288,25 +341,38 @@ impl Moto {
     }
 }
 
-/// A global secondary index with `ProjectionType: ALL`, as all of the template's are.
-fn gsi(name: &str, hash: &str, range: &str) -> Value {
-    json!({
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": hash, "KeyType": "HASH"},
-            {"AttributeName": range, "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    })
-}
-
 /// What the functions' environment names (`WEBHOOKS_TABLE`, `DELIVERIES_TABLE`, `QUEUE_URL`,
 /// `DLQ_URL`), and the delivery queue's ARN (the SQS events' `eventSourceARN`).
 #[derive(Debug, Clone)]
 pub struct Resources {
+    /// Every table's name and every queue's URL, by logical id.
+    pub names: BTreeMap<String, String>,
     pub webhooks_table: String,
     pub deliveries_table: String,
     pub queue_url: String,
     pub queue_arn: String,
     pub dlq_url: String,
+}
+
+impl Resources {
+    /// The variables of `Resources.<function>.Properties.Environment.Variables` in template.yaml
+    /// that are `!Ref` to a table or a queue, resolved to this run's names and URLs (the
+    /// function's other settings are the bench's own).
+    pub fn env_of(&self, function: &str) -> Vec<(String, String)> {
+        let vars = template::resource(function)
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(serde_yaml::Value::as_mapping);
+        vars.into_iter()
+            .flatten()
+            .filter_map(|(k, v)| match v {
+                serde_yaml::Value::Tagged(t) if t.tag == "!Ref" => {
+                    let target = self.names.get(t.value.as_str()?)?;
+                    Some((k.as_str()?.to_owned(), target.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }

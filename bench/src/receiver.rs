@@ -32,6 +32,12 @@ use webhooks_core::webhook::Secret;
 #[derive(Debug, Clone, Copy)]
 pub struct BenchClock(Instant);
 
+impl Default for BenchClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl BenchClock {
     pub fn new() -> Self {
         Self(Instant::now())

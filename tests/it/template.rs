@@ -342,6 +342,12 @@ fn delivery_function_reads_the_variables_its_config_reads_and_reports_batch_item
         .collect();
     assert_eq!(types, ["ReportBatchItemFailures"]);
     assert_eq!(source["BatchSize"].as_u64(), Some(10));
+    // AND a whole batch to one webhook fits the delivery function's in-flight cap (no deferral of
+    // part of every batch)
+    assert_eq!(
+        source["BatchSize"].as_u64(),
+        Some(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK as u64)
+    );
     // AND the batching window stays well inside the margin the handler leaves below 12 h
     let window = source["MaximumBatchingWindowInSeconds"].as_u64().unwrap();
     assert!(window * 10 <= webhooks_delivery::RECEIPT_MARGIN.as_secs());

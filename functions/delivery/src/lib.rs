@@ -59,6 +59,13 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lambda's longest function timeout (15 min): a deadline further ahead is not a real one.
 pub const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
+/// The per-webhook in-flight cap of a delivery function instance: the event source's largest
+/// batch (`BatchSize` in `template.yaml`; a test keeps them equal). An instance handles one batch
+/// at a time, so a lower cap would only defer part of every batch that goes to one webhook (a
+/// new message and a second invocation each time, 20 % more of both at the local mode's default
+/// of 8) without protecting anyone: on Lambda, what bounds one slow receiver's share is the event
+/// source's `MaximumConcurrency` and the time budget of each batch.
+pub const MAX_IN_FLIGHT_PER_WEBHOOK: usize = 10;
 /// The SQS system attribute holding how many times the message was received.
 pub const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
 

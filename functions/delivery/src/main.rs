@@ -47,7 +47,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(sender),
         Arc::new(SystemClock),
     )
-    .with_auto_disable_after(config.auto_disable_after);
+    .with_auto_disable_after(config.auto_disable_after)
+    .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK);
     let deps = Deps {
         function_timeout: config.function_timeout,
         ..Deps::new(dispatcher, Arc::new(queue))

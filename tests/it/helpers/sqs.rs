@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use serde_yaml::Value;
 use webhooks_aws::{SqsConfig, SqsDeliveryQueue, SqsWorkerConfig, SqsWorkerQueue};
 
 use super::dynamo::sdk_config_for;
 use super::moto;
-use super::template::resource;
+use super::template;
 
 /// An SQS client on the process's moto server.
 pub fn moto_sqs_client() -> Client {
@@ -34,46 +33,10 @@ pub fn queue_attributes(
     logical_id: &str,
     arns: &HashMap<&str, String>,
 ) -> HashMap<QueueAttributeName, String> {
-    let props = resource(logical_id)
-        .get("Properties")
-        .and_then(Value::as_mapping)
-        .unwrap_or_else(|| panic!("{logical_id} has no Properties"));
-    let scalar = |v: &Value| match v {
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        other => panic!("{logical_id}: the harness does not read {other:?}; teach it"),
-    };
-    let mut attrs = HashMap::new();
-    for (k, v) in props {
-        let key = k.as_str().expect("property names are strings");
-        match key {
-            "QueueName" | "Tags" => {}
-            "RedrivePolicy" => {
-                let target = match &v["deadLetterTargetArn"] {
-                    Value::Tagged(t) if t.tag == "!GetAtt" => {
-                        let target = t.value.as_str().expect("!GetAtt X.Arn");
-                        let queue = target
-                            .strip_suffix(".Arn")
-                            .unwrap_or_else(|| panic!("{logical_id}: redrive to {target}"));
-                        arns.get(queue)
-                            .unwrap_or_else(|| panic!("{logical_id}: create {queue} first"))
-                            .clone()
-                    }
-                    other => panic!("{logical_id}: deadLetterTargetArn {other:?}"),
-                };
-                let policy = serde_json::json!({
-                    "deadLetterTargetArn": target,
-                    "maxReceiveCount": v["maxReceiveCount"].as_u64().expect("maxReceiveCount"),
-                });
-                attrs.insert(QueueAttributeName::RedrivePolicy, policy.to_string());
-            }
-            other => {
-                attrs.insert(QueueAttributeName::from(other), scalar(v));
-            }
-        }
-    }
-    attrs
+    template::queue_attributes(logical_id, arns)
+        .into_iter()
+        .map(|(k, v)| (QueueAttributeName::from(k.as_str()), v))
+        .collect()
 }
 
 /// Creates queue `name` from `logical_id` and returns its URL and ARN.

@@ -1,6 +1,7 @@
 //! `template.yaml` as data. CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`) are
 //! ordinary YAML tags, which serde_yaml keeps as tagged values, so the file parses as it is.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -81,4 +82,48 @@ pub struct Projection {
     pub projection_type: String,
     #[serde(default)]
     pub non_key_attributes: Vec<String>,
+}
+
+/// The attributes of `Resources.<logical_id>` (an `AWS::SQS::Queue`) as `CreateQueue` takes them
+/// (name → string value); `!GetAtt <Queue>.Arn` inside the redrive policy resolves through `arns`.
+/// Shared with the benchmarks (`bench/src/moto.rs`), which create the same queues.
+pub fn queue_attributes(logical_id: &str, arns: &HashMap<&str, String>) -> Vec<(String, String)> {
+    let props = resource(logical_id)
+        .get("Properties")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{logical_id} has no Properties"));
+    let scalar = |v: &Value| match v {
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => panic!("{logical_id}: the harness does not read {other:?}; teach it"),
+    };
+    let mut attrs = Vec::new();
+    for (k, v) in props {
+        let key = k.as_str().expect("property names are strings");
+        match key {
+            "QueueName" | "Tags" => {}
+            "RedrivePolicy" => {
+                let target = match &v["deadLetterTargetArn"] {
+                    Value::Tagged(t) if t.tag == "!GetAtt" => {
+                        let target = t.value.as_str().expect("!GetAtt X.Arn");
+                        let queue = target
+                            .strip_suffix(".Arn")
+                            .unwrap_or_else(|| panic!("{logical_id}: redrive to {target}"));
+                        arns.get(queue)
+                            .unwrap_or_else(|| panic!("{logical_id}: create {queue} first"))
+                            .clone()
+                    }
+                    other => panic!("{logical_id}: deadLetterTargetArn {other:?}"),
+                };
+                let policy = serde_json::json!({
+                    "deadLetterTargetArn": target,
+                    "maxReceiveCount": v["maxReceiveCount"].as_u64().expect("maxReceiveCount"),
+                });
+                attrs.push((key.to_owned(), policy.to_string()));
+            }
+            other => attrs.push((other.to_owned(), scalar(v))),
+        }
+    }
+    attrs
 }
