@@ -2,110 +2,17 @@
 //! enqueue failures), test sends, history, dead letters and redelivery. The queue is the
 //! in-memory fake and attempts are made by core's `Dispatcher` with a scripted sender.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
 use webhooks_core::delivery::MAX_MESSAGE_BYTES;
-use webhooks_core::dispatch::{Dispatcher, Outcome};
-use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore, RecordingSender};
-use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
+use webhooks_core::dispatch::Outcome;
+use webhooks_core::ports::memory::RecordingSender;
 
-const SECRET: &[u8] = b"router-test-secret-router-test-secret";
-const BUCKET: &str = "507f1f77bcf86cd799439011";
+mod common;
 
-struct App {
-    state: AppState,
-    store: Arc<MemoryStore>,
-    log: Arc<MemoryLog>,
-    queue: Arc<MemoryQueue>,
-    sender: Arc<RecordingSender>,
-}
-
-fn app() -> App {
-    let store = Arc::new(MemoryStore::new());
-    let log = Arc::new(MemoryLog::new(store.clone()));
-    let queue = Arc::new(MemoryQueue::new());
-    let ports = Ports {
-        store: store.clone(),
-        log: log.clone(),
-        queue: queue.clone(),
-        clock: Arc::new(SystemClock),
-    };
-    // Bucket scope has its own tests (tests/scope.rs): here a token without `buckets` may use any.
-    let state = AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
-        .unwrap()
-        .with_token_rules(&TokenRules {
-            open_buckets: true,
-            ..Default::default()
-        });
-    App {
-        state,
-        store,
-        log,
-        queue,
-        sender: Arc::new(RecordingSender::new()),
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn token(sub: &str, scope: Option<&str>, buckets: Option<Vec<&str>>) -> String {
-    Authenticator::new(SECRET)
-        .unwrap()
-        .mint(&Claims {
-            sub: sub.into(),
-            exp: now() + 3600,
-            buckets: buckets.map(|b| b.into_iter().map(String::from).collect()),
-            scope: scope.map(|s| Scope::Text(s.into())),
-            ..Default::default()
-        })
-        .unwrap()
-}
+use common::{App, BUCKET, app, token};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"));
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            },
-        )
-    }
-
     async fn webhook(&self, owner: &str, events: Value) -> String {
         let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook", "events": events, "secret": "your_webhook_secret"});
         let (s, w) = self
@@ -118,15 +25,6 @@ impl App {
             .await;
         assert_eq!(s, StatusCode::CREATED);
         w["id"].as_str().unwrap().to_owned()
-    }
-
-    fn dispatcher(&self) -> Dispatcher {
-        Dispatcher::new(
-            self.store.clone(),
-            self.log.clone(),
-            self.sender.clone(),
-            Arc::new(SystemClock),
-        )
     }
 }
 
@@ -245,7 +143,7 @@ async fn bad_publishes_get_a_clear_error_and_queue_nothing() {
             token(
                 "ingest",
                 Some("events:publish"),
-                Some(vec!["507f1f77bcf86cd799439099"]),
+                Some(&["507f1f77bcf86cd799439099"]),
             ),
             alert(),
             StatusCode::FORBIDDEN,

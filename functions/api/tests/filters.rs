@@ -2,99 +2,28 @@
 //! GET, `invalid_filter` answers that store nothing, `filter-test`, and publishing that queues
 //! only the events a webhook's filter lets through.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
-use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
-use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
+use webhooks_api::router;
 
-const SECRET: &[u8] = b"router-test-secret-router-test-secret";
-const BUCKET: &str = "507f1f77bcf86cd799439011";
+mod common;
 
-struct App {
-    state: AppState,
-    store: Arc<MemoryStore>,
-    queue: Arc<MemoryQueue>,
-}
-
-fn app() -> App {
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
-    let ports = Ports {
-        store: store.clone(),
-        log: Arc::new(MemoryLog::new(store.clone())),
-        queue: queue.clone(),
-        clock: Arc::new(SystemClock),
-    };
-    App {
-        // Bucket scope has its own tests (tests/scope.rs): here a token without `buckets` may
-        // use any bucket.
-        state: AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
-            .unwrap()
-            .with_token_rules(&TokenRules {
-                open_buckets: true,
-                ..Default::default()
-            }),
-        store,
-        queue,
-    }
-}
-
-fn token(sub: &str, scope: Option<&str>) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Authenticator::new(SECRET)
-        .unwrap()
-        .mint(&Claims {
-            sub: sub.into(),
-            exp: now + 3600,
-            buckets: None,
-            scope: scope.map(|s| Scope::Text(s.into())),
-            ..Default::default()
-        })
-        .unwrap()
-}
+use common::{App, BUCKET, app, token};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Value,
-    ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, v)
-    }
-
     async fn create(&self, filter: Value) -> (StatusCode, Value) {
         let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook",
             "events": ["data.received", "alert.triggered"], "filter": filter});
-        self.call(Method::POST, "/api/webhooks", &token("alice", None), body)
-            .await
+        self.call(
+            Method::POST,
+            "/api/webhooks",
+            &token("alice", None, None),
+            body,
+        )
+        .await
     }
 }
 
@@ -107,7 +36,7 @@ fn reading(device: &str, temperature: f64) -> Value {
 async fn a_filter_is_stored_shown_replaced_and_removed() {
     // GIVEN a webhook created with a filter
     let app = app();
-    let alice = token("alice", None);
+    let alice = token("alice", None, None);
     let filter = json!({"data.dataSourceId": {"$in": ["pump-1", "pump-3"]}});
     let (s, w) = app.create(filter.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{w}");
@@ -139,7 +68,7 @@ async fn a_filter_is_stored_shown_replaced_and_removed() {
 async fn an_invalid_filter_is_a_400_naming_the_path_and_changes_nothing() {
     // GIVEN an app with one filtered webhook
     let app = app();
-    let alice = token("alice", None);
+    let alice = token("alice", None, None);
     let good = json!({"data.severity": "high"});
     let (_, w) = app.create(good.clone()).await;
     let uri = format!("/api/webhooks/{}", w["id"].as_str().unwrap());
@@ -195,7 +124,7 @@ async fn publishing_queues_only_the_events_a_webhooks_filter_lets_through() {
         .iter()
         .flat_map(|d| [reading(d, 29.5), reading(d, 30.0)])
         .collect();
-    let producer = token("ingest", Some("events:publish"));
+    let producer = token("ingest", Some("events:publish"), None);
     let (s, r) = app
         .call(
             Method::POST,
@@ -229,7 +158,7 @@ async fn publishing_queues_only_the_events_a_webhooks_filter_lets_through() {
 async fn filter_test_answers_for_the_stored_filter_or_a_proposed_one() {
     // GIVEN a data.received/alert.triggered webhook filtering on pump-1
     let app = app();
-    let alice = token("alice", None);
+    let alice = token("alice", None, None);
     let (_, w) = app.create(json!({"data.dataSourceId": "pump-1"})).await;
     let uri = format!("/api/webhooks/{}/filter-test", w["id"].as_str().unwrap());
     let sample =
@@ -301,7 +230,7 @@ async fn filter_test_answers_for_the_stored_filter_or_a_proposed_one() {
         .call(
             Method::POST,
             &uri,
-            &token("bob", None),
+            &token("bob", None, None),
             json!({"event": sample("pump-1", "data.received")}),
         )
         .await;

@@ -4,101 +4,27 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
 use webhooks_core::dispatch::{Dispatcher, Outcome};
-use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore, RecordingSender};
+use webhooks_core::ports::memory::RecordingSender;
 use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
 
-const SECRET: &[u8] = b"router-test-secret-router-test-secret";
-const BUCKET: &str = "507f1f77bcf86cd799439011";
+mod common;
 
-struct App {
-    state: AppState,
-    store: Arc<MemoryStore>,
-    log: Arc<MemoryLog>,
-    queue: Arc<MemoryQueue>,
-}
-
-fn app() -> App {
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
-    let log = Arc::new(MemoryLog::new(store.clone()));
-    let ports = Ports {
-        store: store.clone(),
-        log: log.clone(),
-        queue: queue.clone(),
-        clock: Arc::new(SystemClock),
-    };
-    App {
-        // Bucket scope has its own tests (tests/scope.rs): here a token without `buckets` may
-        // use any bucket.
-        state: AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
-            .unwrap()
-            .with_token_rules(&TokenRules {
-                open_buckets: true,
-                ..Default::default()
-            }),
-        store,
-        log,
-        queue,
-    }
-}
-
-fn token(sub: &str, scope: Option<&str>) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Authenticator::new(SECRET)
-        .unwrap()
-        .mint(&Claims {
-            sub: sub.into(),
-            exp: now + 3600,
-            buckets: None,
-            scope: scope.map(|s| Scope::Text(s.into())),
-            ..Default::default()
-        })
-        .unwrap()
-}
+use common::{App, BUCKET, app, token};
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Value,
-    ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, v)
-    }
-
     async fn create(&self, headers: Value) -> (StatusCode, Value) {
         let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook",
             "events": ["data.received", "alert.triggered"], "headers": headers});
-        self.call(Method::POST, "/api/webhooks", &token("alice", None), body)
-            .await
+        self.call(
+            Method::POST,
+            "/api/webhooks",
+            &token("alice", None, None),
+            body,
+        )
+        .await
     }
 }
 
@@ -116,7 +42,7 @@ fn sent(req: &webhooks_core::ports::OutgoingRequest, name: &str) -> Option<Strin
 async fn headers_are_sent_on_every_attempt_and_test_send_and_their_values_never_shown() {
     // GIVEN a webhook with two custom headers
     let app = app();
-    let alice = token("alice", None);
+    let alice = token("alice", None, None);
     let (s, created) = app
         .create(json!({"X-Api-Key": KEY, "Authorization": BEARER}))
         .await;
@@ -144,7 +70,7 @@ async fn headers_are_sent_on_every_attempt_and_test_send_and_their_values_never_
     }
 
     // WHEN an event is published and its delivery fails once, then succeeds; and a test send
-    let producer = token("ingest", Some("events:publish"));
+    let producer = token("ingest", Some("events:publish"), None);
     let event =
         json!({"bucketId": BUCKET, "event": "data.received", "data": {"dataSourceId": "pump-1"}});
     let (s, _) = app
@@ -230,7 +156,7 @@ async fn headers_are_sent_on_every_attempt_and_test_send_and_their_values_never_
 async fn forbidden_names_and_bad_values_are_a_400_that_changes_nothing() {
     // GIVEN a webhook with one header
     let app = app();
-    let alice = token("alice", None);
+    let alice = token("alice", None, None);
     let (_, w) = app.create(json!({"X-Api-Key": KEY})).await;
     let uri = format!("/api/webhooks/{}", w["id"].as_str().unwrap());
     let eleven: serde_json::Map<String, Value> =

@@ -3,69 +3,24 @@
 //! hostile tokens (`nbf`/`iat` in the future, `kid`/`jku` headers, algorithm confusion, wrong
 //! `aud`/`iss`) get 401. Each attempt also proves that nothing changed.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use base64::Engine;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
 use webhooks_core::delivery::{DeadLetter, DeliveryTask};
-use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
 use webhooks_core::ports::{DeliveryLog, SubscriptionStore};
-use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
 use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
 
-const SECRET: &[u8] = b"scope-test-secret-scope-test-secret!";
+mod common;
+
+use common::{App, SECRET, app_with, mint, now};
+
 const BUCKET_A: &str = "507f1f77bcf86cd7994390aa";
 const BUCKET_B: &str = "507f1f77bcf86cd7994390bb";
-
-struct App {
-    state: AppState,
-    store: Arc<MemoryStore>,
-    log: Arc<MemoryLog>,
-    queue: Arc<MemoryQueue>,
-}
-
-fn app_with(rules: &TokenRules) -> App {
-    let store = Arc::new(MemoryStore::new());
-    let log = Arc::new(MemoryLog::new(store.clone()));
-    let queue = Arc::new(MemoryQueue::new());
-    let ports = Ports {
-        store: store.clone(),
-        log: log.clone(),
-        queue: queue.clone(),
-        clock: Arc::new(SystemClock),
-    };
-    let state = AppState::new(ports, UrlPolicy::PRODUCTION, SECRET)
-        .unwrap()
-        .with_token_rules(rules);
-    App {
-        state,
-        store,
-        log,
-        queue,
-    }
-}
 
 /// Production defaults: no open buckets, no `aud`/`iss` required.
 fn app() -> App {
     app_with(&TokenRules::default())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn mint(claims: Claims) -> String {
-    Authenticator::new(SECRET).unwrap().mint(&claims).unwrap()
 }
 
 fn user(sub: &str, buckets: Option<&[&str]>) -> String {
@@ -88,31 +43,6 @@ fn producer(buckets: Option<&[&str]>) -> String {
 }
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"));
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, body)
-    }
-
     /// A webhook of alice's in `bucket`, with one dead letter, created with a token for it.
     async fn webhook_in(&self, bucket: &str) -> (String, String) {
         let (status, body) = self
