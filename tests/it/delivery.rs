@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use webhooks_core::conformance::sample_webhook;
-use webhooks_core::delivery::{AttemptStatus, DeadLetter, QueueTask};
+use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, QueueTask};
 use webhooks_core::ports::Clock;
 use webhooks_core::ports::{DeliveryLog, DeliveryQueue, SubscriptionStore};
 use webhooks_core::publish::DeliveryService;
@@ -600,4 +600,154 @@ async fn racing_redeliveries_of_dead_letters_queue_each_once_on_dynamodb_and_sqs
         "no second copy"
     );
     assert!(world.log.dead_letters(&w.id, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_and_redelivered() {
+    // GIVEN on the dead-letter queue: a delivery with one failed attempt that the redrive
+    // policy moved (the body only, as SQS moves it), a give-up the function recorded and sent
+    // there itself (with its attributes), and an unreadable body
+    let world = World::create(TIMEOUT).await;
+    let w = world
+        .webhook(&world.receiver.url("/ok"), RetryConfig::default())
+        .await;
+    let now = SystemClock.now();
+    let redriven = world.task(&w);
+    world
+        .log
+        .record_attempt(&AttemptRecord {
+            webhook_id: w.id.clone(),
+            delivery_id: redriven.delivery_id.clone(),
+            generation: 0,
+            attempt: 1,
+            event: redriven.event,
+            status: AttemptStatus::Failed,
+            status_code: Some(500),
+            duration_ms: 5,
+            error: Some("receiver answered HTTP 500".into()),
+            response_body: None,
+            at: now,
+        })
+        .await
+        .expect("attempt");
+    let gave_up = world.task(&w);
+    let given_up = DeadLetter {
+        task: gave_up.clone(),
+        error: "receiver answered HTTP 500".into(),
+        attempts: 4,
+        at: now,
+    };
+    world.log.put_dead_letter(&given_up).await.expect("dead");
+    assert!(
+        world
+            .log
+            .finish(&w.id, &gave_up.delivery_id, 0, DeliveryStatus::Failed, now)
+            .await
+            .expect("finish")
+    );
+    let dlq = &world.queues.dlq_url;
+    let body = |t: &DeliveryTask| QueueTask::DeliveryV1(t.clone()).to_json();
+    for raw in [body(&redriven), "not a task".to_owned()] {
+        world
+            .queues
+            .client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(raw)
+            .send()
+            .await
+            .expect("send to the DLQ");
+    }
+    world
+        .queues
+        .worker
+        .send_to_dead_letter(
+            &body(&gave_up),
+            "receiver answered HTTP 500",
+            4,
+            Some(gave_up.delivery_id.as_str()),
+        )
+        .await
+        .expect("the function's own give-up");
+
+    // WHEN the dead-letter queue's event source hands them to the function
+    let receive_dlq = || async {
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while records.len() < 3 && Instant::now() < deadline {
+            for m in world.queues.receive_raw(dlq, 10, 1).await {
+                let mut r = world.queues.record(m);
+                r.event_source_arn = Some(world.queues.dlq_arn.clone());
+                records.push(r);
+            }
+        }
+        records
+    };
+    let records = receive_dlq().await;
+    assert_eq!(records.len(), 3);
+    let response = world.handle(records.clone()).await;
+
+    // THEN only the unreadable one stays on the queue (for inspection)
+    let unreadable = records
+        .iter()
+        .find(|r| r.body.as_deref() == Some("not a task"))
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        vec![unreadable.message_id.clone().unwrap()]
+    );
+    // AND the redriven delivery is counted failed once, beside the give-up counted before
+    let stats = world.get(&w).await.stats;
+    assert_eq!(
+        (stats.total_deliveries, stats.failed_deliveries),
+        (2, 1 + 1)
+    );
+    // AND it is a dead letter with its one attempt and the reason; the give-up's is unchanged
+    let dead = world
+        .log
+        .dead_letter(&w.id, &redriven.delivery_id)
+        .await
+        .unwrap()
+        .expect("the redriven delivery is a dead letter");
+    assert_eq!(dead.attempts, 1);
+    assert_eq!(dead.error, webhooks_core::dispatch::redriven_error());
+    assert_eq!(
+        world
+            .log
+            .dead_letter(&w.id, &gave_up.delivery_id)
+            .await
+            .unwrap(),
+        Some(given_up)
+    );
+    // AND the same records handled again (a lost acknowledgement) change nothing
+    world.handle(records).await;
+    assert_eq!(world.get(&w).await.stats, stats);
+
+    // WHEN the API redelivers it THEN it is sent and counted as a new outcome
+    let service = DeliveryService::new(
+        world.store.clone(),
+        world.log.clone(),
+        Arc::new(world.queues.queue.clone()),
+        Arc::new(SystemClock),
+    );
+    let caller = Caller {
+        owner: w.owner_id.clone(),
+        buckets: None,
+    };
+    let queued = service
+        .redeliver(&caller, &w.id, Some(&redriven.delivery_id), 1)
+        .await
+        .expect("redeliver");
+    assert_eq!(queued.len(), 1);
+    let again = world
+        .queues
+        .receive_exactly(1, Duration::from_secs(10))
+        .await;
+    assert!(failures(&world.invoke(again).await).is_empty());
+    assert_eq!(world.receiver.at("/ok").len(), 1);
+    let stats = world.get(&w).await.stats;
+    assert_eq!(
+        (stats.total_deliveries, stats.successful_deliveries),
+        (3, 1)
+    );
 }

@@ -32,6 +32,12 @@ fn function_setting(logical_id: &str, key: &str) -> &'static Value {
 
 /// The properties of the delivery function's SQS event source mapping.
 fn delivery_event_source() -> &'static Value {
+    event_source_of("DeliveryQueue")
+}
+
+/// The properties of the delivery function's one event source mapping on `queue`.
+fn event_source_of(queue: &str) -> &'static Value {
+    let arn = format!("{queue}.Arn");
     let mappings: Vec<&Value> = template()["Resources"]
         .as_mapping()
         .unwrap()
@@ -41,19 +47,16 @@ fn delivery_event_source() -> &'static Value {
         .filter(|p| {
             tag_of(&p["FunctionName"]).map(|(t, v)| (t, v.as_str()))
                 == Some(("!Ref".to_owned(), Some("DeliveryFunction")))
+                && tag_of(&p["EventSourceArn"]).map(|(t, v)| (t, v.as_str()))
+                    == Some(("!GetAtt".to_owned(), Some(arn.as_str())))
         })
         .collect();
     assert_eq!(
         mappings.len(),
         1,
-        "one event source mapping of DeliveryFunction"
+        "one event source mapping of DeliveryFunction on {queue}"
     );
-    let source = mappings[0];
-    assert_eq!(
-        tag_of(&source["EventSourceArn"]).map(|(t, v)| (t, v.as_str())),
-        Some(("!GetAtt".to_owned(), Some("DeliveryQueue.Arn")))
-    );
-    source
+    mappings[0]
 }
 
 #[test]
@@ -243,8 +246,16 @@ fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_atte
     // through the longest retry schedule (20 retries of at most 12 h)
     assert!(q["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
     let longest = u64::from(RetryConfig::MAX_RETRIES) * RetryConfig::MAX_DELAY_SECONDS;
-    assert!(q["MessageRetentionPeriod"].as_u64().unwrap() > longest);
-    assert_eq!(dlq["MessageRetentionPeriod"].as_u64(), Some(1_209_600));
+    let retention = q["MessageRetentionPeriod"].as_u64().unwrap();
+    assert!(retention > longest);
+    // AND the dead-letter queue keeps messages longer than its source (a redriven message keeps
+    // its original enqueue time: AWS's advice), SQS's longest
+    let dlq_retention = dlq["MessageRetentionPeriod"].as_u64().unwrap();
+    assert!(
+        dlq_retention > retention,
+        "DLQ {dlq_retention} s, source {retention} s"
+    );
+    assert_eq!(dlq_retention, 1_209_600);
     // AND both hold messages up to the size the adapter batches by (and no larger)
     let limit = webhooks_aws::sqs::MAX_SQS_MESSAGE_BYTES as u64;
     assert_eq!(q["MaximumMessageSize"].as_u64(), Some(limit));
@@ -269,12 +280,23 @@ fn delivery_queue_outlives_the_longest_schedule_and_redrives_above_the_most_atte
         (tag.as_str(), target.as_str()),
         ("!GetAtt", Some("DeadLetterQueue.Arn"))
     );
-    // AND an alarm watches the dead-letter queue's depth
+    // AND the delivery function consumes the dead-letter queue (reconciling what the redrive
+    // policy moved), reporting batch item failures so an unreadable message stays there; the
+    // queue's visibility timeout is at least 6 function timeouts, as for an event source
+    let reconciler = event_source_of("DeadLetterQueue");
+    assert_eq!(
+        reconciler["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert!(dlq["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+    // AND an alarm counts the messages received from the dead-letter queue (its depth stays
+    // near 0 while the function consumes it)
     let alarm = &resource("DeadLetterQueueAlarm")["Properties"];
     assert_eq!(
         alarm["MetricName"].as_str(),
-        Some("ApproximateNumberOfMessagesVisible")
+        Some("NumberOfMessagesReceived")
     );
+    assert_eq!(alarm["Statistic"].as_str(), Some("Sum"));
     assert_eq!(
         alarm["ComparisonOperator"].as_str(),
         Some("GreaterThanThreshold")
@@ -664,7 +686,8 @@ fn functions_may_do_exactly_what_their_code_does() {
     // AND the delivery function what the dispatcher does: read and update a webhook (counters,
     // disabling), record attempts, final markers and dead letters and read a delivery's
     // attempts; receive and delete (the event source), retry through the visibility, and send
-    // what gives up to the dead-letter queue
+    // what gives up to the dead-letter queue; and, consuming that queue, read a dead letter and
+    // take back one written for a delivery that had ended
     assert_eq!(
         granted("DeliveryFunction"),
         pairs(&[
@@ -672,11 +695,16 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("dynamodb:UpdateItem", "WebhooksTable"),
             ("dynamodb:PutItem", "DeliveriesTable"),
             ("dynamodb:Query", "DeliveriesTable"),
+            ("dynamodb:GetItem", "DeliveriesTable"),
+            ("dynamodb:DeleteItem", "DeliveriesTable"),
             ("sqs:ReceiveMessage", "DeliveryQueue"),
             ("sqs:DeleteMessage", "DeliveryQueue"),
             ("sqs:GetQueueAttributes", "DeliveryQueue"),
             ("sqs:ChangeMessageVisibility", "DeliveryQueue"),
             ("sqs:SendMessage", "DeadLetterQueue"),
+            ("sqs:ReceiveMessage", "DeadLetterQueue"),
+            ("sqs:DeleteMessage", "DeadLetterQueue"),
+            ("sqs:GetQueueAttributes", "DeadLetterQueue"),
         ])
     );
     // AND no SAM event adds a policy of its own: an `Events: SQS` entry would attach

@@ -45,6 +45,31 @@ pub enum Outcome {
     },
 }
 
+/// What [`Dispatcher::reconcile`] did with a delivery the queue's redrive policy moved to the
+/// dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// It had not ended: it is now counted as failed (once) and recorded as a dead letter with
+    /// the reason, so the API lists it and can redeliver it. `attempts`: attempts made.
+    DeadLettered { attempts: u32 },
+    /// It had already ended (the dispatcher gave it up itself and recorded its dead letter, it
+    /// was delivered, or its webhook is gone): nothing changed.
+    AlreadyFinal,
+}
+
+/// The `error` of a dead letter recorded by [`Dispatcher::reconcile`]: the queue's redrive
+/// policy moved the message after [`MAX_RECEIVE_COUNT`](crate::flow::MAX_RECEIVE_COUNT)
+/// receives, none of which finished the delivery (a webhook that could not be read, a store
+/// that stayed unavailable, a worker that kept crashing).
+pub fn redriven_error() -> String {
+    format!(
+        "moved to the dead-letter queue by the redrive policy after {} receives that did not \
+         finish it (its webhook could not be read, the store was unavailable, or the worker \
+         crashed)",
+        crate::flow::MAX_RECEIVE_COUNT
+    )
+}
+
 /// The attempt could not be carried out (store unavailable): leave the message on the queue;
 /// it comes back after its visibility timeout.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +380,61 @@ impl Dispatcher {
         }
     }
 
+    /// Finishes a delivery the queue's redrive policy moved to the dead-letter queue without the
+    /// dispatcher having ended it (see [`Reconciled`]): counts it failed exactly once (the final
+    /// marker) and records its dead letter with [`redriven_error`] and the attempts recorded
+    /// for it. Idempotent: a message seen again finds its dead letter and changes nothing.
+    ///
+    /// Order, so that a crash at any point leaves something the next try completes: the dead
+    /// letter first, then `finish`; when `finish` finds the delivery already final (delivered,
+    /// an acknowledgement lost until the redrive guard; or the webhook is gone), the dead letter
+    /// just written is claimed back (only that generation's: a newer one is left alone).
+    pub async fn reconcile(&self, task: &DeliveryTask) -> Result<Reconciled, DispatchError> {
+        let (webhook, delivery) = (&task.webhook_id, &task.delivery_id);
+        if let Some(dead) = self.log.dead_letter(webhook, delivery).await?
+            && dead.task.generation >= task.generation
+        {
+            return Ok(Reconciled::AlreadyFinal);
+        }
+        let recorded = self
+            .log
+            .attempts_of(webhook, delivery, task.generation)
+            .await?;
+        let attempts = recorded
+            .iter()
+            .map(|a| a.attempt)
+            .max()
+            .unwrap_or(0)
+            .max(task.attempts_made);
+        let dead = DeadLetter {
+            task: DeliveryTask {
+                attempts_made: 0,
+                ..task.clone()
+            },
+            error: redriven_error(),
+            attempts,
+            at: self.clock.now(),
+        };
+        self.log.put_dead_letter(&dead).await?;
+        let counted = self
+            .log
+            .finish(
+                webhook,
+                delivery,
+                task.generation,
+                DeliveryStatus::Failed,
+                self.clock.now(),
+            )
+            .await?;
+        if counted {
+            return Ok(Reconciled::DeadLettered { attempts });
+        }
+        self.log
+            .claim_dead_letter(webhook, delivery, task.generation)
+            .await?;
+        Ok(Reconciled::AlreadyFinal)
+    }
+
     async fn give_up(
         &self,
         task: &DeliveryTask,
@@ -496,6 +576,88 @@ mod tests {
                 .unwrap()
                 .stats
         }
+    }
+
+    #[tokio::test]
+    async fn a_redriven_delivery_is_counted_failed_once_and_dead_lettered_with_its_attempts() {
+        // GIVEN a delivery with two failed attempts that never ended (the redrive policy moved it)
+        let f = fixture().await;
+        f.sender
+            .answer([RecordingSender::status(500), RecordingSender::status(500)]);
+        for _ in 0..2 {
+            f.dispatcher.process(&f.task, 2).await.unwrap();
+        }
+        assert_eq!(f.stats().await.total_deliveries, 0);
+
+        // WHEN it is reconciled, twice (the message seen again)
+        let first = f.dispatcher.reconcile(&f.task).await.unwrap();
+        let again = f.dispatcher.reconcile(&f.task).await.unwrap();
+
+        // THEN it is counted failed once and is a dead letter with its 2 attempts and the reason
+        assert_eq!(first, Reconciled::DeadLettered { attempts: 2 });
+        assert_eq!(again, Reconciled::AlreadyFinal);
+        let stats = f.stats().await;
+        assert_eq!((stats.total_deliveries, stats.failed_deliveries), (1, 1));
+        let dead = f
+            .log
+            .dead_letter(&f.webhook.id, &f.task.delivery_id)
+            .await
+            .unwrap()
+            .expect("a dead letter");
+        assert_eq!((dead.attempts, dead.error), (2, redriven_error()));
+        assert_eq!(dead.task, f.task);
+    }
+
+    #[tokio::test]
+    async fn reconciling_a_delivery_that_already_ended_changes_nothing() {
+        // GIVEN one delivery delivered, one given up by the dispatcher (maxRetries 0)
+        let f = fixture().await;
+        assert_eq!(
+            f.dispatcher.process(&f.task, 1).await.unwrap(),
+            Outcome::Delivered
+        );
+        let gave_up = DeliveryTask {
+            delivery_id: DeliveryId::generate(3),
+            ..f.task.clone()
+        };
+        f.sender
+            .answer((0..4).map(|_| RecordingSender::status(500)));
+        for n in 1..=4 {
+            f.dispatcher.process(&gave_up, n).await.unwrap();
+        }
+        let before = f.stats().await;
+        assert_eq!((before.total_deliveries, before.failed_deliveries), (2, 1));
+        let dead = f
+            .log
+            .dead_letter(&f.webhook.id, &gave_up.delivery_id)
+            .await
+            .unwrap();
+
+        // WHEN both are reconciled
+        // THEN neither is counted again; the delivered one gets no dead letter, the other keeps its own
+        assert_eq!(
+            f.dispatcher.reconcile(&f.task).await.unwrap(),
+            Reconciled::AlreadyFinal
+        );
+        assert_eq!(
+            f.dispatcher.reconcile(&gave_up).await.unwrap(),
+            Reconciled::AlreadyFinal
+        );
+        assert_eq!(f.stats().await, before);
+        assert_eq!(
+            f.log
+                .dead_letter(&f.webhook.id, &f.task.delivery_id)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            f.log
+                .dead_letter(&f.webhook.id, &gave_up.delivery_id)
+                .await
+                .unwrap(),
+            dead
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,15 @@
 //! | `DeadLetter { error, attempts }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
 //! | a body that is not a `QueueTask` | sent to the dead-letter queue as it is, with the parse error, then acknowledged: never lost, never retried in vain |
 //!
+//! **The dead-letter queue is this function's second event source.** What the queue's redrive
+//! policy moves there (a message received [`flow::MAX_RECEIVE_COUNT`] times without ending: a
+//! webhook item that cannot be decoded, DynamoDB unavailable receipt after receipt, a worker
+//! that keeps crashing) would otherwise never be counted nor listed. A record whose
+//! `eventSourceARN` is the dead-letter queue's is reconciled instead of delivered
+//! ([`Dispatcher::reconcile`]: counted failed once, recorded as a dead letter with the reason,
+//! so the API lists and redelivers it); one this function sent there itself is already both and
+//! is acknowledged; an unreadable body stays there (see `reconcile_record`).
+//!
 //! Records are processed concurrently, each in its own task: a slow or hanging receiver holds up
 //! only its own record, and a panic fails only its own record. When the invocation's deadline
 //! comes near, records still running are reported failed (they come back) rather than letting
@@ -40,7 +49,7 @@ use webhooks_aws::{
     DeliveryLogConfig, DynamoDbConfig, QueueError, SqsWorkerConfig, SqsWorkerQueue,
 };
 use webhooks_core::delivery::QueueTask;
-use webhooks_core::dispatch::{Dispatcher, Outcome};
+use webhooks_core::dispatch::{Dispatcher, Outcome, Reconciled};
 use webhooks_core::flow::{self, QueueAction};
 
 pub use lambda_runtime::Error;
@@ -110,6 +119,12 @@ pub trait QueueActions: Send + Sync + 'static {
         attempts: u32,
         delivery_id: Option<&str>,
     ) -> Result<(), QueueActionError>;
+
+    /// Whether a record with this `eventSourceARN` comes from the dead-letter queue (the
+    /// function's second event source), not from the delivery queue.
+    fn is_dead_letter_queue(&self, _event_source_arn: &str) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -140,6 +155,13 @@ impl QueueActions for SqsWorkerQueue {
     ) -> Result<(), QueueActionError> {
         SqsWorkerQueue::send_to_dead_letter(self, body, error, attempts, delivery_id).await?;
         Ok(())
+    }
+
+    fn is_dead_letter_queue(&self, event_source_arn: &str) -> bool {
+        // A queue's ARN ends with `:<name>` and its URL with `/<name>`.
+        let name = |s: &'static str, of: &str| of.rsplit(s).next().map(str::to_owned);
+        !event_source_arn.is_empty()
+            && name(":", event_source_arn) == name("/", self.dead_letter_queue_url())
     }
 }
 
@@ -232,6 +254,12 @@ pub enum RecordOutcome {
     Failed {
         error: String,
     },
+    /// A dead-letter queue record, reconciled and acknowledged: `recorded` when it had not
+    /// ended and is now counted failed and a dead letter in the delivery log
+    /// ([`Dispatcher::reconcile`]); otherwise it had ended already.
+    Reconciled {
+        recorded: bool,
+    },
 }
 
 impl RecordOutcome {
@@ -243,6 +271,7 @@ impl RecordOutcome {
                 | RecordOutcome::Dropped { .. }
                 | RecordOutcome::Deferred { .. }
                 | RecordOutcome::DeadLettered { .. }
+                | RecordOutcome::Reconciled { .. }
         )
     }
 
@@ -255,6 +284,8 @@ impl RecordOutcome {
             RecordOutcome::DeadLettered { .. } => "dead_lettered",
             RecordOutcome::DeadLetterFailed { .. } => "dead_letter_failed",
             RecordOutcome::Failed { .. } => "failed",
+            RecordOutcome::Reconciled { recorded: true } => "reconciled",
+            RecordOutcome::Reconciled { recorded: false } => "already_final",
         }
     }
 }
@@ -345,6 +376,13 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
 /// One record: parse, dispatch, act on the outcome. `started` is when the batch's handling
 /// began (to keep a retry's visibility within SQS's 12 h since receipt).
 pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) -> RecordOutcome {
+    if record
+        .event_source_arn
+        .as_deref()
+        .is_some_and(|arn| deps.queue.is_dead_letter_queue(arn))
+    {
+        return reconcile_record(record, deps).await;
+    }
     let receive_count = receive_count(record);
     let body = record.body.as_deref().unwrap_or_default();
     let receipt = record.receipt_handle.as_deref();
@@ -437,6 +475,56 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
         receive_count,
         outcome = outcome.name(),
         "record processed"
+    );
+    outcome
+}
+
+/// One record of the dead-letter queue. What this function moved there itself (a give-up,
+/// marked by its `error` attribute) is already counted and recorded as a dead letter: it is
+/// acknowledged. What the queue's redrive policy moved there never ended: it is reconciled
+/// ([`Dispatcher::reconcile`]: counted failed once, recorded as a dead letter the API lists and
+/// redelivers), then acknowledged. A body that is not a `QueueTask` stays on the dead-letter
+/// queue for inspection (a batch item failure: it comes back after the queue's visibility
+/// timeout until its retention ends); a store failure leaves the record to come back too.
+async fn reconcile_record(record: &SqsMessage, deps: &Deps) -> RecordOutcome {
+    let body = record.body.as_deref().unwrap_or_default();
+    let task = match QueueTask::from_json(body) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "an unreadable message on the dead-letter queue: kept there for inspection");
+            return RecordOutcome::Failed {
+                error: format!("unreadable dead-letter queue message: {e}"),
+            };
+        }
+    };
+    let delivery = task.delivery();
+    tracing::Span::current().record("delivery_id", delivery.delivery_id.as_str());
+    let outcome = if record
+        .message_attributes
+        .contains_key(webhooks_aws::sqs::attribute::ERROR)
+    {
+        RecordOutcome::Reconciled { recorded: false }
+    } else {
+        match deps.dispatcher.reconcile(delivery).await {
+            Ok(Reconciled::DeadLettered { attempts }) => {
+                tracing::warn!(
+                    attempts,
+                    "a delivery the redrive policy moved to the dead-letter queue: counted failed and recorded as a dead letter"
+                );
+                RecordOutcome::Reconciled { recorded: true }
+            }
+            Ok(Reconciled::AlreadyFinal) => RecordOutcome::Reconciled { recorded: false },
+            Err(e) => RecordOutcome::Failed {
+                error: e.to_string(),
+            },
+        }
+    };
+    tracing::info!(
+        delivery_id = %delivery.delivery_id,
+        webhook_id = %delivery.webhook_id,
+        generation = delivery.generation,
+        outcome = outcome.name(),
+        "dead-letter queue record processed"
     );
     outcome
 }
