@@ -481,7 +481,9 @@ impl Database {
     /// commit, but no other writer can change what `f` read or wrote before then: the group
     /// holds the database's write lock from `f` to the commit, and later write calls run after
     /// it. The answer is therefore *not* a promise that the change is durable: a failed commit,
-    /// a crash or a power cut before the commit loses it. For the queue's receive, where losing
+    /// a crash or a power cut before the commit loses it. Another call of its group failing
+    /// does not: such calls run last in their group, and every call after one of them in its
+    /// own savepoint. For the queue's receive, where losing
     /// it only means the message is received again later, and where waiting for the commit
     /// before sending would add a commit's latency to every delivery. Runs without its own
     /// savepoint, as [`write_unguarded`](Self::write_unguarded) calls do.
@@ -592,12 +594,20 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
+    // Calls answered before the commit (receipts) run last: a call that fails after one of them
+    // in the same transaction could otherwise roll back what its caller was already told (a
+    // receipt undone: the message visible again at once and sent twice). Every call of a group
+    // was submitted before the group began, so none depends on another's effect.
+    group.sort_by_key(|job| job.mode() == Mode::BeforeCommit);
     let mut waiting: std::collections::VecDeque<Box<dyn WriteJob>> = group.drain(..).collect();
     // Calls whose changes are in the open transaction, and calls that failed (rolled back to
     // their savepoint; they answer with their own error whatever the commit does).
     let mut kept: Vec<Box<dyn WriteJob>> = Vec::with_capacity(waiting.len());
     let mut rejected: Vec<Box<dyn WriteJob>> = Vec::new();
     while !waiting.is_empty() {
+        // Whether a call of this transaction was answered already (see above): every later call
+        // then runs in its own savepoint, so its failure cannot roll that answer back.
+        let mut answered = false;
         if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
             let e = DbError::from_sqlite("beginning a write", &e);
             for job in waiting.drain(..) {
@@ -606,7 +616,7 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
             break;
         }
         while let Some(mut job) = waiting.pop_front() {
-            let guarded = job.guarded();
+            let guarded = job.guarded() || answered;
             if guarded && let Err(e) = exec(conn, "SAVEPOINT call") {
                 job.complete(Err(&DbError::from_sqlite("starting a write call", &e)));
                 continue;
@@ -625,6 +635,7 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
             if !guarded {
                 if ok {
                     if job.mode() == Mode::BeforeCommit {
+                        answered = true;
                         job.complete(Ok(()));
                     } else {
                         kept.push(job);
@@ -650,6 +661,10 @@ fn run_group(conn: &mut Connection, group: &mut Vec<Box<dyn WriteJob>>) {
                 exec(conn, "ROLLBACK TO call").and_then(|()| exec(conn, "RELEASE call"))
             };
             match end {
+                Ok(()) if job.mode() == Mode::BeforeCommit && ok => {
+                    answered = true;
+                    job.complete(Ok(()));
+                }
                 Ok(()) if job.mode() == Mode::BeforeCommit => job.complete(Ok(())),
                 Ok(()) if ok => kept.push(job),
                 Ok(()) => rejected.push(job),
@@ -1141,6 +1156,55 @@ mod tests {
         // And the writer goes on
         insert(&db, 1_000).await.unwrap();
         assert!(numbers(&db).contains(&1_000));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_answered_before_the_commit_survives_a_later_call_of_its_group_failing() {
+        // Arrange: the writer held by a call that waits, while a before-commit call (a receipt)
+        // and an unguarded call that fails halfway are queued behind it: they form one group
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("db.sqlite")).unwrap();
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (n INTEGER NOT NULL UNIQUE) STRICT")
+                .map_err(test_err)
+        })
+        .await
+        .unwrap();
+        insert(&db, 0).await.unwrap();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |_| hold.recv().map_err(|e| DbError::Unavailable(e.to_string())))
+                    .await
+            })
+        };
+        let mut receipt = std::pin::pin!(db.write_before_commit(|c| {
+            c.execute("INSERT INTO t (n) VALUES (1)", [])
+                .map(|_| ())
+                .map_err(test_err)
+        }));
+        let mut failing = std::pin::pin!(db.write_unguarded(|c| {
+            c.execute("INSERT INTO t (n) VALUES (2)", [])
+                .map_err(test_err)?;
+            c.execute("INSERT INTO t (n) VALUES (0)", [])
+                .map(|_| ())
+                .map_err(test_err)
+        }));
+        // (one poll each submits both, in this order, while the writer is held)
+        let zero = Duration::ZERO;
+        assert!(tokio::time::timeout(zero, &mut receipt).await.is_err());
+        assert!(tokio::time::timeout(zero, &mut failing).await.is_err());
+
+        // Act
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let (receipt, failing) = tokio::join!(receipt, failing);
+
+        // Assert: the receipt was answered Ok and its change is kept; the failed call left nothing
+        assert!(receipt.is_ok(), "{receipt:?}");
+        assert!(failing.is_err());
+        assert_eq!(numbers(&db), vec![0, 1]);
     }
 
     #[tokio::test]
