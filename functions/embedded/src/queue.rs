@@ -17,6 +17,8 @@
 //! reason, never dropped and never a panic.
 //!
 //! Time is passed in explicitly (`now`) so tests control it; it is stored as unix milliseconds.
+//! The worker passes [`queue_now`]: wall time anchored once per process and moved on by the
+//! monotonic clock, so a step of the system clock does not change what is visible.
 //! Every receipt carries the receive count it was issued for: a worker whose message was received
 //! again by another (its visibility timeout passed) can no longer acknowledge, delay or
 //! dead-letter it.
@@ -24,7 +26,7 @@
 //! Must not depend on the AWS SDK or the Lambda runtime.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
@@ -39,6 +41,45 @@ use crate::db::{Database, DbError};
 /// [`webhooks_core::flow::MAX_RECEIVE_COUNT`]): it only catches messages the worker keeps failing
 /// to act on (crashes, a store that stays unavailable), never a normal retry schedule.
 pub use webhooks_core::flow::MAX_RECEIVE_COUNT;
+
+/// The queue's time for a running process: the wall clock read once (the anchor), then moved
+/// on by the monotonic clock ([`Instant`]). Visibility times are stored as wall time (so they
+/// mean the same after a restart, which anchors again), but while a process runs a step of the
+/// system clock — an NTP correction, a manual change, a suspended VM resumed — must not make
+/// every in-flight message visible at once (a step forward: each sent twice) nor hold them all
+/// back (a step back). The worker reads [`queue_now`].
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicWall {
+    anchor_wall: SystemTime,
+    anchor: Instant,
+}
+
+impl MonotonicWall {
+    /// Anchored at `wall` as of `at` (tests inject both).
+    pub fn anchored(wall: SystemTime, at: Instant) -> Self {
+        Self {
+            anchor_wall: wall,
+            anchor: at,
+        }
+    }
+
+    /// The time at monotonic instant `at`: the anchor plus the monotonic time since it.
+    pub fn at(&self, at: Instant) -> SystemTime {
+        self.anchor_wall + at.saturating_duration_since(self.anchor)
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.at(Instant::now())
+    }
+}
+
+/// The process's [`MonotonicWall`], anchored at its first use.
+pub fn queue_now() -> SystemTime {
+    static CLOCK: std::sync::OnceLock<MonotonicWall> = std::sync::OnceLock::new();
+    CLOCK
+        .get_or_init(|| MonotonicWall::anchored(SystemTime::now(), Instant::now()))
+        .now()
+}
 
 /// Proof of one receipt of one message; pass it back to act on the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -544,15 +585,61 @@ impl SqliteQueue {
 
 #[async_trait]
 impl DeliveryQueue for SqliteQueue {
-    /// Enqueues at the wall clock's time; see [`SqliteQueue::enqueue_at`].
+    /// Enqueues at [`queue_now`]; see [`SqliteQueue::enqueue_at`].
     async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
-        self.enqueue_at(tasks, SystemTime::now()).await
+        self.enqueue_at(tasks, queue_now()).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_wall_clock_step_forward_does_not_make_in_flight_messages_visible() {
+        // GIVEN a message received with a 30 s visibility, on a queue clock anchored at T
+        let dir = tempfile::tempdir().unwrap();
+        let queue = SqliteQueue::new(Database::open(&dir.path().join("q.db")).unwrap());
+        let (wall, start) = (
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            Instant::now(),
+        );
+        let clock = MonotonicWall::anchored(wall, start);
+        let task = DeliveryTask {
+            delivery_id: webhooks_core::DeliveryId::generate(1),
+            webhook_id: webhooks_core::WebhookId::generate(1),
+            event: webhooks_core::EventType::DataReceived,
+            generation: 0,
+            attempts_made: 0,
+            body: "{}".into(),
+            created_at: webhooks_core::Timestamp::from_unix(1),
+        };
+        queue.enqueue_at(&[task], clock.at(start)).await.unwrap();
+        let visibility = Duration::from_secs(30);
+        let first = queue
+            .receive(10, visibility, clock.at(start))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+
+        // WHEN the system clock jumps an hour ahead one second later
+        let one_second_later = start + Duration::from_secs(1);
+        let stepped_wall = wall + Duration::from_secs(3600);
+
+        // THEN the queue's clock reads one second later, and the message stays hidden
+        assert_eq!(clock.at(one_second_later), wall + Duration::from_secs(1));
+        let again = queue
+            .receive(10, visibility, clock.at(one_second_later))
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "still in flight");
+        // (read by the stepped wall clock, it would have been handed out again)
+        let by_wall = queue.receive(10, visibility, stepped_wall).await.unwrap();
+        assert_eq!(by_wall.len(), 1);
+        // AND its visibility ends when the monotonic clock says so
+        let later = start + Duration::from_secs(3600 + 31);
+        assert_eq!(clock.at(later), wall + Duration::from_secs(3631));
+    }
 
     #[test]
     fn times_round_trip_through_milliseconds() {

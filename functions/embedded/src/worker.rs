@@ -41,7 +41,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -216,7 +216,11 @@ impl Worker {
             // How long to wait before looking again, when there is nothing to start now.
             let mut wait = config.idle_poll;
             match queue
-                .receive_before_commit(permits.len(), config.visibility_timeout, SystemTime::now())
+                .receive_before_commit(
+                    permits.len(),
+                    config.visibility_timeout,
+                    crate::queue::queue_now(),
+                )
                 .await
             {
                 Ok(batch) if !batch.is_empty() => {
@@ -249,7 +253,7 @@ impl Worker {
                         // received still looks visible until its receipt commits. Not worth
                         // spinning on: look again a moment later.
                         let until = at
-                            .duration_since(SystemTime::now())
+                            .duration_since(crate::queue::queue_now())
                             .unwrap_or(Duration::ZERO)
                             .max(STALE_VIEW_PAUSE);
                         wait = wait.min(until);
@@ -341,7 +345,7 @@ async fn handle(
         .process(&task, receive_count)
         .await;
     drop(permit);
-    let now = SystemTime::now();
+    let now = crate::queue::queue_now();
     let queue_action = QueueAction::for_result(&result, config.error_retry_delay);
     match &result {
         Ok(Outcome::Delivered) => tracing::info!("delivered"),
@@ -431,7 +435,7 @@ async fn complete(
                 "recording the delivery failed; it will be sent again"
             );
             queue
-                .retry_after(&receipt, error_delay, SystemTime::now())
+                .retry_after(&receipt, error_delay, crate::queue::queue_now())
                 .await
         }
     }
