@@ -358,7 +358,8 @@ async fn an_unreadable_message_goes_to_the_dead_letter_queue_and_is_acknowledged
             .contains("unreadable queue message"),
         "{attrs:?}"
     );
-    assert_eq!(attrs["attempts"].string_value.as_deref(), Some("1"));
+    // (no attempt was made: `attempts` counts requests sent, not receives)
+    assert_eq!(attrs["attempts"].string_value.as_deref(), Some("0"));
     assert_eq!(world.queues.counts(&world.queues.url).await, (0, 0));
 }
 

@@ -7,7 +7,7 @@
 //! | | delivery queue | dead-letter queue |
 //! |---|---|---|
 //! | body | `QueueTask::DeliveryV1(task).to_json()` — never a secret | the same body (or, for a message that could not be read, the body as received) |
-//! | attributes | `deliveryId` (String) | `error` (String, at most 1 KiB), `attempts` (Number), `deliveryId` (String, when known) |
+//! | attributes | `deliveryId` (String) | `error` (String, at most 1 KiB), `attempts` (Number: attempts made, i.e. requests sent; 0 for an unreadable body), `deliveryId` (String, when known) |
 //!
 //! A message's size counts its body and its attributes (name, type and value). The `deliveryId`
 //! attribute is an operator's convenience (it shows in the console without opening the body);

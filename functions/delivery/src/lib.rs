@@ -395,7 +395,9 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                 .message_attributes
                 .get("deliveryId")
                 .and_then(|a| a.string_value.as_deref());
-            return dead_letter(deps, body, error, receive_count, delivery_id).await;
+            // Nothing was sent: no attempt made (the `attempts` attribute counts attempts, a
+            // request the receiver could have seen, never receives).
+            return dead_letter(deps, body, error, 0, delivery_id).await;
         }
     };
     let delivery = task.delivery();
