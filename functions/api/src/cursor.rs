@@ -1,6 +1,8 @@
 //! Pagination cursors: opaque to clients, signed so a tampered or foreign cursor is refused
 //! (400 `invalid_cursor`) rather than silently misread. A cursor is bound to the owner and the
-//! `bucketId` filter it was issued for.
+//! query it was issued for: the `bucketId` filter of the webhook list, or the webhook and the
+//! filters of a delivery or dead-letter list ([`CursorCodec::seal`]/[`CursorCodec::open`], the
+//! position being the delivery log's own).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,7 +31,8 @@ struct Payload {
     v: u8,
     /// Last id of the previous page.
     a: String,
-    /// The bucket filter it was issued for ("" for none).
+    /// The query it was issued for: the bucket filter of the webhook list ("" for none), or a
+    /// delivery list's scope.
     b: String,
 }
 
@@ -52,10 +55,37 @@ impl CursorCodec {
     }
 
     pub fn encode(&self, owner: &OwnerId, bucket: Option<&BucketId>, after: &WebhookId) -> String {
+        let scope = bucket.map(ToString::to_string).unwrap_or_default();
+        self.seal(owner, &scope, after.as_str())
+    }
+
+    pub fn decode(
+        &self,
+        owner: &OwnerId,
+        bucket: Option<&BucketId>,
+        cursor: &str,
+    ) -> Result<WebhookId, ApiError> {
+        let scope = bucket.map(ToString::to_string).unwrap_or_default();
+        let after = self.open(owner, &scope, cursor).map_err(|e| {
+            if e.message.contains("different") {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor was issued for a different bucketId filter",
+                )
+            } else {
+                e
+            }
+        })?;
+        WebhookId::parse(&after).map_err(|_| bad_cursor())
+    }
+
+    /// A cursor for `owner` to continue a list after `after`, valid only for the query named by
+    /// `scope` (a canonical text of what the list is and its filters).
+    pub fn seal(&self, owner: &OwnerId, scope: &str, after: &str) -> String {
         let payload = Payload {
             v: 1,
-            a: after.to_string(),
-            b: bucket.map(ToString::to_string).unwrap_or_default(),
+            a: after.to_owned(),
+            b: scope.to_owned(),
         };
         let json = serde_json::to_vec(&payload).unwrap_or_default();
         let tag = self.tag(owner, &json).finalize().into_bytes();
@@ -66,34 +96,30 @@ impl CursorCodec {
         )
     }
 
-    pub fn decode(
-        &self,
-        owner: &OwnerId,
-        bucket: Option<&BucketId>,
-        cursor: &str,
-    ) -> Result<WebhookId, ApiError> {
-        let bad = || {
-            ApiError::bad_request(
-                "invalid_cursor",
-                "cursor is not one this API issued for this query",
-            )
-        };
-        let (p, t) = cursor.split_once('.').ok_or_else(bad)?;
-        let json = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
-        let tag = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
+    /// The position sealed in `cursor`, if this API sealed it for `owner` and `scope`.
+    pub fn open(&self, owner: &OwnerId, scope: &str, cursor: &str) -> Result<String, ApiError> {
+        let (p, t) = cursor.split_once('.').ok_or_else(bad_cursor)?;
+        let json = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad_cursor())?;
+        let tag = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad_cursor())?;
         self.tag(owner, &json)
             .verify_slice(&tag)
-            .map_err(|_| bad())?;
-        let payload: Payload = serde_json::from_slice(&json).map_err(|_| bad())?;
-        let want_bucket = bucket.map(ToString::to_string).unwrap_or_default();
-        if payload.v != 1 || payload.b != want_bucket {
+            .map_err(|_| bad_cursor())?;
+        let payload: Payload = serde_json::from_slice(&json).map_err(|_| bad_cursor())?;
+        if payload.v != 1 || payload.b != scope {
             return Err(ApiError::bad_request(
                 "invalid_cursor",
-                "cursor was issued for a different bucketId filter",
+                "cursor was issued for a different list or different filters",
             ));
         }
-        WebhookId::parse(&payload.a).map_err(|_| bad())
+        Ok(payload.a)
     }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request(
+        "invalid_cursor",
+        "cursor is not one this API issued for this query",
+    )
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {
@@ -134,5 +160,39 @@ mod tests {
             );
         }
         assert!(CursorCodec::new(b"other").decode(&alice, None, &c).is_err());
+    }
+
+    #[test]
+    fn sealed_positions_open_only_for_their_owner_and_scope() {
+        let codec = CursorCodec::new(b"secret");
+        let alice = OwnerId::parse("alice").unwrap();
+        let c = codec.seal(
+            &alice,
+            "dead-letters/w1/event=",
+            "1700000000.65a4e5f0aabbccddeeff0011",
+        );
+        assert_eq!(
+            codec.open(&alice, "dead-letters/w1/event=", &c).unwrap(),
+            "1700000000.65a4e5f0aabbccddeeff0011"
+        );
+        let other = codec.open(&alice, "dead-letters/w1/event=alert.triggered", &c);
+        assert_eq!(other.unwrap_err().code, "invalid_cursor");
+        assert!(
+            codec
+                .open(
+                    &OwnerId::parse("bob").unwrap(),
+                    "dead-letters/w1/event=",
+                    &c
+                )
+                .is_err()
+        );
+        // A webhook-list cursor is not a delivery-list cursor and the reverse.
+        let list = codec.encode(
+            &alice,
+            None,
+            &WebhookId::parse("507f1f77bcf86cd799439016").unwrap(),
+        );
+        assert!(codec.open(&alice, "dead-letters/w1/event=", &list).is_err());
+        assert!(codec.decode(&alice, None, &c).is_err());
     }
 }

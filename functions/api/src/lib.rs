@@ -48,6 +48,10 @@ pub struct AppState {
     /// The circuit breakers' states, shown as a webhook's `health` when set
     /// ([`AppState::with_health`]).
     pub health: Option<Arc<dyn webhooks_core::health::HealthStore>>,
+    /// Recovery jobs run as background tasks (the local mode); otherwise each request on a
+    /// running job works on it before answering (the API Lambda). See
+    /// `webhooks_core::recovery`.
+    pub recover_in_background: bool,
 }
 
 /// The adapters the API runs on.
@@ -86,7 +90,14 @@ impl AppState {
             cursors: Arc::new(CursorCodec::new(jwt_secret)),
             dev_token: None,
             health: None,
+            recover_in_background: false,
         })
+    }
+
+    /// Runs recovery jobs as tasks of this process (a long-lived server, not a Lambda).
+    pub fn with_background_recovery(mut self) -> Self {
+        self.recover_in_background = true;
+        self
     }
 
     /// Shows each webhook's circuit breaker state (`health`) from `store`.
@@ -135,6 +146,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/webhooks/{id}/dead-letters",
             get(deliveries::dead_letters),
+        )
+        .route("/api/webhooks/{id}/recover", post(deliveries::recover))
+        .route(
+            "/api/webhooks/{id}/recover/{job_id}",
+            get(deliveries::recover_job),
         )
         .route(
             "/api/webhooks/{id}/deliveries/redeliver",

@@ -17,7 +17,7 @@ use crate::routes::{deliveries, events, webhooks};
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
         webhooks::filter_test,
         deliveries::test, deliveries::list, deliveries::dead_letters, deliveries::redeliver_one,
-        deliveries::redeliver_all, events::publish
+        deliveries::redeliver_all, deliveries::recover, deliveries::recover_job, events::publish
     ),
     modifiers(&BearerAuth),
     tags(

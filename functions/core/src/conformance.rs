@@ -497,9 +497,10 @@ pub mod delivery_log {
 
     use super::{fresh_bucket, fresh_owner, sample_webhook};
     use crate::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask};
-    use crate::ports::{DeliveryLog, SubscriptionStore};
+    use crate::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, SubscriptionStore};
+    use crate::recovery::{JobState, RecoverJob};
     use crate::webhook::{DeliveryStats, DeliveryStatus};
-    use crate::{DeliveryId, EventType, Timestamp, WebhookId};
+    use crate::{DeliveryId, EventType, RecoverJobId, Timestamp, WebhookId};
 
     fn attempt(
         w: &WebhookId,
@@ -563,6 +564,262 @@ pub mod delivery_log {
         failing_since_tracks_the_current_run_of_failures(&*store, &*log).await;
         dead_letters_round_trip_and_are_removable(&*store, &*log).await;
         a_dead_letter_is_claimed_once_and_only_in_its_generation(&*store, log.clone()).await;
+        pages_list_every_match_once_with_filters(&*store, &*log).await;
+        recover_jobs_are_created_once_and_written_by_compare_and_set(&*log).await;
+    }
+
+    /// Walks every page of `query` (limit as set), `after` fed back; the items in page order.
+    async fn walk_dead_letters(
+        log: &dyn DeliveryLog,
+        w: &WebhookId,
+        mut q: DeadLetterQuery,
+    ) -> Vec<DeadLetter> {
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let page = log.dead_letters_page(w, &q).await.expect("page");
+            assert!(page.items.len() <= q.limit);
+            all.extend(page.items);
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => return all,
+            }
+        }
+        panic!("the walk never ended");
+    }
+
+    async fn walk_attempts(
+        log: &dyn DeliveryLog,
+        w: &WebhookId,
+        mut q: AttemptQuery,
+    ) -> Vec<AttemptRecord> {
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let page = log.attempts_page(w, &q).await.expect("page");
+            assert!(page.items.len() <= q.limit);
+            all.extend(page.items);
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => return all,
+            }
+        }
+        panic!("the walk never ended");
+    }
+
+    pub async fn pages_list_every_match_once_with_filters(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        // GIVEN 20 deliveries (one every 10 s), each with one attempt 5 s after it was created
+        // (every third failed, events alternating) and given up 5 s after that
+        let t0 = 1_740_000_000;
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), t0);
+        store.create(&w).await.expect("create");
+        let mut dead = Vec::new();
+        let mut attempts = Vec::new();
+        for i in 0..20 {
+            let mut t = task(&w.id, t0 + 10 * i);
+            if i % 2 == 1 {
+                t.event = EventType::AlertTriggered;
+            }
+            let mut a = attempt(&w.id, &t.delivery_id, 0, 1, i % 3 != 0, t0 + 10 * i + 5);
+            a.event = t.event;
+            log.record_attempt(&a).await.expect("record");
+            attempts.push(a);
+            let d = DeadLetter {
+                task: t,
+                error: "receiver answered HTTP 500".into(),
+                attempts: 1,
+                at: Timestamp::from_unix(t0 + 10 * i + 5),
+            };
+            log.put_dead_letter(&d).await.expect("put");
+            dead.push(d);
+        }
+        // WHEN every page is walked, 3 at a time
+        let all = walk_dead_letters(
+            log,
+            &w.id,
+            DeadLetterQuery {
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await;
+        // THEN every dead letter comes once, oldest first
+        assert_eq!(all, dead, "all, oldest first");
+        // AND filters select exactly their matches, whatever the page size
+        let since = Timestamp::from_unix(t0 + 50);
+        let until = Timestamp::from_unix(t0 + 150);
+        let in_window: Vec<DeadLetter> = dead
+            .iter()
+            .filter(|d| d.at >= since && d.at < until)
+            .cloned()
+            .collect();
+        assert_eq!(in_window.len(), 10);
+        for limit in [1, 4, 100] {
+            let got = walk_dead_letters(
+                log,
+                &w.id,
+                DeadLetterQuery {
+                    since: Some(since),
+                    until: Some(until),
+                    limit,
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert_eq!(got, in_window, "window, limit {limit}");
+        }
+        let alerts = walk_dead_letters(
+            log,
+            &w.id,
+            DeadLetterQuery {
+                event: Some(EventType::AlertTriggered),
+                since: Some(since),
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        let want: Vec<DeadLetter> = dead
+            .iter()
+            .filter(|d| d.task.event == EventType::AlertTriggered && d.at >= since)
+            .cloned()
+            .collect();
+        assert_eq!(alerts, want, "event and since");
+        let count = log
+            .count_dead_letters(
+                &w.id,
+                &DeadLetterQuery {
+                    since: Some(since),
+                    until: Some(until),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("count");
+        assert_eq!(count, 10);
+        // AND removing listed letters while walking does not disturb the walk
+        let mut q = DeadLetterQuery {
+            limit: 4,
+            ..Default::default()
+        };
+        let mut walked = Vec::new();
+        loop {
+            let page = log.dead_letters_page(&w.id, &q).await.expect("page");
+            for d in &page.items {
+                log.remove_dead_letter(&w.id, &d.task.delivery_id)
+                    .await
+                    .expect("remove");
+            }
+            walked.extend(page.items);
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => break,
+            }
+        }
+        assert_eq!(walked, dead, "each once while removed");
+
+        // Attempts: newest first, every one once, filters exact
+        let mut newest_first = attempts.clone();
+        newest_first.reverse();
+        let all = walk_attempts(
+            log,
+            &w.id,
+            AttemptQuery {
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(all, newest_first);
+        let failed_in_window = walk_attempts(
+            log,
+            &w.id,
+            AttemptQuery {
+                status: Some(AttemptStatus::Failed),
+                since: Some(since),
+                until: Some(until),
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        let want: Vec<AttemptRecord> = newest_first
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Failed && a.at >= since && a.at < until)
+            .cloned()
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(failed_in_window, want, "status and window");
+        let data = walk_attempts(
+            log,
+            &w.id,
+            AttemptQuery {
+                event: Some(EventType::DataReceived),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(data.len(), 10);
+        assert!(data.iter().all(|a| a.event == EventType::DataReceived));
+    }
+
+    pub async fn recover_jobs_are_created_once_and_written_by_compare_and_set(
+        log: &dyn DeliveryLog,
+    ) {
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_740_100_000);
+        let at = Timestamp::from_unix(1_740_100_000);
+        let job = RecoverJob {
+            id: RecoverJobId::derive(w.id.as_str()),
+            webhook_id: w.id.clone(),
+            since: at,
+            until: at,
+            state: JobState::Running,
+            total: 2_500,
+            done: 0,
+            failed: 0,
+            created_at: at,
+            updated_at: at,
+            after: None,
+            lease_until: None,
+            version: 1,
+        };
+        assert_eq!(log.recover_job(&w.id, &job.id).await.expect("get"), None);
+        assert!(log.create_recover_job(&job).await.expect("create"));
+        let mut other = job.clone();
+        other.total = 1;
+        assert!(
+            !log.create_recover_job(&other).await.expect("create again"),
+            "never overwritten"
+        );
+        assert_eq!(
+            log.recover_job(&w.id, &job.id).await.expect("get"),
+            Some(job.clone())
+        );
+        let mut next = job.clone();
+        next.version = 2;
+        next.done = 100;
+        next.after = Some("a position".into());
+        next.lease_until = Some(Timestamp::from_unix(1_740_100_060));
+        assert!(log.update_recover_job(&next, 1).await.expect("update"));
+        let mut stale = job.clone();
+        stale.version = 2;
+        stale.done = 7;
+        assert!(
+            !log.update_recover_job(&stale, 1)
+                .await
+                .expect("stale update")
+        );
+        assert_eq!(
+            log.recover_job(&w.id, &job.id).await.expect("get"),
+            Some(next)
+        );
+        let elsewhere = sample_webhook(&fresh_owner(), &fresh_bucket(), 1_740_100_001);
+        assert_eq!(
+            log.recover_job(&elsewhere.id, &job.id).await.expect("get"),
+            None
+        );
     }
 
     pub async fn attempts_are_kept_per_generation_and_listed_newest_first(

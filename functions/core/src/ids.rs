@@ -103,6 +103,22 @@ macro_rules! object_id {
 }
 
 object_id!(
+    /// A recovery job (`POST /api/webhooks/{id}/recover`): derived from the webhook and the
+    /// window asked for, so asking again for the same window names the same job.
+    RecoverJobId
+);
+
+impl RecoverJobId {
+    /// The job id of `key` (the webhook and the window as asked): the first 12 bytes of its
+    /// SHA-256, in the ObjectId form.
+    pub fn derive(key: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        Self(hex::encode(&digest[..12]))
+    }
+}
+
+object_id!(
     /// A webhook subscription.
     WebhookId
 );

@@ -23,6 +23,7 @@
 //! - [`signing`]: the guide's `sha256=` signature and Standard Webhooks' `v1,` signature.
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
 //! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
+//! - [`recovery`]: recovery jobs: every dead letter of a time window redelivered, in steps.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
@@ -42,6 +43,7 @@ pub mod ids;
 pub mod jsjson;
 pub mod ports;
 pub mod publish;
+pub mod recovery;
 pub mod samples;
 pub mod service;
 pub mod signing;
@@ -53,5 +55,5 @@ pub mod webhook;
 pub mod conformance;
 
 pub use event::EventType;
-pub use ids::{BucketId, DeliveryId, IdError, OwnerId, WebhookId};
+pub use ids::{BucketId, DeliveryId, IdError, OwnerId, RecoverJobId, WebhookId};
 pub use time::Timestamp;

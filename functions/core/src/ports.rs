@@ -124,7 +124,9 @@ pub trait Clock: Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------
 
 use crate::DeliveryId;
+use crate::RecoverJobId;
 use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask};
+use crate::recovery::RecoverJob;
 
 /// Some tasks of an `enqueue` call could not be enqueued; all others were.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -160,6 +162,46 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     }
 }
 
+/// Which attempts of a webhook to list ([`DeliveryLog::attempts_page`]): the log's order
+/// (newest first, see [`DeliveryLog::recent_attempts`]), only those matching every filter set,
+/// at most `limit`, starting after the position `after` (a [`LogPage::next_after`] of the same
+/// query).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptQuery {
+    pub status: Option<crate::delivery::AttemptStatus>,
+    pub event: Option<EventType>,
+    /// Attempts made at or after this time.
+    pub since: Option<Timestamp>,
+    /// Attempts made before this time.
+    pub until: Option<Timestamp>,
+    pub after: Option<String>,
+    /// 1..=100 (the API validates it).
+    pub limit: usize,
+}
+
+/// Which dead letters of a webhook to list ([`DeliveryLog::dead_letters_page`]): oldest first,
+/// those of `event` when set, given up at or after `since` and before `until` when set, at most
+/// `limit`, starting after the position `after`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetterQuery {
+    pub event: Option<EventType>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub after: Option<String>,
+    /// 1..=100 for the API; the recovery job reads pages of [`crate::recovery::RECOVER_PAGE`].
+    pub limit: usize,
+}
+
+/// One page of the delivery log. `next_after` is set when more may follow: an adapter-made
+/// position (opaque to the core; the API signs it into a cursor) to pass back as the query's
+/// `after`. A page may hold fewer than `limit` items and still have a next one (an adapter
+/// bounds how much it reads per call when filters skip many).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
 /// The delivery history and final outcomes.
 ///
 /// Contract:
@@ -192,7 +234,22 @@ pub trait DeliveryLog: Send + Sync + 'static {
         &self,
         webhook: &WebhookId,
         limit: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError>;
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let query = AttemptQuery {
+            limit,
+            ..AttemptQuery::default()
+        };
+        Ok(self.attempts_page(webhook, &query).await?.items)
+    }
+
+    /// One page of a webhook's attempts in [`recent_attempts`](Self::recent_attempts)' order,
+    /// filtered and positioned by `query`. Walking the pages lists every matching attempt once
+    /// (attempts recorded meanwhile may or may not show).
+    async fn attempts_page(
+        &self,
+        webhook: &WebhookId,
+        query: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, StoreError>;
 
     async fn finish(
         &self,
@@ -210,7 +267,46 @@ pub trait DeliveryLog: Send + Sync + 'static {
         &self,
         webhook: &WebhookId,
         limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError>;
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let query = DeadLetterQuery {
+            limit,
+            ..DeadLetterQuery::default()
+        };
+        Ok(self.dead_letters_page(webhook, &query).await?.items)
+    }
+
+    /// One page of a webhook's dead letters, oldest first (by `at` then delivery id; DynamoDB:
+    /// by delivery id, which is creation order), filtered and positioned by `query`. Walking
+    /// the pages lists every matching dead letter that stays put meanwhile exactly once;
+    /// removing listed ones (a redelivery) does not disturb the walk.
+    async fn dead_letters_page(
+        &self,
+        webhook: &WebhookId,
+        query: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, StoreError>;
+
+    /// How many dead letters `query` matches (its `after` and `limit` ignored). The default
+    /// walks the pages; an adapter with a cheaper count overrides it.
+    async fn count_dead_letters(
+        &self,
+        webhook: &WebhookId,
+        query: &DeadLetterQuery,
+    ) -> Result<u64, StoreError> {
+        let mut q = DeadLetterQuery {
+            after: None,
+            limit: crate::recovery::RECOVER_PAGE,
+            ..query.clone()
+        };
+        let mut n = 0u64;
+        loop {
+            let page = self.dead_letters_page(webhook, &q).await?;
+            n += page.items.len() as u64;
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => return Ok(n),
+            }
+        }
+    }
 
     async fn dead_letter(
         &self,
@@ -236,6 +332,25 @@ pub trait DeliveryLog: Send + Sync + 'static {
         webhook: &WebhookId,
         delivery: &DeliveryId,
         generation: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a new recovery job unless one with its (webhook, id) exists: `true` when stored,
+    /// `false` (nothing written) when it existed. A conditional put.
+    async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError>;
+
+    /// One of a webhook's recovery jobs.
+    async fn recover_job(
+        &self,
+        webhook: &WebhookId,
+        id: &RecoverJobId,
+    ) -> Result<Option<RecoverJob>, StoreError>;
+
+    /// Replaces a recovery job if the stored one is still at `expected_version` (a compare and
+    /// set: `false`, nothing written, when another writer got there first or it is gone).
+    async fn update_recover_job(
+        &self,
+        job: &RecoverJob,
+        expected_version: u64,
     ) -> Result<bool, StoreError>;
 }
 

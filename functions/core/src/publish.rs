@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask, MAX_MESSAGE_BYTES, envelope};
-use crate::ports::{Clock, DeliveryLog, DeliveryQueue, EnqueueError, SubscriptionStore};
+use crate::ports::{
+    AttemptQuery, Clock, DeadLetterQuery, DeliveryLog, DeliveryQueue, EnqueueError, LogPage,
+    SubscriptionStore,
+};
 use crate::service::{Caller, ServiceError};
 use crate::validate::ValidationError;
 use crate::webhook::Webhook;
@@ -137,7 +140,7 @@ impl From<crate::ports::StoreError> for PublishError {
 #[derive(Clone)]
 pub struct DeliveryService {
     store: Arc<dyn SubscriptionStore>,
-    log: Arc<dyn DeliveryLog>,
+    pub(crate) log: Arc<dyn DeliveryLog>,
     queue: Arc<dyn DeliveryQueue>,
     clock: Arc<dyn Clock>,
     budget: Duration,
@@ -242,7 +245,7 @@ impl DeliveryService {
         self.enqueue(tasks, deadline).await
     }
 
-    async fn enqueue(
+    pub(crate) async fn enqueue(
         &self,
         tasks: Vec<DeliveryTask>,
         deadline: Instant,
@@ -315,26 +318,26 @@ impl DeliveryService {
         q.pop().ok_or_else(|| unreachable!("one task in, one out"))
     }
 
-    /// A webhook's recent attempts, newest first.
+    /// One page of a webhook's attempts, newest first, filtered by `query`.
     pub async fn history(
         &self,
         caller: &Caller,
         id: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>, ServiceError> {
+        query: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, ServiceError> {
         self.owned(caller, id).await?;
-        Ok(self.log.recent_attempts(id, limit).await?)
+        Ok(self.log.attempts_page(id, query).await?)
     }
 
-    /// A webhook's dead letters, oldest first.
+    /// One page of a webhook's dead letters, oldest first, filtered by `query`.
     pub async fn dead_letters(
         &self,
         caller: &Caller,
         id: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, ServiceError> {
+        query: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, ServiceError> {
         self.owned(caller, id).await?;
-        Ok(self.log.dead_letters(id, limit).await?)
+        Ok(self.log.dead_letters_page(id, query).await?)
     }
 
     /// Re-enqueues dead letters (one, or all of the webhook's up to `limit`) as a new generation:
@@ -364,6 +367,24 @@ impl DeliveryService {
             },
             None => self.log.dead_letters(id, limit).await?,
         };
+        match self.claim_and_redeliver(id, dead, deadline).await? {
+            None if delivery.is_some() => Err(ServiceError::NotFound.into()),
+            None => Ok(Vec::new()),
+            Some(queued) => Ok(queued),
+        }
+    }
+
+    /// Claims each of `dead` (letters of webhook `id`), enqueues the claimed ones as a new
+    /// generation — same `deliveryId` and body, attempts counted from 1 again — and puts back
+    /// those whose redelivery was not queued (listed in the `Enqueue` error, as for a publish).
+    /// `None` when none could be claimed (taken by a concurrent redelivery, or given up again
+    /// since they were read).
+    pub(crate) async fn claim_and_redeliver(
+        &self,
+        id: &WebhookId,
+        dead: Vec<DeadLetter>,
+        deadline: Instant,
+    ) -> Result<Option<Vec<QueuedDelivery>>, PublishError> {
         let mut claimed = Vec::with_capacity(dead.len());
         for d in dead {
             match self
@@ -379,8 +400,8 @@ impl DeliveryService {
                 }
             }
         }
-        if delivery.is_some() && claimed.is_empty() {
-            return Err(ServiceError::NotFound.into());
+        if claimed.is_empty() {
+            return Ok(None);
         }
         let tasks: Vec<DeliveryTask> = claimed
             .iter()
@@ -392,7 +413,7 @@ impl DeliveryService {
             })
             .collect();
         match self.enqueue(tasks, deadline).await {
-            Ok(queued) => Ok(queued),
+            Ok(queued) => Ok(Some(queued)),
             Err(PublishError::Enqueue {
                 source,
                 queued,
@@ -434,7 +455,7 @@ impl DeliveryService {
         }
     }
 
-    async fn owned(
+    pub(crate) async fn owned(
         &self,
         caller: &Caller,
         id: &WebhookId,
@@ -503,12 +524,12 @@ mod tests {
         ) -> Result<Vec<AttemptRecord>, StoreError> {
             self.inner.attempts_of(w, d, g).await
         }
-        async fn recent_attempts(
+        async fn attempts_page(
             &self,
             w: &WebhookId,
-            n: usize,
-        ) -> Result<Vec<AttemptRecord>, StoreError> {
-            self.inner.recent_attempts(w, n).await
+            q: &crate::ports::AttemptQuery,
+        ) -> Result<LogPage<AttemptRecord>, StoreError> {
+            self.inner.attempts_page(w, q).await
         }
         async fn finish(
             &self,
@@ -523,12 +544,12 @@ mod tests {
         async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
             self.inner.put_dead_letter(dead).await
         }
-        async fn dead_letters(
+        async fn dead_letters_page(
             &self,
             w: &WebhookId,
-            n: usize,
-        ) -> Result<Vec<DeadLetter>, StoreError> {
-            let read = self.inner.dead_letters(w, n).await;
+            q: &DeadLetterQuery,
+        ) -> Result<LogPage<DeadLetter>, StoreError> {
+            let read = self.inner.dead_letters_page(w, q).await;
             self.barrier.wait().await;
             read
         }
@@ -555,6 +576,26 @@ mod tests {
             g: u32,
         ) -> Result<bool, StoreError> {
             self.inner.claim_dead_letter(w, d, g).await
+        }
+        async fn create_recover_job(
+            &self,
+            job: &crate::recovery::RecoverJob,
+        ) -> Result<bool, StoreError> {
+            self.inner.create_recover_job(job).await
+        }
+        async fn recover_job(
+            &self,
+            w: &WebhookId,
+            id: &crate::RecoverJobId,
+        ) -> Result<Option<crate::recovery::RecoverJob>, StoreError> {
+            self.inner.recover_job(w, id).await
+        }
+        async fn update_recover_job(
+            &self,
+            job: &crate::recovery::RecoverJob,
+            expected: u64,
+        ) -> Result<bool, StoreError> {
+            self.inner.update_recover_job(job, expected).await
         }
     }
 

@@ -185,6 +185,15 @@ const MIGRATIONS: &[&str] = &[
         webhook_id TEXT NOT NULL PRIMARY KEY,
         health     TEXT NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 8: recovery jobs (`webhooks_core::recovery`): the JSON of a `RecoverJob`, and its version
+    // for the compare-and-set of each step.
+    "CREATE TABLE recover_jobs (
+        webhook_id TEXT    NOT NULL,
+        job_id     TEXT    NOT NULL,
+        version    INTEGER NOT NULL,
+        job        TEXT    NOT NULL,
+        PRIMARY KEY (webhook_id, job_id)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.

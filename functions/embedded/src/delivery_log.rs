@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
 use webhooks_core::delivery::{ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter};
-use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
+use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
-use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
+use webhooks_core::{DeliveryId, EventType, RecoverJobId, Timestamp, WebhookId};
 
 use crate::db::{Database, Failure, classify};
 
@@ -354,6 +355,126 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Where a page of attempts ended: the last attempt's place in the history's order (`at`, then
+/// delivery, generation and attempt), written `at.delivery.generation.attempt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AttemptPosition {
+    at: i64,
+    delivery: String,
+    generation: u32,
+    attempt: u32,
+}
+
+impl AttemptPosition {
+    fn of(a: &AttemptRecord) -> Self {
+        Self {
+            at: a.at.unix(),
+            delivery: a.delivery_id.to_string(),
+            generation: a.generation,
+            attempt: a.attempt,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt(format!("not a position in the attempts: {s:?}"));
+        let mut parts = s.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let p = Self {
+            at: next()?.parse().map_err(|_| bad())?,
+            delivery: DeliveryId::parse(next()?).map_err(|_| bad())?.to_string(),
+            generation: next()?.parse().map_err(|_| bad())?,
+            attempt: next()?.parse().map_err(|_| bad())?,
+        };
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for AttemptPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.at, self.delivery, self.generation, self.attempt
+        )
+    }
+}
+
+/// Where a page of dead letters ended: the last one's `at` and delivery id, `at.delivery`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeadLetterPosition {
+    at: i64,
+    delivery: String,
+}
+
+impl DeadLetterPosition {
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt(format!("not a position in the dead letters: {s:?}"));
+        let (at, delivery) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            at: at.parse().map_err(|_| bad())?,
+            delivery: DeliveryId::parse(delivery).map_err(|_| bad())?.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for DeadLetterPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.at, self.delivery)
+    }
+}
+
+/// `select` over one webhook's dead letters with `q`'s filters, after `after` (in the order of
+/// `dead_letters_oldest_first`), at most `limit`; the text and its values.
+fn dead_letter_select(
+    select: &str,
+    webhook: &WebhookId,
+    q: &DeadLetterQuery,
+    after: Option<&DeadLetterPosition>,
+    limit_to: Option<usize>,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let mut text = format!("{select} WHERE webhook_id = ?1");
+    let mut values: Vec<rusqlite::types::Value> = vec![webhook.as_str().to_owned().into()];
+    let mut bind = |text: &mut String, cond: &str, v: rusqlite::types::Value| {
+        values.push(v);
+        text.push_str(&cond.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(e) = q.event {
+        // The event is in the task's JSON only (dead letters are few and read rarely).
+        bind(
+            &mut text,
+            " AND json_extract(task, '$.event') = ?",
+            e.as_str().to_owned().into(),
+        );
+    }
+    if let Some(t) = q.since {
+        bind(&mut text, " AND at >= ?", t.unix().into());
+    }
+    if let Some(t) = q.until {
+        bind(&mut text, " AND at < ?", t.unix().into());
+    }
+    if let Some(p) = after {
+        bind(&mut text, " AND (at, delivery_id) > (?", p.at.into());
+        bind(&mut text, ", ?)", p.delivery.clone().into());
+    }
+    if let Some(n) = limit_to {
+        bind(
+            &mut text,
+            " ORDER BY at, delivery_id LIMIT ?",
+            limit(n).into(),
+        );
+    }
+    (text, values)
+}
+
+fn encode_job(job: &RecoverJob) -> Result<String, StoreError> {
+    serde_json::to_string(job).map_err(|e| corrupt("recover job", job.id.as_str(), "job", e))
+}
+
+fn version(job: &RecoverJob) -> Result<i64, StoreError> {
+    i64::try_from(job.version)
+        .map_err(|_| corrupt("recover job", job.id.as_str(), "version", "out of range"))
+}
+
 #[async_trait]
 impl DeliveryLog for SqliteDeliveryLog {
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
@@ -384,24 +505,63 @@ impl DeliveryLog for SqliteDeliveryLog {
         })
     }
 
-    async fn recent_attempts(
+    async fn attempts_page(
         &self,
         webhook: &WebhookId,
-        limit_to: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        q: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, StoreError> {
         let webhook = webhook.clone();
+        let q = q.clone();
+        let after = q.after.as_deref().map(AttemptPosition::parse).transpose()?;
         self.db.read(move |conn| {
-            // Walks `delivery_attempts_recent` and stops after `limit` rows.
-            query_attempts(
-                conn,
-                &format!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts
-                         WHERE webhook_id = ?1
-                         ORDER BY at DESC, delivery_id DESC, generation DESC, attempt DESC
-                         LIMIT ?2"
-                ),
-                params![webhook.as_str(), limit(limit_to)],
-            )
+            // Only the conditions asked for go into the text (a handful of cached variants), so
+            // the position is a range of `delivery_attempts_recent` and a page reads its rows.
+            let mut text =
+                format!("SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE webhook_id = ?1");
+            let mut values: Vec<rusqlite::types::Value> = vec![webhook.as_str().to_owned().into()];
+            let mut bind = |text: &mut String, cond: &str, v: rusqlite::types::Value| {
+                values.push(v);
+                text.push_str(&cond.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(s) = q.status {
+                bind(
+                    &mut text,
+                    " AND status = ?",
+                    attempt_status(s).to_owned().into(),
+                );
+            }
+            if let Some(e) = q.event {
+                bind(&mut text, " AND event = ?", e.as_str().to_owned().into());
+            }
+            if let Some(t) = q.since {
+                bind(&mut text, " AND at >= ?", t.unix().into());
+            }
+            if let Some(t) = q.until {
+                bind(&mut text, " AND at < ?", t.unix().into());
+            }
+            if let Some(p) = &after {
+                bind(
+                    &mut text,
+                    " AND (at, delivery_id, generation, attempt) < (?",
+                    p.at.into(),
+                );
+                bind(&mut text, ", ?", p.delivery.clone().into());
+                bind(&mut text, ", ?", i64::from(p.generation).into());
+                bind(&mut text, ", ?)", i64::from(p.attempt).into());
+            }
+            bind(
+                &mut text,
+                " ORDER BY at DESC, delivery_id DESC, generation DESC, attempt DESC LIMIT ?",
+                limit(q.limit.saturating_add(1)).into(),
+            );
+            let mut items = query_attempts(conn, &text, rusqlite::params_from_iter(values))?;
+            let more = items.len() > q.limit;
+            items.truncate(q.limit);
+            let next_after = match items.last() {
+                Some(a) if more => Some(AttemptPosition::of(a).to_string()),
+                _ => None,
+            };
+            Ok(LogPage { items, next_after })
         })
     }
 
@@ -446,27 +606,69 @@ impl DeliveryLog for SqliteDeliveryLog {
             .await
     }
 
-    async fn dead_letters(
+    async fn dead_letters_page(
         &self,
         webhook: &WebhookId,
-        limit_to: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let webhook = webhook.clone();
+        q: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, StoreError> {
+        let (webhook, q) = (webhook.clone(), q.clone());
+        let after = q
+            .after
+            .as_deref()
+            .map(DeadLetterPosition::parse)
+            .transpose()?;
         self.db.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT delivery_id, task, error, attempts, at FROM dead_letters
-                         WHERE webhook_id = ?1 ORDER BY at, delivery_id LIMIT ?2",
-                )
-                .map_err(sql)?;
+            let (text, values) = dead_letter_select(
+                "SELECT delivery_id, task, error, attempts, at FROM dead_letters",
+                &webhook,
+                &q,
+                after.as_ref(),
+                Some(q.limit.saturating_add(1)),
+            );
+            let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
             let mut rows = stmt
-                .query(params![webhook.as_str(), limit(limit_to)])
+                .query(rusqlite::params_from_iter(values))
                 .map_err(sql)?;
-            let mut out = Vec::new();
+            let mut items = Vec::new();
             while let Some(row) = rows.next().map_err(sql)? {
-                out.push(read_dead_letter(row)?);
+                items.push(read_dead_letter(row)?);
             }
-            Ok(out)
+            let more = items.len() > q.limit;
+            items.truncate(q.limit);
+            let next_after = match items.last() {
+                Some(d) if more => Some(
+                    DeadLetterPosition {
+                        at: d.at.unix(),
+                        delivery: d.task.delivery_id.to_string(),
+                    }
+                    .to_string(),
+                ),
+                _ => None,
+            };
+            Ok(LogPage { items, next_after })
+        })
+    }
+
+    async fn count_dead_letters(
+        &self,
+        webhook: &WebhookId,
+        q: &DeadLetterQuery,
+    ) -> Result<u64, StoreError> {
+        let (webhook, q) = (webhook.clone(), q.clone());
+        self.db.read(move |conn| {
+            let (text, values) = dead_letter_select(
+                "SELECT COUNT(*) FROM dead_letters",
+                &webhook,
+                &q,
+                None,
+                None,
+            );
+            let n: i64 = conn
+                .prepare_cached(&text)
+                .map_err(sql)?
+                .query_row(rusqlite::params_from_iter(values), |r| r.get(0))
+                .map_err(sql)?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 
@@ -530,6 +732,82 @@ impl DeliveryLog for SqliteDeliveryLog {
                     .execute(params![webhook.as_str(), delivery.as_str(), generation])
                     .map_err(sql)?;
                 Ok(removed == 1)
+            })
+            .await
+    }
+
+    async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.db
+            .write(move |conn| {
+                let text = encode_job(&job)?;
+                let n = conn
+                    .prepare_cached(
+                        "INSERT INTO recover_jobs (webhook_id, job_id, version, job)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        job.webhook_id.as_str(),
+                        job.id.as_str(),
+                        version(&job)?,
+                        text
+                    ])
+                    .map_err(sql)?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn recover_job(
+        &self,
+        webhook: &WebhookId,
+        id: &RecoverJobId,
+    ) -> Result<Option<RecoverJob>, StoreError> {
+        let (webhook, id) = (webhook.clone(), id.clone());
+        self.db.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT job FROM recover_jobs WHERE webhook_id = ?1 AND job_id = ?2",
+                )
+                .map_err(sql)?;
+            let mut rows = stmt.query([webhook.as_str(), id.as_str()]).map_err(sql)?;
+            let Some(row) = rows.next().map_err(sql)? else {
+                return Ok(None);
+            };
+            let text: String = row
+                .get(0)
+                .map_err(|e| corrupt("recover job", id.as_str(), "job", e))?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| corrupt("recover job", id.as_str(), "job", e))
+        })
+    }
+
+    async fn update_recover_job(
+        &self,
+        job: &RecoverJob,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.db
+            .write(move |conn| {
+                let text = encode_job(&job)?;
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE recover_jobs SET version = ?3, job = ?4
+                         WHERE webhook_id = ?1 AND job_id = ?2 AND version = ?5",
+                    )
+                    .map_err(sql)?
+                    .execute(params![
+                        job.webhook_id.as_str(),
+                        job.id.as_str(),
+                        version(&job)?,
+                        text,
+                        i64::try_from(expected_version).unwrap_or(i64::MAX)
+                    ])
+                    .map_err(sql)?;
+                Ok(n == 1)
             })
             .await
     }

@@ -50,9 +50,10 @@ use tracing::Instrument;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::dispatch::{Dispatcher, Outcome};
 use webhooks_core::flow::{self, QueueAction};
-use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
+use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
-use webhooks_core::{DeliveryId, Timestamp, WebhookId};
+use webhooks_core::{DeliveryId, RecoverJobId, Timestamp, WebhookId};
 
 use crate::delivery_log::{SqliteDeliveryLog, count_outcome_in, is_finished_in};
 use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
@@ -510,12 +511,12 @@ impl DeliveryLog for HeldLog {
         self.inner.attempts_of(webhook, delivery, generation).await
     }
 
-    async fn recent_attempts(
+    async fn attempts_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.inner.recent_attempts(webhook, limit).await
+        query: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, StoreError> {
+        self.inner.attempts_page(webhook, query).await
     }
 
     async fn finish(
@@ -542,12 +543,20 @@ impl DeliveryLog for HeldLog {
         self.inner.put_dead_letter(dead).await
     }
 
-    async fn dead_letters(
+    async fn dead_letters_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.inner.dead_letters(webhook, limit).await
+        query: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, StoreError> {
+        self.inner.dead_letters_page(webhook, query).await
+    }
+
+    async fn count_dead_letters(
+        &self,
+        webhook: &WebhookId,
+        query: &DeadLetterQuery,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_dead_letters(webhook, query).await
     }
 
     async fn dead_letter(
@@ -575,5 +584,25 @@ impl DeliveryLog for HeldLog {
         self.inner
             .claim_dead_letter(webhook, delivery, generation)
             .await
+    }
+
+    async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {
+        self.inner.create_recover_job(job).await
+    }
+
+    async fn recover_job(
+        &self,
+        webhook: &WebhookId,
+        id: &RecoverJobId,
+    ) -> Result<Option<RecoverJob>, StoreError> {
+        self.inner.recover_job(webhook, id).await
+    }
+
+    async fn update_recover_job(
+        &self,
+        job: &RecoverJob,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_recover_job(job, expected_version).await
     }
 }

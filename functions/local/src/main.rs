@@ -324,6 +324,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     };
     let mut state = AppState::new(ports, policy, secret)?
         .with_health(health)
+        .with_background_recovery()
         .with_token_rules(&rules);
 
     let listener = tokio::net::TcpListener::bind(args.addr)

@@ -1,18 +1,25 @@
-//! A webhook's deliveries: test sends, the attempt history, dead letters and their redelivery.
+//! A webhook's deliveries: test sends, the attempt history, dead letters and their redelivery,
+//! and recovery jobs (every dead letter of a time window, see `webhooks_core::recovery`).
+//!
+//! The history and the dead letters are paginated with the same signed cursors as the webhook
+//! list ([`crate::cursor`]), each bound to its webhook and filters.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use webhooks_core::delivery::{AttemptRecord, DeadLetter};
-use webhooks_core::publish::QueuedDelivery;
-use webhooks_core::{DeliveryId, EventType, Timestamp};
+use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
+use webhooks_core::ports::{AttemptQuery, DeadLetterQuery};
+use webhooks_core::publish::{PUBLISH_BUDGET, QueuedDelivery};
+use webhooks_core::recovery::{JobState, RecoverJob, RecoverWindow, StepEnd};
+use webhooks_core::{DeliveryId, EventType, OwnerId, RecoverJobId, Timestamp, WebhookId};
 
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{parse_json, query, require_json};
+use crate::extract::{JsonBody, parse_json, query, require_json};
 use crate::routes::webhooks::webhook_id;
 
 /// `POST /api/webhooks/{id}/test` body (optional).
@@ -23,10 +30,14 @@ pub struct TestRequest {
     pub event: Option<String>,
 }
 
+/// One page of attempts, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptList {
     pub data: Vec<AttemptRecord>,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page. A
+    /// page may be shorter than `limit` and still have a next one.
+    pub next_cursor: Option<String>,
 }
 
 /// A dead letter as listed (the body is not repeated here).
@@ -52,10 +63,13 @@ impl From<DeadLetter> for DeadLetterView {
     }
 }
 
+/// One page of dead letters, oldest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterList {
     pub data: Vec<DeadLetterView>,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -64,22 +78,53 @@ pub struct Redelivered {
     pub deliveries: Vec<QueuedDelivery>,
 }
 
+/// Query of `GET …/deliveries`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct LimitParams {
+pub struct AttemptParams {
     /// 1–100 (default 50).
     pub limit: Option<String>,
+    /// `nextCursor` of the previous page (with the same filters).
+    pub cursor: Option<String>,
+    /// Only attempts with this result: `success` or `failed`.
+    pub status: Option<String>,
+    /// Only attempts of this event (`alert.triggered`, `data.received`, `bucket.updated`,
+    /// `webhook.test`).
+    pub event: Option<String>,
+    /// Only attempts made at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only attempts made before this time (RFC 3339).
+    pub until: Option<String>,
 }
 
-fn limit(uri: &Uri) -> Result<usize, ApiError> {
-    let p: LimitParams = query(uri)?;
-    match p.limit.as_deref() {
-        None => Ok(50),
+/// Query of `GET …/dead-letters`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// 1–100 (default 50).
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page (with the same filters).
+    pub cursor: Option<String>,
+    /// Only dead letters of this event.
+    pub event: Option<String>,
+    /// Only deliveries given up at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only deliveries given up before this time (RFC 3339).
+    pub until: Option<String>,
+}
+
+/// Page size of the delivery lists when none is asked for.
+pub const DEFAULT_LIMIT: usize = 50;
+
+fn limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
         Some(l) => l
             .parse::<usize>()
             .ok()
-            .filter(|l| (1..=100).contains(l))
+            .filter(|l| (1..=crate::routes::webhooks::MAX_LIMIT).contains(l))
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_query",
@@ -87,6 +132,61 @@ fn limit(uri: &Uri) -> Result<usize, ApiError> {
                 )
             }),
     }
+}
+
+fn event_filter(raw: Option<&str>) -> Result<Option<EventType>, ApiError> {
+    raw.map(|e| {
+        e.parse::<EventType>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_event",
+                format!(
+                    "unknown event {e:?}; known events: alert.triggered, data.received, bucket.updated, webhook.test"
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `since` and `until` (RFC 3339; `since` before `until` when both are given).
+fn time_window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
+    let time = |name: &str, v: Option<&str>| {
+        v.map(|v| {
+            Timestamp::parse(v).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_time",
+                    format!("{name} {v:?} is not an RFC 3339 time (e.g. 2024-01-15T10:30:00Z)"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let (since, until) = (time("since", since)?, time("until", until)?);
+    if let (Some(s), Some(u)) = (since, until)
+        && u <= s
+    {
+        return Err(ApiError::bad_request(
+            "invalid_time",
+            "until must be later than since",
+        ));
+    }
+    Ok((since, until))
+}
+
+/// What a delivery-list cursor is bound to: the list, the webhook and every filter.
+fn scope(list: &str, webhook: &WebhookId, filters: &[(&str, Option<String>)]) -> String {
+    let mut s = format!("{list}/{webhook}");
+    for (name, v) in filters {
+        s.push_str(&format!("/{name}={}", v.as_deref().unwrap_or("")));
+    }
+    s
+}
+
+fn opt<T: ToString>(v: Option<T>) -> Option<String> {
+    v.map(|v| v.to_string())
 }
 
 /// Send a signed `webhook.test` delivery now.
@@ -134,11 +234,14 @@ pub async fn test(
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
-/// Recent delivery attempts, newest first.
+/// Delivery attempts, newest first, paginated and filtered.
 #[utoipa::path(
     get, path = "/api/webhooks/{id}/deliveries", tag = "deliveries",
-    params(("id" = String, Path, description = "Webhook id"), LimitParams),
-    responses((status = 200, body = AttemptList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "Webhook id"), AttemptParams),
+    responses(
+        (status = 200, body = AttemptList),
+        (status = 400, description = "`invalid_id`, `invalid_query` (limit, unknown parameter), `invalid_status`, `invalid_event`, `invalid_time`, `invalid_cursor`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn list(
@@ -148,17 +251,71 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Json<AttemptList>, ApiError> {
     let id = webhook_id(&id)?;
-    let limit = limit(&uri)?;
+    let p: AttemptParams = query(&uri)?;
+    let limit = limit(p.limit.as_deref())?;
+    let status = p
+        .status
+        .as_deref()
+        .map(|s| match s {
+            "success" => Ok(AttemptStatus::Success),
+            "failed" => Ok(AttemptStatus::Failed),
+            other => Err(ApiError::bad_request(
+                "invalid_status",
+                format!("status {other:?} is not `success` or `failed`"),
+            )),
+        })
+        .transpose()?;
+    let event = event_filter(p.event.as_deref())?;
+    let (since, until) = time_window(p.since.as_deref(), p.until.as_deref())?;
+    let owner = &auth.caller.owner;
+    let scope = scope(
+        "deliveries",
+        &id,
+        &[
+            ("status", p.status.clone()),
+            ("event", opt(event.map(|e| e.as_str()))),
+            ("since", opt(since.map(|t| t.unix()))),
+            ("until", opt(until.map(|t| t.unix()))),
+        ],
+    );
+    let after = opened(&state, owner, &scope, p.cursor.as_deref())?;
+    let q = AttemptQuery {
+        status,
+        event,
+        since,
+        until,
+        after,
+        limit,
+    };
+    let page = state.deliveries.history(&auth.caller, &id, &q).await?;
     Ok(Json(AttemptList {
-        data: state.deliveries.history(&auth.caller, &id, limit).await?,
+        data: page.items,
+        next_cursor: page
+            .next_after
+            .map(|a| state.cursors.seal(owner, &scope, &a)),
     }))
 }
 
-/// Deliveries that failed for good and can be redelivered, oldest first.
+fn opened(
+    state: &AppState,
+    owner: &OwnerId,
+    scope: &str,
+    cursor: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    cursor
+        .map(|c| state.cursors.open(owner, scope, c))
+        .transpose()
+}
+
+/// Deliveries that failed for good and can be redelivered, oldest first, paginated and
+/// filtered.
 #[utoipa::path(
     get, path = "/api/webhooks/{id}/dead-letters", tag = "deliveries",
-    params(("id" = String, Path, description = "Webhook id"), LimitParams),
-    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "Webhook id"), DeadLetterParams),
+    responses(
+        (status = 200, body = DeadLetterList),
+        (status = 400, description = "`invalid_id`, `invalid_query` (limit, unknown parameter), `invalid_event`, `invalid_time`, `invalid_cursor`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn dead_letters(
@@ -168,13 +325,34 @@ pub async fn dead_letters(
     uri: Uri,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let id = webhook_id(&id)?;
-    let limit = limit(&uri)?;
-    let data = state
-        .deliveries
-        .dead_letters(&auth.caller, &id, limit)
-        .await?;
+    let p: DeadLetterParams = query(&uri)?;
+    let limit = limit(p.limit.as_deref())?;
+    let event = event_filter(p.event.as_deref())?;
+    let (since, until) = time_window(p.since.as_deref(), p.until.as_deref())?;
+    let owner = &auth.caller.owner;
+    let scope = scope(
+        "dead-letters",
+        &id,
+        &[
+            ("event", opt(event.map(|e| e.as_str()))),
+            ("since", opt(since.map(|t| t.unix()))),
+            ("until", opt(until.map(|t| t.unix()))),
+        ],
+    );
+    let after = opened(&state, owner, &scope, p.cursor.as_deref())?;
+    let q = DeadLetterQuery {
+        event,
+        since,
+        until,
+        after,
+        limit,
+    };
+    let page = state.deliveries.dead_letters(&auth.caller, &id, &q).await?;
     Ok(Json(DeadLetterList {
-        data: data.into_iter().map(Into::into).collect(),
+        data: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page
+            .next_after
+            .map(|a| state.cursors.seal(owner, &scope, &a)),
     }))
 }
 
@@ -223,4 +401,179 @@ pub async fn redeliver_all(
         .redeliver(&auth.caller, &id, None, 100)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Redelivered { deliveries })))
+}
+
+/// `POST /api/webhooks/{id}/recover` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Redeliver dead letters given up at or after this time (RFC 3339).
+    #[schema(example = "2024-01-15T02:00:00Z")]
+    pub since: String,
+    /// …and before this time (RFC 3339; default: when the job starts).
+    pub until: Option<String>,
+}
+
+/// A recovery job and its progress.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverJobView {
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
+    pub id: RecoverJobId,
+    pub webhook_id: WebhookId,
+    pub since: Timestamp,
+    /// The end of the window: `until` as asked, or when the job started if earlier.
+    pub until: Timestamp,
+    /// `running` until every dead letter of the window was walked, then `completed`.
+    pub state: JobState,
+    /// Dead letters in the window when the job started.
+    pub total: u64,
+    /// Redelivered so far (queued again with the same `deliveryId` and body).
+    pub done: u64,
+    /// Whose redelivery could not be queued; they stay dead letters.
+    pub failed: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<RecoverJob> for RecoverJobView {
+    fn from(j: RecoverJob) -> Self {
+        Self {
+            id: j.id,
+            webhook_id: j.webhook_id,
+            since: j.since,
+            until: j.until,
+            state: j.state,
+            total: j.total,
+            done: j.done,
+            failed: j.failed,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        }
+    }
+}
+
+/// Redeliver every dead letter given up in a time window, however many, as a job.
+///
+/// Answered `202` with the job; its progress is at `Location` (`GET …/recover/{jobId}`).
+/// Asking again for the same window names the same job (answered as it stands) and redelivers
+/// nothing twice. In the local mode the job runs in the background; on AWS each request on a
+/// running job (this `POST` repeated, or a `GET` of it) works on it for up to 10 s before
+/// answering, so polling the job until `state` is `completed` finishes it.
+#[utoipa::path(
+    post, path = "/api/webhooks/{id}/recover", tag = "deliveries",
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = RecoverRequest,
+    responses(
+        (status = 202, description = "The job (new, or the one this window already has)", body = RecoverJobView,
+            headers(("Location" = String, description = "Where the job's progress is"))),
+        (status = 400, description = "`invalid_id`, `malformed_json`, `invalid_body`, `invalid_window`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn recover(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RecoverRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = webhook_id(&id)?;
+    let window = RecoverWindow::parse(&body.since, body.until.as_deref(), state.deliveries.now())
+        .map_err(webhooks_core::service::ServiceError::from)?;
+    let (job, created) = state
+        .deliveries
+        .start_recover(&auth.caller, &id, window)
+        .await?;
+    if created {
+        tracing::info!(webhook = %id, job = %job.id, total = job.total, "recovery requested");
+    }
+    let job = advance(&state, job).await?;
+    let location = format!("/api/webhooks/{id}/recover/{}", job.id);
+    let mut res = (StatusCode::ACCEPTED, Json(RecoverJobView::from(job))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// A recovery job's progress (on AWS, a running job is worked on for up to 10 s first).
+#[utoipa::path(
+    get, path = "/api/webhooks/{id}/recover/{jobId}", tag = "deliveries",
+    params(("id" = String, Path, description = "Webhook id"), ("jobId" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = RecoverJobView), (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody),
+        (status = 404, description = "No such webhook, or no such job of it", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn recover_job(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, job)): Path<(String, String)>,
+) -> Result<Json<RecoverJobView>, ApiError> {
+    let id = webhook_id(&id)?;
+    let job = RecoverJobId::parse(&job)
+        .map_err(|e| ApiError::bad_request("invalid_id", format!("job id {e}")))?;
+    let job = state
+        .deliveries
+        .recover_job(&auth.caller, &id, &job)
+        .await?;
+    Ok(Json(advance(&state, job).await?.into()))
+}
+
+/// Moves a running job on, the runtime's way (see `webhooks_core::recovery`): in the
+/// background (a task, unless a runner holds it), or here within the request's budget.
+async fn advance(state: &AppState, job: RecoverJob) -> Result<RecoverJob, ApiError> {
+    if job.state == JobState::Completed {
+        return Ok(job);
+    }
+    if state.recover_in_background {
+        let held = job.lease_until.is_some_and(|l| l > state.deliveries.now());
+        if !held {
+            spawn_runner(
+                state.deliveries.clone(),
+                job.webhook_id.clone(),
+                job.id.clone(),
+            );
+        }
+        return Ok(job);
+    }
+    let (job, _) = state
+        .deliveries
+        .continue_recover(&job.webhook_id, &job.id, PUBLISH_BUDGET)
+        .await?;
+    Ok(job)
+}
+
+/// Steps a job until it completes, another runner holds it, or the store keeps failing (a
+/// later `GET` starts a runner again).
+fn spawn_runner(
+    deliveries: webhooks_core::publish::DeliveryService,
+    webhook: WebhookId,
+    job: RecoverJobId,
+) {
+    const MAX_ERRORS: u32 = 5;
+    tokio::spawn(async move {
+        let mut errors = 0;
+        loop {
+            match deliveries
+                .continue_recover(&webhook, &job, PUBLISH_BUDGET)
+                .await
+            {
+                Ok((_, StepEnd::OutOfTime)) => {}
+                Ok((_, StepEnd::Completed | StepEnd::Busy)) => return,
+                Err(e) => {
+                    errors += 1;
+                    tracing::warn!(webhook = %webhook, job = %job, error = %e, errors, "recovery step failed");
+                    if errors >= MAX_ERRORS {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
 }

@@ -80,11 +80,12 @@ use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{
     ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask,
 };
-use webhooks_core::ports::{DeliveryLog, StoreError};
+use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
+use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
-use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
+use webhooks_core::{DeliveryId, EventType, RecoverJobId, Timestamp, WebhookId};
 
-use super::error::unavailable;
+use super::error::{condition_failed, unavailable};
 use super::expr;
 use super::item::{attr as webhook_attr, stats_id};
 use crate::config::DeliveryLogConfig;
@@ -454,6 +455,155 @@ impl DynamoDbDeliveryLog {
     }
 }
 
+/// The most `Query` calls one page of a filtered list makes: a filter that skips many items
+/// answers a short page with a cursor rather than reading the whole partition in one request.
+const MAX_QUERIES_PER_PAGE: usize = 10;
+
+/// The sort keys a list walks: those starting with `prefix`, below `prefix` + `upper` when set.
+struct SkRange {
+    prefix: &'static str,
+    upper: Option<String>,
+}
+
+/// A `FilterExpression` under construction (conditions joined by AND).
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<&'static str>,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl Filter {
+    fn add(
+        &mut self,
+        condition: &'static str,
+        name: (&'static str, &'static str),
+        value: (&'static str, AttributeValue),
+    ) {
+        self.conditions.push(condition);
+        if !self.names.contains(&name) {
+            self.names.push(name);
+        }
+        self.values.push(value);
+    }
+
+    /// `at` (RFC 3339 text, which sorts as time) in [since, until).
+    fn window(&mut self, since: Option<Timestamp>, until: Option<Timestamp>) {
+        if let Some(t) = since {
+            self.add(
+                "#fat >= :fsince",
+                ("#fat", "at"),
+                (":fsince", s(t.to_rfc3339())),
+            );
+        }
+        if let Some(t) = until {
+            self.add(
+                "#fat < :funtil",
+                ("#fat", "at"),
+                (":funtil", s(t.to_rfc3339())),
+            );
+        }
+    }
+}
+
+/// The start of the ObjectIds made at `t`: every id made before `t` sorts below it.
+fn time_prefix(t: Timestamp) -> String {
+    format!("{:08x}", t.unix().clamp(0, i64::from(u32::MAX)))
+}
+
+/// The sort key of a recovery job.
+pub fn job_sk(id: &RecoverJobId) -> String {
+    format!("J#{id}")
+}
+
+fn job_item(job: &RecoverJob) -> Result<Item, StoreError> {
+    let value: AttributeValue = serde_dynamo::to_attribute_value(job)
+        .map_err(|e| StoreError::Corrupt(format!("recover job {} not encodable: {e}", job.id)))?;
+    let mut item = DynamoDbDeliveryLog::key(&job.webhook_id, job_sk(&job.id));
+    item.insert("version".into(), AttributeValue::N(job.version.to_string()));
+    item.insert("job".into(), value);
+    // Kept as long as the attempts it redelivered.
+    item.insert(
+        key::EXPIRES_AT.into(),
+        AttributeValue::N(expires_at(job.updated_at).to_string()),
+    );
+    Ok(item)
+}
+
+impl DynamoDbDeliveryLog {
+    /// One page of `range` in `forward` order: items passing `filter`, after the sort key
+    /// `after`, at most `limit`; and the sort key to continue after when more may follow.
+    async fn query_page(
+        &self,
+        webhook: &WebhookId,
+        range: &SkRange,
+        forward: bool,
+        filter: Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let sk_of = |item: &Item| match item.get(key::SK) {
+            Some(AttributeValue::S(v)) => Some(v.clone()),
+            _ => None,
+        };
+        if let Some(a) = after
+            && !a.starts_with(range.prefix)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "not a position in {}…: {a:?}",
+                range.prefix
+            )));
+        }
+        let upper = format!(
+            "{}{}",
+            range.prefix,
+            range.upper.as_deref().unwrap_or("g") // above every hex id
+        );
+        let mut start: Option<Item> = after.map(|a| Self::key(webhook, a.to_owned()));
+        let mut found: Vec<Item> = Vec::new();
+        for _ in 0..MAX_QUERIES_PER_PAGE {
+            // One more than is wanted: if it comes, there is a next page.
+            let want = i32::try_from(limit - found.len() + 1).unwrap_or(i32::MAX);
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #rk BETWEEN :lo AND :hi")
+                .expression_attribute_names("#pk", key::WEBHOOK_ID)
+                .expression_attribute_names("#rk", key::SK)
+                .expression_attribute_values(":pk", s(webhook.as_str()))
+                .expression_attribute_values(":lo", s(range.prefix))
+                .expression_attribute_values(":hi", s(upper.clone()))
+                .scan_index_forward(forward)
+                .limit(want)
+                .set_exclusive_start_key(start.take());
+            if !filter.conditions.is_empty() {
+                query = query.filter_expression(filter.conditions.join(" AND "));
+                for (n, v) in &filter.names {
+                    query = query.expression_attribute_names(*n, *v);
+                }
+                for (n, v) in &filter.values {
+                    query = query.expression_attribute_values(*n, v.clone());
+                }
+            }
+            let out = query.send().await.map_err(|e| unavailable("Query", e))?;
+            found.extend(out.items.unwrap_or_default());
+            if found.len() > limit {
+                found.truncate(limit);
+                let next = found.last().and_then(sk_of);
+                return Ok((found, next));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok((found, None)),
+            }
+        }
+        // Read enough for one request: continue where the reading stopped.
+        let next = start.as_ref().and_then(sk_of);
+        Ok((found, next))
+    }
+}
+
 /// Why a `finish` transaction did not write.
 #[derive(Debug)]
 enum FinishFailure {
@@ -575,22 +725,40 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         .collect()
     }
 
-    async fn recent_attempts(
+    async fn attempts_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+        q: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, StoreError> {
         // Descending sort keys: newest delivery first (ids are time-ordered), then generation
-        // and attempt, all descending.
-        self.query_prefix(false, webhook, "A#".into(), false, Some(limit))
-            .await?
-            .into_iter()
-            .take(limit)
-            .map(decode::<AttemptItem, AttemptRecord>)
-            .collect()
+        // and attempt, all descending. An attempt made before `until` belongs to a delivery
+        // created before it: its key is below `A#<until as an ObjectId's time>`.
+        let mut filter = Filter::default();
+        if let Some(st) = q.status {
+            let v = match st {
+                AttemptStatus::Success => "success",
+                AttemptStatus::Failed => "failed",
+            };
+            filter.add("#fst = :fst", ("#fst", "status"), (":fst", s(v)));
+        }
+        if let Some(e) = q.event {
+            filter.add("#fev = :fev", ("#fev", "event"), (":fev", s(e.as_str())));
+        }
+        filter.window(q.since, q.until);
+        let range = SkRange {
+            prefix: "A#",
+            upper: q.until.map(time_prefix),
+        };
+        let (items, next_after) = self
+            .query_page(webhook, &range, false, filter, q.after.as_deref(), q.limit)
+            .await?;
+        Ok(LogPage {
+            items: items
+                .into_iter()
+                .map(decode::<AttemptItem, AttemptRecord>)
+                .collect::<Result<_, _>>()?,
+            next_after,
+        })
     }
 
     async fn finish(
@@ -635,21 +803,32 @@ impl DeliveryLog for DynamoDbDeliveryLog {
             .await
     }
 
-    async fn dead_letters(
+    async fn dead_letters_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
+        q: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, StoreError> {
+        // Ascending sort keys: oldest delivery first. A letter given up before `until` belongs to
+        // a delivery created before it.
+        let mut filter = Filter::default();
+        if let Some(e) = q.event {
+            filter.add("#fev = :fev", ("#fev", "event"), (":fev", s(e.as_str())));
         }
-        // Ascending sort keys: oldest delivery first.
-        self.query_prefix(false, webhook, "D#".into(), true, Some(limit))
-            .await?
-            .into_iter()
-            .take(limit)
-            .map(decode::<DeadLetterItem, DeadLetter>)
-            .collect()
+        filter.window(q.since, q.until);
+        let range = SkRange {
+            prefix: "D#",
+            upper: q.until.map(time_prefix),
+        };
+        let (items, next_after) = self
+            .query_page(webhook, &range, true, filter, q.after.as_deref(), q.limit)
+            .await?;
+        Ok(LogPage {
+            items: items
+                .into_iter()
+                .map(decode::<DeadLetterItem, DeadLetter>)
+                .collect::<Result<_, _>>()?,
+            next_after,
+        })
     }
 
     async fn dead_letter(
@@ -712,6 +891,73 @@ impl DeliveryLog for DynamoDbDeliveryLog {
                 Ok(false)
             }
             Err(e) => Err(unavailable("DeleteItem", e)),
+        }
+    }
+
+    async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(job_item(job)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+
+    async fn recover_job(
+        &self,
+        webhook: &WebhookId,
+        id: &RecoverJobId,
+    ) -> Result<Option<RecoverJob>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, job_sk(id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        match item.get("job") {
+            Some(v) => serde_dynamo::from_attribute_value(v.clone())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("recover job {id}: {e}"))),
+            None => Err(StoreError::Corrupt(format!("recover job {id}: no job"))),
+        }
+    }
+
+    async fn update_recover_job(
+        &self,
+        job: &RecoverJob,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(job_item(job)?))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("PutItem", e)),
         }
     }
 }

@@ -127,11 +127,13 @@ impl SubscriptionStore for MemoryStore {
 // ---------------------------------------------------------------------------------------------
 
 use crate::DeliveryId;
+use crate::RecoverJobId;
 use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask};
 use crate::ports::{
-    DeliveryLog, DeliveryQueue, EnqueueError, OutgoingRequest, SendError, SenderResponse,
-    WebhookSender,
+    AttemptQuery, DeadLetterQuery, DeliveryLog, DeliveryQueue, EnqueueError, LogPage,
+    OutgoingRequest, SendError, SenderResponse, WebhookSender,
 };
+use crate::recovery::RecoverJob;
 
 /// The in-memory delivery log shares [`MemoryStore`]'s lock so `finish` is atomic with stats.
 #[derive(Debug, Default)]
@@ -145,6 +147,23 @@ struct LogInner {
     attempts: Vec<AttemptRecord>,
     finished: std::collections::BTreeSet<(DeliveryId, u32)>,
     dead: BTreeMap<(WebhookId, DeliveryId), DeadLetter>,
+    jobs: BTreeMap<(WebhookId, RecoverJobId), RecoverJob>,
+}
+
+/// The first `limit` of `sorted` (position, item) pairs, and the position of the last one when
+/// more follow.
+fn page<T>(sorted: Vec<(String, T)>, limit: usize) -> LogPage<T> {
+    let more = sorted.len() > limit;
+    let mut items = Vec::with_capacity(limit.min(sorted.len()));
+    let mut last = None;
+    for (k, v) in sorted.into_iter().take(limit) {
+        last = Some(k);
+        items.push(v);
+    }
+    LogPage {
+        items,
+        next_after: if more { last } else { None },
+    }
 }
 
 impl MemoryLog {
@@ -192,28 +211,36 @@ impl DeliveryLog for MemoryLog {
         Ok(v)
     }
 
-    async fn recent_attempts(
+    async fn attempts_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let mut v: Vec<AttemptRecord> = self
+        q: &AttemptQuery,
+    ) -> Result<LogPage<AttemptRecord>, StoreError> {
+        let key = |a: &AttemptRecord| {
+            format!(
+                "{:020}|{}|{:010}|{:05}",
+                a.at.unix(),
+                a.delivery_id,
+                a.generation,
+                a.attempt
+            )
+        };
+        let mut v: Vec<(String, AttemptRecord)> = self
             .lock()
             .attempts
             .iter()
-            .filter(|a| &a.webhook_id == webhook)
-            .cloned()
+            .filter(|a| {
+                &a.webhook_id == webhook
+                    && q.status.is_none_or(|s| a.status == s)
+                    && q.event.is_none_or(|e| a.event == e)
+                    && q.since.is_none_or(|t| a.at >= t)
+                    && q.until.is_none_or(|t| a.at < t)
+            })
+            .map(|a| (key(a), a.clone()))
+            .filter(|(k, _)| q.after.as_ref().is_none_or(|after| k < after))
             .collect();
-        v.sort_by(|a, b| {
-            (b.at, &b.delivery_id, b.generation, b.attempt).cmp(&(
-                a.at,
-                &a.delivery_id,
-                a.generation,
-                a.attempt,
-            ))
-        });
-        v.truncate(limit);
-        Ok(v)
+        v.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(page(v, q.limit))
     }
 
     async fn finish(
@@ -243,21 +270,31 @@ impl DeliveryLog for MemoryLog {
         Ok(())
     }
 
-    async fn dead_letters(
+    async fn dead_letters_page(
         &self,
         webhook: &WebhookId,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut v: Vec<DeadLetter> = self
+        q: &DeadLetterQuery,
+    ) -> Result<LogPage<DeadLetter>, StoreError> {
+        let mut v: Vec<(String, DeadLetter)> = self
             .lock()
             .dead
             .values()
-            .filter(|d| &d.task.webhook_id == webhook)
-            .cloned()
+            .filter(|d| {
+                &d.task.webhook_id == webhook
+                    && q.event.is_none_or(|e| d.task.event == e)
+                    && q.since.is_none_or(|t| d.at >= t)
+                    && q.until.is_none_or(|t| d.at < t)
+            })
+            .map(|d| {
+                (
+                    format!("{:020}|{}", d.at.unix(), d.task.delivery_id),
+                    d.clone(),
+                )
+            })
+            .filter(|(k, _)| q.after.as_ref().is_none_or(|after| k > after))
             .collect();
-        v.sort_by(|a, b| (a.at, &a.task.delivery_id).cmp(&(b.at, &b.task.delivery_id)));
-        v.truncate(limit);
-        Ok(v)
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(page(v, q.limit))
     }
 
     async fn dead_letter(
@@ -296,6 +333,43 @@ impl DeliveryLog for MemoryLog {
         }
         l.dead.remove(&key);
         Ok(true)
+    }
+
+    async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {
+        let key = (job.webhook_id.clone(), job.id.clone());
+        let mut l = self.lock();
+        if l.jobs.contains_key(&key) {
+            return Ok(false);
+        }
+        l.jobs.insert(key, job.clone());
+        Ok(true)
+    }
+
+    async fn recover_job(
+        &self,
+        webhook: &WebhookId,
+        id: &RecoverJobId,
+    ) -> Result<Option<RecoverJob>, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .get(&(webhook.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn update_recover_job(
+        &self,
+        job: &RecoverJob,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut l = self.lock();
+        match l.jobs.get_mut(&(job.webhook_id.clone(), job.id.clone())) {
+            Some(stored) if stored.version == expected_version => {
+                *stored = job.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
