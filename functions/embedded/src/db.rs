@@ -1181,13 +1181,21 @@ mod tests {
         .unwrap();
         insert(&db, 0).await.unwrap();
         let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = std::sync::mpsc::channel::<()>();
         let holder = {
             let db = db.clone();
             tokio::spawn(async move {
-                db.write(move |_| hold.recv().map_err(|e| DbError::Unavailable(e.to_string())))
-                    .await
+                db.write(move |_| {
+                    entered.send(()).ok();
+                    hold.recv().map_err(|e| DbError::Unavailable(e.to_string()))
+                })
+                .await
             })
         };
+        tokio::task::spawn_blocking(move || inside.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the writer runs the holding call");
         let mut receipt = std::pin::pin!(db.write_before_commit(|c| {
             c.execute("INSERT INTO t (n) VALUES (1)", [])
                 .map(|_| ())

@@ -144,8 +144,12 @@ pub(crate) fn count_outcome_in(
                  total_deliveries = total_deliveries + 1,
                  successful_deliveries = successful_deliveries + ?2,
                  failed_deliveries = failed_deliveries + ?3,
-                 last_delivery_at = ?4,
-                 last_delivery_status = ?5,
+                 -- never backwards: outcomes may commit out of order (a late finish of an
+                 -- older attempt leaves the newer outcome in place)
+                 last_delivery_status = CASE WHEN last_delivery_at IS NULL OR ?4 >= last_delivery_at
+                                             THEN ?5 ELSE last_delivery_status END,
+                 last_delivery_at = CASE WHEN last_delivery_at IS NULL OR ?4 >= last_delivery_at
+                                         THEN ?4 ELSE last_delivery_at END,
                  failing_since = CASE WHEN ?3 = 1 THEN COALESCE(failing_since, ?4) END
              WHERE id = ?1",
         )

@@ -232,3 +232,38 @@ async fn history_dead_letters_and_counters_survive_a_restart() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn the_last_delivery_never_moves_backwards_when_outcomes_commit_out_of_order() {
+    // GIVEN a webhook whose newer delivery (a success at t+200) is counted first
+    let b = backend();
+    let id = new_webhook(&b.store, 1_760_000_000).await;
+    let (newer, older) = (
+        DeliveryId::generate(1_760_000_002),
+        DeliveryId::generate(1_760_000_001),
+    );
+    let t = |s: i64| Timestamp::from_unix(1_760_000_000 + s);
+    assert!(
+        b.log
+            .finish(&id, &newer, 0, DeliveryStatus::Success, t(200))
+            .await
+            .unwrap()
+    );
+
+    // WHEN an older failure (t+100) is counted after it
+    assert!(
+        b.log
+            .finish(&id, &older, 0, DeliveryStatus::Failed, t(100))
+            .await
+            .unwrap()
+    );
+
+    // THEN both are counted, and the last delivery is still the newer success
+    let w = b.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (w.stats.total_deliveries, w.stats.failed_deliveries),
+        (2, 1)
+    );
+    assert_eq!(w.last_delivery_at, Some(t(200)));
+    assert_eq!(w.last_delivery_status, Some(DeliveryStatus::Success));
+}

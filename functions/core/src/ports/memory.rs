@@ -387,8 +387,11 @@ impl MemoryStore {
             DeliveryStatus::Success => w.stats.successful_deliveries += 1,
             DeliveryStatus::Failed => w.stats.failed_deliveries += 1,
         }
-        w.last_delivery_at = Some(at);
-        w.last_delivery_status = Some(status);
+        // Never backwards: outcomes may be counted out of order.
+        if w.last_delivery_at.is_none_or(|last| at >= last) {
+            w.last_delivery_at = Some(at);
+            w.last_delivery_status = Some(status);
+        }
         w.failing_since = match status {
             DeliveryStatus::Success => None,
             DeliveryStatus::Failed => w.failing_since.or(Some(at)),
