@@ -54,7 +54,7 @@ pub const SQS_CHUNK_BYTES: usize = 64 * 1024;
 pub struct Call {
     /// Which listener it came through: `api`, `delivery`, `esm`.
     pub caller: &'static str,
-    /// `dynamodb` or `sqs`.
+    /// `dynamodb`, `sqs` or `kms` (listed only: no units).
     pub service: &'static str,
     /// The operation (`PutItem`, `SendMessageBatch`, …).
     pub op: String,
@@ -195,6 +195,9 @@ impl Shared {
         let (service, op) = match target.split_once('.') {
             Some((s, op)) if s.starts_with("DynamoDB") => ("dynamodb", op.to_owned()),
             Some((s, op)) if s.starts_with("AmazonSQS") => ("sqs", op.to_owned()),
+            // The secrets key's data keys (once per function instance): listed, not priced
+            // here ($0.03 per 10,000 requests, a few per cold start).
+            Some(("TrentService", op)) => ("kms", op.to_owned()),
             _ => bail!(
                 "a call without a known X-Amz-Target ({target:?}, {} {}): the meter only speaks AWS's JSON protocol",
                 parts.method,
@@ -235,6 +238,20 @@ impl Shared {
                 &after,
             )
             .await?
+        } else if service == "kms" {
+            vec![Call {
+                caller,
+                service: "kms",
+                op: op.clone(),
+                target: "SecretsKey".to_owned(),
+                wcu: 0.0,
+                index_wcu: Vec::new(),
+                rcu: 0.0,
+                sqs_requests: 0.0,
+                places: Vec::new(),
+                empty: false,
+                sent: None,
+            }]
         } else {
             vec![price_sqs(caller, &op, &request, &response)]
         };

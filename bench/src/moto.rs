@@ -156,6 +156,18 @@ impl Moto {
             names.insert(id.clone(), url);
             arns.insert(id, arn);
         }
+        // template.yaml `SecretsKey` (the functions' SECRETS_KEY_ARN is `!GetAtt SecretsKey.Arn`).
+        let key = self
+            .call(
+                "kms",
+                "TrentService.CreateKey",
+                &json!({"Description": format!("{prefix} secrets key")}),
+            )
+            .await?;
+        let key_arn = key["KeyMetadata"]["Arn"]
+            .as_str()
+            .context("CreateKey answered without an ARN")?;
+        names.insert("SecretsKey.Arn".to_owned(), key_arn.to_owned());
         let get = |map: &BTreeMap<String, String>, id: &str| {
             map.get(id)
                 .cloned()
@@ -345,7 +357,8 @@ impl Moto {
 /// `DLQ_URL`), and the delivery queue's ARN (the SQS events' `eventSourceARN`).
 #[derive(Debug, Clone)]
 pub struct Resources {
-    /// Every table's name and every queue's URL, by logical id.
+    /// Every table's name and every queue's URL, by logical id; the secrets key's ARN as
+    /// `SecretsKey.Arn`.
     pub names: BTreeMap<String, String>,
     pub webhooks_table: String,
     pub deliveries_table: String,
@@ -356,8 +369,8 @@ pub struct Resources {
 
 impl Resources {
     /// The variables of `Resources.<function>.Properties.Environment.Variables` in template.yaml
-    /// that are `!Ref` to a table or a queue, resolved to this run's names and URLs (the
-    /// function's other settings are the bench's own).
+    /// that are `!Ref` to a table or a queue (or `!GetAtt SecretsKey.Arn`), resolved to this
+    /// run's names, URLs and key (the function's other settings are the bench's own).
     pub fn env_of(&self, function: &str) -> Vec<(String, String)> {
         let vars = template::resource(function)
             .get("Properties")
@@ -367,7 +380,7 @@ impl Resources {
         vars.into_iter()
             .flatten()
             .filter_map(|(k, v)| match v {
-                serde_yaml::Value::Tagged(t) if t.tag == "!Ref" => {
+                serde_yaml::Value::Tagged(t) if t.tag == "!Ref" || t.tag == "!GetAtt" => {
                     let target = self.names.get(t.value.as_str()?)?;
                     Some((k.as_str()?.to_owned(), target.clone()))
                 }

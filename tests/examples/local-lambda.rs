@@ -97,10 +97,13 @@ async fn main() -> Result<()> {
     .await;
 
     // What the fixtures refer to.
+    // The KMS key both functions seal webhook secrets under (`SecretsKey` in template.yaml).
+    let secrets_key = helpers::dynamo::create_secrets_key(&endpoint).await;
     let store = DynamoDbSubscriptionStore::from_config(
         &sdk,
         &DynamoDbConfig {
             table_name: webhooks_table.clone(),
+            secrets_key_arn: secrets_key.clone(),
         },
     );
     let log = DynamoDbDeliveryLog::from_config(
@@ -118,6 +121,7 @@ async fn main() -> Result<()> {
     let lines = [
         ("JWT_SECRET", var(&api, "JWT_SECRET")?),
         ("WEBHOOKS_TABLE", webhooks_table),
+        ("SECRETS_KEY_ARN", secrets_key),
         ("DELIVERIES_TABLE", deliveries_table),
         ("QUEUE_URL", queue_url),
         ("DLQ_URL", dlq_url),

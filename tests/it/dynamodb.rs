@@ -12,9 +12,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use webhooks_aws::dynamodb::item::WebhookItem;
 use webhooks_aws::{DynamoDbConfig, DynamoDbSubscriptionStore};
 use webhooks_core::conformance::{run_all, sample_webhook};
+use webhooks_core::headers::CustomHeaders;
 use webhooks_core::ports::{ListQuery, StoreError, SubscriptionStore};
-use webhooks_core::webhook::Secret;
-use webhooks_core::{BucketId, OwnerId, WebhookId};
+use webhooks_core::webhook::{PreviousSecret, Secret, WebhookPatch};
+use webhooks_core::{BucketId, OwnerId, Timestamp, WebhookId};
 
 use crate::helpers::dynamo::{WebhooksTable, sdk_config_for};
 
@@ -142,6 +143,7 @@ async fn a_store_pointed_at_a_closed_port_answers_unavailable_quickly() {
         &sdk,
         &DynamoDbConfig {
             table_name: "nowhere".into(),
+            secrets_key_arn: "arn:aws:kms:us-east-1:123456789012:key/nowhere".into(),
         },
     );
     let owner = OwnerId::parse("user-unreachable").unwrap();
@@ -216,4 +218,162 @@ async fn an_item_with_a_bad_events_value_is_reported_corrupt_by_get() {
         assert!(msg.contains(id.as_str()), "{msg}");
         assert!(!msg.contains("your_webhook_secret"), "{msg}");
     }
+}
+
+/// Every attribute value of every item of `table` (a Scan, as someone with read access to the
+/// table or a backup of it would see them), and of both indexes (Scan of each).
+async fn everything_in(table: &WebhooksTable) -> String {
+    let mut all = String::new();
+    for index in [None, Some("byOwner"), Some("byBucket")] {
+        let out = table
+            .client
+            .scan()
+            .table_name(&table.name)
+            .set_index_name(index.map(str::to_owned))
+            .send()
+            .await
+            .expect("scan");
+        for item in out.items.unwrap_or_default() {
+            all.push_str(&format!("{item:?}\n"));
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn secrets_and_header_values_are_stored_sealed_in_the_table_and_both_indexes() {
+    // GIVEN a webhook with a secret and a custom header, then rotated (a previous secret)
+    let table = WebhooksTable::create().await;
+    let me = OwnerId::parse("user-sealed").unwrap();
+    let mut w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    w.secret = Secret::new("whsec_Y3VycmVudC1zZWNyZXQtYnl0ZXMtMTIzNDU2".into());
+    w.headers = CustomHeaders::parse([(
+        "X-Api-Key".to_owned(),
+        "header-value-0123456789abcdef".to_owned(),
+    )])
+    .unwrap();
+    table.store.create(&w).await.expect("create");
+    let rotated = WebhookPatch {
+        secret: Some(Secret::new(
+            "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA==".into(),
+        )),
+        previous_secret: Some(Some(PreviousSecret {
+            secret: w.secret.clone(),
+            expires_at: Timestamp::from_unix(1_900_000_000),
+        })),
+        headers: Some(
+            CustomHeaders::parse([("X-Other".to_owned(), "second-header-value-42".to_owned())])
+                .unwrap(),
+        ),
+        ..Default::default()
+    };
+    table
+        .store
+        .update(&me, &w.id, &rotated, Timestamp::from_unix(1_700_000_100))
+        .await
+        .expect("rotate");
+    // WHEN the table and its indexes are scanned
+    let raw = everything_in(&table).await;
+    // THEN no secret and no header value is anywhere, only sealed values
+    for needle in [
+        "Y3VycmVudC1zZWNyZXQ",
+        "bmV3LXNlY3JldC1ieXRlcy",
+        "header-value-0123456789abcdef",
+        "second-header-value-42",
+    ] {
+        assert!(!raw.contains(needle), "{needle} is stored in clear");
+    }
+    assert!(raw.matches("sealed:v1:").count() >= 3 * 3, "{raw}");
+    // AND the store opens them (what signing and sending use)
+    let back = table.store.get_for_delivery(&w.id).await.unwrap().unwrap();
+    assert_eq!(
+        back.secret.expose(),
+        "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA=="
+    );
+    assert_eq!(back.previous_secret.unwrap().secret, w.secret);
+    assert_eq!(back.headers, rotated.headers.unwrap());
+}
+
+#[tokio::test]
+async fn a_legacy_plaintext_item_still_reads_and_is_sealed_by_its_next_write() {
+    // GIVEN an item written before sealing existed (secret and headers in clear)
+    let table = WebhooksTable::create().await;
+    let me = OwnerId::parse("user-legacy").unwrap();
+    let mut w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    w.headers =
+        CustomHeaders::parse([("X-Token".to_owned(), "legacy-header-value".to_owned())]).unwrap();
+    let item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(WebhookItem::from(&w)).unwrap();
+    table
+        .client
+        .put_item()
+        .table_name(&table.name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    // WHEN it is read THEN it reads as it is (the fan-out and a delivery would use it)
+    let legacy = table.store.get_for_delivery(&w.id).await.unwrap().unwrap();
+    assert_eq!(legacy.secret, w.secret);
+    assert_eq!(legacy.headers, w.headers);
+    // WHEN an unrelated field is changed
+    let patch = WebhookPatch {
+        description: Some(Some("touched".into())),
+        ..Default::default()
+    };
+    let updated = table
+        .store
+        .update(&me, &w.id, &patch, Timestamp::from_unix(1_700_000_200))
+        .await
+        .unwrap();
+    assert_eq!(updated.secret, w.secret);
+    // THEN the stored secret and headers are sealed, and still read back the same
+    let raw = everything_in(&table).await;
+    assert!(!raw.contains("your_webhook_secret"), "{raw}");
+    assert!(!raw.contains("legacy-header-value"), "{raw}");
+    let after = table.store.get(&w.id).await.unwrap().unwrap();
+    assert_eq!((after.secret, after.headers), (w.secret, w.headers));
+}
+
+#[tokio::test]
+async fn an_item_copied_under_another_id_does_not_open_and_says_why() {
+    // GIVEN webhook A stored sealed, and a copy of its item put under B's id
+    let table = WebhooksTable::create().await;
+    let me = OwnerId::parse("user-copy").unwrap();
+    let a = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    table.store.create(&a).await.unwrap();
+    let mut copy = table
+        .client
+        .get_item()
+        .table_name(&table.name)
+        .key("id", AttributeValue::S(a.id.to_string()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("A's item");
+    let b = WebhookId::generate(1_700_000_001);
+    copy.insert("id".into(), AttributeValue::S(b.to_string()));
+    table
+        .client
+        .put_item()
+        .table_name(&table.name)
+        .set_item(Some(copy))
+        .send()
+        .await
+        .unwrap();
+    // WHEN B is read THEN Corrupt, naming B and the attribute, no panic, no value
+    let err = table.store.get_for_delivery(&b).await.expect_err("copied");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(
+        msg.contains(b.as_str()) && msg.contains("`secret`"),
+        "{msg}"
+    );
+    assert!(msg.contains("does not open"), "{msg}");
+    // AND A still opens
+    assert_eq!(
+        table.store.get(&a.id).await.unwrap().unwrap().secret,
+        a.secret
+    );
 }

@@ -220,6 +220,7 @@ impl ApiWorld {
         for (name, value) in vars {
             let value = match name.as_str() {
                 "WEBHOOKS_TABLE" => tables.webhooks.name.clone(),
+                "SECRETS_KEY_ARN" => crate::helpers::dynamo::secrets_key().await,
                 "DELIVERIES_TABLE" => tables.deliveries_name.clone(),
                 "QUEUE_URL" => queues.url.clone(),
                 _ => value.as_str().expect("a string").to_owned(),

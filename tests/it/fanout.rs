@@ -30,8 +30,7 @@ use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::config::sdk_timeouts;
 use webhooks_aws::sqs::ENQUEUE_CONCURRENCY;
 use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore,
-    SqsDeliveryQueue,
+    DeliveryLogConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsDeliveryQueue,
 };
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::ports::{Clock, SubscriptionStore};
@@ -189,9 +188,7 @@ async fn setup(db: &str, sqs: &str, name: &str) -> Setup {
     let sdk = service_config(db);
     let store = Arc::new(DynamoDbSubscriptionStore::from_config(
         &sdk,
-        &DynamoDbConfig {
-            table_name: webhooks.clone(),
-        },
+        &crate::helpers::dynamo::store_config_on(db, &webhooks).await,
     ));
     let log = Arc::new(DynamoDbDeliveryLog::from_config(
         &sdk,

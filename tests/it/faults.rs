@@ -42,8 +42,8 @@ use tower::ServiceExt;
 use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig,
-    SqsDeliveryQueue, SqsWorkerConfig, SqsWorkerQueue,
+    DeliveryLogConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig, SqsDeliveryQueue,
+    SqsWorkerConfig, SqsWorkerQueue,
 };
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{DeliveryTask, QueueTask};
@@ -121,9 +121,7 @@ async fn tables_on(endpoint: &str) -> (Arc<DynamoDbSubscriptionStore>, Arc<Dynam
     let sdk = impatient_config(endpoint);
     let store = DynamoDbSubscriptionStore::from_config(
         &sdk,
-        &DynamoDbConfig {
-            table_name: webhooks.clone(),
-        },
+        &crate::helpers::dynamo::store_config_on(endpoint, &webhooks).await,
     );
     let log = DynamoDbDeliveryLog::from_config(
         &sdk,

@@ -7,6 +7,7 @@
 //! - [`sqs`]: `SqsDeliveryQueue` and `SqsWorkerQueue` against SQS in moto.
 //! - [`delivery`]: the delivery Lambda's handler end to end (moto queues and tables, real HTTP
 //!   receivers on 127.0.0.1, the real sender).
+//! - [`secrets`]: the API's JWT key read from Secrets Manager in moto (`JwtSecretId`).
 //! - [`signatures`]: real deliveries verified by the guide's Node.js and Python checks.
 //! - [`template`]: `template.yaml` declares what the code uses, and its deployment-critical
 //!   properties (event source, queues, runtime, IAM, routes).
@@ -28,6 +29,7 @@ mod fanout;
 mod faults;
 mod filters;
 mod helpers;
+mod secrets;
 mod signatures;
 mod sqs;
 mod template;

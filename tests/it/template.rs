@@ -144,6 +144,20 @@ fn api_function_gets_the_table_name_the_store_config_reads() {
         vars.get("JWT_SECRET").is_some(),
         "JWT_SECRET (see the JWT test)"
     );
+    // AND both functions get the secrets key's ARN under the name DynamoDbConfig reads
+    for function in ["ApiFunction", "DeliveryFunction"] {
+        let vars = &resource(function)["Properties"]["Environment"]["Variables"];
+        let (tag, value) = tag_of(&vars[DynamoDbConfig::SECRETS_KEY_ENV]).expect("a !GetAtt");
+        assert_eq!(
+            (tag.as_str(), value.as_str()),
+            ("!GetAtt", Some("SecretsKey.Arn")),
+            "{function}"
+        );
+    }
+    assert_eq!(
+        resource("SecretsKey")["Type"].as_str(),
+        Some("AWS::KMS::Key")
+    );
 }
 
 #[test]
@@ -461,6 +475,8 @@ fn secret_sources(v: &Value, out: &mut Vec<(String, String)>) {
             secret_sources(&branches[1], out);
             secret_sources(&branches[2], out);
         }
+        // Absent in that branch (the other source is used).
+        Some((tag, inner)) if tag == "!Ref" && inner.as_str() == Some("AWS::NoValue") => {}
         Some((tag, inner)) => out.push((tag, inner.as_str().expect("a scalar").to_owned())),
         None => panic!("JWT_SECRET is a literal ({v:?}): it must come from a parameter"),
     }
@@ -485,14 +501,34 @@ fn the_jwt_secret_is_a_no_echo_parameter_or_a_secrets_manager_reference_never_a_
                     "{text}: a default secret"
                 );
             }
-            "!Sub" => assert!(
-                text.starts_with("{{resolve:secretsmanager:") && text.ends_with("}}"),
-                "{text}"
-            ),
             other => panic!("JWT_SECRET from {other} {text}"),
         }
     }
-    assert!(sources.contains(&("!Ref".to_owned(), "JwtSecret".to_owned())));
+    assert_eq!(sources, [("!Ref".to_owned(), "JwtSecret".to_owned())]);
+    // AND with JwtSecretId the function gets the secret's ARN, not its value: nothing in the
+    // template resolves a secret into the environment (readable with GetFunctionConfiguration)
+    let vars = &resource("ApiFunction")["Properties"]["Environment"]["Variables"];
+    let (tag, branches) = tag_of(&vars["JWT_SECRET_ID"]).expect("JWT_SECRET_ID is an !If");
+    assert_eq!(tag, "!If");
+    assert_eq!(branches[0].as_str(), Some("UseSecretsManager"));
+    assert_eq!(
+        tag_of(&branches[1]).map(|(t, v)| (t, v.as_str().map(str::to_owned))),
+        Some(("!Ref".to_owned(), Some("JwtSecretId".to_owned())))
+    );
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .expect("template.yaml");
+    assert!(
+        !text.contains("{{resolve:"),
+        "a dynamic reference resolves a secret at deploy time"
+    );
+    assert!(
+        t["Parameters"]["JwtSecretId"]["AllowedPattern"]
+            .as_str()
+            .is_some_and(|p| p.contains("secretsmanager")),
+        "JwtSecretId is an ARN (the policy allows exactly it)"
+    );
     // AND a given JwtSecret is long enough for the API (which refuses < 32 bytes at cold start)
     let pattern = t["Parameters"]["JwtSecret"]["AllowedPattern"]
         .as_str()
@@ -619,6 +655,11 @@ fn granted(function: &str) -> std::collections::BTreeSet<(String, String)> {
         .as_sequence()
         .unwrap_or_else(|| panic!("{function}: Policies"));
     for policy in policies {
+        // A policy given only under a condition: `!If [cond, {Statement}, !Ref AWS::NoValue]`.
+        let policy = match tag_of(policy) {
+            Some((tag, v)) if tag == "!If" => &v[1],
+            _ => policy,
+        };
         let statements = policy["Statement"].as_sequence().unwrap_or_else(|| {
             panic!("{function}: only inline statements, each scoped to a resource: {policy:?}")
         });
@@ -640,6 +681,8 @@ fn granted(function: &str) -> std::collections::BTreeSet<(String, String)> {
                     assert_eq!(rest, "/index/*", "{function}: {v}");
                     format!("{table}{rest}")
                 }
+                // A resource given by the deployment (a parameter).
+                Some((tag, v)) if tag == "!Ref" => v.as_str().expect("a parameter").to_owned(),
                 _ => panic!("{function}: a resource that is not one of ours: {st:?}"),
             };
             let actions: Vec<&str> = match &st["Action"] {
@@ -681,6 +724,9 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("dynamodb:DeleteItem", "DeliveriesTable"),
             ("dynamodb:Query", "DeliveriesTable"),
             ("sqs:SendMessage", "DeliveryQueue"),
+            ("kms:GenerateDataKey", "SecretsKey"),
+            ("kms:Decrypt", "SecretsKey"),
+            ("secretsmanager:GetSecretValue", "JwtSecretId"),
         ])
     );
     // AND the delivery function what the dispatcher does: read and update a webhook (counters,
@@ -705,8 +751,31 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("sqs:ReceiveMessage", "DeadLetterQueue"),
             ("sqs:DeleteMessage", "DeadLetterQueue"),
             ("sqs:GetQueueAttributes", "DeadLetterQueue"),
+            ("kms:GenerateDataKey", "SecretsKey"),
+            ("kms:Decrypt", "SecretsKey"),
         ])
     );
+    // AND KMS only for the secrets' data keys: every KMS statement is bound to the encryption
+    // context the key ring uses, so the functions cannot decrypt anything else under that key
+    for function in ["ApiFunction", "DeliveryFunction"] {
+        let statements = resource(function)["Properties"]["Policies"][0]["Statement"]
+            .as_sequence()
+            .expect("statements");
+        let kms: Vec<_> = statements
+            .iter()
+            .filter(|st| format!("{:?}", st["Action"]).contains("kms:"))
+            .collect();
+        assert!(!kms.is_empty(), "{function}");
+        let (name, value) = webhooks_aws::kms::ENCRYPTION_CONTEXT;
+        for st in kms {
+            assert_eq!(
+                st["Condition"]["StringEquals"][format!("kms:EncryptionContext:{name}").as_str()]
+                    .as_str(),
+                Some(value),
+                "{function}: {st:?}"
+            );
+        }
+    }
     // AND no SAM event adds a policy of its own: an `Events: SQS` entry would attach
     // AWSLambdaSQSQueueExecutionRole, which reaches every queue of the account
     assert!(resource("DeliveryFunction")["Properties"]["Events"].is_null());

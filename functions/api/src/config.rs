@@ -15,8 +15,13 @@ pub enum ConfigError {
 
 /// Configuration shared by the API entry points.
 pub struct ApiConfig {
-    /// HS256 key for user tokens (`JWT_SECRET`, at least 32 bytes).
+    /// HS256 key for user tokens (`JWT_SECRET`, at least 32 bytes). Empty when
+    /// [`jwt_secret_id`](Self::jwt_secret_id) is set, until the entry point has read it
+    /// ([`set_jwt_secret`](Self::set_jwt_secret)).
     pub jwt_secret: Vec<u8>,
+    /// `JWT_SECRET_ID`: the Secrets Manager secret (ARN or name) the key is read from at cold
+    /// start instead of `JWT_SECRET` (which must then be unset).
+    pub jwt_secret_id: Option<String>,
     /// `ALLOW_INSECURE_URLS=true` accepts http:// and private targets (never in production).
     pub url_policy: UrlPolicy,
     /// `OPEN_BUCKETS=true` lets a token without a `buckets` claim use any bucket (default: no
@@ -28,6 +33,7 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("jwt_secret", &"<redacted>")
+            .field("jwt_secret_id", &self.jwt_secret_id)
             .field("url_policy", &self.url_policy)
             .field("token_rules", &self.token_rules)
             .finish()
@@ -42,13 +48,20 @@ impl ApiConfig {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let secret = get("JWT_SECRET").ok_or(ConfigError::Missing("JWT_SECRET"))?;
-        if secret.len() < MIN_JWT_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                why: format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
-            });
-        }
+        let secret_id = get("JWT_SECRET_ID")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let secret = match (&secret_id, get("JWT_SECRET")) {
+            (Some(_), Some(s)) if !s.is_empty() => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    why: "set JWT_SECRET or JWT_SECRET_ID, not both".into(),
+                });
+            }
+            (Some(_), _) => Vec::new(),
+            (None, None) => return Err(ConfigError::Missing("JWT_SECRET")),
+            (None, Some(s)) => checked_jwt_secret("JWT_SECRET", s.into_bytes())?,
+        };
         let flag = |name: &'static str| match get(name).as_deref() {
             None | Some("") | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
@@ -69,7 +82,8 @@ impl ApiConfig {
                 audience: text("JWT_AUDIENCE"),
                 issuer: text("JWT_ISSUER"),
             },
-            jwt_secret: secret.into_bytes(),
+            jwt_secret: secret,
+            jwt_secret_id: secret_id,
             url_policy: if insecure {
                 UrlPolicy::LOCAL
             } else {
@@ -77,6 +91,25 @@ impl ApiConfig {
             },
         })
     }
+}
+
+impl ApiConfig {
+    /// Sets the key read from [`jwt_secret_id`](Self::jwt_secret_id), checked like `JWT_SECRET`.
+    pub fn set_jwt_secret(&mut self, secret: Vec<u8>) -> Result<(), ConfigError> {
+        self.jwt_secret = checked_jwt_secret("JWT_SECRET_ID", secret)?;
+        Ok(())
+    }
+}
+
+/// `secret` if it is long enough (the error names where it came from, never the value).
+fn checked_jwt_secret(name: &'static str, secret: Vec<u8>) -> Result<Vec<u8>, ConfigError> {
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name,
+            why: format!("the key must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+        });
+    }
+    Ok(secret)
 }
 
 #[cfg(test)]
@@ -92,6 +125,7 @@ mod tests {
         assert!(e.to_string().contains("at least 32"));
         let e = ApiConfig::from_lookup(|k| match k {
             "JWT_SECRET" => Some("x".repeat(32)),
+            "JWT_SECRET_ID" => None,
             _ => Some("maybe".into()),
         })
         .unwrap_err();
@@ -123,5 +157,36 @@ mod tests {
         );
         assert_eq!(open.token_rules.issuer, None);
         assert!(!format!("{ok:?}").contains("xxxx"));
+    }
+
+    #[test]
+    fn a_secrets_manager_id_replaces_jwt_secret_and_its_value_is_checked_when_read() {
+        // GIVEN JWT_SECRET_ID alone WHEN read THEN no key yet, the id kept
+        let id = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf";
+        let mut c = ApiConfig::from_lookup(|k| (k == "JWT_SECRET_ID").then(|| id.into())).unwrap();
+        assert_eq!(c.jwt_secret_id.as_deref(), Some(id));
+        assert!(c.jwt_secret.is_empty());
+        // WHEN the value read is short THEN refused, naming the variable, not the value
+        let e = c.set_jwt_secret(b"short-key".to_vec()).unwrap_err();
+        assert!(e.to_string().contains("JWT_SECRET_ID") && !e.to_string().contains("short-key"));
+        c.set_jwt_secret(vec![b'k'; 32]).unwrap();
+        assert_eq!(c.jwt_secret.len(), 32);
+        // GIVEN both variables THEN refused: one source only
+        let e = ApiConfig::from_lookup(|k| match k {
+            "JWT_SECRET_ID" => Some(id.into()),
+            "JWT_SECRET" => Some("x".repeat(32)),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        // AND an empty JWT_SECRET beside the id is no second source (SAM may set it empty)
+        assert!(
+            ApiConfig::from_lookup(|k| match k {
+                "JWT_SECRET_ID" => Some(id.into()),
+                "JWT_SECRET" => Some(String::new()),
+                _ => None,
+            })
+            .is_ok()
+        );
     }
 }

@@ -22,8 +22,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_current_span(false)
         .without_time() // CloudWatch stamps each line
         .init();
-    let config = ApiConfig::from_env()?;
+    let mut config = ApiConfig::from_env()?;
     let sdk = load_sdk_config().await;
+    // JwtSecretId: the key is read once here, never put into the environment.
+    if let Some(id) = config.jwt_secret_id.clone() {
+        config.set_jwt_secret(webhooks_aws::secrets::secret_string(&sdk, &id).await?)?;
+    }
     let ports = Ports {
         store: Arc::new(DynamoDbSubscriptionStore::from_config(
             &sdk,

@@ -73,17 +73,22 @@ fn required(
     }
 }
 
-/// Where the DynamoDB store keeps its data.
+/// Where the DynamoDB store keeps its data, and the KMS key its secrets are sealed under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynamoDbConfig {
     /// The webhooks table (`WebhooksTable` in `template.yaml`).
     pub table_name: String,
+    /// The KMS key (ARN, id or alias) whose data keys seal webhook secrets and header values
+    /// (`SecretsKey` in `template.yaml`; see [`crate::kms`]).
+    pub secrets_key_arn: String,
 }
 
 impl DynamoDbConfig {
     /// The variable holding the webhooks table's name; `template.yaml` sets it to
     /// `!Ref WebhooksTable`.
     pub const TABLE_ENV: &'static str = "WEBHOOKS_TABLE";
+    /// The variable holding the secrets key's ARN (`!GetAtt SecretsKey.Arn`).
+    pub const SECRETS_KEY_ENV: &'static str = "SECRETS_KEY_ARN";
 
     /// Reads [`Self::TABLE_ENV`] from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -95,6 +100,11 @@ impl DynamoDbConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: required(&lookup, Self::TABLE_ENV, "the DynamoDB table of webhooks")?,
+            secrets_key_arn: required(
+                &lookup,
+                Self::SECRETS_KEY_ENV,
+                "the KMS key webhook secrets are sealed under",
+            )?,
         })
     }
 }
@@ -126,7 +136,11 @@ impl DeliveryLogConfig {
                 Self::TABLE_ENV,
                 "the DynamoDB table of delivery attempts and dead letters",
             )?,
-            webhooks_table: DynamoDbConfig::from_lookup(&lookup)?.table_name,
+            webhooks_table: required(
+                &lookup,
+                DynamoDbConfig::TABLE_ENV,
+                "the DynamoDB table of webhooks",
+            )?,
         })
     }
 }
@@ -210,13 +224,23 @@ mod tests {
 
     #[test]
     fn config_reads_the_table_name_and_names_the_missing_variable() {
-        let ok = DynamoDbConfig::from_lookup(|n| (n == "WEBHOOKS_TABLE").then(|| "t1".into()));
+        let ok = DynamoDbConfig::from_lookup(|n| match n {
+            "WEBHOOKS_TABLE" => Some("t1".into()),
+            "SECRETS_KEY_ARN" => Some("arn:aws:kms:us-east-1:1:key/k".into()),
+            _ => None,
+        });
         assert_eq!(
             ok,
             Ok(DynamoDbConfig {
-                table_name: "t1".into()
+                table_name: "t1".into(),
+                secrets_key_arn: "arn:aws:kms:us-east-1:1:key/k".into(),
             })
         );
+        // AND without the secrets key the function does not start: it would store secrets in
+        // clear
+        let err = DynamoDbConfig::from_lookup(|n| (n == "WEBHOOKS_TABLE").then(|| "t1".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("SECRETS_KEY_ARN"), "{err}");
 
         let err = DynamoDbConfig::from_lookup(|_| None).unwrap_err();
         assert!(err.to_string().contains("WEBHOOKS_TABLE"), "{err}");

@@ -20,6 +20,12 @@
 //! before stats items existed, or by a `create` that stopped in between) gets it from the first
 //! outcome that finds it missing ([`ensure_stats`]).
 //!
+//! **Secrets at rest**: the store seals `secret`, `previousSecret` and `headers` before every
+//! write and opens them after every read ([`SecretCipher`] on a [`KmsKeyRing`]), so the item,
+//! its index copies and backups hold ciphertext bound to the webhook's id. [`WebhookItem`]
+//! itself carries whatever is stored; sealing happens here, around it. An update that leaves a
+//! legacy plaintext value in place seals it with a second, conditional `UpdateItem`.
+//!
 //! Ids are ObjectIds, which sort by creation time, so "newest first" is a descending query on
 //! `id` (`ScanIndexForward = false`) and the cursor is `id < :after`.
 //!
@@ -40,18 +46,23 @@ mod error;
 mod expr;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use webhooks_core::sealing::{SecretCipher, is_sealed};
 use webhooks_core::webhook::{DeliveryStatus, Secret, Webhook, WebhookPatch};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 use self::error::{condition_failed, corrupt, id_taken, redact, redact_str, unavailable};
-use self::item::{StatsItem, WebhookItem, attr, stats_id};
+use self::expr::SealedPatch;
+use self::item::{StatsItem, StoredHeaders, WebhookItem, attr, stats_id};
 use crate::config::DynamoDbConfig;
+use crate::kms::KmsKeyRing;
 
 pub use self::delivery_log::DynamoDbDeliveryLog;
 
@@ -67,22 +78,159 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoDbSubscriptionStore {
     client: Client,
     table: String,
+    cipher: SecretCipher,
 }
 
 impl DynamoDbSubscriptionStore {
     /// A store on `table` through `client` (tests configure the client: endpoint, timeouts,
-    /// retries).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    /// retries), sealing secrets and header values with `cipher`.
+    pub fn new(client: Client, table: impl Into<String>, cipher: SecretCipher) -> Self {
         Self {
             client,
             table: table.into(),
+            cipher,
         }
     }
 
     /// A store built from the shared SDK config and the adapter's config (what the Lambda mains
-    /// do at cold start).
+    /// do at cold start): secrets sealed with data keys of the configured KMS key.
     pub fn from_config(sdk: &SdkConfig, config: &DynamoDbConfig) -> Self {
-        Self::new(Client::new(sdk), config.table_name.clone())
+        let ring = KmsKeyRing::from_config(sdk, config.secrets_key_arn.clone());
+        Self::new(
+            Client::new(sdk),
+            config.table_name.clone(),
+            SecretCipher::new(Arc::new(ring)),
+        )
+    }
+
+    /// `plaintext` sealed for webhook `id`. A key service that cannot answer (or refuses the
+    /// configured key) makes the write `Unavailable`: nothing is written in clear instead.
+    async fn seal(&self, id: &WebhookId, plaintext: &str) -> Result<String, StoreError> {
+        self.cipher
+            .seal(id, plaintext)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sealing a secret of webhook {id}: {e}")))
+    }
+
+    /// A stored value of `attribute` in clear (legacy values as they are).
+    async fn open(
+        &self,
+        id: &WebhookId,
+        attribute: &'static str,
+        stored: &str,
+    ) -> Result<String, StoreError> {
+        self.cipher.open(id, stored).await.map_err(|e| {
+            if e.is_retryable() {
+                StoreError::Unavailable(format!("opening `{attribute}` of webhook {id}: {e}"))
+            } else {
+                corrupt(id.as_str(), format!("attribute `{attribute}`: {e}"))
+            }
+        })
+    }
+
+    /// An item as read back, its sealed values opened, decoded into the domain type (or
+    /// `Corrupt`, or `Unavailable` when KMS did not answer).
+    async fn decode(&self, raw: Item) -> Result<Webhook, StoreError> {
+        let mut item = decode_item(raw)?;
+        let raw_id = item.id.clone();
+        let id = WebhookId::parse(&raw_id).map_err(|e| corrupt(&raw_id, e))?;
+        item.secret = Secret::new(self.open(&id, attr::SECRET, item.secret.expose()).await?);
+        if let Some(p) = &item.previous_secret {
+            let opened = self.open(&id, attr::PREVIOUS_SECRET, p.expose()).await?;
+            item.previous_secret = Some(Secret::new(opened));
+        }
+        if let Some(h) = &item.headers {
+            item.headers = Some(StoredHeaders(self.open(&id, attr::HEADERS, &h.0).await?));
+        }
+        let secret = item.secret.clone();
+        Webhook::try_from(item).map_err(|e| corrupt(&raw_id, redact_str(e.to_string(), &secret)))
+    }
+
+    /// `w` as the item to put, its credentials sealed.
+    async fn sealed_item(&self, w: &Webhook) -> Result<WebhookItem, StoreError> {
+        let mut item = WebhookItem::from(w);
+        item.secret = Secret::new(self.seal(&w.id, w.secret.expose()).await?);
+        if let Some(p) = &w.previous_secret {
+            item.previous_secret = Some(Secret::new(self.seal(&w.id, p.secret.expose()).await?));
+        }
+        if !w.headers.is_empty() {
+            item.headers = Some(StoredHeaders(self.seal(&w.id, &w.headers.to_json()).await?));
+        }
+        Ok(item)
+    }
+
+    /// The sealed forms of what `patch` sets.
+    async fn sealed_patch(
+        &self,
+        id: &WebhookId,
+        patch: &WebhookPatch,
+    ) -> Result<SealedPatch, StoreError> {
+        let mut sealed = SealedPatch::default();
+        if let Some(secret) = &patch.secret {
+            sealed.secret = Some(self.seal(id, secret.expose()).await?);
+        }
+        if let Some(Some(p)) = &patch.previous_secret {
+            sealed.previous_secret = Some(self.seal(id, p.secret.expose()).await?);
+        }
+        if let Some(h) = patch.headers.as_ref().filter(|h| !h.is_empty()) {
+            sealed.headers = Some(self.seal(id, &h.to_json()).await?);
+        }
+        Ok(sealed)
+    }
+
+    /// Seals the values of `item` (as an update left it) that are still in clear — written
+    /// before sealing existed and not replaced by the update. Each is replaced only if it is
+    /// still the value read (`#attr = :old`), so a concurrent write is never undone; a lost race
+    /// or a failure leaves the value to the next write.
+    async fn reseal_legacy(&self, id: &WebhookId, item: &Item) {
+        let mut e = expr::Expr::default();
+        let (mut set, mut conditions) = (Vec::new(), Vec::new());
+        for attribute in [attr::SECRET, attr::PREVIOUS_SECRET, attr::HEADERS] {
+            let Some(AttributeValue::S(stored)) = item.get(attribute) else {
+                continue;
+            };
+            if is_sealed(stored) {
+                continue;
+            }
+            let sealed = match self.seal(id, stored).await {
+                Ok(sealed) => sealed,
+                Err(err) => {
+                    tracing::warn!(webhook_id = %id, error = %err, "legacy secret not sealed; the next write will");
+                    return;
+                }
+            };
+            let name = e.name(attribute);
+            let new = e.value(&format!("{attribute}New"), s(sealed));
+            let old = e.value(&format!("{attribute}Old"), s(stored.clone()));
+            set.push(format!("{name} = {new}"));
+            conditions.push(format!("{name} = {old}"));
+        }
+        if set.is_empty() {
+            return;
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .set_expression_attribute_names(Some(e.names))
+            .set_expression_attribute_values(Some(e.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => tracing::info!(webhook_id = %id, "legacy plaintext secrets sealed"),
+            Err(err) if condition_failed(&err) => {}
+            Err(err) => {
+                // The message may quote the request's values: name the code only.
+                let code = err
+                    .as_service_error()
+                    .and_then(|e| e.code())
+                    .unwrap_or("error");
+                tracing::warn!(webhook_id = %id, code, "legacy secret not sealed; the next write will");
+            }
+        }
     }
 
     /// The table this store reads and writes.
@@ -181,7 +329,7 @@ impl DynamoDbSubscriptionStore {
                 .await
                 .map_err(|e| unavailable("Query", e))?;
             for raw in out.items.unwrap_or_default() {
-                found.push(decode(raw)?);
+                found.push(self.decode(raw).await?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() && found.len() < want => start_key = Some(k),
@@ -262,23 +410,21 @@ async fn put_empty_stats(client: &Client, table: &str, id: &WebhookId) -> Result
     }
 }
 
-/// An item as read back from DynamoDB, decoded into the domain type or reported `Corrupt`.
-fn decode(raw: Item) -> Result<Webhook, StoreError> {
+/// An item as read back from DynamoDB, as its [`WebhookItem`] (values still sealed) or reported
+/// `Corrupt`.
+fn decode_item(raw: Item) -> Result<WebhookItem, StoreError> {
     let id = match raw.get(attr::ID) {
         Some(AttributeValue::S(id)) => id.clone(),
         _ => "<no id>".to_owned(),
     };
     // The secret is the only value that must never reach a message: strip it from whatever the
-    // decoder says (serde errors may quote values).
+    // decoder says (serde errors may quote values; a legacy item's secret is in clear).
     let secret = match raw.get(attr::SECRET) {
         Some(AttributeValue::S(s) | AttributeValue::N(s)) => Some(Secret::new(s.clone())),
         _ => None,
     };
     let problem = match serde_dynamo::from_item::<_, WebhookItem>(raw) {
-        Ok(item) => match Webhook::try_from(item) {
-            Ok(webhook) => return Ok(webhook),
-            Err(e) => e.to_string(),
-        },
+        Ok(item) => return Ok(item),
         Err(e) => e.to_string(),
     };
     let problem = match secret {
@@ -302,7 +448,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
 #[async_trait]
 impl SubscriptionStore for DynamoDbSubscriptionStore {
     async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        let item: Item = serde_dynamo::to_item(WebhookItem::from(webhook)).map_err(|e| {
+        let item: Item = serde_dynamo::to_item(self.sealed_item(webhook).await?).map_err(|e| {
             let problem = redact_str(format!("not encodable: {e}"), &webhook.secret);
             corrupt(webhook.id.as_str(), problem)
         })?;
@@ -348,7 +494,10 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
             .send()
             .await
             .map_err(|e| unavailable("GetItem", e))?;
-        out.item.map(decode).transpose()
+        match out.item {
+            Some(raw) => self.decode(raw).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
@@ -428,7 +577,7 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                 .await
                 .map_err(|e| unavailable("Query", e))?;
             for raw in out.items.unwrap_or_default() {
-                found.push(decode(raw)?);
+                found.push(self.decode(raw).await?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start_key = Some(k),
@@ -444,7 +593,8 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         patch: &WebhookPatch,
         now: Timestamp,
     ) -> Result<Webhook, StoreError> {
-        let mut e = expr::patch_update(patch, now);
+        let sealed = self.sealed_patch(id, patch).await?;
+        let mut e = expr::patch_update(patch, &sealed, now);
         let condition = expr::owned_by(&mut e, owner.as_str());
         let out = self
             .client
@@ -469,7 +619,10 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                 }
             })?;
         let webhook = match out.attributes {
-            Some(attributes) if !attributes.is_empty() => decode(attributes)?,
+            Some(attributes) if !attributes.is_empty() => {
+                self.reseal_legacy(id, &attributes).await;
+                self.decode(attributes).await?
+            }
             _ => return Err(corrupt(id.as_str(), "UpdateItem returned no attributes")),
         };
         with_stats(webhook, self.stats_item(id).await?.as_ref())
@@ -550,8 +703,18 @@ mod tests {
         serde_dynamo::to_item(WebhookItem::from(w)).expect("encode")
     }
 
-    #[test]
-    fn an_undecodable_item_is_corrupt_and_its_message_never_quotes_the_secret() {
+    /// A store whose client is never called (decoding a plaintext item asks no key service).
+    fn offline_store() -> DynamoDbSubscriptionStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let key = webhooks_core::sealing::DataKey::fingerprinted(&[9; 32]).unwrap();
+        DynamoDbSubscriptionStore::new(Client::from_conf(config), "t", SecretCipher::with_key(key))
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_item_is_corrupt_and_its_message_never_quotes_the_secret() {
         // GIVEN an item whose `events` quotes the secret, and one with `active` as a string
         let owner = OwnerId::parse("user_1").unwrap();
         let bucket = BucketId::parse("507f1f77bcf86cd799439011").unwrap();
@@ -563,9 +726,10 @@ mod tests {
         );
         let mut mistyped = item_of(&w);
         mistyped.insert("active".into(), s("your_webhook_secret"));
+        let store = offline_store();
         for raw in [quoting, mistyped] {
             // WHEN decoded
-            let err = decode(raw).expect_err("must not decode");
+            let err = store.decode(raw).await.expect_err("must not decode");
             // THEN it is Corrupt, names the webhook, and the secret is redacted
             let msg = err.to_string();
             assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
@@ -573,6 +737,6 @@ mod tests {
             assert!(!msg.contains("your_webhook_secret"), "{msg}");
         }
         // AND a sound item decodes to the webhook
-        assert_eq!(decode(item_of(&w)).expect("decode"), w);
+        assert_eq!(store.decode(item_of(&w)).await.expect("decode"), w);
     }
 }

@@ -17,9 +17,11 @@
 //!
 //! ## Layout
 //! - [`config`]: [`load_sdk_config`] and the typed configs read from the environment
-//!   (`WEBHOOKS_TABLE`, `DELIVERIES_TABLE`, `QUEUE_URL`, `DLQ_URL`).
+//!   (`WEBHOOKS_TABLE`, `SECRETS_KEY_ARN`, `DELIVERIES_TABLE`, `QUEUE_URL`, `DLQ_URL`).
 //! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
 //!   [`dynamodb::delivery_log`]: the delivery log and its table design.
+//! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
+//! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
 //! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
 //!
 //! The table and queue designs are documented in their modules and declared in the repository's
@@ -27,6 +29,8 @@
 
 pub mod config;
 pub mod dynamodb;
+pub mod kms;
+pub mod secrets;
 pub mod sqs;
 
 pub use config::{

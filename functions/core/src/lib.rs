@@ -29,6 +29,8 @@
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
 //!   from an outcome to the queue's action that both runtimes carry out.
 //! - [`format`]: the native Slack and Discord message formats.
+//! - [`sealing`]: secrets at rest: envelope encryption of secrets and header values, the
+//!   `KeyRing` port.
 //! - [`samples`]: the guide's example payloads, for test sends.
 
 pub mod delivery;
@@ -45,6 +47,7 @@ pub mod ports;
 pub mod publish;
 pub mod recovery;
 pub mod samples;
+pub mod sealing;
 pub mod service;
 pub mod signing;
 pub mod time;

@@ -435,6 +435,11 @@ pub fn validate_secret(s: String) -> Result<Secret, ValidationError> {
             "secret must not contain control characters or surrounding spaces",
         ));
     }
+    // A stored secret with this prefix is a sealed one (crate::sealing): a plaintext secret
+    // that looked like one would not read back.
+    if s.starts_with(crate::sealing::RESERVED_SECRET_PREFIX) {
+        return Err(bad("secret must not start with \"sealed:\""));
+    }
     if let Some(key) = s.strip_prefix(Secret::GENERATED_PREFIX) {
         let ok = base64::engine::general_purpose::STANDARD
             .decode(key)
@@ -584,6 +589,10 @@ mod tests {
     #[test]
     fn secrets_are_checked() {
         assert!(validate_secret("your_webhook_secret".into()).is_ok());
+        assert!(
+            validate_secret("sealed:v1:k0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into())
+                .is_err()
+        );
         assert!(validate_secret(Secret::generate().expose().to_owned()).is_ok());
         for bad in [
             "short",

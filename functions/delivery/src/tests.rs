@@ -674,6 +674,7 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
         move |n: &str| {
             [
                 ("WEBHOOKS_TABLE", "w"),
+                ("SECRETS_KEY_ARN", "k"),
                 ("DELIVERIES_TABLE", "d"),
                 ("QUEUE_URL", "http://q"),
                 ("DLQ_URL", "http://dlq"),

@@ -296,6 +296,9 @@ struct Inner {
     /// `SqliteStore::get_for_delivery`'s cache).
     webhooks_epoch: std::sync::atomic::AtomicU64,
     path: PathBuf,
+    /// The data key webhook secrets and header values are sealed with (`crate::secret_key`),
+    /// read once here so no delivery reads a file.
+    sealing_key: Arc<webhooks_core::sealing::DataKey>,
 }
 
 impl fmt::Debug for Database {
@@ -396,6 +399,9 @@ impl Database {
                 DbError::Unavailable(format!("creating directory {}: {e}", dir.display()))
             })?;
         }
+        let sealing_key = Arc::new(crate::secret_key::load_or_create(
+            &crate::secret_key::key_path(path),
+        )?);
         let context = format!("opening {}", path.display());
         let mut conn = Connection::open(path).map_err(|e| DbError::from_sqlite(&context, &e))?;
         configure(&conn).map_err(|e| DbError::from_sqlite(&context, &e))?;
@@ -425,8 +431,14 @@ impl Database {
                 next_reader: Default::default(),
                 webhooks_epoch: Default::default(),
                 path: path.to_owned(),
+                sealing_key,
             }),
         })
+    }
+
+    /// The key the stores on this database seal secrets with (the `secret-key` file beside it).
+    pub fn sealing_key(&self) -> &Arc<webhooks_core::sealing::DataKey> {
+        &self.inner.sealing_key
     }
 
     /// The file this database lives in.

@@ -25,6 +25,8 @@
 //! - [`db`]: [`Database`], the file shared by every table's adapter: opening, pragmas, versioned
 //!   migrations (`PRAGMA user_version`), the writer thread that group-commits every write call, and
 //!   the read-only connections reads run on.
+//! - [`secret_key`]: the `secret-key` file beside the database: the data key webhook secrets
+//!   and header values are sealed with at rest.
 //! - [`store`]: [`SqliteStore`], the [`SubscriptionStore`] on the `webhooks` table.
 //! - [`delivery_log`]: [`SqliteDeliveryLog`], the [`DeliveryLog`]: attempts, finished markers
 //!   (its `finish` updates the `webhooks` counters in the same transaction), dead letters.
@@ -41,6 +43,7 @@ pub mod db;
 pub mod delivery_log;
 pub mod health;
 pub mod queue;
+pub mod secret_key;
 pub mod store;
 pub mod worker;
 

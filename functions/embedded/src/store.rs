@@ -26,6 +26,7 @@ use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
 use webhooks_core::headers::CustomHeaders;
 use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use webhooks_core::sealing::DataKey;
 use webhooks_core::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
 };
@@ -120,10 +121,11 @@ fn corrupt(id: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("webhook {id:?}: column `{column}`: {why}"))
 }
 
-/// Decodes one row selected with [`COLUMNS`]. Error messages name the webhook and the column and
-/// say what is wrong; they never quote the secret column (rusqlite's and our messages for it give
-/// only its type), and other quoted values (ids, event names) are not secret.
-fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
+/// Decodes one row selected with [`COLUMNS`], opening its sealed values with `key`. Error messages
+/// name the webhook and the column and say what is wrong; they never quote the secret column
+/// (rusqlite's and our messages for it give only its type), and other quoted values (ids, event
+/// names) are not secret.
+fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
     let raw_id: String = row.get("id").map_err(|e| corrupt("?", "id", e))?;
     let id = raw_id.as_str();
     // Typed reads through rusqlite's `FromSql`, which checks type and range.
@@ -148,6 +150,7 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
     };
     let last_delivery_at: Option<i64> = read!("last_delivery_at");
     let secret: String = read!("secret");
+    let secret = open(key, id, "secret", &secret)?;
     let format: String = read!("format");
     let format: Format = format
         .parse()
@@ -156,7 +159,7 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
     let previous_until: Option<i64> = read!("previous_secret_expires_at");
     let previous_secret = match (previous, previous_until) {
         (Some(s), Some(t)) => Some(PreviousSecret {
-            secret: Secret::new(s),
+            secret: Secret::new(open(key, id, "previous_secret", &s)?),
             expires_at: Timestamp::from_unix(t),
         }),
         (None, None) => None,
@@ -172,6 +175,8 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
     let headers: Option<String> = read!("headers");
     // The message names the column only: a header value must not end up in an error.
     let headers = headers
+        .map(|h| open(key, id, "headers", &h))
+        .transpose()?
         .as_deref()
         .map(CustomHeaders::from_json)
         .transpose()
@@ -216,9 +221,23 @@ fn read_webhook(row: &Row<'_>) -> Result<Webhook, StoreError> {
     })
 }
 
+/// A stored value of `column` in clear ([`DataKey::open_stored`]: legacy values as they are).
+/// The error names the column and why, never the value.
+fn open(key: &DataKey, id: &str, column: &str, stored: &str) -> Result<String, StoreError> {
+    let webhook = WebhookId::parse(id).map_err(|e| corrupt(id, "id", e))?;
+    key.open_stored(&webhook, stored)
+        .map_err(|e| corrupt(id, column, e))
+}
+
+/// What the store writes for a secret or header value: sealed for webhook `id`.
+fn seal(key: &DataKey, id: &WebhookId, plaintext: &str) -> String {
+    key.seal(id, plaintext)
+}
+
 /// Runs a `SELECT {COLUMNS} …` and decodes every row.
 fn query_webhooks(
     conn: &Connection,
+    key: &DataKey,
     sql_text: &str,
     params: impl Params,
 ) -> Result<Vec<Webhook>, StoreError> {
@@ -226,7 +245,7 @@ fn query_webhooks(
     let mut rows = stmt.query(params).map_err(sql)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sql)? {
-        out.push(read_webhook(row)?);
+        out.push(read_webhook(row, key)?);
     }
     Ok(out)
 }
@@ -235,9 +254,9 @@ fn events_json(id: &WebhookId, events: &[EventType]) -> Result<String, StoreErro
     serde_json::to_string(events).map_err(|e| corrupt(id.as_str(), "events", e))
 }
 
-/// The `headers` column: NULL when there are none.
-fn stored_headers(h: &CustomHeaders) -> Option<String> {
-    (!h.is_empty()).then(|| h.to_json())
+/// The `headers` column: NULL when there are none, sealed otherwise.
+fn stored_headers(key: &DataKey, id: &WebhookId, h: &CustomHeaders) -> Option<String> {
+    (!h.is_empty()).then(|| seal(key, id, &h.to_json()))
 }
 
 fn stat(id: &WebhookId, column: &str, v: u64) -> Result<i64, StoreError> {
@@ -247,7 +266,7 @@ fn stat(id: &WebhookId, column: &str, v: u64) -> Result<i64, StoreError> {
 #[async_trait]
 impl SubscriptionStore for SqliteStore {
     async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        let w = webhook.clone();
+        let (w, key) = (webhook.clone(), self.db.sealing_key().clone());
         self.db
             .write(move |conn| {
                 let events = events_json(&w.id, &w.events)?;
@@ -278,7 +297,7 @@ impl SubscriptionStore for SqliteStore {
                         w.retry_config.max_retries,
                         w.retry_config.backoff_multiplier,
                         w.retry_config.initial_delay_seconds,
-                        w.secret.expose(),
+                        seal(&key, &w.id, w.secret.expose()),
                         stat(&w.id, "total_deliveries", w.stats.total_deliveries)?,
                         stat(
                             &w.id,
@@ -291,12 +310,14 @@ impl SubscriptionStore for SqliteStore {
                         w.created_at.unix(),
                         w.updated_at.unix(),
                         w.format.as_str(),
-                        w.previous_secret.as_ref().map(|p| p.secret.expose()),
+                        w.previous_secret
+                            .as_ref()
+                            .map(|p| seal(&key, &w.id, p.secret.expose())),
                         w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
                         w.failing_since.map(Timestamp::unix),
                         w.disabled_reason,
                         w.filter.as_ref().map(Filter::to_json),
-                        stored_headers(&w.headers),
+                        stored_headers(&key, &w.id, &w.headers),
                     ])
                     .map_err(sql)?;
                 if inserted == 0 {
@@ -309,10 +330,11 @@ impl SubscriptionStore for SqliteStore {
     }
 
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
-        let id = id.clone();
+        let (id, key) = (id.clone(), self.db.sealing_key().clone());
         self.db.read(move |conn| {
             let found = query_webhooks(
                 conn,
+                &key,
                 &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
                 [id.as_str()],
             )?;
@@ -348,7 +370,7 @@ impl SubscriptionStore for SqliteStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let q = query.clone();
+        let (q, key) = (query.clone(), self.db.sealing_key().clone());
         self.db.read(move |conn| {
             // Conditions are added only when set (rather than `?n IS NULL OR …`) so SQLite
             // walks `webhooks_by_owner` from `after` down and stops after `limit + 1` rows.
@@ -367,7 +389,7 @@ impl SubscriptionStore for SqliteStore {
             args.push(Value::Integer(fetch));
             text.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
 
-            let mut items = query_webhooks(conn, &text, params_from_iter(args))?;
+            let mut items = query_webhooks(conn, &key, &text, params_from_iter(args))?;
             let more = items.len() > q.limit;
             items.truncate(q.limit);
             let next_after = if more {
@@ -384,13 +406,14 @@ impl SubscriptionStore for SqliteStore {
         bucket: &BucketId,
         event: EventType,
     ) -> Result<Vec<Webhook>, StoreError> {
-        let bucket = bucket.clone();
+        let (bucket, key) = (bucket.clone(), self.db.sealing_key().clone());
         self.db.read(move |conn| {
             // The event filter runs here rather than in SQL (`json_each`): a bucket has few
             // webhooks, and a row with unreadable events must be reported as `Corrupt`, not
             // as an SQL error or a silent miss.
             let webhooks = query_webhooks(
                 conn,
+                &key,
                 &format!(
                     "SELECT {COLUMNS} FROM webhooks
                          WHERE bucket_id = ?1 AND active = 1 ORDER BY id"
@@ -412,6 +435,7 @@ impl SubscriptionStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Webhook, StoreError> {
         let (owner, id, patch) = (owner.clone(), id.clone(), patch.clone());
+        let key = self.db.sealing_key().clone();
         self.db
             .write(move |conn| {
                 // IMMEDIATE takes the write lock before the read, so no other writer (another
@@ -419,6 +443,7 @@ impl SubscriptionStore for SqliteStore {
                 let tx = conn.savepoint().map_err(sql)?;
                 let mut w = query_webhooks(
                     &tx,
+                    &key,
                     &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND owner_id = ?2"),
                     [id.as_str(), owner.as_str()],
                 )?
@@ -445,14 +470,16 @@ impl SubscriptionStore for SqliteStore {
                     w.retry_config.max_retries,
                     w.retry_config.backoff_multiplier,
                     w.retry_config.initial_delay_seconds,
-                    w.secret.expose(),
+                    seal(&key, &w.id, w.secret.expose()),
                     w.updated_at.unix(),
                     w.format.as_str(),
-                    w.previous_secret.as_ref().map(|p| p.secret.expose()),
+                    w.previous_secret
+                        .as_ref()
+                        .map(|p| seal(&key, &w.id, p.secret.expose())),
                     w.previous_secret.as_ref().map(|p| p.expires_at.unix()),
                     w.disabled_reason,
                     w.filter.as_ref().map(Filter::to_json),
-                    stored_headers(&w.headers),
+                    stored_headers(&key, &w.id, &w.headers),
                 ])
                 .map_err(sql)?;
                 tx.commit().map_err(sql)?;

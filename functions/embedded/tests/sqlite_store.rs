@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use webhooks_core::conformance::{run_all, sample_webhook};
+use webhooks_core::headers::CustomHeaders;
 use webhooks_core::ports::{ListQuery, StoreError, SubscriptionStore};
-use webhooks_core::webhook::{DeliveryStatus, WebhookPatch};
+use webhooks_core::webhook::{DeliveryStatus, PreviousSecret, Secret, WebhookPatch};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp};
 use webhooks_embedded::SqliteStore;
 
@@ -307,5 +308,192 @@ async fn a_change_by_another_process_reaches_the_delivery_read_within_the_cache_
     assert_eq!(
         store.get_for_delivery(&w.id).await.unwrap().unwrap().url,
         "https://example.com/elsewhere"
+    );
+}
+
+/// Every byte of the database's files (the file, its WAL and shared memory), as someone who
+/// copies the data directory's database without its key would have them.
+fn database_bytes(path: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        if let Ok(bytes) = std::fs::read(&file) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn secrets_and_header_values_are_never_in_the_database_files() {
+    // GIVEN a webhook with a secret, a custom header, and a rotated-out previous secret
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_sealed");
+    let mut w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    w.secret = Secret::new("whsec_Y3VycmVudC1zZWNyZXQtYnl0ZXMtMTIzNDU2".into());
+    w.headers =
+        CustomHeaders::parse([("X-Api-Key".into(), "header-value-0123456789abcdef".into())])
+            .unwrap();
+    store.create(&w).await.unwrap();
+    let rotated = WebhookPatch {
+        secret: Some(Secret::new(
+            "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA==".into(),
+        )),
+        previous_secret: Some(Some(PreviousSecret {
+            secret: w.secret.clone(),
+            expires_at: Timestamp::from_unix(1_900_000_000),
+        })),
+        ..Default::default()
+    };
+    store
+        .update(&me, &w.id, &rotated, Timestamp::from_unix(1_700_000_100))
+        .await
+        .unwrap();
+    // WHEN the database files are read byte by byte (the WAL included: nothing checkpointed yet)
+    let bytes = database_bytes(&path);
+    // THEN no secret and no header value is in them, in clear or in their base64's middle
+    for needle in [
+        "whsec_Y3VycmVudC1zZWNyZXQtYnl0ZXMtMTIzNDU2",
+        "Y3VycmVudC1zZWNyZXQ",
+        "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA==",
+        "bmV3LXNlY3JldC1ieXRlcy",
+        "header-value-0123456789abcdef",
+    ] {
+        assert!(
+            !contains(&bytes, needle),
+            "{needle} found in the database files"
+        );
+    }
+    assert!(contains(&bytes, "sealed:v1:"), "sealed values are there");
+    // AND the store reads them back in clear (signing uses the opened secret)
+    let back = store.get(&w.id).await.unwrap().expect("found");
+    assert_eq!(
+        back.secret.expose(),
+        "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA=="
+    );
+    assert_eq!(back.previous_secret.unwrap().secret, w.secret);
+    assert_eq!(back.headers, w.headers);
+    // AND after a restart too (the key file is read again, the same key)
+    drop(store);
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.get(&w.id).await.unwrap().expect("found").headers,
+        w.headers
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("secret-key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_legacy_plaintext_row_still_reads_and_is_sealed_by_its_next_write() {
+    // GIVEN a row written before sealing existed: secret and headers in clear
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_legacy");
+    let w = sample_webhook(&me, &BucketId::generate(1_700_000_000), 1_700_000_000);
+    store.create(&w).await.unwrap();
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET secret = 'legacy-plain-secret',
+                 headers = '[{\"name\":\"X-Token\",\"value\":\"legacy-header-value\"}]'
+             WHERE id = ?1",
+            [w.id.as_str()],
+        )
+        .unwrap();
+    let fresh = SqliteStore::open(&path).expect("reopen");
+    // WHEN it is read THEN it reads as it is (a delivery would sign with it)
+    let legacy = fresh.get_for_delivery(&w.id).await.unwrap().expect("found");
+    assert_eq!(legacy.secret.expose(), "legacy-plain-secret");
+    assert_eq!(legacy.headers.hints()[0].name, "X-Token");
+    // WHEN anything of it is changed
+    let patch = WebhookPatch {
+        description: Some(Some("touched".into())),
+        ..Default::default()
+    };
+    fresh
+        .update(&me, &w.id, &patch, Timestamp::from_unix(1_700_000_200))
+        .await
+        .unwrap();
+    // THEN its row holds sealed values only, which read back the same
+    let (secret, headers): (String, String) = raw(&path)
+        .query_row(
+            "SELECT secret, headers FROM webhooks WHERE id = ?1",
+            [w.id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(secret.starts_with("sealed:v1:") && headers.starts_with("sealed:v1:"));
+    assert!(!secret.contains("legacy") && !headers.contains("legacy"));
+    let after = fresh.get(&w.id).await.unwrap().expect("found");
+    assert_eq!(after.secret.expose(), "legacy-plain-secret");
+    assert_eq!(after.headers, legacy.headers);
+}
+
+#[tokio::test]
+async fn a_row_copied_under_another_id_does_not_open_and_says_why() {
+    // GIVEN webhook A, and B whose sealed secret is replaced by A's (a copied value)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_copy");
+    let bucket = BucketId::generate(1_700_000_000);
+    let a = sample_webhook(&me, &bucket, 1_700_000_000);
+    let b = sample_webhook(&me, &bucket, 1_700_000_001);
+    store.create(&a).await.unwrap();
+    store.create(&b).await.unwrap();
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET secret = (SELECT secret FROM webhooks WHERE id = ?1) WHERE id = ?2",
+            [a.id.as_str(), b.id.as_str()],
+        )
+        .unwrap();
+    let fresh = SqliteStore::open(&path).expect("reopen");
+    // WHEN B is read THEN it is Corrupt, naming B and the column, without a panic or a value
+    let err = fresh.get(&b.id).await.expect_err("must not open");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(
+        msg.contains(b.id.as_str()) && msg.contains("secret"),
+        "{msg}"
+    );
+    assert!(msg.contains("does not open"), "{msg}");
+    // AND A still reads
+    assert_eq!(fresh.get(&a.id).await.unwrap().expect("A").secret, a.secret);
+}
+
+#[tokio::test]
+async fn a_database_opened_with_another_key_file_names_the_key_instead_of_misreading() {
+    // GIVEN a webhook sealed under one key file, and then the key file replaced
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let w = sample_webhook(
+        &owner("user_k"),
+        &BucketId::generate(1_700_000_000),
+        1_700_000_000,
+    );
+    store.create(&w).await.unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("secret-key")).unwrap();
+    // WHEN the database is opened again (a new key is made) and the webhook read
+    let store = SqliteStore::open(&path).expect("reopen");
+    let err = store.get(&w.id).await.expect_err("another key");
+    // THEN the error says the value was sealed with a key this process does not have
+    assert!(
+        err.to_string().contains("key this process does not have"),
+        "{err}"
     );
 }

@@ -145,6 +145,65 @@ pub async fn create_table_from_template(client: &Client, logical_id: &str, name:
     }
 }
 
+/// The KMS key (in the process's moto server) every store of the tests seals secrets under, as
+/// `SecretsKey` in `template.yaml` does in production: created on first use, then the same.
+pub async fn secrets_key() -> String {
+    static KEY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    KEY.get_or_init(|| create_secrets_key(moto::endpoint()))
+        .await
+        .clone()
+}
+
+/// A new KMS key on the emulator at `endpoint`; its ARN.
+pub async fn create_secrets_key(endpoint: &str) -> String {
+    let kms = aws_sdk_kms::Client::new(&sdk_config_for(endpoint));
+    let out = kms
+        .create_key()
+        .description("dakkio webhooks test secrets key")
+        .send()
+        .await
+        .expect("CreateKey on moto");
+    out.key_metadata()
+        .and_then(|m| m.arn().map(str::to_owned))
+        .expect("key metadata with an ARN")
+}
+
+/// [`secrets_key`] once it was created (by any table's creation).
+pub fn secrets_key_created() -> String {
+    futures_lite_block(secrets_key())
+}
+
+/// Runs `f` to completion on a private runtime (for sync callers of an async helper whose work
+/// is normally done already).
+fn futures_lite_block<F: std::future::Future<Output = String> + Send + 'static>(f: F) -> String {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    })
+    .join()
+    .expect("secrets key")
+}
+
+/// The store config the Lambda mains read, for `table` and the tests' secrets key.
+pub async fn store_config(table: &str) -> DynamoDbConfig {
+    DynamoDbConfig {
+        table_name: table.to_owned(),
+        secrets_key_arn: secrets_key().await,
+    }
+}
+
+/// The store config for `table` on the emulator at `endpoint` (a dedicated one), with a
+/// secrets key of its own there.
+pub async fn store_config_on(endpoint: &str, table: &str) -> DynamoDbConfig {
+    DynamoDbConfig {
+        table_name: table.to_owned(),
+        secrets_key_arn: create_secrets_key(endpoint).await,
+    }
+}
+
 /// A fresh webhooks table in moto (built from `WebhooksTable`) and a store on it.
 #[derive(Debug)]
 pub struct WebhooksTable {
@@ -160,12 +219,7 @@ impl WebhooksTable {
         create_table_from_template(&client, "WebhooksTable", &name).await;
         // Through the same constructor the Lambda mains use.
         let sdk = sdk_config_for(moto::endpoint());
-        let store = DynamoDbSubscriptionStore::from_config(
-            &sdk,
-            &DynamoDbConfig {
-                table_name: name.clone(),
-            },
-        );
+        let store = DynamoDbSubscriptionStore::from_config(&sdk, &store_config(&name).await);
         Self {
             client,
             name,

@@ -72,6 +72,7 @@ impl World {
     pub fn function_env(&self, timeout: Duration) -> Vec<(String, String)> {
         [
             ("WEBHOOKS_TABLE", self.store.table_name().to_owned()),
+            ("SECRETS_KEY_ARN", super::dynamo::secrets_key_created()),
             ("DELIVERIES_TABLE", self.log.table_name().to_owned()),
             ("QUEUE_URL", self.queues.url.clone()),
             ("DLQ_URL", self.queues.dlq_url.clone()),

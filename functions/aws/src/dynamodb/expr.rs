@@ -22,13 +22,13 @@ pub(crate) struct Expr {
 }
 
 impl Expr {
-    fn name(&mut self, attribute: &str) -> String {
+    pub(crate) fn name(&mut self, attribute: &str) -> String {
         let placeholder = format!("#{attribute}");
         self.names.insert(placeholder.clone(), attribute.to_owned());
         placeholder
     }
 
-    fn value(&mut self, key: &str, v: AttributeValue) -> String {
+    pub(crate) fn value(&mut self, key: &str, v: AttributeValue) -> String {
         let placeholder = format!(":{key}");
         self.values.insert(placeholder.clone(), v);
         placeholder
@@ -51,10 +51,23 @@ pub(crate) fn owned_by(e: &mut Expr, owner: &str) -> String {
     format!("attribute_exists({id}) AND {owner_name} = {owner_value}")
 }
 
+/// The sealed forms of a patch's credentials ([`webhooks_core::sealing`]): the store seals them
+/// before building the expression, which takes them from here and never from the patch, so no
+/// request carries a secret or a header value in clear.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct SealedPatch {
+    /// The new secret, sealed (when the patch sets one).
+    pub secret: Option<String>,
+    /// The rotated-out secret, sealed (when the patch sets one).
+    pub previous_secret: Option<String>,
+    /// The new headers' JSON, sealed (when the patch sets a non-empty set).
+    pub headers: Option<String>,
+}
+
 /// `patch` as one update expression: `SET` for every present field (and `updatedAt`), `REMOVE
 /// description` for a cleared description. Retry settings are set inside the `retryConfig` map,
-/// so a patch of one of them keeps the others.
-pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
+/// so a patch of one of them keeps the others. Credentials come sealed, from `sealed`.
+pub(crate) fn patch_update(patch: &WebhookPatch, sealed: &SealedPatch, now: Timestamp) -> Expr {
     let mut e = Expr::default();
     let mut set = Vec::new();
     let mut remove = Vec::new();
@@ -103,11 +116,11 @@ pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
             set.push(format!("{path} = {}", e.value(field, value)));
         }
     }
-    if let Some(secret) = &patch.secret {
+    if let (Some(_), Some(secret)) = (&patch.secret, &sealed.secret) {
         set.push(format!(
             "{} = {}",
             e.name(attr::SECRET),
-            e.value("secret", s(secret.expose()))
+            e.value("secret", s(secret))
         ));
     }
     if let Some(format) = patch.format {
@@ -131,22 +144,26 @@ pub(crate) fn patch_update(patch: &WebhookPatch, now: Timestamp) -> Expr {
     match &patch.headers {
         None => {}
         Some(h) if h.is_empty() => remove.push(e.name(attr::HEADERS)),
-        Some(h) => {
-            set.push(format!(
-                "{} = {}",
-                e.name(attr::HEADERS),
-                e.value("headers", s(h.to_json()))
-            ));
+        Some(_) => {
+            if let Some(h) = &sealed.headers {
+                set.push(format!(
+                    "{} = {}",
+                    e.name(attr::HEADERS),
+                    e.value("headers", s(h))
+                ));
+            }
         }
     }
     match &patch.previous_secret {
         None => {}
         Some(Some(p)) => {
-            set.push(format!(
-                "{} = {}",
-                e.name(attr::PREVIOUS_SECRET),
-                e.value("previousSecret", s(p.secret.expose()))
-            ));
+            if let Some(previous) = &sealed.previous_secret {
+                set.push(format!(
+                    "{} = {}",
+                    e.name(attr::PREVIOUS_SECRET),
+                    e.value("previousSecret", s(previous))
+                ));
+            }
             set.push(format!(
                 "{} = {}",
                 e.name(attr::PREVIOUS_SECRET_EXPIRES_AT),
@@ -222,7 +239,7 @@ mod tests {
             ..Default::default()
         };
         // WHEN turned into an update
-        let e = patch_update(&patch, Timestamp::from_unix(0));
+        let e = patch_update(&patch, &SealedPatch::default(), Timestamp::from_unix(0));
         // THEN it sets `active` and `updatedAt`, and nothing else
         assert_eq!(
             e.expression,
@@ -247,9 +264,16 @@ mod tests {
             secret: Some(Secret::new("rotated".into())),
             ..Default::default()
         };
-        // WHEN turned into an update
-        let e = patch_update(&patch, Timestamp::from_unix(0));
-        // THEN the retry settings are paths inside `retryConfig`, and the description is removed
+        // WHEN turned into an update, its secret sealed
+        let sealed = SealedPatch {
+            secret: Some("sealed:v1:k:AAAA".into()),
+            ..Default::default()
+        };
+        let e = patch_update(&patch, &sealed, Timestamp::from_unix(0));
+        // THEN the secret goes in sealed, never in clear
+        assert_eq!(e.values.get(":secret"), Some(&s("sealed:v1:k:AAAA")));
+        assert!(!format!("{:?}", e.values).contains("rotated"));
+        // AND the retry settings are paths inside `retryConfig`, and the description is removed
         assert!(
             e.expression
                 .contains("#retryConfig.#maxRetries = :maxRetries"),

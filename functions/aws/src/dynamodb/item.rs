@@ -10,7 +10,8 @@
 //! | `id` | S | table HASH key; RANGE key of both indexes |
 //! | `ownerId` | S | HASH key of `byOwner` |
 //! | `bucketId` | S | HASH key of `byBucket` |
-//! | `url`, `secret` | S | |
+//! | `url` | S | |
+//! | `secret`, `previousSecret` | S | sealed (`sealed:v1:…`, [`webhooks_core::sealing`]) by the store; a value without the prefix is a legacy plaintext one |
 //! | `events` | L of S | sorted event names; the fan-out filters with `contains(events, :e)` |
 //! | `description` | S | absent when there is none |
 //! | `active` | BOOL | |
@@ -18,7 +19,7 @@
 //! | `totalDeliveries`, `successfulDeliveries`, `failedDeliveries` | N | legacy counters: see below |
 //! | `lastDeliveryAt`, `lastDeliveryStatus`, `failingSince` | S | legacy: see below |
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
-//! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), absent when there are none |
+//! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), sealed like it; absent when there are none |
 //! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
 //!
 //! **The outcome counters live in their own item**, [`StatsItem`], id `<webhookId>#stats` in the
