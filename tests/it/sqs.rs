@@ -50,9 +50,11 @@ async fn queues_are_created_with_the_templates_attributes_and_redrive_policy() {
         Some(u64::from(webhooks_core::flow::MAX_RECEIVE_COUNT))
     );
     assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "360");
+    // (12 days: the longest retry schedule is 10, and the dead-letter queue keeps 14 — a redriven
+    // message keeps its original enqueue time)
     assert_eq!(
         attrs[&QueueAttributeName::MessageRetentionPeriod],
-        "1209600"
+        "1036800"
     );
 }
 

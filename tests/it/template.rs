@@ -558,7 +558,8 @@ async fn served_requests() -> Vec<(String, String)> {
         let concrete = path
             .replace("{id}", "507f1f77bcf86cd799439016")
             .replace("{deliveryId}", "65a4f0d11a2b3c4d5e6f0020")
-            .replace("{delivery_id}", "65a4f0d11a2b3c4d5e6f0020");
+            .replace("{delivery_id}", "65a4f0d11a2b3c4d5e6f0020")
+            .replace("{jobId}", "rj-507f1f77bcf86cd799439016-0");
         assert!(
             !concrete.contains('{'),
             "an unknown path parameter in {path}"
