@@ -16,6 +16,8 @@
 //! - [`fanout`]: 100 events × 100 webhooks through the API on a slow SQS (concurrent
 //!   `SendMessageBatch`, the publish's time budget and its `207`).
 //! - [`thousand`]: 1,000 events through SQS and the handler, every delivery accounted for.
+//! - [`idempotency`]: `Idempotency-Key` records in DynamoDB; keyed publishes on SQS (100
+//!   concurrent repeats, a repeat after a part-way failure).
 //!
 //! Needs moto and the Standard Webhooks library (`./infra/setup-venv.sh` installs both into
 //! `./.venv`), `node` and `python3`; a missing moto fails the
@@ -29,6 +31,7 @@ mod fanout;
 mod faults;
 mod filters;
 mod helpers;
+mod idempotency;
 mod secrets;
 mod signatures;
 mod sqs;

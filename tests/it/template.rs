@@ -711,7 +711,8 @@ fn functions_may_do_exactly_what_their_code_does() {
     // GIVEN each function's policy statements
     // THEN the API may do what its routes do: the store's put/get/update/delete, a list page's
     // stats items and its index queries (lists, publish fan-out), the delivery log's history
-    // and dead-letter queries, reading and removing a dead letter (redelivery), and enqueueing
+    // and dead-letter queries, reading and removing a dead letter (redelivery), putting,
+    // reading and removing Idempotency-Key records, and enqueueing
     assert_eq!(
         granted("ApiFunction"),
         pairs(&[
@@ -722,6 +723,7 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("dynamodb:DeleteItem", "WebhooksTable"),
             ("dynamodb:Query", "WebhooksTable/index/*"),
             ("dynamodb:GetItem", "DeliveriesTable"),
+            ("dynamodb:PutItem", "DeliveriesTable"),
             ("dynamodb:DeleteItem", "DeliveriesTable"),
             ("dynamodb:Query", "DeliveriesTable"),
             ("sqs:SendMessage", "DeliveryQueue"),

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use webhooks_core::idempotency::RETRY_AFTER_SECS;
 use webhooks_core::ports::{EnqueueError, StoreError};
 use webhooks_core::publish::PublishError;
 use webhooks_core::service::ServiceError;
@@ -129,6 +130,10 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            StatusCode::CONFLICT if self.code == "idempotency_key_in_progress" => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
             _ => {}
         }
         res
@@ -139,6 +144,20 @@ impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         match e {
             PublishError::Service(s) => s.into(),
+            PublishError::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used in the last 24 h for a request with another \
+                 body; use a new key for a new request",
+            ),
+            PublishError::KeyInProgress => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_progress",
+                format!(
+                    "a request with this Idempotency-Key is being published; retry after \
+                     {RETRY_AFTER_SECS} s to get its answer"
+                ),
+            ),
             PublishError::TooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -172,9 +191,9 @@ pub fn enqueue_failed_message(source: &EnqueueError, queued: usize, listed: bool
     };
     format!(
         "{} deliveries could not be confirmed as queued and {} were; {which}. \
-         An unconfirmed delivery may still arrive (with its deliveryId); publishing \
-         again queues new deliveries, so receivers should also deduplicate on the \
-         event's own identity (e.g. data ids) when retrying after this error",
+         An unconfirmed delivery may still arrive (with its deliveryId). Repeating the \
+         request with the same Idempotency-Key queues only the missing deliveries, with \
+         the same deliveryIds; without a key, publishing again queues new deliveries",
         source.failed.len(),
         queued,
     )

@@ -100,6 +100,16 @@ impl AppState {
         self
     }
 
+    /// Keeps `Idempotency-Key` records of `POST /api/events` in `keys` (DynamoDB on AWS, SQLite
+    /// locally). Without this call they are kept in process memory (tests only).
+    pub fn with_idempotency(
+        mut self,
+        keys: Arc<dyn webhooks_core::idempotency::IdempotencyStore>,
+    ) -> Self {
+        self.deliveries = self.deliveries.with_idempotency(keys);
+        self
+    }
+
     /// Shows each webhook's circuit breaker state (`health`) from `store`.
     pub fn with_health(mut self, store: Arc<dyn webhooks_core::health::HealthStore>) -> Self {
         self.health = Some(store);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use webhooks_api::config::ApiConfig;
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig,
-    SqsDeliveryQueue, load_sdk_config,
+    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbIdempotencyStore,
+    DynamoDbSubscriptionStore, SqsConfig, SqsDeliveryQueue, load_sdk_config,
 };
 use webhooks_core::time::SystemClock;
 
@@ -28,19 +28,21 @@ async fn main() -> Result<(), lambda_http::Error> {
     if let Some(id) = config.jwt_secret_id.clone() {
         config.set_jwt_secret(webhooks_aws::secrets::secret_string(&sdk, &id).await?)?;
     }
+    let log_config = DeliveryLogConfig::from_env()?;
     let ports = Ports {
         store: Arc::new(DynamoDbSubscriptionStore::from_config(
             &sdk,
             &DynamoDbConfig::from_env()?,
         )),
-        log: Arc::new(DynamoDbDeliveryLog::from_config(
-            &sdk,
-            &DeliveryLogConfig::from_env()?,
-        )),
+        log: Arc::new(DynamoDbDeliveryLog::from_config(&sdk, &log_config)),
         queue: Arc::new(SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_env()?)),
         clock: Arc::new(SystemClock),
     };
     let state = AppState::new(ports, config.url_policy, &config.jwt_secret)?
+        .with_idempotency(Arc::new(DynamoDbIdempotencyStore::from_config(
+            &sdk,
+            &log_config,
+        )))
         .with_token_rules(&config.token_rules);
     lambda_http::run(router(state)).await
 }

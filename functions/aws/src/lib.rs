@@ -19,7 +19,8 @@
 //! - [`config`]: [`load_sdk_config`] and the typed configs read from the environment
 //!   (`WEBHOOKS_TABLE`, `SECRETS_KEY_ARN`, `DELIVERIES_TABLE`, `QUEUE_URL`, `DLQ_URL`).
 //! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
-//!   [`dynamodb::delivery_log`]: the delivery log and its table design.
+//!   [`dynamodb::delivery_log`]: the delivery log and its table design;
+//!   [`dynamodb::idempotency`]: `Idempotency-Key` records, items of the deliveries table.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
 //! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
@@ -36,5 +37,6 @@ pub mod sqs;
 pub use config::{
     ConfigError, DeliveryLogConfig, DynamoDbConfig, SqsConfig, SqsWorkerConfig, load_sdk_config,
 };
+pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
 pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

@@ -24,6 +24,8 @@
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
 //! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
 //! - [`recovery`]: recovery jobs: every dead letter of a time window redelivered, in steps.
+//! - [`idempotency`]: `Idempotency-Key` on publish: the decision, keyed delivery ids, the
+//!   `IdempotencyStore` port.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
@@ -41,6 +43,7 @@ pub mod flow;
 pub mod format;
 pub mod headers;
 pub mod health;
+pub mod idempotency;
 pub mod ids;
 pub mod jsjson;
 pub mod ports;

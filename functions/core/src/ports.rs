@@ -160,6 +160,20 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     ) -> Result<(), EnqueueError> {
         self.enqueue(tasks).await
     }
+
+    /// [`enqueue_by`](Self::enqueue_by) for tasks some of which may already have been queued
+    /// (a keyed publish taken over after its publisher died, or repeated after an unconfirmed
+    /// enqueue; their ids are the same, see [`crate::idempotency`]): an adapter that can tell
+    /// skips every task whose delivery id it holds or has delivered (the embedded queue does);
+    /// the default queues them all, and a second copy of a delivery is then counted once (the
+    /// final marker is keyed by delivery) and deduplicated by receivers on `deliveryId`.
+    async fn enqueue_new_by(
+        &self,
+        tasks: &[DeliveryTask],
+        deadline: std::time::Instant,
+    ) -> Result<(), EnqueueError> {
+        self.enqueue_by(tasks, deadline).await
+    }
 }
 
 /// Which attempts of a webhook to list ([`DeliveryLog::attempts_page`]): the log's order

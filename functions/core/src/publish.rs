@@ -1,7 +1,7 @@
 //! `DeliveryService`: the use cases that create deliveries — publishing events (fan-out), test
 //! sends, redelivery of dead letters — and the delivery history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask, MAX_MESSAGE_BYTES, envelope};
+use crate::idempotency::{
+    self, Decision, IdempotencyKey, IdempotencyRecord, IdempotencyStore, KeyState, Planned,
+    StoredAnswer,
+};
 use crate::ports::{
     AttemptQuery, Clock, DeadLetterQuery, DeliveryLog, DeliveryQueue, EnqueueError, LogPage,
     SubscriptionStore,
@@ -112,6 +116,36 @@ pub struct QueuedDelivery {
     pub event: EventType,
 }
 
+/// What a keyed publish answers when everything is queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedPublish {
+    pub deliveries: Vec<QueuedDelivery>,
+    /// The answer of an earlier request with the same key and body (nothing queued now).
+    pub replayed: bool,
+}
+
+/// How a claimed keyed publish failed: with its answer stored, or before anything reached the
+/// queue (the claim is then given back).
+enum Claimed {
+    Stored(PublishError),
+    NothingQueued(PublishError),
+}
+
+/// Validates every event with `now` as the default timestamp; the error names the event's
+/// index (`events[i]: ...`).
+pub fn validate_events(
+    raw: Vec<PublishEvent>,
+    now: Timestamp,
+) -> Result<Vec<ValidEvent>, ValidationError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.validate(now)
+                .map_err(|v| ValidationError::new(v.code, format!("events[{i}]: {}", v.message)))
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
@@ -121,6 +155,12 @@ pub enum PublishError {
         "event {index}: the delivery message would be {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
     )]
     TooLarge { index: usize, size: usize },
+    /// The `Idempotency-Key` was used for another request (another body) in the last 24 h.
+    #[error("this Idempotency-Key was used for a different request in the last 24 h")]
+    KeyReused,
+    /// The first request with this `Idempotency-Key` is still being published.
+    #[error("a request with this Idempotency-Key is being published; retry shortly")]
+    KeyInProgress,
     /// Some deliveries could not be confirmed as enqueued (`not_queued`, which may still
     /// arrive); the others (`queued`) were.
     #[error("{source}")]
@@ -143,6 +183,7 @@ pub struct DeliveryService {
     pub(crate) log: Arc<dyn DeliveryLog>,
     queue: Arc<dyn DeliveryQueue>,
     clock: Arc<dyn Clock>,
+    keys: Arc<dyn IdempotencyStore>,
     budget: Duration,
 }
 
@@ -164,8 +205,16 @@ impl DeliveryService {
             log,
             queue,
             clock,
+            keys: Arc::new(idempotency::MemoryIdempotencyStore::new()),
             budget: PUBLISH_BUDGET,
         }
+    }
+
+    /// The same service keeping `Idempotency-Key` records in `keys` (without this call, in
+    /// process memory only: unit tests).
+    pub fn with_idempotency(mut self, keys: Arc<dyn IdempotencyStore>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The same service with another time budget per call than [`PUBLISH_BUDGET`] (tests).
@@ -192,6 +241,23 @@ impl DeliveryService {
             return Err(ServiceError::BucketForbidden(e.bucket_id.clone()).into());
         }
         let now = self.clock.now();
+        let tasks = self
+            .plan(events, now, &|_, _| DeliveryId::generate(now.unix()))
+            .await?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        self.enqueue(tasks, deadline).await
+    }
+
+    /// The deliveries `events` make now: (event index, task) per (event, subscribed active
+    /// webhook whose filter matches), ids from `id(index, webhook)`. Nothing is enqueued.
+    async fn plan(
+        &self,
+        events: Vec<ValidEvent>,
+        now: Timestamp,
+        id: &(dyn Fn(usize, &WebhookId) -> DeliveryId + Sync),
+    ) -> Result<Vec<(usize, DeliveryTask)>, PublishError> {
         let mut tasks = Vec::new();
         // The subscribers of each (bucket, event) are read once per call: a batch is usually
         // many events of one bucket.
@@ -211,7 +277,7 @@ impl DeliveryService {
                 subscribers.insert(key.clone(), found);
             }
             for webhook in subscribers.get(&key).into_iter().flatten() {
-                let delivery_id = DeliveryId::generate(now.unix());
+                let delivery_id = id(index, &webhook.id);
                 let env = envelope(
                     ev.event,
                     ev.timestamp,
@@ -239,10 +305,182 @@ impl DeliveryService {
                 if size > MAX_MESSAGE_BYTES {
                     return Err(PublishError::TooLarge { index, size });
                 }
-                tasks.push(task);
+                tasks.push((index, task));
             }
         }
-        self.enqueue(tasks, deadline).await
+        Ok(tasks)
+    }
+
+    /// [`publish`](Self::publish) under an `Idempotency-Key` (see [`crate::idempotency`]):
+    /// `raw` are the events as sent (already checked with [`validate_events`]); they are
+    /// validated again with the key's first time as "now", so events without a timestamp get
+    /// the same one on every repeat. Answers the deliveries (all queued) and whether this is a
+    /// replay; a part-way failure is [`PublishError::Enqueue`] as for `publish`, and is stored,
+    /// so that a repeat queues what is missing.
+    pub async fn publish_keyed(
+        &self,
+        caller: &Caller,
+        key: &IdempotencyKey,
+        raw: Vec<PublishEvent>,
+    ) -> Result<KeyedPublish, PublishError> {
+        let deadline = Instant::now() + self.budget;
+        let now = self.clock.now();
+        let checked = validate_events(raw.clone(), now).map_err(ServiceError::Invalid)?;
+        if let Some(e) = checked.iter().find(|e| !caller.may_use(&e.bucket_id)) {
+            return Err(ServiceError::BucketForbidden(e.bucket_id.clone()).into());
+        }
+        let hash = idempotency::request_hash(&raw);
+        let claim = IdempotencyRecord::claim(&caller.owner, key, hash.clone(), now);
+        let (record, previous) = match self.keys.insert_or_get(&claim).await? {
+            None => (claim, None),
+            Some(existing) => match idempotency::decide(&existing, &hash, now) {
+                Decision::Reused => return Err(PublishError::KeyReused),
+                Decision::InProgress => return Err(PublishError::KeyInProgress),
+                Decision::Replay(answer) => {
+                    return Ok(KeyedPublish {
+                        deliveries: existing.deliveries(&answer).0,
+                        replayed: true,
+                    });
+                }
+                Decision::TakeOver => {
+                    let mine = existing.next(KeyState::InProgress {
+                        until: Timestamp::from_unix(now.unix() + idempotency::LEASE_SECS),
+                    });
+                    if !self.keys.replace(&mine, existing.version).await? {
+                        // Another repeat took it over first.
+                        return Err(PublishError::KeyInProgress);
+                    }
+                    (mine, Some(existing.state))
+                }
+            },
+        };
+        match self
+            .publish_claimed(&record, raw, previous.clone(), deadline)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(Claimed::Stored(e)) => Err(e),
+            Err(Claimed::NothingQueued(e)) => {
+                // Nothing of this call reached the queue: give the key back as it was, so a
+                // repeat runs again (with the same delivery ids if it had any).
+                let undo = match previous {
+                    None => {
+                        self.keys
+                            .remove(&record.scope, &record.key, record.version)
+                            .await
+                    }
+                    Some(state) => {
+                        let state = match state {
+                            KeyState::InProgress { .. } => KeyState::InProgress { until: now },
+                            done => done,
+                        };
+                        self.keys
+                            .replace(&record.next(state), record.version)
+                            .await
+                            .map(drop)
+                    }
+                };
+                if let Err(u) = undo {
+                    // The lease runs out by itself: a repeat then takes the key over.
+                    tracing::warn!(error = %u, "idempotency key not released after a failed publish");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn publish_claimed(
+        &self,
+        record: &IdempotencyRecord,
+        raw: Vec<PublishEvent>,
+        previous: Option<KeyState>,
+        deadline: Instant,
+    ) -> Result<KeyedPublish, Claimed> {
+        let events = validate_events(raw, record.created_at)
+            .map_err(|v| Claimed::NothingQueued(ServiceError::Invalid(v).into()))?;
+        let names: Vec<EventType> = events.iter().map(|e| e.event).collect();
+        let planned = self
+            .plan(events, record.created_at, &|i, w| {
+                idempotency::delivery_id(&record.scope, &record.key, record.created_at, i, w)
+            })
+            .await
+            .map_err(Claimed::NothingQueued)?;
+        let of = |(i, t): &(usize, DeliveryTask)| Planned {
+            index: *i,
+            webhook: t.webhook_id.clone(),
+        };
+        // What this publish is made of, and what of it is to be queued now.
+        let (all, tasks): (Vec<Planned>, Vec<DeliveryTask>) = match &previous {
+            // First run: everything.
+            None => (
+                planned.iter().map(of).collect(),
+                planned.into_iter().map(|(_, t)| t).collect(),
+            ),
+            // A part-way answer: its deliveries, of which only the unconfirmed ones (a webhook
+            // deleted or disabled since has none rebuilt: its pending deliveries are dropped).
+            Some(KeyState::Done { answer }) => {
+                let missing: HashSet<&Planned> = answer.not_queued.iter().collect();
+                let all = answer
+                    .queued
+                    .iter()
+                    .chain(&answer.not_queued)
+                    .cloned()
+                    .collect();
+                let tasks = planned
+                    .into_iter()
+                    .filter(|p| missing.contains(&of(p)))
+                    .map(|(_, t)| t)
+                    .collect();
+                (all, tasks)
+            }
+            // Its publisher died mid-way: everything again, minus what the queue already holds.
+            Some(KeyState::InProgress { .. }) => (
+                planned.iter().map(of).collect(),
+                planned.into_iter().map(|(_, t)| t).collect(),
+            ),
+        };
+        let result = if tasks.is_empty() {
+            Ok(())
+        } else if previous.is_none() {
+            self.queue.enqueue_by(&tasks, deadline).await
+        } else {
+            // Some may have reached the queue unconfirmed: the queue skips ids it holds.
+            self.queue.enqueue_new_by(&tasks, deadline).await
+        };
+        let failed: HashSet<DeliveryId> = match &result {
+            Ok(()) => HashSet::new(),
+            Err(e) => e.failed.iter().cloned().collect(),
+        };
+        let (not_queued, queued): (Vec<Planned>, Vec<Planned>) = all
+            .into_iter()
+            .partition(|p| failed.contains(&record.delivery_id(p)));
+        let answer = StoredAnswer {
+            events: names,
+            queued,
+            not_queued,
+        };
+        let done = record.next(KeyState::Done {
+            answer: answer.clone(),
+        });
+        match self.keys.replace(&done, record.version).await {
+            Ok(true) => {}
+            // The answer stands; a repeat finds the key in progress until the lease runs out,
+            // then takes it over and queues nothing new (the same ids).
+            Ok(false) => tracing::warn!("idempotency record changed while publishing"),
+            Err(e) => tracing::error!(error = %e, "idempotency answer not stored"),
+        }
+        let (queued, not_queued) = record.deliveries(&answer);
+        match result {
+            Ok(()) => Ok(KeyedPublish {
+                deliveries: queued,
+                replayed: false,
+            }),
+            Err(source) => Err(Claimed::Stored(PublishError::Enqueue {
+                source,
+                queued,
+                not_queued,
+            })),
+        }
     }
 
     pub(crate) async fn enqueue(

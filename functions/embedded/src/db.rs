@@ -194,6 +194,21 @@ const MIGRATIONS: &[&str] = &[
         job        TEXT    NOT NULL,
         PRIMARY KEY (webhook_id, job_id)
     ) STRICT, WITHOUT ROWID;",
+    // 9: `Idempotency-Key` records of POST /api/events (`webhooks_core::idempotency`), one per
+    // (producer `sub`, key): the `IdempotencyRecord` as JSON, and what its conditions need.
+    "CREATE TABLE idempotency_keys (
+        scope        TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        -- the condition of every write (one more on each)
+        version      INTEGER NOT NULL,
+        -- unix seconds; the row is ignored from then on, and pruned
+        expires_at   INTEGER NOT NULL,
+        -- 1 while a request publishes under the key (its lease is in `record`)
+        in_progress  INTEGER NOT NULL CHECK (in_progress IN (0, 1)),
+        record       TEXT    NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);",
 ];
 
 /// Why the database could not be opened or used.

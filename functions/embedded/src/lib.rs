@@ -31,6 +31,8 @@
 //! - [`delivery_log`]: [`SqliteDeliveryLog`], the [`DeliveryLog`]: attempts, finished markers
 //!   (its `finish` updates the `webhooks` counters in the same transaction), dead letters.
 //! - [`health`]: [`SqliteHealthStore`], the circuit breakers' states (`webhook_health`).
+//! - [`idempotency`]: [`SqliteIdempotencyStore`], the `Idempotency-Key` records of publishing
+//!   (`idempotency_keys`).
 //! - [`queue`]: [`SqliteQueue`], the [`DeliveryQueue`] and its worker side (receive, ack,
 //!   retry-after, dead-letter).
 //! - [`worker`]: [`Worker`] / [`run_worker`], the poller the local mode runs next to the API.
@@ -42,6 +44,7 @@
 pub mod db;
 pub mod delivery_log;
 pub mod health;
+pub mod idempotency;
 pub mod queue;
 pub mod secret_key;
 pub mod store;
@@ -50,6 +53,7 @@ pub mod worker;
 pub use db::{Database, DbError};
 pub use delivery_log::SqliteDeliveryLog;
 pub use health::SqliteHealthStore;
+pub use idempotency::SqliteIdempotencyStore;
 pub use queue::{MAX_RECEIVE_COUNT, QueueDeadLetter, Receipt, Received, SqliteQueue};
 pub use store::SqliteStore;
 pub use worker::{Worker, WorkerConfig, WorkerSummary, run_worker};

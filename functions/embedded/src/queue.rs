@@ -589,6 +589,114 @@ impl DeliveryQueue for SqliteQueue {
     async fn enqueue(&self, tasks: &[DeliveryTask]) -> Result<(), EnqueueError> {
         self.enqueue_at(tasks, queue_now()).await
     }
+
+    /// See [`SqliteQueue::enqueue_new_at`].
+    async fn enqueue_new_by(
+        &self,
+        tasks: &[DeliveryTask],
+        _deadline: std::time::Instant,
+    ) -> Result<(), EnqueueError> {
+        self.enqueue_new_at(tasks, SystemTime::now()).await
+    }
+}
+
+impl SqliteQueue {
+    /// [`enqueue_at`](Self::enqueue_at) for the repeat of a keyed publish
+    /// ([`DeliveryQueue::enqueue_new_by`]): a task whose delivery id is in the queue (waiting,
+    /// in flight or waiting for a retry) or has an attempt recorded (delivered, failed, dead-
+    /// lettered: the worker records attempts in the write that removes the message, so a
+    /// delivery is always in one of the two) is skipped, in the same write as the inserts, so
+    /// a delivery the queue ever held is not queued twice. Checking the queue reads all of it
+    /// (its delivery ids have no index, to keep the hot path's writes cheap): this runs only
+    /// for repeats after a failure.
+    pub async fn enqueue_new_at(
+        &self,
+        tasks: &[DeliveryTask],
+        now: SystemTime,
+    ) -> Result<(), EnqueueError> {
+        let mut rows = Vec::with_capacity(tasks.len());
+        let mut too_large = Vec::new();
+        for task in tasks {
+            let body = QueueTask::DeliveryV1(task.clone()).to_json();
+            if body.len() > MAX_MESSAGE_BYTES {
+                too_large.push(task.delivery_id.clone());
+            } else {
+                rows.push((task.delivery_id.as_str().to_owned(), body));
+            }
+        }
+        let at = millis(now);
+        if !rows.is_empty() {
+            let ids =
+                serde_json::Value::from(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+                    .to_string();
+            let result = self
+                .db
+                .write_bulk(move |conn: &mut Connection| {
+                    let tx = conn.savepoint().map_err(sql)?;
+                    let added = {
+                        let queued: std::collections::HashSet<String> = tx
+                            .prepare_cached(
+                                "SELECT delivery_id FROM queue_messages
+                                 WHERE delivery_id IN (SELECT value FROM json_each(?1))",
+                            )
+                            .map_err(sql)?
+                            .query_map([&ids], |r| r.get(0))
+                            .map_err(sql)?
+                            .collect::<Result<_, _>>()
+                            .map_err(sql)?;
+                        let mut attempted = tx
+                            .prepare_cached(
+                                "SELECT 1 FROM delivery_attempts WHERE delivery_id = ?1 LIMIT 1",
+                            )
+                            .map_err(sql)?;
+                        let mut insert = tx
+                            .prepare_cached(
+                                "INSERT INTO queue_messages
+                                     (body, delivery_id, receive_count, visible_at, enqueued_at)
+                                 VALUES (?1, ?2, 0, ?3, ?3)",
+                            )
+                            .map_err(sql)?;
+                        let mut added = 0;
+                        for (delivery_id, body) in &rows {
+                            if queued.contains(delivery_id)
+                                || attempted.exists([delivery_id]).map_err(sql)?
+                            {
+                                continue;
+                            }
+                            insert
+                                .execute(params![body, delivery_id, at])
+                                .map_err(sql)?;
+                            added += 1;
+                        }
+                        added
+                    };
+                    tx.commit().map_err(sql)?;
+                    Ok::<usize, DbError>(added)
+                })
+                .await;
+            match result {
+                Err(e) => {
+                    return Err(EnqueueError {
+                        failed: tasks.iter().map(|t| t.delivery_id.clone()).collect(),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(added) => {
+                    self.wake.notify_waiters();
+                    self.wake.notify_one();
+                    tracing::debug!(messages = added, "enqueued the missing deliveries");
+                }
+            }
+        }
+        if too_large.is_empty() {
+            Ok(())
+        } else {
+            Err(EnqueueError {
+                failed: too_large,
+                reason: format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
 use webhooks_embedded::{
-    Database, SqliteDeliveryLog, SqliteHealthStore, SqliteQueue, SqliteStore, WorkerConfig,
-    run_worker,
+    Database, SqliteDeliveryLog, SqliteHealthStore, SqliteIdempotencyStore, SqliteQueue,
+    SqliteStore, WorkerConfig, run_worker,
 };
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
@@ -322,9 +322,20 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
             },
         )
     };
+    // Idempotency keys: a publish this data directory's previous process left in progress
+    // (it died mid-publish) may be taken over by its first repeat at once.
+    let keys = SqliteIdempotencyStore::new(queue.database().clone());
+    let released = keys.release_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            keys = released,
+            "idempotency keys left in progress by the previous run can be repeated now"
+        );
+    }
     let mut state = AppState::new(ports, policy, secret)?
         .with_health(health)
         .with_background_recovery()
+        .with_idempotency(Arc::new(keys))
         .with_token_rules(&rules);
 
     let listener = tokio::net::TcpListener::bind(args.addr)
