@@ -992,6 +992,7 @@ mod tests {
             [
                 "dead_letters_oldest_first",
                 "delivery_attempts_recent",
+                "idempotency_keys_by_expiry",
                 "queue_messages_by_visibility",
                 "webhooks_by_bucket",
                 "webhooks_by_owner"
