@@ -340,10 +340,15 @@ impl DeliveryService {
                 queued, not_queued, ..
             }) => Ok((queued, not_queued)),
             Err(PublishError::Service(e)) => Err(e),
-            // A dead letter's task was queued once already: it cannot be too large.
-            Err(e @ PublishError::TooLarge { .. }) => Err(ServiceError::Store(
-                crate::ports::StoreError::Corrupt(e.to_string()),
-            )),
+            // A dead letter's task was queued once already: it cannot be too large; and
+            // redelivery takes no Idempotency-Key.
+            Err(
+                e @ (PublishError::TooLarge { .. }
+                | PublishError::KeyReused
+                | PublishError::KeyInProgress),
+            ) => Err(ServiceError::Store(crate::ports::StoreError::Corrupt(
+                e.to_string(),
+            ))),
         }
     }
 }
