@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhooks_api::config::ApiConfig;
 use webhooks_api::{AppState, Ports, router};
-use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
+use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbIdempotencyStore, DynamoDbSubscriptionStore};
 use webhooks_core::delivery::QueueTask;
 use webhooks_core::ports::{DeliveryLog, SubscriptionStore};
 use webhooks_core::time::SystemClock;
@@ -92,6 +92,7 @@ fn seed_for(fixture: &str) -> Option<Seed> {
         | "apigw-v2-rotate-secret"
         | "apigw-v2-test-webhook"
         | "apigw-v2-publish-event"
+        | "apigw-v2-publish-event-idempotent"
         | "apigw-v2-publish-batch" => Webhook,
         "apigw-v2-list-deliveries"
         | "apigw-v2-list-dead-letters"
@@ -215,7 +216,13 @@ impl ApiWorld {
             queue: Arc::new(queues.queue.clone()),
             clock: Arc::new(SystemClock),
         };
-        let state = AppState::new(ports, config.url_policy, &config.jwt_secret).expect("state");
+        // As the API function's main: idempotency records in the deliveries table.
+        let state = AppState::new(ports, config.url_policy, &config.jwt_secret)
+            .expect("state")
+            .with_idempotency(Arc::new(DynamoDbIdempotencyStore::new(
+                tables.webhooks.client.clone(),
+                tables.deliveries_name.clone(),
+            )));
         let mut env = aws_env(moto::endpoint());
         for (name, value) in vars {
             let value = match name.as_str() {
@@ -453,6 +460,26 @@ async fn check(world: &ApiWorld, a: &Answer) {
             assert_eq!(ids.len(), 1, "{b}");
             assert_eq!(b["deliveries"][0]["event"], "alert.triggered");
             assert_eq!(world.queued().await, ids);
+        }
+        "apigw-v2-publish-event-idempotent" => {
+            // The same request sent again with its Idempotency-Key (a producer retrying): the
+            // same answer and deliveryIds, replayed, and nothing queued a second time.
+            a.expect_status(202);
+            let first = a.json();
+            let ids = delivery_ids(&first);
+            assert_eq!(ids.len(), 1, "{first}");
+            assert_eq!(world.queued().await, ids);
+            let again = world
+                .invoke(&a.fixture, &read_event(&format!("{}.json", a.fixture)))
+                .await;
+            again.expect_status(202);
+            assert_eq!(again.header("idempotent-replayed"), Some("true"));
+            assert_eq!(again.json(), first);
+            assert_eq!(
+                world.queued().await,
+                BTreeSet::new(),
+                "nothing queued again"
+            );
         }
         "apigw-v2-publish-batch" => {
             // data.received (subscribed) and bucket.updated (not subscribed).
