@@ -508,7 +508,7 @@ mod tests {
     use crate::ports::{DeliveryLog, SenderResponse};
     use crate::time::FixedClock;
     use crate::webhook::{DeliveryStats, Secret, Webhook};
-    use crate::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
+    use crate::{DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
 
     struct Fixture {
         store: Arc<MemoryStore>,
@@ -524,28 +524,7 @@ mod tests {
         let log = Arc::new(MemoryLog::new(store.clone()));
         let sender = Arc::new(RecordingSender::new());
         let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
-        let webhook = Webhook {
-            id: WebhookId::generate(1),
-            owner_id: OwnerId::parse("alice").unwrap(),
-            bucket_id: BucketId::generate(1),
-            url: "https://example.com/hook".into(),
-            events: vec![EventType::AlertTriggered],
-            description: None,
-            active: true,
-            retry_config: RetryConfig::default(),
-            secret: Secret::new("your_webhook_secret".into()),
-            previous_secret: None,
-            format: crate::format::Format::Json,
-            filter: None,
-            headers: Default::default(),
-            stats: DeliveryStats::default(),
-            last_delivery_at: None,
-            last_delivery_status: None,
-            failing_since: None,
-            disabled_reason: None,
-            created_at: Timestamp::from_unix(1),
-            updated_at: Timestamp::from_unix(1),
-        };
+        let webhook = Webhook::for_tests(OwnerId::parse("alice").unwrap(), Timestamp::from_unix(1));
         store.create(&webhook).await.unwrap();
         let task = DeliveryTask {
             delivery_id: DeliveryId::generate(2),

@@ -739,7 +739,7 @@ mod tests {
     use crate::ports::StoreError;
     use crate::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
     use crate::time::FixedClock;
-    use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret};
+    use crate::webhook::DeliveryStatus;
     use crate::{OwnerId, Timestamp};
 
     /// A log whose dead-letter reads wait at a barrier after reading, so two redeliveries both
@@ -875,28 +875,7 @@ mod tests {
     /// A webhook with three dead letters (generation 0) in a memory log.
     async fn fixture(store: &Arc<MemoryStore>) -> Fixture {
         let owner = OwnerId::parse("alice").unwrap();
-        let webhook = Webhook {
-            id: WebhookId::generate(1),
-            owner_id: owner.clone(),
-            bucket_id: BucketId::generate(1),
-            url: "https://example.com/hook".into(),
-            events: vec![EventType::AlertTriggered],
-            description: None,
-            active: true,
-            retry_config: RetryConfig::default(),
-            secret: Secret::new("your_webhook_secret".into()),
-            previous_secret: None,
-            format: crate::format::Format::Json,
-            filter: None,
-            headers: Default::default(),
-            stats: DeliveryStats::default(),
-            last_delivery_at: None,
-            last_delivery_status: None,
-            failing_since: None,
-            disabled_reason: None,
-            created_at: Timestamp::from_unix(1),
-            updated_at: Timestamp::from_unix(1),
-        };
+        let webhook = Webhook::for_tests(owner.clone(), Timestamp::from_unix(1));
         store.create(&webhook).await.unwrap();
         let log = Arc::new(MemoryLog::new(store.clone()));
         let mut dead = Vec::new();

@@ -400,30 +400,10 @@ mod tests {
     }
 
     fn webhook(owner: &str) -> Webhook {
-        use crate::webhook::{DeliveryStats, RetryConfig, Secret};
-        let at = Timestamp::from_unix(1_700_000_000);
-        Webhook {
-            id: WebhookId::generate(at.unix()),
-            owner_id: OwnerId::parse(owner).unwrap(),
-            bucket_id: crate::BucketId::generate(at.unix()),
-            url: "https://example.com/hook".into(),
-            events: vec![EventType::AlertTriggered],
-            description: None,
-            active: true,
-            retry_config: RetryConfig::default(),
-            secret: Secret::new("your_webhook_secret".into()),
-            previous_secret: None,
-            format: crate::format::Format::Json,
-            filter: None,
-            headers: Default::default(),
-            stats: DeliveryStats::default(),
-            last_delivery_at: None,
-            last_delivery_status: None,
-            failing_since: None,
-            disabled_reason: None,
-            created_at: at,
-            updated_at: at,
-        }
+        Webhook::for_tests(
+            OwnerId::parse(owner).unwrap(),
+            Timestamp::from_unix(1_700_000_000),
+        )
     }
 
     async fn seed(w: &World, n: i64, first_at: i64) {

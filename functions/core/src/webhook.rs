@@ -178,6 +178,37 @@ pub struct Webhook {
     pub updated_at: Timestamp,
 }
 
+#[cfg(any(test, feature = "conformance"))]
+impl Webhook {
+    /// A plain webhook for tests: `alert.triggered` to `https://example.com/hook`, default
+    /// retries, the guide's secret, no optional field set, created at `at` (its id and bucket
+    /// generated from `at`).
+    pub fn for_tests(owner: OwnerId, at: Timestamp) -> Webhook {
+        Webhook {
+            id: WebhookId::generate(at.unix()),
+            owner_id: owner,
+            bucket_id: BucketId::generate(at.unix()),
+            url: "https://example.com/hook".into(),
+            events: vec![EventType::AlertTriggered],
+            description: None,
+            active: true,
+            retry_config: RetryConfig::default(),
+            secret: Secret::new("your_webhook_secret".into()),
+            previous_secret: None,
+            format: Format::Json,
+            filter: None,
+            headers: Default::default(),
+            stats: DeliveryStats::default(),
+            last_delivery_at: None,
+            last_delivery_status: None,
+            failing_since: None,
+            disabled_reason: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 impl Webhook {
     pub fn subscribes_to(&self, event: EventType) -> bool {
         self.events.contains(&event)
