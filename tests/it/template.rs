@@ -190,6 +190,26 @@ fn api_function_token_rules_come_from_parameters_and_fail_closed_by_default() {
     })
     .unwrap();
     assert!(!config.token_rules.open_buckets);
+    // AND JWKS_URL is set only when the JwksUrl parameter is (default empty: HS256 only), and the
+    // parameter accepts only what the API accepts
+    let (tag, branches) = tag_of(&vars["JWKS_URL"]).expect("JWKS_URL is an !If");
+    assert_eq!(tag, "!If");
+    assert_eq!(branches[0].as_str(), Some("HasJwksUrl"));
+    assert_eq!(
+        tag_of(&branches[1]).map(|(t, v)| (t, v.as_str().map(str::to_owned))),
+        Some(("!Ref".to_owned(), Some("JwksUrl".to_owned())))
+    );
+    assert_eq!(
+        tag_of(&branches[2]).map(|(t, v)| (t, v.as_str().map(str::to_owned))),
+        Some(("!Ref".to_owned(), Some("AWS::NoValue".to_owned())))
+    );
+    let param = &t["Parameters"]["JwksUrl"];
+    assert_eq!(param["Default"].as_str(), Some(""));
+    assert_eq!(param["AllowedPattern"].as_str(), Some("^(https://.+)?$"));
+    assert!(
+        webhooks_api::jwks::check_url("https://idp.example.com/.well-known/jwks.json").is_ok()
+            && webhooks_api::jwks::check_url("http://idp.example.com/jwks").is_err()
+    );
 }
 
 #[test]

@@ -5,8 +5,13 @@
 //! it may use none, unless the deployment opts into open buckets. `scope` (space-separated string
 //! or array) with `events:publish` makes a producer token: it may publish ([`Producer`]) and
 //! nothing else ([`Auth`], the management routes, answers 403 `insufficient_scope`).
-//! The algorithm is pinned to HS256, so `alg: none` and algorithm-confusion tokens are refused;
-//! `kid`, `jku`, `x5u` and `jwk` headers are ignored (the key is never taken from the token).
+//!
+//! Keys: HS256 with the platform secret, always; and, when the deployment configures a JWKS
+//! ([`crate::jwks`], `JWKS_URL`), RS256 or ES256 with the set's key the token's `kid` names
+//! (`kid` required). The algorithm is chosen by the key, never by the token: HS256 only ever
+//! verifies with the platform secret, RS256/ES256 only with a JWKS key of that type, anything
+//! else (`alg: none` included) is refused. `jku`, `x5u` and `jwk` headers are never read (the
+//! key is never taken from the token). The claims rules are the same for every key.
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use webhooks_core::service::Caller;
 use webhooks_core::{BucketId, OwnerId};
 
 use crate::error::ApiError;
+use crate::jwks::Jwks;
 
 /// The claims this service reads. Other claims are allowed and ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,6 +90,8 @@ pub struct Authenticator {
     encoding: EncodingKey,
     validation: Validation,
     open_buckets: bool,
+    /// The deployment's key set for RS256/ES256 tokens, when configured.
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -105,6 +113,7 @@ impl Authenticator {
             encoding: EncodingKey::from_secret(secret)?,
             validation,
             open_buckets: false,
+            jwks: None,
         };
         Ok(me.rules(&TokenRules::default()))
     }
@@ -140,21 +149,59 @@ impl Authenticator {
         }
     }
 
+    /// This authenticator also accepting RS256/ES256 tokens signed with a key of `jwks`.
+    pub fn with_jwks(&self, jwks: Arc<Jwks>) -> Self {
+        Self {
+            jwks: Some(jwks),
+            ..self.clone()
+        }
+    }
+
     /// Signs `claims` with HS256.
     pub fn mint(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    /// Checks a bearer token and returns its claims, or the reason in words.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+    /// Checks a bearer token and returns its claims, or the reason in words (401; 503
+    /// `jwks_unavailable` when a JWKS token's key set cannot be had).
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::unauthorized("token is malformed"))?;
+        let jwks_key;
+        let (key, validation) =
+            match (header.alg, &self.jwks) {
+                (Algorithm::HS256, _) => (&self.decoding, self.validation.clone()),
+                (Algorithm::RS256 | Algorithm::ES256, Some(jwks)) => {
+                    let kid = header.kid.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "a token signed with RS256 or ES256 must name its key (`kid` header)",
+                    )
+                })?;
+                    jwks_key = jwks.key(kid).await?;
+                    if jwks_key.alg != header.alg {
+                        return Err(ApiError::unauthorized(
+                            "token algorithm does not match its key's type",
+                        ));
+                    }
+                    let mut validation = self.validation.clone();
+                    validation.algorithms = vec![jwks_key.alg];
+                    (&jwks_key.key, validation)
+                }
+                (_, Some(_)) => {
+                    return Err(ApiError::unauthorized(
+                        "token algorithm must be HS256, RS256 or ES256",
+                    ));
+                }
+                (_, None) => return Err(ApiError::unauthorized("token algorithm must be HS256")),
+            };
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map(|d| d.claims)
             .map_err(|e| {
                 ApiError::unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "token has expired",
                     ErrorKind::InvalidSignature => "token signature is invalid",
                     ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "token algorithm must be HS256"
+                        "token algorithm does not match its key"
                     }
                     ErrorKind::MissingRequiredClaim(c) if c == "aud" || c == "iss" => {
                         "token must carry the `aud` and `iss` this deployment expects"
@@ -232,7 +279,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state))?;
+        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state)).await?;
         if is_producer(&claims) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -262,7 +309,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state))?;
+        let (caller, claims) = authenticate(parts, &Arc::<Authenticator>::from_ref(state)).await?;
         if !is_producer(&claims) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -274,7 +321,7 @@ where
     }
 }
 
-fn authenticate(parts: &Parts, auth: &Authenticator) -> Result<(Caller, Claims), ApiError> {
+async fn authenticate(parts: &Parts, auth: &Authenticator) -> Result<(Caller, Claims), ApiError> {
     {
         let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header")
@@ -291,7 +338,7 @@ fn authenticate(parts: &Parts, auth: &Authenticator) -> Result<(Caller, Claims),
             .ok_or_else(|| {
                 ApiError::unauthorized("Authorization header must be `Bearer <token>`")
             })?;
-        let claims = auth.verify(token)?;
+        let claims = auth.verify(token).await?;
         let caller = auth.caller(&claims)?;
         Ok((caller, claims))
     }
@@ -319,22 +366,22 @@ mod tests {
             .unwrap_or_default()
     }
 
-    #[test]
-    fn a_minted_token_verifies_and_bad_ones_say_why() {
+    #[tokio::test]
+    async fn a_minted_token_verifies_and_bad_ones_say_why() {
         let auth = Authenticator::new(SECRET).unwrap();
         let good = auth.mint(&claims(3600)).unwrap();
-        assert_eq!(auth.verify(&good).unwrap().sub, "alice");
+        assert_eq!(auth.verify(&good).await.unwrap().sub, "alice");
 
         let expired = auth.mint(&claims(-3600)).unwrap();
         assert_eq!(
-            auth.verify(&expired).unwrap_err().message,
+            auth.verify(&expired).await.unwrap_err().message,
             "token has expired"
         );
 
         let other = Authenticator::new(b"another-secret-another-secret-12345").unwrap();
         let forged = other.mint(&claims(3600)).unwrap();
         assert_eq!(
-            auth.verify(&forged).unwrap_err().message,
+            auth.verify(&forged).await.unwrap_err().message,
             "token signature is invalid"
         );
 
@@ -347,8 +394,11 @@ mod tests {
                 chrono_now() + 3600
             ))
         );
-        assert!(auth.verify(&none).is_err());
-        assert_eq!(auth.verify("not.a.jwt").unwrap_err().code, "unauthorized");
+        assert!(auth.verify(&none).await.is_err());
+        assert_eq!(
+            auth.verify("not.a.jwt").await.unwrap_err().code,
+            "unauthorized"
+        );
 
         #[derive(Serialize)]
         struct NoExp {
@@ -362,7 +412,7 @@ mod tests {
             &EncodingKey::from_secret(SECRET).unwrap(),
         )
         .unwrap();
-        assert!(auth.verify(&no_exp).is_err());
+        assert!(auth.verify(&no_exp).await.is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct ApiConfig {
     /// `OPEN_BUCKETS=true` lets a token without a `buckets` claim use any bucket (default: no
     /// bucket); `JWT_AUDIENCE` / `JWT_ISSUER`, when not empty, are required in every token.
     pub token_rules: TokenRules,
+    /// `JWKS_URL`: when set, RS256/ES256 tokens are also accepted, verified with the key their
+    /// `kid` names in this JSON Web Key Set (`crate::jwks`); HS256 keeps working.
+    pub jwks_url: Option<String>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -36,6 +39,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("jwt_secret_id", &self.jwt_secret_id)
             .field("url_policy", &self.url_policy)
             .field("token_rules", &self.token_rules)
+            .field("jwks_url", &self.jwks_url)
             .finish()
     }
 }
@@ -82,6 +86,15 @@ impl ApiConfig {
                 audience: text("JWT_AUDIENCE"),
                 issuer: text("JWT_ISSUER"),
             },
+            jwks_url: text("JWKS_URL")
+                .map(|url| match crate::jwks::check_url(&url) {
+                    Ok(_) => Ok(url),
+                    Err(why) => Err(ConfigError::Invalid {
+                        name: "JWKS_URL",
+                        why,
+                    }),
+                })
+                .transpose()?,
             jwt_secret: secret,
             jwt_secret_id: secret_id,
             url_policy: if insecure {
@@ -157,6 +170,24 @@ mod tests {
         );
         assert_eq!(open.token_rules.issuer, None);
         assert!(!format!("{ok:?}").contains("xxxx"));
+        // JWKS_URL: none by default; https (or loopback http) only
+        assert_eq!(ok.jwks_url, None);
+        let jwks = |url: &str| {
+            let url = url.to_owned();
+            ApiConfig::from_lookup(move |k| match k {
+                "JWT_SECRET" => Some("x".repeat(32)),
+                "JWKS_URL" => Some(url.clone()),
+                _ => None,
+            })
+        };
+        let with = jwks("https://idp.example.com/.well-known/jwks.json").unwrap();
+        assert_eq!(
+            with.jwks_url.as_deref(),
+            Some("https://idp.example.com/.well-known/jwks.json")
+        );
+        assert_eq!(jwks(" ").unwrap().jwks_url, None);
+        let e = jwks("http://idp.example.com/jwks").unwrap_err();
+        assert!(e.to_string().contains("JWKS_URL"), "{e}");
     }
 
     #[test]

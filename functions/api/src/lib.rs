@@ -5,7 +5,8 @@
 //! input, call one `webhooks_core` service method and map the result; they never touch an SDK.
 //!
 //! ## Layout
-//! - [`auth`]: JWT verification (and minting, for the local mode and tests).
+//! - [`auth`]: JWT verification (and minting, for the local mode and tests); [`jwks`]: the
+//!   deployment's key set for RS256/ES256 tokens.
 //! - [`cursor`]: signed pagination cursors.
 //! - [`extract`]: body/query extractors that answer in the API's error format.
 //! - [`error`]: `ApiError` → status + `{"error": {"code", "message"}}`.
@@ -18,6 +19,7 @@ pub mod cursor;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod jwks;
 pub mod openapi;
 pub mod routes;
 
@@ -122,6 +124,15 @@ impl AppState {
     /// the strict default.
     pub fn with_token_rules(mut self, rules: &TokenRules) -> Self {
         self.auth = Arc::new(self.auth.rules(rules));
+        self
+    }
+}
+
+impl AppState {
+    /// Also accepts RS256/ES256 tokens signed with a key of the deployment's JWKS
+    /// (`JWKS_URL`); HS256 with the platform secret keeps working beside it.
+    pub fn with_jwks(mut self, jwks: Arc<jwks::Jwks>) -> Self {
+        self.auth = Arc::new(self.auth.with_jwks(jwks));
         self
     }
 }

@@ -38,11 +38,17 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_env()?)),
         clock: Arc::new(SystemClock),
     };
-    let state = AppState::new(ports, config.url_policy, &config.jwt_secret)?
+    let mut state = AppState::new(ports, config.url_policy, &config.jwt_secret)?
         .with_idempotency(Arc::new(DynamoDbIdempotencyStore::from_config(
             &sdk,
             &log_config,
         )))
         .with_token_rules(&config.token_rules);
+    // JwksUrl: RS256/ES256 tokens beside HS256; the set is fetched on first use.
+    if let Some(url) = &config.jwks_url {
+        let jwks = webhooks_api::jwks::Jwks::new(url, Default::default())
+            .map_err(|why| format!("JWKS_URL: {why}"))?;
+        state = state.with_jwks(Arc::new(jwks));
+    }
     lambda_http::run(router(state)).await
 }

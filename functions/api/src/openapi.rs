@@ -39,6 +39,15 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT: HS256 with the platform's secret; or, when the deployment sets \
+                         JWKS_URL, RS256/ES256 by the key its `kid` header names in that JWKS \
+                         (`jku`/`x5u`/`jwk` headers are never followed). `exp` and `sub` \
+                         required, `nbf`/`iat` honoured, `aud`/`iss` when configured; `buckets` \
+                         scopes every route; `scope` with `events:publish` publishes only. 401 \
+                         `unauthorized` says why a token is refused; 503 `jwks_unavailable` when \
+                         the JWKS cannot be fetched.",
+                    ))
                     .build(),
             ),
         );

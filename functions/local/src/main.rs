@@ -87,6 +87,10 @@ struct ServeArgs {
     /// no bucket, no development token.
     #[arg(long, env = "DAKKIO_STRICT")]
     strict: bool,
+    /// Also accept tokens signed with RS256 or ES256 by a key of this JSON Web Key Set (https://,
+    /// or http:// to a loopback host), named by their `kid`; HS256 tokens keep working.
+    #[arg(long, env = "DAKKIO_JWKS_URL")]
+    jwks_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -99,6 +103,9 @@ impl ServeArgs {
             max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
             no_circuit_breaker: false,
             strict: std::env::var("DAKKIO_STRICT").is_ok_and(|v| v == "true" || v == "1"),
+            jwks_url: std::env::var("DAKKIO_JWKS_URL")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
         }
     }
 }
@@ -337,6 +344,11 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         .with_background_recovery()
         .with_idempotency(Arc::new(keys))
         .with_token_rules(&rules);
+    if let Some(url) = &args.jwks_url {
+        let jwks = webhooks_api::jwks::Jwks::new(url, Default::default())
+            .map_err(|why| anyhow::anyhow!("--jwks-url: {why}"))?;
+        state = state.with_jwks(Arc::new(jwks));
+    }
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
