@@ -743,6 +743,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // Statement journals (a savepoint's undo data for a statement) in memory, not in a temporary
     // file created and deleted per statement.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // secure_delete=ON: deleted and rewritten rows (a webhook's old sealed secret after a
+    // rotation, a deleted webhook) are overwritten with zeros, their freed overflow pages too
+    // (FAST would leave those), so they do not linger in free space for whoever copies the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // Copy the log back into the database file every ~40 MiB rather than every ~4 MiB: queue
     // rows are written, updated and deleted within seconds, so most of their pages are copied
     // once per checkpoint instead of once per change.
@@ -815,7 +819,7 @@ mod tests {
         // Assert
         assert!(path.exists(), "file created with its parent directories");
         assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
-        let (mode, sync, busy) = db
+        let (mode, sync, busy, erase) = db
             .write(|conn| {
                 let mode: String = conn
                     .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -826,13 +830,17 @@ mod tests {
                 let busy: i64 = conn
                     .pragma_query_value(None, "busy_timeout", |r| r.get(0))
                     .map_err(test_err)?;
-                Ok::<_, DbError>((mode, sync, busy))
+                let erase: i64 = conn
+                    .pragma_query_value(None, "secure_delete", |r| r.get(0))
+                    .map_err(test_err)?;
+                Ok::<_, DbError>((mode, sync, busy, erase))
             })
             .await
             .unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL on the writer");
         assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+        assert_eq!(erase, 1, "secure_delete=ON");
     }
 
     #[test]

@@ -397,6 +397,78 @@ async fn secrets_and_header_values_are_never_in_the_database_files() {
 }
 
 #[tokio::test]
+async fn old_secrets_and_deleted_webhooks_do_not_linger_in_the_file() {
+    // GIVEN two webhooks, each with a secret and ten 1 KiB header values (a row larger than a
+    // page: overflow pages), and their sealed values as stored
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let me = owner("user_erased");
+    let bucket = BucketId::generate(1_700_000_000);
+    let headers =
+        CustomHeaders::parse((0..10).map(|i| (format!("X-Key-{i}"), format!("{i}").repeat(1000))))
+            .unwrap();
+    let mut kept = sample_webhook(&me, &bucket, 1_700_000_000);
+    kept.headers = headers.clone();
+    let mut deleted = sample_webhook(&me, &bucket, 1_700_000_001);
+    deleted.headers = headers;
+    store.create(&kept).await.unwrap();
+    store.create(&deleted).await.unwrap();
+    let sealed = |id: &str| -> (String, String) {
+        raw(&path)
+            .query_row(
+                "SELECT secret, headers FROM webhooks WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (old_secret, old_headers) = sealed(kept.id.as_str());
+    let (deleted_secret, deleted_headers) = sealed(deleted.id.as_str());
+    let checkpoint = || {
+        raw(&path)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap()
+    };
+    checkpoint();
+    let tail = |v: &str| v[v.len() - 40..].to_owned();
+    assert!(contains(&database_bytes(&path), &tail(&old_secret)));
+    // WHEN the first's secret is rotated with no grace (no previous secret kept) and its headers
+    // replaced, the second is deleted, and the log is checkpointed into the file
+    let rotated = WebhookPatch {
+        secret: Some(Secret::new(
+            "whsec_bmV3LXNlY3JldC1ieXRlcy0xMjM0NTY3OA==".into(),
+        )),
+        previous_secret: Some(None),
+        headers: Some(CustomHeaders::parse([("X-Key-0".into(), "short".into())]).unwrap()),
+        ..Default::default()
+    };
+    store
+        .update(&me, &kept.id, &rotated, Timestamp::from_unix(1_700_000_100))
+        .await
+        .unwrap();
+    store.delete(&me, &deleted.id).await.unwrap();
+    checkpoint();
+    // THEN none of the old sealed values is anywhere in the files (not even in free space)
+    let bytes = database_bytes(&path);
+    for (what, value) in [
+        ("the rotated-out secret", &old_secret),
+        ("the replaced header values", &old_headers),
+        ("the deleted webhook's secret", &deleted_secret),
+        ("the deleted webhook's header values", &deleted_headers),
+    ] {
+        // Any 40 characters of the base64 ciphertext would do; both ends are checked.
+        let mid = value.len() / 2;
+        for needle in [tail(value), value[mid - 20..mid + 20].to_owned()] {
+            assert!(!contains(&bytes, &needle), "{what} lingers in the file");
+        }
+    }
+    // AND the new secret is there, sealed
+    let (new_secret, _) = sealed(kept.id.as_str());
+    assert!(contains(&bytes, &tail(&new_secret)));
+}
+
+#[tokio::test]
 async fn a_legacy_plaintext_row_still_reads_and_is_sealed_by_its_next_write() {
     // GIVEN a row written before sealing existed: secret and headers in clear
     let dir = tempfile::tempdir().unwrap();
