@@ -82,6 +82,11 @@ pub mod prices {
     pub const API_GATEWAY_METERED_BYTES: usize = 512 * 1024;
     /// EventBridge API destinations, per invocation: $0.20 per million (the reference).
     pub const EVENTBRIDGE_API_DESTINATION: f64 = 0.20 / 1e6;
+    /// KMS, per request (symmetric key: GenerateDataKey, Decrypt): $0.03 per 10,000, after
+    /// 20,000 free a month (<https://aws.amazon.com/kms/pricing/>, read 2026-12-02).
+    pub const KMS_REQUEST: f64 = 0.03 / 1e4;
+    /// KMS, per customer managed key and month (the template's `SecretsKey`): $1 (same page).
+    pub const KMS_KEY_MONTH: f64 = 1.0;
 }
 
 /// The latency assumed for one DynamoDB or SQS call in the Lambda duration model (ms): both
@@ -188,6 +193,9 @@ struct Outcome {
     /// The same as measured against moto.
     measured_ms: u64,
     calls: Vec<Call>,
+    /// Every KMS call of the scenario, set-up included: (caller, operation). Each scenario
+    /// starts each function once, so this is per cold start.
+    kms: Vec<(&'static str, String)>,
     body_bytes: usize,
     dead_letters: u64,
     stats_exact: bool,
@@ -446,7 +454,8 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         .await?;
         ids.push(created["id"].as_str().context("no id")?.to_owned());
     }
-    ctx.meter.take();
+    // Not priced as a delivery's cost, but its KMS calls (the cold starts') are counted.
+    let setup = ctx.meter.take().calls;
 
     // Publishing.
     let producer = mint(&json!({
@@ -557,6 +566,12 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         finished += done.len() as u64;
     }
     let calls = ctx.meter.take().calls;
+    let kms = setup
+        .iter()
+        .chain(&calls)
+        .filter(|c| c.service == "kms")
+        .map(|c| (c.caller, c.op.clone()))
+        .collect();
     delivery.kill().await?;
     let (measured_ms, billed_ms) = billed_durations(&invocations, &calls);
 
@@ -618,6 +633,7 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         billed_ms,
         measured_ms,
         calls,
+        kms,
         body_bytes,
         dead_letters,
         stats_exact,
@@ -861,6 +877,36 @@ fn report(args: &Args, outcomes: &[Outcome], api_bin: &Path) -> String {
             "NOT exact in some scenario (see the notes printed during the run)"
         }
     );
+    let _ = writeln!(r);
+    let _ = writeln!(
+        r,
+        "KMS calls per cold start (secrets sealed with the template's `SecretsKey`; each scenario starts each function once, set-up included; at ${:.2} per 10,000 requests + ${:.0} per key and month, us-east-1):",
+        prices::KMS_REQUEST * 1e4,
+        prices::KMS_KEY_MONTH
+    );
+    let _ = writeln!(r);
+    let _ = writeln!(
+        r,
+        "| scenario | caller | call | calls | $ per million cold starts |"
+    );
+    let _ = writeln!(r, "|---|---|---|---:|---:|");
+    for o in outcomes {
+        let mut rows: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for (caller, op) in &o.kms {
+            *rows.entry((caller, op.as_str())).or_default() += 1;
+        }
+        if rows.is_empty() {
+            let _ = writeln!(r, "| {} | — | none | 0 | 0 |", o.scenario.name);
+        }
+        for ((caller, op), n) in rows {
+            let _ = writeln!(
+                r,
+                "| {} | {caller} | {op} | {n} | {:.2} |",
+                o.scenario.name,
+                n as f64 * prices::KMS_REQUEST * 1e6
+            );
+        }
+    }
     let _ = writeln!(r);
     let _ = writeln!(
         r,

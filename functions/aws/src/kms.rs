@@ -4,7 +4,8 @@
 //! - The key new values are sealed with comes from one `GenerateDataKey` (AES-256) per process
 //!   (per cold start), made at the first write that needs it.
 //! - A sealed value names its data key by the **encrypted** data key (base64url), so a reader
-//!   needs KMS to open it: one `Decrypt` per data key per process, then a cache.
+//!   needs KMS to open it: one `Decrypt` per data key per process (concurrent first reads wait
+//!   for one), then a cache.
 //! - Every call carries the encryption context [`ENCRYPTION_CONTEXT`] and the key id, so a data
 //!   key made for another purpose or under another KMS key does not decrypt here; the webhook id
 //!   binds each value to its item (AEAD associated data, in core).
@@ -40,6 +41,9 @@ pub struct KmsKeyRing {
     key_id: String,
     current: tokio::sync::OnceCell<Arc<DataKey>>,
     cache: Mutex<HashMap<String, Arc<DataKey>>>,
+    /// One `Decrypt` at a time: the first deliveries of a cold batch all need the same data
+    /// key, and without this each would decrypt it (lambda-cost counted 10 per cold start).
+    decrypting: tokio::sync::Mutex<()>,
 }
 
 impl KmsKeyRing {
@@ -50,6 +54,7 @@ impl KmsKeyRing {
             key_id: key_id.into(),
             current: tokio::sync::OnceCell::new(),
             cache: Mutex::default(),
+            decrypting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -109,6 +114,11 @@ impl KeyRing for KmsKeyRing {
     }
 
     async fn key(&self, reference: &str) -> Result<Arc<DataKey>, SealError> {
+        if let Some(key) = self.cached(reference) {
+            return Ok(key);
+        }
+        let _one_decrypt = self.decrypting.lock().await;
+        // Another task may have decrypted it while this one waited.
         if let Some(key) = self.cached(reference) {
             return Ok(key);
         }
