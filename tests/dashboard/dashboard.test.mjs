@@ -342,10 +342,34 @@ await step('rotate the secret (after confirming): the new one is shown once and 
   const rotated = await page.locator('#secret-value').textContent();
   check(/^whsec_/.test(rotated) && rotated !== secret, `a new whsec_ secret, got ${rotated}`);
   await until('the status names the grace period', async () => /old one signs too until/.test(await statusText()));
+  const graceText = await statusText();
+  check(!graceText.includes('[object') && /until .*\d/.test(graceText), `the grace period ends at a date: ${graceText}`);
   await button(page, 'I have stored it, hide it').click();
   await page.locator('#secret-panel').waitFor({ state: 'hidden' });
   await until('the card shows the new hint', async () => (await card(HOOK_URL).textContent()).includes(rotated.slice(-4)));
   check(!(await page.evaluate((s) => document.documentElement.outerHTML.includes(s), rotated)), 'the new secret gone from the page');
+});
+
+await step('rotate and revoke the old secret now (after confirming): a new secret once, no previous secret left', async () => {
+  const hook = async () => {
+    const token = await page.evaluate(() => sessionStorage.getItem('dakkio.token'));
+    const res = await fetch(`${base}/api/webhooks`, { headers: { Authorization: `Bearer ${token}` } });
+    return (await res.json()).data.find((w) => w.url === HOOK_URL);
+  };
+  check((await hook()).previousSecretExpiresAt, 'the grace rotation left a previous secret');
+  const before = await page.locator('#secret-value').textContent();
+  page.once('dialog', (d) => d.accept());
+  await button(card(HOOK_URL), 'Rotate, revoke old now').click();
+  await page.locator('#secret-panel').waitFor({ state: 'visible' });
+  const revoked = await page.locator('#secret-value').textContent();
+  check(/^whsec_/.test(revoked) && revoked !== before, `a new whsec_ secret, got ${revoked}`);
+  await until('the status says the old one is revoked', async () => /the old one is revoked/.test(await statusText()));
+  const after = await hook();
+  check(after.previousSecretExpiresAt === null, `no previous secret: ${JSON.stringify(after)}`);
+  check(after.secretHint.endsWith(revoked.slice(-4)), 'the hint is the new secret\'s');
+  await button(page, 'I have stored it, hide it').click();
+  await page.locator('#secret-panel').waitFor({ state: 'hidden' });
+  check(!(await page.evaluate((s) => document.documentElement.outerHTML.includes(s), revoked)), 'the new secret gone from the page');
 });
 
 await step('delete (after confirming): the webhooks are gone from the list', async () => {
