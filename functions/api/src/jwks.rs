@@ -26,8 +26,8 @@ use crate::error::ApiError;
 
 /// How long a fetched key set is used before it is fetched again.
 pub const JWKS_TTL: Duration = Duration::from_secs(600);
-/// The least time between two fetches: an unknown `kid`, an expired set or a failed fetch
-/// fetch again at most this often.
+/// The least time between two fetches, whatever asks for one (an unknown `kid`, an expired
+/// set, or a retry after a failed fetch).
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// How long past its fetch a set is still used while refreshing it fails.
 pub const JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
