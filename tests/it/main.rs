@@ -19,6 +19,9 @@
 //! - [`idempotency`]: `Idempotency-Key` records in DynamoDB; keyed publishes on SQS (100
 //!   concurrent repeats, a repeat after a part-way failure).
 //!
+//! - [`recovery`]: 1,000 dead letters in DynamoDB listed by cursor and recovered to SQS once by
+//!   one `recover` job polled to completion.
+//!
 //! Needs moto and the Standard Webhooks library (`./infra/setup-venv.sh` installs both into
 //! `./.venv`), `node` and `python3`; a missing moto fails the
 //! tests with that instruction, it never skips them.
@@ -32,6 +35,7 @@ mod faults;
 mod filters;
 mod helpers;
 mod idempotency;
+mod recovery;
 mod secrets;
 mod signatures;
 mod sqs;

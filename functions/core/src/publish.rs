@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,6 +33,9 @@ pub const MAX_EVENTS_PER_PUBLISH: usize = 100;
 /// out the answer names every delivery not confirmed as queued (`207`, see the API docs), rather
 /// than the function being killed with nothing said.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
+
+/// Dead letters claimed (or put back) at once by a redelivery: each is one conditional write.
+pub const CLAIM_CONCURRENCY: usize = 16;
 
 /// One event as a producer sends it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -179,7 +183,7 @@ impl From<crate::ports::StoreError> for PublishError {
 
 #[derive(Clone)]
 pub struct DeliveryService {
-    store: Arc<dyn SubscriptionStore>,
+    pub(crate) store: Arc<dyn SubscriptionStore>,
     pub(crate) log: Arc<dyn DeliveryLog>,
     queue: Arc<dyn DeliveryQueue>,
     clock: Arc<dyn Clock>,
@@ -221,6 +225,12 @@ impl DeliveryService {
     pub fn with_budget(mut self, budget: Duration) -> Self {
         self.budget = budget;
         self
+    }
+
+    /// How long one publish, test send, redelivery or recovery step may take
+    /// ([`PUBLISH_BUDGET`] unless changed by [`with_budget`](Self::with_budget)).
+    pub fn budget(&self) -> Duration {
+        self.budget
     }
 
     pub fn now(&self) -> Timestamp {
@@ -605,7 +615,10 @@ impl DeliveryService {
             },
             None => self.log.dead_letters(id, limit).await?,
         };
-        match self.claim_and_redeliver(id, dead, deadline).await? {
+        match self
+            .claim_and_redeliver(id, dead, deadline, Duration::ZERO)
+            .await?
+        {
             None if delivery.is_some() => Err(ServiceError::NotFound.into()),
             None => Ok(Vec::new()),
             Some(queued) => Ok(queued),
@@ -616,27 +629,44 @@ impl DeliveryService {
     /// generation — same `deliveryId` and body, attempts counted from 1 again — and puts back
     /// those whose redelivery was not queued (listed in the `Enqueue` error, as for a publish).
     /// `None` when none could be claimed (taken by a concurrent redelivery, or given up again
-    /// since they were read).
+    /// since they were read). The enqueue stops waiting at `deadline`, but never less than
+    /// `min_enqueue` after the claims: a send cut off in flight may still have been queued, and
+    /// what is put back after it may be queued twice, so a caller that can wait a little longer
+    /// (a recovery step) keeps that from happening when its claims ran late.
     pub(crate) async fn claim_and_redeliver(
         &self,
         id: &WebhookId,
         dead: Vec<DeadLetter>,
         deadline: Instant,
+        min_enqueue: Duration,
     ) -> Result<Option<Vec<QueuedDelivery>>, PublishError> {
-        let mut claimed = Vec::with_capacity(dead.len());
-        for d in dead {
-            match self
-                .log
-                .claim_dead_letter(id, &d.task.delivery_id, d.task.generation)
-                .await
-            {
+        // Claims go out CLAIM_CONCURRENCY at a time: one conditional delete each, so a page of
+        // 100 takes a few round trips, not 100 (on DynamoDB, one after another, a page of a
+        // recovery could spend its whole budget claiming).
+        let log = &self.log;
+        let results: Vec<(DeadLetter, Result<bool, crate::ports::StoreError>)> =
+            futures::stream::iter(dead)
+                .map(|d| async move {
+                    let r = log
+                        .claim_dead_letter(id, &d.task.delivery_id, d.task.generation)
+                        .await;
+                    (d, r)
+                })
+                .buffered(CLAIM_CONCURRENCY)
+                .collect()
+                .await;
+        let mut claimed = Vec::with_capacity(results.len());
+        let mut error = None;
+        for (d, r) in results {
+            match r {
                 Ok(true) => claimed.push(d),
                 Ok(false) => {} // taken by a concurrent redelivery, or given up again since
-                Err(e) => {
-                    self.put_back(claimed.iter()).await;
-                    return Err(e.into());
-                }
+                Err(e) => error = error.or(Some(e)),
             }
+        }
+        if let Some(e) = error {
+            self.put_back(claimed.iter()).await;
+            return Err(e.into());
         }
         if claimed.is_empty() {
             return Ok(None);
@@ -650,6 +680,7 @@ impl DeliveryService {
                 ..d.task.clone()
             })
             .collect();
+        let deadline = deadline.max(Instant::now() + min_enqueue);
         match self.enqueue(tasks, deadline).await {
             Ok(queued) => Ok(Some(queued)),
             Err(PublishError::Enqueue {
@@ -681,16 +712,19 @@ impl DeliveryService {
     /// Puts claimed dead letters back (their redelivery was not queued). A failure is logged
     /// with the delivery id: the dead letter is then lost, the delivery stays counted.
     async fn put_back(&self, dead: impl Iterator<Item = &DeadLetter>) {
-        for d in dead {
-            if let Err(e) = self.log.put_dead_letter(d).await {
-                tracing::error!(
-                    delivery_id = %d.task.delivery_id,
-                    webhook_id = %d.task.webhook_id,
-                    error = %e,
-                    "a dead letter whose redelivery was not queued could not be put back"
-                );
-            }
-        }
+        let log = &self.log;
+        futures::stream::iter(dead)
+            .for_each_concurrent(CLAIM_CONCURRENCY, |d| async move {
+                if let Err(e) = log.put_dead_letter(d).await {
+                    tracing::error!(
+                        delivery_id = %d.task.delivery_id,
+                        webhook_id = %d.task.webhook_id,
+                        error = %e,
+                        "a dead letter whose redelivery was not queued could not be put back"
+                    );
+                }
+            })
+            .await;
     }
 
     pub(crate) async fn owned(

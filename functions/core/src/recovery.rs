@@ -8,11 +8,15 @@
 //! the window, the counters and a position in the walk of the window's dead letters. Work is
 //! done in **steps** ([`DeliveryService::continue_recover`]): a step takes the job's lease (a
 //! compare-and-set on its `version`, so two runners never walk the same pages), then redelivers
-//! pages of [`RECOVER_PAGE`] dead letters — each page enqueued as new generations, then removed
-//! from the dead letters, then the job's position and counters saved — until the window is done
-//! or the step's time budget is spent, and gives the lease back. A runner that dies mid-step
-//! leaves its lease to expire after [`RECOVER_LEASE`]; the next step resumes from the last
-//! saved page.
+//! pages of dead letters — each page's letters claimed, enqueued as new generations (claimed
+//! ones not queued are put back), then the job's position and counters saved — until the
+//! window is done or the step's time budget is spent, and gives the lease back. The walk's
+//! position moves past a page only when every letter of it was queued: a letter whose
+//! redelivery could not be queued (the queue failed, or the budget ran out while queueing) is
+//! read again by the next step, never skipped. Pages are sized to what fits the time left at
+//! the pace of the step's first page (at most [`RECOVER_PAGE`]), so a slow queue or store
+//! makes smaller pages rather than unqueued letters. A runner that dies mid-step leaves its
+//! lease to expire after [`RECOVER_LEASE`]; the next step resumes from the last saved page.
 //!
 //! Who runs the steps is the runtime's choice, the only difference between the two:
 //! - **local mode**: a task in the process loops over steps until the job completes (the API
@@ -26,8 +30,11 @@
 //! ## Idempotency
 //!
 //! The job id is derived from the webhook and the window as asked ([`RecoverJobId::derive`]):
-//! the same request names the same job, and a job that exists is returned as it is (running or
-//! completed) rather than started again. A dead letter is removed once its redelivery is queued,
+//! the same request names the same job, and a job that exists is returned as it is (running, or
+//! completed) rather than started again — except a completed job whose window still holds dead
+//! letters (one put back by a concurrent redelivery that could not queue it after the walk
+//! passed it, or letters an older version of the job skipped), which the repeat opens again to
+//! walk the window once more. A dead letter is removed once its redelivery is queued,
 //! so it is redelivered once however often a window is asked for; dead letters given up later
 //! are recovered by asking for another window. The window ends at `until` or when the job is
 //! created, whichever is earlier, so a delivery that fails again while the job runs is not
@@ -51,6 +58,11 @@ pub const RECOVER_PAGE: usize = 100;
 /// How long a step holds a job before another runner may take it over (a runner that died).
 /// Longer than any step: a step's budget is at most [`crate::publish::PUBLISH_BUDGET`].
 pub const RECOVER_LEASE: Duration = Duration::from_secs(60);
+/// However late a page's claims end, its letters get this long to be queued (past the step's
+/// budget if need be: the API function's timeout leaves 5 s beyond it). A send cut off in
+/// flight may still have been queued, and the letter put back after it would be queued again
+/// by the next step.
+pub const RECOVER_ENQUEUE_MIN: Duration = Duration::from_secs(3);
 /// A step does not start another page with less than this left of its budget.
 pub const RECOVER_PAGE_MIN_TIME: Duration = Duration::from_secs(2);
 
@@ -60,8 +72,8 @@ pub const RECOVER_PAGE_MIN_TIME: Duration = Duration::from_secs(2);
 pub enum JobState {
     /// Dead letters of the window remain to be walked.
     Running,
-    /// Every dead letter of the window was walked (`done` redelivered, `failed` left as dead
-    /// letters because their redelivery could not be queued).
+    /// Every dead letter of the window was redelivered (`done`), or the job ended for a
+    /// permanent reason (`failed`: the webhook is gone).
     Completed,
 }
 
@@ -80,7 +92,9 @@ pub struct RecoverJob {
     pub total: u64,
     /// Redelivered (queued again as a new generation, removed from the dead letters).
     pub done: u64,
-    /// Not redelivered: their redelivery could not be queued; they stay dead letters.
+    /// Not redelivered for a permanent reason (the webhook is gone). A letter whose redelivery
+    /// could not be queued (the queue failed, the step's time ran out) is not failed: it stays
+    /// a dead letter and the next step tries it again.
     pub failed: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -171,7 +185,7 @@ impl DeliveryService {
         self.owned(caller, id).await?;
         let job_id = window.job_id(id);
         if let Some(job) = self.log.recover_job(id, &job_id).await? {
-            return Ok((job, false));
+            return self.resume_if_left(id, job).await.map(|j| (j, false));
         }
         let now = self.now();
         let until = window.until.map_or(now, |u| u.min(now));
@@ -211,6 +225,43 @@ impl DeliveryService {
         // Created meanwhile by the same request, repeated.
         let existing = self.log.recover_job(id, &job.id).await?;
         Ok((existing.ok_or(ServiceError::NotFound)?, false))
+    }
+
+    /// A completed `job` whose window still holds dead letters (left by a step that could not
+    /// queue them, or by an older version that moved past them) is opened again: walked from
+    /// the start, its `total` what it has done plus what is left. Otherwise `job` as it is.
+    async fn resume_if_left(
+        &self,
+        id: &WebhookId,
+        mut job: RecoverJob,
+    ) -> Result<RecoverJob, ServiceError> {
+        if job.state != JobState::Completed || job.until <= job.since {
+            return Ok(job);
+        }
+        let query = DeadLetterQuery {
+            since: Some(job.since),
+            until: Some(job.until),
+            ..DeadLetterQuery::default()
+        };
+        let left = self.log.count_dead_letters(id, &query).await?;
+        if left == 0 {
+            return Ok(job);
+        }
+        job.state = JobState::Running;
+        job.after = None;
+        job.total = job.done + left;
+        job.failed = 0;
+        job.updated_at = self.now();
+        if !self.save(&mut job).await? {
+            // Resumed (or moved on) meanwhile by a concurrent repeat: answer what is stored.
+            return self
+                .log
+                .recover_job(id, &job.id)
+                .await?
+                .ok_or(ServiceError::NotFound);
+        }
+        tracing::info!(webhook = %id, job = %job.id, left, "recovery job resumed: its window still has dead letters");
+        Ok(job)
     }
 
     /// `caller`'s recovery job `job` of webhook `id`.
@@ -254,29 +305,60 @@ impl DeliveryService {
         if !self.save(&mut job).await? {
             return self.busy(webhook, id).await;
         }
+        if self.store.get(webhook).await?.is_none() {
+            // Permanent: the webhook is gone, nothing of the window can be redelivered.
+            job.failed = job.total.saturating_sub(job.done);
+            job.state = JobState::Completed;
+            job.lease_until = None;
+            job.updated_at = self.now();
+            if !self.save(&mut job).await? {
+                return self.busy(webhook, id).await;
+            }
+            tracing::warn!(webhook = %webhook, job = %id, failed = job.failed, "recovery job ended: the webhook is gone");
+            return Ok((job, StepEnd::Completed));
+        }
+        let step_start = Instant::now();
+        // Time per letter seen so far in this step (claim + enqueue): sizes the next page so
+        // that what a page claims can be queued within the budget.
+        let mut per_letter: Option<Duration> = None;
+        // The size of the next page: decided once per page, after the one before (never 0).
+        let mut limit = RECOVER_PAGE;
         loop {
             let query = DeadLetterQuery {
                 since: Some(job.since),
                 until: Some(job.until),
                 after: job.after.clone(),
-                limit: RECOVER_PAGE,
+                limit,
                 ..DeadLetterQuery::default()
             };
+            let page_start = Instant::now();
             let page = self.log.dead_letters_page(webhook, &query).await?;
+            let read = page.items.len();
             let (queued, not_queued) = self
                 .redeliver_letters(webhook, page.items, deadline)
                 .await?;
+            if read > 0 {
+                per_letter = Some(page_start.elapsed() / read as u32);
+            }
             job.done += queued.len() as u64;
-            job.failed += not_queued.len() as u64;
             let now = self.now();
             job.updated_at = now;
-            job.after = page.next_after;
-            let more = job.after.is_some();
+            // A letter not queued (the queue failed, or the budget ran out) was put back: the
+            // walk stays where it was, so the next step reads it again (the letters queued
+            // meanwhile are gone from the dead letters and do not come back).
+            let all_queued = not_queued.is_empty();
+            if all_queued {
+                job.after = page.next_after;
+            } else {
+                tracing::info!(webhook = %webhook, job = %id, not_queued = not_queued.len(), "recovery step: letters left for the next step");
+            }
+            let more = !all_queued || job.after.is_some();
             let time_left = deadline.saturating_duration_since(Instant::now());
+            limit = page_limit(time_left, per_letter);
             if !more {
                 job.state = JobState::Completed;
                 job.lease_until = None;
-            } else if time_left < RECOVER_PAGE_MIN_TIME {
+            } else if !all_queued || limit == 0 {
                 job.lease_until = None;
             } else {
                 job.lease_until = Some(lease_from(now));
@@ -291,7 +373,10 @@ impl DeliveryService {
                     tracing::info!(webhook = %webhook, job = %id, done = job.done, failed = job.failed, "recovery job completed");
                     return Ok((job, StepEnd::Completed));
                 }
-                (true, None) => return Ok((job, StepEnd::OutOfTime)),
+                (true, None) => {
+                    tracing::debug!(webhook = %webhook, job = %id, done = job.done, ms = step_start.elapsed().as_millis() as u64, "recovery step out of time");
+                    return Ok((job, StepEnd::OutOfTime));
+                }
                 (true, Some(_)) => {}
             }
         }
@@ -334,7 +419,10 @@ impl DeliveryService {
         if dead.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        match self.claim_and_redeliver(webhook, dead, deadline).await {
+        match self
+            .claim_and_redeliver(webhook, dead, deadline, RECOVER_ENQUEUE_MIN)
+            .await
+        {
             Ok(queued) => Ok((queued.unwrap_or_default(), Vec::new())),
             Err(PublishError::Enqueue {
                 queued, not_queued, ..
@@ -349,6 +437,23 @@ impl DeliveryService {
             ) => Err(ServiceError::Store(crate::ports::StoreError::Corrupt(
                 e.to_string(),
             ))),
+        }
+    }
+}
+
+/// How many dead letters the next page of a step may take with `time_left` of its budget. The
+/// first page of a step (no pace seen yet: `per_letter` none) is a full one, so every step makes
+/// progress; after it none with less than [`RECOVER_PAGE_MIN_TIME`] left, else as many as fit in
+/// half the time left past that margin at the pace seen so far, at least 1 and at most
+/// [`RECOVER_PAGE`].
+fn page_limit(time_left: Duration, per_letter: Option<Duration>) -> usize {
+    match per_letter {
+        None => RECOVER_PAGE,
+        Some(_) if time_left < RECOVER_PAGE_MIN_TIME => 0,
+        Some(p) if p.is_zero() => RECOVER_PAGE,
+        Some(p) => {
+            let usable = (time_left - RECOVER_PAGE_MIN_TIME) / 2;
+            ((usable.as_nanos() / p.as_nanos()) as usize).clamp(1, RECOVER_PAGE)
         }
     }
 }
@@ -371,6 +476,7 @@ mod tests {
 
     struct World {
         service: DeliveryService,
+        store: Arc<MemoryStore>,
         log: Arc<MemoryLog>,
         queue: Arc<MemoryQueue>,
         clock: Arc<FixedClock>,
@@ -385,9 +491,11 @@ mod tests {
         let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_760_000_000)));
         let webhook = webhook("alice");
         store.create(&webhook).await.unwrap();
-        let service = DeliveryService::new(store, log.clone(), queue.clone(), clock.clone());
+        let service =
+            DeliveryService::new(store.clone(), log.clone(), queue.clone(), clock.clone());
         World {
             service,
+            store,
             log,
             queue,
             clock,
@@ -578,5 +686,170 @@ mod tests {
             w.service.recover_job(&bob, &w.webhook.id, &job.id).await,
             Err(ServiceError::NotFound)
         ));
+    }
+    #[tokio::test]
+    async fn letters_the_queue_refused_are_tried_again_by_the_next_step_never_skipped() {
+        // GIVEN 150 dead letters in the window, and a queue that refuses everything
+        let w = world().await;
+        seed(&w, 150, 1_759_990_000).await;
+        let window = RecoverWindow {
+            since: Timestamp::from_unix(1_759_990_000),
+            until: None,
+        };
+        let (job, _) = w
+            .service
+            .start_recover(&w.caller, &w.webhook.id, window)
+            .await
+            .unwrap();
+        w.queue.fail_with(Some("throttled"));
+        // WHEN a step runs
+        let (after_fail, end) = w
+            .service
+            .continue_recover(&w.webhook.id, &job.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // THEN it ends at once, nothing counted failed, every letter still a dead letter
+        assert_eq!(end, StepEnd::OutOfTime);
+        assert_eq!(
+            (after_fail.state, after_fail.done, after_fail.failed),
+            (JobState::Running, 0, 0)
+        );
+        assert_eq!(after_fail.after, None, "the walk did not move past them");
+        assert_eq!(
+            w.log.dead_letters(&w.webhook.id, 200).await.unwrap().len(),
+            150
+        );
+        // AND once the queue works, the next steps queue every letter once
+        w.queue.fail_with(None);
+        let (done, end) = w
+            .service
+            .continue_recover(&w.webhook.id, &job.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(end, StepEnd::Completed);
+        assert_eq!((done.done, done.failed), (150, 0));
+        let ids: std::collections::BTreeSet<_> =
+            w.queue.tasks().into_iter().map(|t| t.delivery_id).collect();
+        assert_eq!((ids.len(), w.queue.tasks().len()), (150, 150));
+        assert!(
+            w.log
+                .dead_letters(&w.webhook.id, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn asking_again_for_a_completed_window_that_still_has_dead_letters_resumes_it() {
+        // GIVEN a completed job of 3 letters, and one letter of its window dead again (put back
+        // by a concurrent redelivery that could not queue it)
+        let w = world().await;
+        seed(&w, 3, 1_759_990_000).await;
+        let window = RecoverWindow {
+            since: Timestamp::from_unix(1_759_990_000),
+            until: None,
+        };
+        let (job, _) = w
+            .service
+            .start_recover(&w.caller, &w.webhook.id, window)
+            .await
+            .unwrap();
+        let (_, end) = w
+            .service
+            .continue_recover(&w.webhook.id, &job.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(end, StepEnd::Completed);
+        let again = w.queue.tasks()[0].clone();
+        w.log
+            .put_dead_letter(&DeadLetter {
+                task: again.clone(),
+                error: "receiver answered HTTP 500".into(),
+                attempts: 4,
+                at: Timestamp::from_unix(1_759_990_001),
+            })
+            .await
+            .unwrap();
+        // WHEN the same window is asked for again
+        let (resumed, created) = w
+            .service
+            .start_recover(&w.caller, &w.webhook.id, window)
+            .await
+            .unwrap();
+        // THEN the same job runs again, over what is left only
+        assert!(!created);
+        assert_eq!(resumed.id, job.id);
+        assert_eq!((resumed.state, resumed.total), (JobState::Running, 4));
+        let (finished, end) = w
+            .service
+            .continue_recover(&w.webhook.id, &job.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((end, finished.done), (StepEnd::Completed, 4));
+        assert_eq!(w.queue.tasks().len(), 4);
+        assert_eq!(w.queue.tasks()[3].delivery_id, again.delivery_id);
+        // AND a further repeat finds nothing left: the job stays completed, nothing queued
+        let (same, _) = w
+            .service
+            .start_recover(&w.caller, &w.webhook.id, window)
+            .await
+            .unwrap();
+        assert_eq!(
+            (same.state, same.version),
+            (JobState::Completed, finished.version)
+        );
+        assert_eq!(w.queue.tasks().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_webhook_is_gone_completes_with_the_rest_failed() {
+        // GIVEN a running job, then its webhook deleted
+        let w = world().await;
+        seed(&w, 5, 1_759_990_000).await;
+        let window = RecoverWindow {
+            since: Timestamp::from_unix(1_759_990_000),
+            until: None,
+        };
+        let (job, _) = w
+            .service
+            .start_recover(&w.caller, &w.webhook.id, window)
+            .await
+            .unwrap();
+        w.store
+            .delete(&w.webhook.owner_id, &w.webhook.id)
+            .await
+            .unwrap();
+        // WHEN a step runs
+        let (job, end) = w
+            .service
+            .continue_recover(&w.webhook.id, &job.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // THEN the job ends, every letter failed for good, nothing queued
+        assert_eq!(end, StepEnd::Completed);
+        assert_eq!((job.done, job.failed), (0, 5));
+        assert!(w.queue.tasks().is_empty());
+    }
+
+    #[test]
+    fn pages_are_sized_to_the_time_left_at_the_pace_seen() {
+        let ms = Duration::from_millis;
+        // The first page of a step is a full one, whatever the time.
+        assert_eq!(page_limit(Duration::ZERO, None), RECOVER_PAGE);
+        // Then none below the margin…
+        assert_eq!(page_limit(RECOVER_PAGE_MIN_TIME - ms(1), Some(ms(1))), 0);
+        // …a full page at a fast pace…
+        assert_eq!(
+            page_limit(Duration::from_secs(8), Some(ms(1))),
+            RECOVER_PAGE
+        );
+        // …and what fits half the time left past the margin at a slow one: (8 - 2) / 2 s at
+        // 100 ms a letter.
+        assert_eq!(page_limit(Duration::from_secs(8), Some(ms(100))), 30);
+        assert_eq!(
+            page_limit(RECOVER_PAGE_MIN_TIME, Some(Duration::from_secs(9))),
+            1
+        );
     }
 }

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery};
-use webhooks_core::publish::{PUBLISH_BUDGET, QueuedDelivery};
+use webhooks_core::publish::QueuedDelivery;
 use webhooks_core::recovery::{JobState, RecoverJob, RecoverWindow, StepEnd};
 use webhooks_core::{DeliveryId, EventType, OwnerId, RecoverJobId, Timestamp, WebhookId};
 
@@ -430,7 +430,8 @@ pub struct RecoverJobView {
     pub total: u64,
     /// Redelivered so far (queued again with the same `deliveryId` and body).
     pub done: u64,
-    /// Whose redelivery could not be queued; they stay dead letters.
+    /// Not redelivered for good (the webhook is gone). A letter whose redelivery could not be
+    /// queued yet is not counted here: it stays a dead letter and a later step retries it.
     pub failed: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -456,8 +457,8 @@ impl From<RecoverJob> for RecoverJobView {
 /// Redeliver every dead letter given up in a time window, however many, as a job.
 ///
 /// Answered `202` with the job; its progress is at `Location` (`GET …/recover/{jobId}`).
-/// Asking again for the same window names the same job (answered as it stands) and redelivers
-/// nothing twice. In the local mode the job runs in the background; on AWS each request on a
+/// Asking again for the same window names the same job (answered as it stands; resumed when
+/// its window still holds dead letters) and redelivers nothing twice. In the local mode the job runs in the background; on AWS each request on a
 /// running job (this `POST` repeated, or a `GET` of it) works on it for up to 10 s before
 /// answering, so polling the job until `state` is `completed` finishes it.
 #[utoipa::path(
@@ -543,7 +544,7 @@ async fn advance(state: &AppState, job: RecoverJob) -> Result<RecoverJob, ApiErr
     }
     let (job, _) = state
         .deliveries
-        .continue_recover(&job.webhook_id, &job.id, PUBLISH_BUDGET)
+        .continue_recover(&job.webhook_id, &job.id, state.deliveries.budget())
         .await?;
     Ok(job)
 }
@@ -560,7 +561,7 @@ fn spawn_runner(
         let mut errors = 0;
         loop {
             match deliveries
-                .continue_recover(&webhook, &job, PUBLISH_BUDGET)
+                .continue_recover(&webhook, &job, deliveries.budget())
                 .await
             {
                 Ok((_, StepEnd::OutOfTime)) => {}
