@@ -335,6 +335,19 @@ await step('dead letters: a failing webhook ends in the dead-letter list, and Re
   await page.locator('#deliveries-panel').waitFor({ state: 'hidden' });
 });
 
+await step('a webhook whose deliveries fail is badged Failing, with since when and the last error', async () => {
+  await until('the Failing badge', async () => {
+    await button(page, 'Refresh list').click();
+    return (await card(FAIL_URL).locator('.badge').first().textContent()) === 'Failing';
+  }, 20_000, 500);
+  const note = await card(FAIL_URL).locator('.state-note').textContent();
+  check(/^Deliveries failing since .+/.test(note), `since when: ${note}`);
+  check(/500/.test(note), `the last error: ${note}`);
+  check(await card(FAIL_URL).locator('.state-note time').count() === 1, 'a <time> element');
+  // The healthy one stays Active.
+  check((await card(HOOK_URL).locator('.badge').first().textContent()) !== 'Failing', 'the healthy webhook is not failing');
+});
+
 await step('rotate the secret (after confirming): the new one is shown once and the hint changes', async () => {
   page.once('dialog', (d) => d.accept());
   await button(card(HOOK_URL), 'Rotate secret').click();

@@ -183,6 +183,15 @@ async function loadWebhooks() {
     cursor = res.nextCursor;
     if (!cursor) break;
   }
+  // A failing webhook's reason (its last error) is in its circuit breaker's health, which only
+  // GET of one webhook answers: read it for the failing ones (few, and worth the request).
+  await Promise.all(hooks.filter((w) => w.active && w.failingSince).map(async (w) => {
+    try {
+      w.health = (await api('GET', `/api/webhooks/${encodeURIComponent(w.id)}`)).health;
+    } catch (e) {
+      w.health = null; // the badge still says failing and since when
+    }
+  }));
   state.hooks = hooks;
   renderList();
 }
@@ -224,6 +233,23 @@ function lastDelivery(w) {
     : el('span', { text: 'none yet' });
 }
 
+// The state badge: Disabled (with the service's reason when it disabled it), Failing (its
+// deliveries fail: since when, and the last error), or Active.
+function stateBadge(w) {
+  if (!w.active) return el('span', { className: 'badge off', text: 'Disabled' });
+  if (w.failingSince) return el('span', { className: 'badge warn', text: 'Failing' });
+  return el('span', { className: 'badge on', text: 'Active' });
+}
+
+function stateNote(w) {
+  if (!w.active) {
+    return w.disabledReason ? el('p', { className: 'desc state-note', text: `Disabled by the service: ${w.disabledReason}` }) : null;
+  }
+  if (!w.failingSince) return null;
+  const reason = w.health && w.health.lastError ? `: ${w.health.lastError}` : '';
+  return el('p', { className: 'desc state-note' }, 'Deliveries failing since ', when(w.failingSince), reason);
+}
+
 function card(w) {
   const id = w.id;
   const btn = (action, text, cls) => el('button', { type: 'button', className: cls, dataset: { action, id }, text });
@@ -234,7 +260,7 @@ function card(w) {
     el('article', { 'aria-labelledby': `hook-url-${id}` },
       el('h3', { id: `hook-url-${id}`, className: 'url', text: w.url }),
       el('p', {},
-        el('span', { className: w.active ? 'badge on' : 'badge off', text: w.active ? 'Active' : 'Disabled' }),
+        stateBadge(w),
         w.format && w.format !== 'json' ? el('span', { className: 'badge', text: `format: ${w.format}` }) : null),
       w.description ? el('p', { className: 'desc', text: w.description }) : null,
       el('dl', { className: 'facts' },
@@ -260,7 +286,7 @@ function card(w) {
         btn('rotate', 'Rotate secret', 'secondary'),
         btn('rotate-now', 'Rotate, revoke old now', 'secondary'),
         btn('delete', 'Delete', 'danger'))),
-      w.disabledReason ? el('p', { className: 'desc', text: `Disabled by the service: ${w.disabledReason}` }) : null);
+      stateNote(w));
 }
 
 async function onListClick(ev) {
