@@ -128,6 +128,18 @@ impl SqliteDeliveryLog {
 /// [`DeliveryLog::finish`] inside a write call.
 /// Counts one final outcome on the webhook (the counters, `lastDelivery*`, `failingSince` as
 /// [`DeliveryLog::finish`] keeps them), with no marker. `false` when the webhook is gone.
+/// Deletes the dead letters and recovery jobs of `webhook` (a deleted one) on `conn`: in the
+/// store's delete transaction.
+pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
+    for table in ["dead_letters", "recover_jobs"] {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE webhook_id = ?1"))
+            .map_err(sql)?
+            .execute([webhook.as_str()])
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn count_outcome_in(
     conn: &Connection,
     webhook: &WebhookId,

@@ -9,7 +9,7 @@
 //! | `DeleteMessage` | [`SqliteQueue::ack`] |
 //! | `ChangeMessageVisibility` | [`SqliteQueue::retry_after`] |
 //! | send to the DLQ + delete | [`SqliteQueue::dead_letter`]: one transaction |
-//! | redrive policy (`maxReceiveCount`) | [`MAX_RECEIVE_COUNT`], checked on receive |
+//! | redrive policy (`maxReceiveCount`) + the DLQ's consumer | [`MAX_RECEIVE_COUNT`], checked on receive: the message is handed out marked [`Received::redriven`], and the worker finishes it (`Dispatcher::reconcile`: counted failed once, a dead letter with the reason) before moving it to the dead-letter table |
 //!
 //! A message a worker received but never acknowledged (the worker crashed or was stopped) becomes
 //! visible again when its visibility timeout passes, with a higher receive count: nothing is lost.
@@ -102,6 +102,11 @@ pub struct Received {
     pub task: DeliveryTask,
     /// How many times the message has been received, this time included (1 the first time).
     pub receive_count: u32,
+    /// Caught by the redrive guard (received more than [`MAX_RECEIVE_COUNT`] times): not to be
+    /// delivered but finished as the AWS dead-letter queue's consumer finishes what SQS's
+    /// redrive moved there (`Dispatcher::reconcile`), then moved to the dead-letter table with
+    /// [`SqliteQueue::dead_letter`]. Until that, it comes back like any unacknowledged message.
+    pub redriven: bool,
 }
 
 /// A message moved out of the queue: given up by the dispatcher, caught by the redrive guard, or
@@ -341,9 +346,10 @@ impl SqliteQueue {
     }
 
     /// Takes up to `max` visible messages (`visible_at <= now`), oldest-visible first, and hides
-    /// each from other receivers until `now + visibility`, counting the receipt. In the same
-    /// transaction, a message already received [`MAX_RECEIVE_COUNT`] times is moved to the
-    /// dead-letter table instead of being returned; a message whose body is not a readable
+    /// each from other receivers until `now + visibility`, counting the receipt. A message
+    /// already received [`MAX_RECEIVE_COUNT`] times comes back marked
+    /// [`redriven`](Received::redriven) (not to be delivered: finished, then moved to the
+    /// dead-letter table by the worker); a message whose body is not a readable
     /// [`QueueTask`] is moved there right after (so a call may return fewer than `max` even
     /// though more are visible). Answered once all of it is committed.
     pub async fn receive(
@@ -401,19 +407,8 @@ impl SqliteQueue {
             };
             let mut taken = Vec::with_capacity(candidates.len());
             for (id, receive_count) in candidates {
-                if receive_count >= MAX_RECEIVE_COUNT {
-                    let error = format!(
-                        "received {receive_count} times without an outcome \
-                             (more than the redrive limit of {MAX_RECEIVE_COUNT})"
-                    );
-                    move_to_dead_letters(conn, id, None, &error, now)?;
-                    tracing::warn!(
-                        message_id = id,
-                        receive_count,
-                        "redrive: message moved to the dead-letter table"
-                    );
-                    continue;
-                }
+                // Past the redrive limit the message is still handed out, marked `redriven`
+                // (see `Received`), so the worker finishes it before it leaves the queue.
                 let receive_count = receive_count + 1;
                 let body: String = conn
                     .prepare_cached(
@@ -445,6 +440,7 @@ impl SqliteQueue {
                     receipt,
                     task,
                     receive_count,
+                    redriven: receive_count > MAX_RECEIVE_COUNT,
                 }),
                 Err(e) => {
                     // serde_json's message gives the position and what was expected; it is

@@ -33,7 +33,7 @@ use webhooks_core::webhook::{
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 use crate::db::{Database, DbError, Failure, classify};
-use crate::delivery_log::count_outcome_in;
+use crate::delivery_log::{count_outcome_in, purge_webhook_in};
 
 /// The columns every read selects. [`read_webhook`] reads them by name, so their order here is
 /// only for the human reading the SQL.
@@ -501,7 +501,9 @@ impl SubscriptionStore for SqliteStore {
                 if deleted == 0 {
                     return Err(StoreError::NotFound);
                 }
-                Ok(())
+                // In the same transaction: the dead letters (bodies kept for a redelivery that
+                // can no longer happen) and recovery jobs go with the webhook.
+                purge_webhook_in(conn, &id)
             })
             .await
             .inspect(|_| self.settings_changed())

@@ -10,6 +10,12 @@
 //! | `Defer { delay, .. }` | visible again after `delay`, the receipt given back (the receive count goes down by one: flow-control deferrals never reach the redrive guard) |
 //! | `DeadLetter { error, .. }` | moved to the dead-letter table |
 //!
+//! A message the queue's redrive guard hands out ([`Received::redriven`]: received more than
+//! `MAX_RECEIVE_COUNT` times without an outcome) is not delivered: it is finished as the AWS
+//! dead-letter queue's consumer finishes what SQS's redrive policy moved
+//! ([`Dispatcher::reconcile`]: counted failed once, a dead letter with the reason, redeliverable
+//! through the API), then moved to the dead-letter table.
+//!
 //! Up to [`WorkerConfig::concurrency`] deliveries are being sent at once, so a slow receiver never
 //! holds up the others. A message is received only when a sending slot is free for it, and the
 //! slot is freed as soon as the attempt is over: up to three times as many more messages may be
@@ -337,7 +343,12 @@ async fn handle(
         receipt,
         task,
         receive_count,
+        redriven,
     } = message;
+    if redriven {
+        drop(permit);
+        return finish_redriven(&queue, log, &dispatcher, receipt, &task, &config).await;
+    }
     let held = Arc::new(HeldLog::new(log.clone()));
     // The sending slot is held for the attempt only: the next delivery is sent while this one's
     // outcome waits for its commit.
@@ -393,6 +404,44 @@ async fn handle(
             error = %e,
             "updating the queue failed; the message comes back after its visibility timeout"
         ),
+    }
+}
+
+/// A message the redrive guard caught (received more than `MAX_RECEIVE_COUNT` times without an
+/// outcome: a worker that keeps crashing on it, a store that stays unavailable): finished as the
+/// AWS dead-letter queue's consumer finishes one — counted failed once and recorded as a dead
+/// letter with the reason, so it shows in the webhook's stats and dead letters and can be
+/// redelivered ([`Dispatcher::reconcile`], idempotent) — and then moved to the queue's
+/// dead-letter table. If finishing fails, the message is tried again after the error delay
+/// (a crash in between: after its visibility timeout), and reconciling again changes nothing.
+async fn finish_redriven(
+    queue: &SqliteQueue,
+    log: SqliteDeliveryLog,
+    dispatcher: &Dispatcher,
+    receipt: Receipt,
+    task: &webhooks_core::delivery::DeliveryTask,
+    config: &WorkerConfig,
+) {
+    let now = crate::queue::queue_now();
+    let action = match dispatcher.with_log(Arc::new(log)).reconcile(task).await {
+        Ok(reconciled) => {
+            tracing::warn!(
+                ?reconciled,
+                "redrive: finished and moved to the dead letters"
+            );
+            Action::dead_letter(&webhooks_core::dispatch::redriven_error(), now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "redrive: could not finish the delivery; will try again");
+            Action::retry_after(config.error_retry_delay, now)
+        }
+    };
+    if let Err(e) = queue
+        .database()
+        .write_unguarded(move |conn| act_in(conn, &receipt, &action))
+        .await
+    {
+        tracing::warn!(error = %e, "updating the queue failed; the message comes back after its visibility timeout");
     }
 }
 

@@ -267,3 +267,35 @@ async fn the_last_delivery_never_moves_backwards_when_outcomes_commit_out_of_ord
     assert_eq!(w.last_delivery_at, Some(t(200)));
     assert_eq!(w.last_delivery_status, Some(DeliveryStatus::Success));
 }
+
+#[tokio::test]
+async fn deleting_a_webhook_removes_its_dead_letters_in_the_same_transaction() {
+    // GIVEN a webhook with dead letters on the real file, and another webhook's
+    let b = backend();
+    let t = 1_760_100_000;
+    let (gone, kept) = (
+        new_webhook(&b.store, t).await,
+        new_webhook(&b.store, t + 1).await,
+    );
+    for (w, n) in [(&gone, 3), (&kept, 1)] {
+        for i in 0..n {
+            let dead = DeadLetter {
+                task: common::task_for(w, i),
+                error: "receiver answered HTTP 500".into(),
+                attempts: 4,
+                at: Timestamp::from_unix(t + 10),
+            };
+            b.log.put_dead_letter(&dead).await.unwrap();
+        }
+    }
+    assert_eq!(raw_count(&b.path, "dead_letters"), 4);
+
+    // WHEN the store deletes it (no purge call: the delete alone)
+    let owner = OwnerId::parse("user_log").unwrap();
+    b.store.delete(&owner, &gone).await.unwrap();
+
+    // THEN its dead letters went with it; the other webhook's stay
+    assert_eq!(raw_count(&b.path, "dead_letters"), 1);
+    assert!(b.log.dead_letters(&gone, 10).await.unwrap().is_empty());
+    assert_eq!(b.log.dead_letters(&kept, 10).await.unwrap().len(), 1);
+}

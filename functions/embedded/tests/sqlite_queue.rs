@@ -172,8 +172,8 @@ async fn dead_letter_moves_the_message_to_the_dead_letter_table_with_its_error()
 }
 
 #[tokio::test]
-async fn the_redrive_guard_dead_letters_a_message_received_more_than_25_times() {
-    // GIVEN a message received 25 times and never acted on (a worker crashing on it)
+async fn the_redrive_guard_marks_a_message_received_more_than_the_limit_for_finishing() {
+    // GIVEN a message received the limit of times and never acted on (a worker crashing on it)
     let (_dir, _path, q) = new_queue();
     q.enqueue_at(&[task(1)], t0()).await.unwrap();
     for n in 1..=MAX_RECEIVE_COUNT {
@@ -181,17 +181,27 @@ async fn the_redrive_guard_dead_letters_a_message_received_more_than_25_times() 
         let got = q.receive(10, secs(1), now).await.unwrap();
         assert_eq!(got.len(), 1, "receipt {n}");
         assert_eq!(got[0].receive_count, n);
+        assert!(!got[0].redriven, "receipt {n}");
     }
 
-    // WHEN it becomes visible a 26th time
+    // WHEN it becomes visible once more
     let got = q.receive(10, secs(1), t0() + secs(3600)).await.unwrap();
 
-    // THEN it is not handed out but moved to the dead-letter table, saying why
-    assert!(got.is_empty());
+    // THEN it is handed out marked redriven (to be finished, not delivered), and the worker's
+    // dead-letter move takes it out of the queue saying why
+    assert_eq!(got.len(), 1);
+    assert!(got[0].redriven);
+    assert_eq!(got[0].receive_count, MAX_RECEIVE_COUNT + 1);
+    let reason = webhooks_core::dispatch::redriven_error();
+    assert!(
+        q.dead_letter(&got[0].receipt, &reason, t0() + secs(3600))
+            .await
+            .unwrap()
+    );
     assert_eq!(q.len().await.unwrap(), 0);
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].receive_count, MAX_RECEIVE_COUNT);
+    assert_eq!(dead[0].receive_count, MAX_RECEIVE_COUNT + 1);
     assert!(dead[0].error.contains("redrive"), "{}", dead[0].error);
 }
 

@@ -699,3 +699,95 @@ async fn breaker_states_round_trip_through_the_sqlite_file() {
     again.delete(&id).await.unwrap();
     assert_eq!(again.get(&id).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_caught_by_the_redrive_guard_is_finished_counted_failed_once_and_redeliverable() {
+    // GIVEN a delivery with one failed attempt recorded, whose message has been received the
+    // redrive limit of times without an outcome (workers crashing on it; set behind the queue's
+    // back on the real file)
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let w = webhook(&app, RetryConfig::default(), "https://example.com/hook").await;
+    let task = task_for(&w.id, 1);
+    app.queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+    let failed = webhooks_core::delivery::AttemptRecord {
+        webhook_id: w.id.clone(),
+        delivery_id: task.delivery_id.clone(),
+        generation: 0,
+        attempt: 1,
+        event: task.event,
+        status: AttemptStatus::Failed,
+        status_code: Some(500),
+        duration_ms: 12,
+        error: Some("receiver answered HTTP 500".into()),
+        response_body: None,
+        at: Timestamp::from_unix(1_700_000_010),
+    };
+    app.log.record_attempt(&failed).await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE queue_messages SET receive_count = ?1",
+            [webhooks_embedded::MAX_RECEIVE_COUNT],
+        )
+        .unwrap();
+
+    // WHEN a worker receives it once more
+    let sender = Arc::new(RecordingSender::new());
+    let worker = app.start_worker(sender.clone(), test_config());
+
+    // THEN it is not sent but finished: counted failed once, listed as a dead letter with the
+    // reason and the attempts made, and moved out of the queue to its dead-letter table
+    eventually(
+        "the redriven delivery to be counted",
+        wait_long(),
+        || async { app.stats(&w).await.total_deliveries == 1 },
+    )
+    .await;
+    eventually("the message to leave the queue", wait_long(), || async {
+        app.queue.is_empty().await.unwrap() && app.queue.dead_letter_count().await.unwrap() == 1
+    })
+    .await;
+    assert_eq!(
+        app.stats(&w).await,
+        DeliveryStats {
+            total_deliveries: 1,
+            successful_deliveries: 0,
+            failed_deliveries: 1
+        }
+    );
+    assert!(sender.requests().is_empty(), "nothing sent");
+    let dead = app.log.dead_letters(&w.id, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task.delivery_id, task.delivery_id);
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].error.contains("redrive"), "{}", dead[0].error);
+
+    // AND it can be redelivered like any dead letter: sent once, as a new generation
+    let service = webhooks_core::publish::DeliveryService::new(
+        Arc::new(app.store.clone()),
+        Arc::new(app.log.clone()),
+        Arc::new(app.queue.clone()),
+        Arc::new(SystemClock),
+    );
+    let caller = webhooks_core::service::Caller {
+        owner: w.owner_id.clone(),
+        buckets: None,
+    };
+    let queued = service
+        .redeliver(&caller, &w.id, Some(&task.delivery_id), 1)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    eventually("the redelivery to be counted", wait_long(), || async {
+        app.stats(&w).await.successful_deliveries == 1
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(app.stats(&w).await.total_deliveries, 2);
+    assert_eq!(sender.requests().len(), 1);
+    assert!(app.log.dead_letters(&w.id, 10).await.unwrap().is_empty());
+}
