@@ -125,7 +125,6 @@ impl SqliteDeliveryLog {
     }
 }
 
-/// [`DeliveryLog::finish`] inside a write call.
 /// Deletes the dead letters and recovery jobs of `webhook` (a deleted one) on `conn`: in the
 /// store's delete transaction.
 pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
@@ -138,6 +137,7 @@ pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result
     Ok(())
 }
 
+/// [`DeliveryLog::finish`] inside a write call.
 /// Counts one final outcome on the webhook (the counters, `lastDelivery*`, `failingSince` as
 /// [`DeliveryLog::finish`] keeps them), with no marker. `false` when the webhook is gone.
 pub(crate) fn count_outcome_in(
