@@ -478,16 +478,16 @@ async fn run(
     api.kill().await?;
     let stats_total = got["stats"]["totalDeliveries"].as_u64().unwrap_or(0);
     let stats_successful = got["stats"]["successfulDeliveries"].as_u64().unwrap_or(0);
-    // What the function wrote for each delivery: its attempt and its final marker (distinct
-    // items, so a count is exact even on moto).
+    // What the function wrote for each delivery: its attempt and its final marker (one item
+    // when the first attempt succeeds: the marker carries the attempt).
     let attempts = moto
-        .count_delivery_items(&res.deliveries_table, &webhook_id, "A#")
+        .count_delivery_items(&res.deliveries_table, &webhook_id, "A#", Some("attempt"))
         .await?;
     let finals = moto
-        .count_delivery_items(&res.deliveries_table, &webhook_id, "F#")
+        .count_delivery_items(&res.deliveries_table, &webhook_id, "A#", Some("final"))
         .await?;
     let dead = moto
-        .count_delivery_items(&res.deliveries_table, &webhook_id, "D#")
+        .count_delivery_items(&res.deliveries_table, &webhook_id, "D#", None)
         .await?;
     if attempts != expected || finals != expected || dead != 0 {
         bail!(

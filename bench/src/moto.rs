@@ -321,6 +321,7 @@ impl Moto {
         table: &str,
         webhook_id: &str,
         prefix: &str,
+        having: Option<&str>,
     ) -> Result<u64> {
         let mut total = 0;
         let mut start: Option<Value> = None;
@@ -331,6 +332,10 @@ impl Moto {
                 "ExpressionAttributeValues": {":w": {"S": webhook_id}, ":p": {"S": prefix}},
                 "Select": "COUNT",
             });
+            if let Some(attribute) = having {
+                req["FilterExpression"] = json!("attribute_exists(#having)");
+                req["ExpressionAttributeNames"] = json!({"#having": attribute});
+            }
             if let Some(key) = start.take() {
                 req["ExclusiveStartKey"] = key;
             }

@@ -377,3 +377,67 @@ async fn an_item_copied_under_another_id_does_not_open_and_says_why() {
         a.secret
     );
 }
+
+#[tokio::test]
+async fn the_delivery_cache_shares_one_read_per_webhook_for_its_ttl_and_get_stays_fresh() {
+    // GIVEN the delivery function's store: webhook reads for deliveries cached for 1 s
+    let table = WebhooksTable::create().await;
+    let cached = table
+        .store
+        .clone()
+        .with_delivery_cache(Duration::from_secs(1));
+    let owner = OwnerId::parse("user-cache").unwrap();
+    let w = sample_webhook(&owner, &BucketId::generate(1_740_000_000), 1_740_000_000);
+    table.store.create(&w).await.expect("create");
+    // WHEN ten deliveries read it at once, then it is disabled
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (store, id) = (cached.clone(), w.id.clone());
+        reads.spawn(async move { store.get_for_delivery(&id).await });
+    }
+    while let Some(read) = reads.join_next().await {
+        let got = read.expect("task").expect("read").expect("webhook");
+        assert!(got.active);
+    }
+    let off = WebhookPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    table
+        .store
+        .update(&owner, &w.id, &off, Timestamp::from_unix(1_740_000_100))
+        .await
+        .expect("disable");
+    // THEN deliveries see the read they shared until it is 1 s old; `get` sees the change now
+    let soon = cached
+        .get_for_delivery(&w.id)
+        .await
+        .expect("read")
+        .expect("webhook");
+    assert!(soon.active, "served from the shared read");
+    assert!(
+        !cached
+            .get(&w.id)
+            .await
+            .expect("get")
+            .expect("webhook")
+            .active
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let later = cached
+        .get_for_delivery(&w.id)
+        .await
+        .expect("read")
+        .expect("webhook");
+    assert!(!later.active, "read again after the ttl");
+    // AND a deleted webhook is gone for deliveries after the ttl too
+    table.store.delete(&owner, &w.id).await.expect("delete");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(
+        cached
+            .get_for_delivery(&w.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}

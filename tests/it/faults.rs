@@ -131,6 +131,11 @@ async fn tables_on(endpoint: &str) -> (Arc<DynamoDbSubscriptionStore>, Arc<Dynam
             _ => None,
         })
         .expect("delivery log config"),
+    )
+    // As the delivery function wires it (main.rs): a batch's finishes of one webhook coalesced.
+    .with_coalescing(
+        webhooks_delivery::FINISH_LINGER,
+        webhooks_delivery::DEFAULT_FUNCTION_TIMEOUT,
     );
     (Arc::new(store), Arc::new(log))
 }

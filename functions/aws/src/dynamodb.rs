@@ -80,6 +80,19 @@ pub struct DynamoDbSubscriptionStore {
     client: Client,
     table: String,
     cipher: SecretCipher,
+    /// Set by [`Self::with_delivery_cache`].
+    delivery_cache: Option<Arc<DeliveryCache>>,
+}
+
+/// One webhook read shared by the deliveries that need it within a moment (see
+/// [`DynamoDbSubscriptionStore::with_delivery_cache`]).
+type SharedRead = Arc<tokio::sync::OnceCell<Option<Webhook>>>;
+
+/// `get_for_delivery`'s reads of the last `ttl`, per webhook.
+#[derive(Debug)]
+struct DeliveryCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<HashMap<WebhookId, (std::time::Instant, SharedRead)>>,
 }
 
 impl DynamoDbSubscriptionStore {
@@ -90,6 +103,37 @@ impl DynamoDbSubscriptionStore {
             client,
             table: table.into(),
             cipher,
+            delivery_cache: None,
+        }
+    }
+
+    /// `get_for_delivery` answers from one read per webhook per `ttl` (the records of a batch
+    /// that go to one webhook share a single `GetItem`; concurrent ones wait for it): for the
+    /// delivery function, where it is most of the read units. A change to the webhook (disabled,
+    /// new url or secret) reaches deliveries at most `ttl` later; `get` and every API read stay
+    /// uncached.
+    pub fn with_delivery_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.delivery_cache = Some(Arc::new(DeliveryCache {
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }));
+        self
+    }
+
+    /// The webhook item alone, read consistently.
+    async fn webhook_item(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        match out.item {
+            Some(raw) => self.decode(raw).await.map(Some),
+            None => Ok(None),
         }
     }
 
@@ -476,7 +520,7 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
     }
 
     async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
-        let (webhook, stats) = tokio::join!(self.get_for_delivery(id), self.stats_item(id));
+        let (webhook, stats) = tokio::join!(self.webhook_item(id), self.stats_item(id));
         match webhook? {
             Some(w) => with_stats(w, stats?.as_ref()).map(Some),
             None => Ok(None),
@@ -484,21 +528,26 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
     }
 
     /// The webhook item alone: its counters are the legacy ones (see the module docs), which the
-    /// port allows here, and it saves the stats item's read on every delivery.
+    /// port allows here, and it saves the stats item's read on every delivery. Through the
+    /// delivery cache when there is one.
     async fn get_for_delivery(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(id)))
-            .consistent_read(true)
-            .send()
+        let Some(cache) = &self.delivery_cache else {
+            return self.webhook_item(id).await;
+        };
+        let shared = {
+            let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.retain(|_, (at, _)| at.elapsed() < cache.ttl);
+            entries
+                .entry(id.clone())
+                .or_insert_with(|| (std::time::Instant::now(), SharedRead::default()))
+                .1
+                .clone()
+        };
+        // A failed read leaves the cell empty: the next caller reads again.
+        shared
+            .get_or_try_init(|| self.webhook_item(id))
             .await
-            .map_err(|e| unavailable("GetItem", e))?;
-        match out.item {
-            Some(raw) => self.decode(raw).await.map(Some),
-            None => Ok(None),
-        }
+            .cloned()
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {

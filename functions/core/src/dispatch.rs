@@ -253,16 +253,17 @@ impl Dispatcher {
 
         match result {
             Ok(res) if (200..300).contains(&res.status) => {
-                self.record(
+                // The attempt and the final outcome in one call: an adapter may write them as
+                // one item (DeliveryLog::finish_delivered).
+                let record = self.attempt_record(
                     task,
                     attempt,
                     Some(res.status),
                     duration_ms,
                     None,
                     Some(res.body_excerpt),
-                )
-                .await?;
-                self.finish(task, DeliveryStatus::Success).await?;
+                );
+                self.log.finish_delivered(&record).await?;
                 Ok(Outcome::Delivered)
             }
             Ok(res) => {
@@ -478,7 +479,29 @@ impl Dispatcher {
         error: Option<String>,
         response_body: Option<String>,
     ) -> Result<(), DispatchError> {
-        let record = AttemptRecord {
+        let record = self.attempt_record(
+            task,
+            attempt,
+            status_code,
+            duration_ms,
+            error,
+            response_body,
+        );
+        self.log.record_attempt(&record).await?;
+        Ok(())
+    }
+
+    /// The record of one attempt, made now.
+    fn attempt_record(
+        &self,
+        task: &DeliveryTask,
+        attempt: u32,
+        status_code: Option<u16>,
+        duration_ms: u64,
+        error: Option<String>,
+        response_body: Option<String>,
+    ) -> AttemptRecord {
+        AttemptRecord {
             webhook_id: task.webhook_id.clone(),
             delivery_id: task.delivery_id.clone(),
             generation: task.generation,
@@ -494,9 +517,7 @@ impl Dispatcher {
             error,
             response_body: response_body.filter(|b| !b.is_empty()),
             at: self.clock.now(),
-        };
-        self.log.record_attempt(&record).await?;
-        Ok(())
+        }
     }
 }
 

@@ -274,6 +274,22 @@ pub trait DeliveryLog: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Records a successful `attempt` and finishes its delivery as delivered: what
+    /// [`record_attempt`](Self::record_attempt) then [`finish`](Self::finish) (status success,
+    /// at `attempt.at`) do, which is this default. An adapter may write both as one item (the
+    /// DynamoDB log makes the final marker the attempt itself). Returns what `finish` returns.
+    async fn finish_delivered(&self, attempt: &AttemptRecord) -> Result<bool, StoreError> {
+        self.record_attempt(attempt).await?;
+        self.finish(
+            &attempt.webhook_id,
+            &attempt.delivery_id,
+            attempt.generation,
+            DeliveryStatus::Success,
+            attempt.at,
+        )
+        .await
+    }
+
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError>;
 
     /// A webhook's dead letters, oldest first.

@@ -75,6 +75,18 @@ pub const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 /// of 8) without protecting anyone: on Lambda, what bounds one slow receiver's share is the event
 /// source's `MaximumConcurrency` and the time budget of each batch.
 pub const MAX_IN_FLIGHT_PER_WEBHOOK: usize = 10;
+/// How long the delivery log waits after a webhook's first finished delivery for the others of
+/// the batch before writing their outcomes as one transaction
+/// (`DynamoDbDeliveryLog::with_coalescing`): a batch's records are sent at once, so their
+/// answers come within a few milliseconds of each other; the wait adds at most this much to an
+/// invocation and turns ten stats updates of one webhook into one.
+pub const FINISH_LINGER: Duration = Duration::from_millis(10);
+/// How long one read of a webhook serves the deliveries of an instance
+/// (`DynamoDbSubscriptionStore::with_delivery_cache`): a batch's records to one webhook share a
+/// read, and a change to the webhook (disabled, new url or secret; a rotated secret keeps
+/// signing through its grace period) reaches deliveries at most this much later — as the
+/// circuit breaker's cached state does.
+pub const WEBHOOK_CACHE_TTL: Duration = Duration::from_secs(1);
 /// The SQS system attribute holding how many times the message was received.
 pub const RECEIVE_COUNT_ATTRIBUTE: &str = "ApproximateReceiveCount";
 

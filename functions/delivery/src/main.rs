@@ -33,8 +33,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(error = %e, "delivery function misconfigured");
     })?;
     let sdk = load_sdk_config().await;
-    let store = DynamoDbSubscriptionStore::from_config(&sdk, &config.webhooks);
-    let log = DynamoDbDeliveryLog::from_config(&sdk, &config.log);
+    let store = DynamoDbSubscriptionStore::from_config(&sdk, &config.webhooks)
+        .with_delivery_cache(webhooks_delivery::WEBHOOK_CACHE_TTL);
+    let log = DynamoDbDeliveryLog::from_config(&sdk, &config.log)
+        // A batch record older than the function's timeout has no writer left.
+        .with_coalescing(webhooks_delivery::FINISH_LINGER, config.function_timeout);
     let queue = SqsWorkerQueue::from_config(&sdk, &config.queues);
     let sender = ReqwestWebhookSender::new(SenderConfig {
         timeout: config.timeout,

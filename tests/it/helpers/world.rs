@@ -43,7 +43,11 @@ impl World {
             Receiver::start()
         );
         let store = Arc::new(tables.webhooks.store.clone());
-        let log = Arc::new(tables.log.clone());
+        // The delivery function's log: a batch's finishes of one webhook coalesced (main.rs).
+        let log = Arc::new(tables.log.clone().with_coalescing(
+            webhooks_delivery::FINISH_LINGER,
+            webhooks_delivery::DEFAULT_FUNCTION_TIMEOUT,
+        ));
         let sender = ReqwestWebhookSender::new(SenderConfig {
             timeout,
             allow_private: true,

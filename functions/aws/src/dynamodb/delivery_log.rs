@@ -68,6 +68,7 @@
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -75,7 +76,9 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{
     ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask,
@@ -122,10 +125,18 @@ fn attempts_prefix(delivery: &DeliveryId, generation: u32) -> String {
     format!("A#{delivery}#{generation:010}#")
 }
 
-/// The table's sort key of the final marker of a delivery generation.
+/// The table's sort key of the final marker of a delivery generation: inside the generation's
+/// attempt prefix, after every attempt number (`F` sorts after digits), so a marker that
+/// carries the successful attempt is listed with the attempts.
 pub fn final_sk(delivery: &DeliveryId, generation: u32) -> String {
-    format!("F#{delivery}#{generation:010}")
+    format!("{}F", attempts_prefix(delivery, generation))
 }
+
+/// The attribute a final marker holds its delivery's outcome in (`success` / `failed`).
+pub const FINAL: &str = "final";
+
+/// The attribute every attempt record has (and a marker only when it carries the attempt).
+pub const ATTEMPT: &str = "attempt";
 
 /// The table's sort key of a dead letter.
 pub fn dead_letter_sk(delivery: &DeliveryId) -> String {
@@ -323,6 +334,8 @@ pub struct DynamoDbDeliveryLog {
     client: Client,
     table: String,
     webhooks_table: String,
+    /// Set by [`Self::with_coalescing`].
+    coalescer: Option<Arc<Coalescer>>,
 }
 
 impl DynamoDbDeliveryLog {
@@ -336,6 +349,7 @@ impl DynamoDbDeliveryLog {
             client,
             table: deliveries_table.into(),
             webhooks_table: webhooks_table.into(),
+            coalescer: None,
         }
     }
 
@@ -400,33 +414,31 @@ impl DynamoDbDeliveryLog {
         }
     }
 
-    /// One `TransactWriteItems` of `finish`: the marker and the webhook's stats item.
+    /// One `TransactWriteItems` of a group's finish: the final marker of each delivery
+    /// (conditional on its absence) and one update of the webhook's stats item adding all of
+    /// their outcomes.
     async fn finish_once(
         &self,
         webhook: &WebhookId,
-        delivery: &DeliveryId,
-        generation: u32,
-        status: DeliveryStatus,
-        at: Timestamp,
+        group: &[&Finishing],
     ) -> Result<(), FinishFailure> {
         let built = |e: aws_sdk_dynamodb::error::BuildError| {
             FinishFailure::Other(StoreError::Unavailable(format!("request not built: {e}")))
         };
-        let mut marker = Self::key(webhook, final_sk(delivery, generation));
-        marker.insert("status".into(), s(status.as_str()));
-        marker.insert("at".into(), s(at.to_rfc3339()));
-        marker.insert(
-            key::EXPIRES_AT.into(),
-            AttributeValue::N(expires_at(at).to_string()),
-        );
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(marker))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", key::WEBHOOK_ID)
-            .build()
-            .map_err(built)?;
-        let (e, condition) = expr::outcome_update(status, at);
+        let mut request = self.client.transact_write_items();
+        for f in group {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(f.marker(webhook).map_err(FinishFailure::Other)?))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", key::WEBHOOK_ID)
+                .build()
+                .map_err(built)?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let outcomes: Vec<(DeliveryStatus, Timestamp)> =
+            group.iter().map(|f| (f.status, f.at)).collect();
+        let (e, condition) = expr::outcomes_update(&outcomes);
         let update = Update::builder()
             .table_name(&self.webhooks_table)
             .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
@@ -436,10 +448,7 @@ impl DynamoDbDeliveryLog {
             .set_expression_attribute_values(Some(e.values))
             .build()
             .map_err(built)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+        let result = request
             .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await;
@@ -447,11 +456,653 @@ impl DynamoDbDeliveryLog {
             Ok(_) => Ok(()),
             Err(err) => Err(match finish_failure(&err) {
                 Cancelled::Other => FinishFailure::Other(unavailable("TransactWriteItems", err)),
-                Cancelled::Done => FinishFailure::Done,
+                Cancelled::Done(done) => FinishFailure::Done(done),
                 Cancelled::NoStats => FinishFailure::NoStats,
                 Cancelled::Conflict => FinishFailure::Conflict,
             }),
         }
+    }
+
+    /// Finishes `group` (deliveries of one webhook): each is counted once, in as few
+    /// transactions as its duplicates allow. One result per member, in order: `true` for the
+    /// ones this call counted, `false` for those counted before (or whose webhook is gone).
+    async fn finish_group(
+        &self,
+        webhook: &WebhookId,
+        group: Vec<Finishing>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let mut results: Vec<Option<Result<bool, StoreError>>> =
+            std::iter::repeat_with(|| None).take(group.len()).collect();
+        // A delivery twice in one group (an SQS duplicate in the same batch) is one marker: a
+        // transaction may not write one item twice. The later copies follow the first.
+        let mut first_of: Vec<usize> = Vec::with_capacity(group.len());
+        for (i, f) in group.iter().enumerate() {
+            let first = group[..i]
+                .iter()
+                .position(|g| g.delivery == f.delivery && g.generation == f.generation)
+                .unwrap_or(i);
+            first_of.push(first);
+        }
+        let mut pending: Vec<usize> = (0..group.len()).filter(|&i| first_of[i] == i).collect();
+        if pending.len() >= BATCH_PROTOCOL_MIN {
+            let members: Vec<&Finishing> = pending.iter().map(|&i| &group[i]).collect();
+            let answers = self.finish_batch(webhook, &members).await;
+            for (&i, answer) in pending.iter().zip(answers) {
+                results[i] = Some(answer);
+            }
+            pending.clear();
+        }
+        let mut ensured = false;
+        let mut tries = 0;
+        while !pending.is_empty() {
+            tries += 1;
+            let members: Vec<&Finishing> = pending.iter().map(|&i| &group[i]).collect();
+            match self.finish_once(webhook, &members).await {
+                Ok(()) => {
+                    for &i in &pending {
+                        results[i] = Some(Ok(true));
+                    }
+                    pending.clear();
+                }
+                // Counted before: those drop out, the rest is tried again at once.
+                Err(FinishFailure::Done(done)) => {
+                    let mut keep = Vec::with_capacity(pending.len());
+                    for (position, &i) in pending.iter().enumerate() {
+                        if done.contains(&position) {
+                            results[i] = Some(self.after_duplicate(webhook, &group[i]).await);
+                        } else {
+                            keep.push(i);
+                        }
+                    }
+                    pending = keep;
+                    tries -= 1; // progress, not a collision
+                }
+                Err(FinishFailure::NoStats) => {
+                    let exists = if ensured {
+                        Ok(false)
+                    } else {
+                        super::ensure_stats(&self.client, &self.webhooks_table, webhook).await
+                    };
+                    ensured = true;
+                    match exists {
+                        Ok(true) => {}
+                        // The webhook is gone: nothing to count, no marker.
+                        Ok(false) => {
+                            for &i in &pending {
+                                results[i] = Some(Ok(false));
+                            }
+                            pending.clear();
+                        }
+                        Err(e) => {
+                            for &i in &pending {
+                                results[i] = Some(Err(copy_error(&e)));
+                            }
+                            pending.clear();
+                        }
+                    }
+                }
+                Err(FinishFailure::Conflict) if tries < FINISH_TRIES => {
+                    tokio::time::sleep(conflict_backoff(tries)).await;
+                }
+                Err(FinishFailure::Conflict) => {
+                    for &i in &pending {
+                        results[i] = Some(Err(StoreError::Unavailable(format!(
+                            "DynamoDB TransactWriteItems: still conflicting after {FINISH_TRIES} tries"
+                        ))));
+                    }
+                    pending.clear();
+                }
+                Err(FinishFailure::Other(e)) => {
+                    for &i in &pending {
+                        results[i] = Some(Err(copy_error(&e)));
+                    }
+                    pending.clear();
+                }
+            }
+        }
+        (0..group.len())
+            .map(|i| {
+                let first = first_of[i];
+                let own = if first == i { results[i].take() } else { None };
+                match own {
+                    Some(r) => r,
+                    None => match &results[first] {
+                        // Counted by its first copy (or not at all): this copy counts nothing.
+                        Some(Ok(_)) => Ok(false),
+                        Some(Err(e)) => Err(copy_error(e)),
+                        None => Ok(false),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The batch protocol (see the module docs): a batch record naming the members, each
+    /// marker written on its own (conditional, non-transactional, naming the batch), then the
+    /// stats update and the batch record's removal in one transaction. Every member's answer is
+    /// certain only when that transaction ran; otherwise all of them fail (the messages are
+    /// received again, and whoever finds a marker of a stale batch finishes that batch).
+    async fn finish_batch(
+        &self,
+        webhook: &WebhookId,
+        members: &[&Finishing],
+    ) -> Vec<Result<bool, StoreError>> {
+        let all = |e: StoreError| members.iter().map(|_| Err(copy_error(&e))).collect();
+        let token = format!("{:016x}", rand::random::<u64>());
+        let now = wall_now();
+        let mut record = Self::key(webhook, batch_sk(&token));
+        record.insert(
+            "members".into(),
+            AttributeValue::L(
+                members
+                    .iter()
+                    .map(|f| {
+                        AttributeValue::M(HashMap::from([
+                            ("d".to_owned(), s(f.delivery.as_str())),
+                            ("g".to_owned(), AttributeValue::N(f.generation.to_string())),
+                        ]))
+                    })
+                    .collect(),
+            ),
+        );
+        record.insert("at".into(), s(now.to_rfc3339()));
+        record.insert(
+            key::EXPIRES_AT.into(),
+            AttributeValue::N((now.unix() + BATCH_RECORD_TTL_SECS).to_string()),
+        );
+        if let Err(e) = self.put(record).await {
+            return all(e);
+        }
+        let writes = futures_util::future::join_all(
+            members
+                .iter()
+                .map(|f| self.write_marker(webhook, f, Some(&token))),
+        )
+        .await;
+        let mut answers: Vec<Result<bool, StoreError>> = Vec::with_capacity(members.len());
+        let mut winners: Vec<(DeliveryStatus, Timestamp)> = Vec::new();
+        for write in writes {
+            match write {
+                Ok(MarkerWrite::Written) => answers.push(Ok(true)),
+                Ok(MarkerWrite::Existed(None)) => answers.push(Ok(false)),
+                Ok(MarkerWrite::Existed(Some(other))) => {
+                    answers.push(self.settle_batch(webhook, &other).await.map(|()| false))
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        for (f, a) in members.iter().zip(&answers) {
+            if matches!(a, Ok(true)) {
+                winners.push((f.status, f.at));
+            }
+        }
+        if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
+            // A marker whose write is uncertain: leave the batch record for its next receipt.
+            let e = copy_error(e);
+            return answers
+                .into_iter()
+                .map(|a| match a {
+                    Err(own) => Err(own),
+                    Ok(_) => Err(copy_error(&e)),
+                })
+                .collect();
+        }
+        match self.count_batch(webhook, &token, &winners).await {
+            Ok(()) => answers,
+            Err(e) => all(e),
+        }
+    }
+
+    /// Writes `f`'s final marker if it is absent, naming `batch` when given.
+    async fn write_marker(
+        &self,
+        webhook: &WebhookId,
+        f: &Finishing,
+        batch: Option<&str>,
+    ) -> Result<MarkerWrite, StoreError> {
+        let mut item = f.marker(webhook)?;
+        if let Some(b) = batch {
+            item.insert(BATCH.into(), s(b));
+        }
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(MarkerWrite::Written),
+            Err(e) if condition_failed(&e) => Ok(MarkerWrite::Existed(
+                self.batch_of_marker(webhook, f)
+                    .await?
+                    .filter(|b| Some(b.as_str()) != batch),
+            )),
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+
+    /// The batch `f`'s existing marker names, if any (one consistent read, made only for a
+    /// delivery found finished before).
+    async fn batch_of_marker(
+        &self,
+        webhook: &WebhookId,
+        f: &Finishing,
+    ) -> Result<Option<String>, StoreError> {
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                webhook,
+                final_sk(&f.delivery, f.generation),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        Ok(existing.item.and_then(|i| match i.get(BATCH) {
+            Some(AttributeValue::S(b)) => Some(b.clone()),
+            _ => None,
+        }))
+    }
+
+    /// A delivery found finished before: counted, unless its marker names a batch whose
+    /// writer left before counting it — then that batch is finished now (see
+    /// [`Self::settle_batch`]). `false` (this call counted nothing) or why it cannot tell yet.
+    async fn after_duplicate(
+        &self,
+        webhook: &WebhookId,
+        f: &Finishing,
+    ) -> Result<bool, StoreError> {
+        match self.batch_of_marker(webhook, f).await? {
+            Some(token) => self.settle_batch(webhook, &token).await.map(|()| false),
+            None => Ok(false),
+        }
+    }
+
+    /// Adds `winners` to the webhook's stats and removes the batch record, in one transaction:
+    /// the record's removal is what makes the count happen once.
+    async fn count_batch(
+        &self,
+        webhook: &WebhookId,
+        token: &str,
+        winners: &[(DeliveryStatus, Timestamp)],
+    ) -> Result<(), StoreError> {
+        let record_key = Self::key(webhook, batch_sk(token));
+        if winners.is_empty() {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(record_key))
+                .send()
+                .await
+                .map_err(|e| unavailable("DeleteItem", e))?;
+            return Ok(());
+        }
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("request not built: {e}"))
+        };
+        let mut ensured = false;
+        for n in 1..=FINISH_TRIES {
+            let (e, condition) = expr::outcomes_update(winners);
+            let update = Update::builder()
+                .table_name(&self.webhooks_table)
+                .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
+                .update_expression(e.expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(e.names))
+                .set_expression_attribute_values(Some(e.values))
+                .build()
+                .map_err(built)?;
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(record_key.clone()))
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", key::WEBHOOK_ID)
+                .build()
+                .map_err(built)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(update).build())
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .send()
+                .await;
+            let codes: Vec<String> = match &result {
+                Ok(_) => return Ok(()),
+                Err(err) => match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_owned())
+                        .collect(),
+                    Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                        vec!["TransactionConflict".into()]
+                    }
+                    _ => Vec::new(),
+                },
+            };
+            let code = |i: usize| codes.get(i).map(String::as_str).unwrap_or("None");
+            if code(1) == "ConditionalCheckFailed" {
+                // Removed by whoever finished this batch first: counted.
+                return Ok(());
+            }
+            if code(0) == "ConditionalCheckFailed" {
+                // No stats item: a webhook from before stats items, or none at all.
+                if !ensured
+                    && super::ensure_stats(&self.client, &self.webhooks_table, webhook).await?
+                {
+                    ensured = true;
+                    continue;
+                }
+                // The webhook is gone: nothing to count; the record goes.
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(record_key))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("DeleteItem", e))?;
+                return Ok(());
+            }
+            let conflict = !codes.is_empty()
+                && codes.iter().all(|c| {
+                    matches!(
+                        c.as_str(),
+                        "TransactionConflict"
+                            | "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                            | "None"
+                    )
+                });
+            if !conflict {
+                return Err(unavailable(
+                    "TransactWriteItems",
+                    result.expect_err("a failed transaction"),
+                ));
+            }
+            if n < FINISH_TRIES {
+                tokio::time::sleep(conflict_backoff(n)).await;
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB TransactWriteItems: still conflicting after {FINISH_TRIES} tries"
+        )))
+    }
+
+    /// Finishes the batch `token` if its record is still there and stale (its writer is gone:
+    /// older than the coalescer's `stale_after`): counts the members whose marker names it.
+    /// A record too young to judge is an error, so that the caller's message comes back later.
+    async fn settle_batch(&self, webhook: &WebhookId, token: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, batch_sk(token))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        let Some(record) = out.item else {
+            return Ok(()); // counted
+        };
+        let at = match record.get("at") {
+            Some(AttributeValue::S(t)) => Timestamp::parse(t).ok(),
+            _ => None,
+        };
+        let stale_after = self
+            .coalescer
+            .as_ref()
+            .map_or(DEFAULT_STALE_AFTER, |c| c.stale_after);
+        let age = at.map(|t| wall_now().unix() - t.unix());
+        if age.is_some_and(|a| a >= 0 && (a as u64) < stale_after.as_secs()) {
+            return Err(StoreError::Unavailable(format!(
+                "counted by batch {token}, which is still being written"
+            )));
+        }
+        let mut keys = Vec::new();
+        if let Some(AttributeValue::L(members)) = record.get("members") {
+            for m in members {
+                let AttributeValue::M(m) = m else { continue };
+                let (Some(AttributeValue::S(d)), Some(AttributeValue::N(g))) =
+                    (m.get("d"), m.get("g"))
+                else {
+                    continue;
+                };
+                let (Ok(d), Ok(g)) = (DeliveryId::parse(d), g.parse::<u32>()) else {
+                    continue;
+                };
+                keys.push(Self::key(webhook, final_sk(&d, g)));
+            }
+        }
+        let mut winners = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
+            for k in chunk {
+                wanted = wanted.keys(k.clone());
+            }
+            let wanted = wanted
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("request not built: {e}")))?;
+            let mut request = HashMap::from([(self.table.clone(), wanted)]);
+            // Unprocessed keys are asked for again until none is left.
+            while !request.is_empty() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let named = matches!(item.get(BATCH), Some(AttributeValue::S(b)) if b == token);
+                    let status = match item.get(FINAL) {
+                        Some(AttributeValue::S(v)) if v == "success" => DeliveryStatus::Success,
+                        Some(AttributeValue::S(_)) => DeliveryStatus::Failed,
+                        _ => continue,
+                    };
+                    let at = match item.get("at") {
+                        Some(AttributeValue::S(t)) => {
+                            Timestamp::parse(t).unwrap_or_else(|_| wall_now())
+                        }
+                        _ => wall_now(),
+                    };
+                    if named {
+                        winners.push((status, at));
+                    }
+                }
+                request = out.unprocessed_keys.unwrap_or_default();
+            }
+        }
+        tracing::warn!(webhook_id = %webhook, batch = token, counted = winners.len(), "finished a batch its writer left");
+        self.count_batch(webhook, token, &winners).await
+    }
+
+    /// Finishes one delivery: straight away, or together with the other deliveries of its
+    /// webhook that finish within the coalescing window (see [`Self::with_coalescing`]).
+    async fn finish_one(&self, webhook: &WebhookId, f: Finishing) -> Result<bool, StoreError> {
+        let Some(coalescer) = &self.coalescer else {
+            return self
+                .finish_group(webhook, vec![f])
+                .await
+                .pop()
+                .unwrap_or(Ok(false));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let first = {
+            let mut groups = coalescer.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let group = groups.entry(webhook.clone()).or_default();
+            group.push((f, tx));
+            group.len() == 1
+        };
+        if first {
+            let (log, coalescer, webhook) = (self.clone(), coalescer.clone(), webhook.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(coalescer.linger).await;
+                // One write per webhook at a time: the next group waits (and grows) meanwhile,
+                // and two groups of one webhook never conflict over its stats item.
+                let lock = coalescer.write_lock(&webhook);
+                let _writing = lock.lock().await;
+                let taken = coalescer
+                    .groups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&webhook)
+                    .unwrap_or_default();
+                let mut rest = taken;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(MAX_GROUP));
+                    let (group, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+                    let results = log.finish_group(&webhook, group).await;
+                    for (answer, result) in answers.into_iter().zip(results) {
+                        let _ = answer.send(result);
+                    }
+                    rest = tail;
+                }
+                drop(_writing);
+                drop(lock);
+                coalescer.forget_idle_locks();
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the coalesced finish was dropped".into(),
+            ))
+        })
+    }
+
+    /// Coalesces `finish` calls: those of one webhook made within `linger` of the first are
+    /// written as one transaction (see the module docs). For the delivery function, whose
+    /// batch's records finish at about the same time; each call still answers only when its
+    /// outcome is written.
+    ///
+    /// `stale_after`: how old a batch record must be before someone else finishes it — longer
+    /// than any invocation that writes one can run (the function's timeout).
+    pub fn with_coalescing(mut self, linger: Duration, stale_after: Duration) -> Self {
+        self.coalescer = Some(Arc::new(Coalescer {
+            linger,
+            stale_after,
+            groups: Mutex::default(),
+            writing: Mutex::default(),
+        }));
+        self
+    }
+}
+
+/// The most deliveries one `finish` group writes: DynamoDB's 100 actions per
+/// `TransactWriteItems` (one of which is the stats update) and 100 keys per `BatchGetItem`.
+const MAX_GROUP: usize = 99;
+
+/// From this many deliveries of one webhook, a group is finished by the batch protocol
+/// (N + 5 write units) rather than one transaction (2N + 2): 4 is where it starts to cost less.
+const BATCH_PROTOCOL_MIN: usize = 4;
+
+/// The marker attribute naming the batch record (`B#<token>`) a marker was written under.
+pub const BATCH: &str = "batch";
+
+/// The table's sort key of a batch record.
+pub fn batch_sk(token: &str) -> String {
+    format!("B#{token}")
+}
+
+/// The wall clock (batch records are judged stale by it).
+fn wall_now() -> Timestamp {
+    use webhooks_core::ports::Clock;
+    webhooks_core::time::SystemClock.now()
+}
+
+/// `stale_after` of a log that does not coalesce: Lambda's longest timeout.
+const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(900);
+
+/// How long a batch record is kept when nobody removes it (its deliveries were never written).
+const BATCH_RECORD_TTL_SECS: i64 = 86_400;
+
+/// What writing one member's marker found.
+enum MarkerWrite {
+    /// Written under this batch.
+    Written,
+    /// Already there: counted, or to be counted by the batch it names (if any).
+    Existed(Option<String>),
+}
+
+/// A delivery's final outcome on its way to the table.
+#[derive(Debug)]
+struct Finishing {
+    delivery: DeliveryId,
+    generation: u32,
+    status: DeliveryStatus,
+    at: Timestamp,
+    /// The successful attempt the marker carries ([`DeliveryLog::finish_delivered`]).
+    attempt: Option<AttemptItem>,
+}
+
+impl Finishing {
+    /// The final marker: the attempt's item when it carries one, under the marker's key.
+    fn marker(&self, webhook: &WebhookId) -> Result<Item, StoreError> {
+        let mut item = match &self.attempt {
+            Some(a) => encode(a, "attempt")?,
+            None => {
+                let mut item = DynamoDbDeliveryLog::key(webhook, String::new());
+                item.insert("at".into(), s(self.at.to_rfc3339()));
+                item
+            }
+        };
+        item.insert(key::SK.into(), s(final_sk(&self.delivery, self.generation)));
+        item.insert(FINAL.into(), s(self.status.as_str()));
+        item.insert(
+            key::EXPIRES_AT.into(),
+            AttributeValue::N(expires_at(self.at).to_string()),
+        );
+        Ok(item)
+    }
+}
+
+type Answer = tokio::sync::oneshot::Sender<Result<bool, StoreError>>;
+
+/// The finishes waiting for their webhook's next transaction.
+#[derive(Debug)]
+struct Coalescer {
+    linger: Duration,
+    stale_after: Duration,
+    groups: Mutex<HashMap<WebhookId, Vec<(Finishing, Answer)>>>,
+    /// Held while a webhook's group is written.
+    writing: Mutex<HashMap<WebhookId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Coalescer {
+    fn write_lock(&self, webhook: &WebhookId) -> Arc<tokio::sync::Mutex<()>> {
+        self.writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(webhook.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Drops the locks nobody holds or waits for.
+    fn forget_idle_locks(&self) {
+        self.writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+}
+
+/// The same error again, for every member of a group it failed.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
 }
 
@@ -607,8 +1258,8 @@ impl DynamoDbDeliveryLog {
 /// Why a `finish` transaction did not write.
 #[derive(Debug)]
 enum FinishFailure {
-    /// The marker exists: this delivery was counted before.
-    Done,
+    /// These markers (positions in the group) exist: those deliveries were counted before.
+    Done(Vec<usize>),
     /// The webhook's stats item is missing (the webhook is gone, or predates stats items).
     NoStats,
     /// It collided with another write of one of its items, or DynamoDB asked to try again.
@@ -617,9 +1268,9 @@ enum FinishFailure {
 }
 
 /// How a `finish` transaction was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Cancelled {
-    Done,
+    Done(Vec<usize>),
     NoStats,
     Conflict,
     Other,
@@ -640,7 +1291,8 @@ fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> Cancelled {
     }
 }
 
-/// The reasons of a cancelled `finish`, one per item (marker, stats update), as a decision.
+/// The reasons of a cancelled `finish`, one per item (the markers, then the stats update), as
+/// a decision.
 fn classify_cancellation(codes: &[&str]) -> Cancelled {
     let benign = |c: &&str| {
         matches!(
@@ -649,12 +1301,19 @@ fn classify_cancellation(codes: &[&str]) -> Cancelled {
         )
     };
     // A failed condition decides (trying again as it is cannot succeed), unless another item
-    // failed for a reason that points at a bug. The marker's decides first: counted before.
-    if codes.len() == 2 && codes.iter().all(benign) {
-        if codes[0] == "ConditionalCheckFailed" {
-            return Cancelled::Done;
+    // failed for a reason that points at a bug. The markers' decide first: counted before.
+    if codes.len() >= 2 && codes.iter().all(benign) {
+        let (markers, stats) = codes.split_at(codes.len() - 1);
+        let done: Vec<usize> = markers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == "ConditionalCheckFailed")
+            .map(|(i, _)| i)
+            .collect();
+        if !done.is_empty() {
+            return Cancelled::Done(done);
         }
-        if codes[1] == "ConditionalCheckFailed" {
+        if stats[0] == "ConditionalCheckFailed" {
             return Cancelled::NoStats;
         }
     }
@@ -721,6 +1380,7 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         )
         .await?
         .into_iter()
+        .filter(|item| item.contains_key(ATTEMPT))
         .map(decode::<AttemptItem, AttemptRecord>)
         .collect()
     }
@@ -745,6 +1405,9 @@ impl DeliveryLog for DynamoDbDeliveryLog {
             filter.add("#fev = :fev", ("#fev", "event"), (":fev", s(e.as_str())));
         }
         filter.window(q.since, q.until);
+        // Final markers that carry no attempt (failures, late counts) are not attempts.
+        filter.conditions.push("attribute_exists(#fattempt)");
+        filter.names.push(("#fattempt", ATTEMPT));
         let range = SkRange {
             prefix: "A#",
             upper: q.until.map(time_prefix),
@@ -769,33 +1432,35 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut ensured = false;
-        for n in 1..=FINISH_TRIES {
-            match self
-                .finish_once(webhook, delivery, generation, status, at)
-                .await
-            {
-                Ok(()) => return Ok(true),
-                Err(FinishFailure::Done) => return Ok(false),
-                Err(FinishFailure::Other(e)) => return Err(e),
-                Err(FinishFailure::NoStats) => {
-                    if ensured
-                        || !super::ensure_stats(&self.client, &self.webhooks_table, webhook).await?
-                    {
-                        // The webhook is gone: nothing to count, no marker.
-                        return Ok(false);
-                    }
-                    ensured = true;
+        let f = Finishing {
+            delivery: delivery.clone(),
+            generation,
+            status,
+            at,
+            attempt: None,
+        };
+        self.finish_one(webhook, f).await
+    }
+
+    async fn finish_delivered(&self, attempt: &AttemptRecord) -> Result<bool, StoreError> {
+        let f = Finishing {
+            delivery: attempt.delivery_id.clone(),
+            generation: attempt.generation,
+            status: DeliveryStatus::Success,
+            at: attempt.at,
+            attempt: Some(AttemptItem::from(attempt)),
+        };
+        match self.finish_one(&attempt.webhook_id, f).await {
+            Ok(counted) => Ok(counted),
+            Err(e) => {
+                // Not written: keep at least the attempt, so that the retry of this message
+                // finds it was sent and counts it without sending it again.
+                if let Err(second) = self.record_attempt(attempt).await {
+                    tracing::warn!(error = %second, "the successful attempt could not be recorded either");
                 }
-                Err(FinishFailure::Conflict) if n < FINISH_TRIES => {
-                    tokio::time::sleep(conflict_backoff(n)).await;
-                }
-                Err(FinishFailure::Conflict) => {}
+                Err(e)
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "DynamoDB TransactWriteItems: still conflicting after {FINISH_TRIES} tries"
-        )))
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
@@ -1091,10 +1756,27 @@ mod tests {
     #[test]
     fn cancellation_reasons_decide_between_already_done_no_stats_conflict_and_failure() {
         use Cancelled::*;
-        let cases: [(&[&str], Cancelled); 10] = [
-            (&["ConditionalCheckFailed", "None"], Done),
-            (&["ConditionalCheckFailed", "ConditionalCheckFailed"], Done),
-            (&["ConditionalCheckFailed", "TransactionConflict"], Done),
+        let cases: [(&[&str], Cancelled); 12] = [
+            (&["ConditionalCheckFailed", "None"], Done(vec![0])),
+            (
+                &["ConditionalCheckFailed", "ConditionalCheckFailed"],
+                Done(vec![0]),
+            ),
+            (
+                &["ConditionalCheckFailed", "TransactionConflict"],
+                Done(vec![0]),
+            ),
+            (
+                &[
+                    "None",
+                    "ConditionalCheckFailed",
+                    "None",
+                    "ConditionalCheckFailed",
+                    "None",
+                ],
+                Done(vec![1, 3]),
+            ),
+            (&["None", "None", "ConditionalCheckFailed"], NoStats),
             (&["None", "ConditionalCheckFailed"], NoStats),
             (&["TransactionConflict", "ConditionalCheckFailed"], NoStats),
             (&["TransactionConflict", "None"], Conflict),
@@ -1107,7 +1789,7 @@ mod tests {
             (&[], Other),
         ];
         for (codes, want) in cases {
-            assert_eq!(classify_cancellation(codes), want, "{codes:?}");
+            assert_eq!(classify_cancellation(codes), want.clone(), "{codes:?}");
         }
         for n in 1..=FINISH_TRIES {
             assert!(conflict_backoff(n) <= Duration::from_secs(1));

@@ -195,31 +195,71 @@ pub(crate) fn patch_update(patch: &WebhookPatch, sealed: &SealedPatch, now: Time
     e
 }
 
-/// The atomic counter update of one final outcome: `ADD totalDeliveries :one, <counter> :one
-/// SET lastDeliveryAt = :at, lastDeliveryStatus = :status`, conditional on the item existing.
-/// Returns the expression and the condition.
+/// The atomic counter update of final outcomes of one webhook: `ADD totalDeliveries :total,
+/// successfulDeliveries :succeeded, failedDeliveries :failed SET lastDeliveryAt = :at,
+/// lastDeliveryStatus = :status` (the latest outcome of `outcomes`) and `failingSince` kept as
+/// the outcomes in time order leave it (a success ends a run of failures, a failure starts one
+/// unless it is running), conditional on the item existing. Returns the expression and the
+/// condition. `outcomes` is not empty.
+/// [`outcomes_update`] of one outcome.
 pub(crate) fn outcome_update(status: DeliveryStatus, at: Timestamp) -> (Expr, String) {
+    outcomes_update(&[(status, at)])
+}
+
+pub(crate) fn outcomes_update(outcomes: &[(DeliveryStatus, Timestamp)]) -> (Expr, String) {
     let mut e = Expr::default();
-    let counter = match status {
-        DeliveryStatus::Success => attr::SUCCESSFUL_DELIVERIES,
-        DeliveryStatus::Failed => attr::FAILED_DELIVERIES,
-    };
-    let one = e.value("one", n(1));
-    let (total, counter) = (e.name(attr::TOTAL_DELIVERIES), e.name(counter));
-    let (last_at, last_status) = (
+    let mut ordered = outcomes.to_vec();
+    ordered.sort_by_key(|(_, at)| *at);
+    let (last_status, last_at) = *ordered.last().expect("at least one outcome");
+    let succeeded = ordered
+        .iter()
+        .filter(|(st, _)| *st == DeliveryStatus::Success)
+        .count();
+    let failed = ordered.len() - succeeded;
+    // The failures after the group's last success: their first one starts (or continues) a run.
+    let run_start = ordered
+        .iter()
+        .rev()
+        .take_while(|(st, _)| *st == DeliveryStatus::Failed)
+        .last()
+        .map(|(_, at)| *at);
+
+    let mut adds = vec![format!(
+        "{} {}",
+        e.name(attr::TOTAL_DELIVERIES),
+        e.value("total", n(ordered.len() as u32))
+    )];
+    if succeeded > 0 {
+        adds.push(format!(
+            "{} {}",
+            e.name(attr::SUCCESSFUL_DELIVERIES),
+            e.value("succeeded", n(succeeded as u32))
+        ));
+    }
+    if failed > 0 {
+        adds.push(format!(
+            "{} {}",
+            e.name(attr::FAILED_DELIVERIES),
+            e.value("failed", n(failed as u32))
+        ));
+    }
+    let (last_at_name, last_status_name) = (
         e.name(attr::LAST_DELIVERY_AT),
         e.name(attr::LAST_DELIVERY_STATUS),
     );
     let failing = e.name(attr::FAILING_SINCE);
-    let at = e.value("at", s(at.to_rfc3339()));
-    let tail = match status {
-        // A success ends the run of failures; a failure starts one unless it is running.
-        DeliveryStatus::Success => format!(" REMOVE {failing}"),
-        DeliveryStatus::Failed => format!(", {failing} = if_not_exists({failing}, {at})"),
+    let at = e.value("at", s(last_at.to_rfc3339()));
+    let status = e.value("status", s(last_status.as_str()));
+    let tail = match run_start {
+        None => format!(" REMOVE {failing}"),
+        Some(start) => {
+            let start = e.value("runStart", s(start.to_rfc3339()));
+            format!(", {failing} = if_not_exists({failing}, {start})")
+        }
     };
-    let status = e.value("status", s(status.as_str()));
     e.expression = format!(
-        "ADD {total} {one}, {counter} {one} SET {last_at} = {at}, {last_status} = {status}{tail}"
+        "ADD {} SET {last_at_name} = {at}, {last_status_name} = {status}{tail}",
+        adds.join(", ")
     );
     let condition = format!("attribute_exists({})", e.name(attr::ID));
     (e, condition)
@@ -309,11 +349,46 @@ mod tests {
         let (e, cond) = outcome_update(DeliveryStatus::Failed, Timestamp::from_unix(0));
         assert_eq!(
             e.expression,
-            "ADD #totalDeliveries :one, #failedDeliveries :one \
+            "ADD #totalDeliveries :total, #failedDeliveries :failed \
              SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status, \
-             #failingSince = if_not_exists(#failingSince, :at)"
+             #failingSince = if_not_exists(#failingSince, :runStart)"
         );
         assert_eq!(cond, "attribute_exists(#id)");
         assert_eq!(e.values.get(":status"), Some(&s("failed")));
+        assert_eq!(e.values.get(":total"), Some(&n(1)));
+    }
+
+    #[test]
+    fn a_group_of_outcomes_adds_each_counter_once_and_keeps_the_latest_and_the_run() {
+        let t = Timestamp::from_unix;
+        use DeliveryStatus::{Failed, Success};
+        // GIVEN outcomes out of time order: a failure, a later success, two later failures
+        let (e, _) = outcomes_update(&[
+            (Failed, t(30)),
+            (Success, t(20)),
+            (Failed, t(10)),
+            (Failed, t(40)),
+        ]);
+        // THEN one ADD per counter, the latest outcome (a failure at 40) is the last delivery,
+        // and a run of failures starts at 30 (the first failure after the last success)
+        assert_eq!(
+            e.expression,
+            "ADD #totalDeliveries :total, #successfulDeliveries :succeeded, #failedDeliveries :failed \
+             SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status, \
+             #failingSince = if_not_exists(#failingSince, :runStart)"
+        );
+        assert_eq!(e.values.get(":total"), Some(&n(4)));
+        assert_eq!(e.values.get(":succeeded"), Some(&n(1)));
+        assert_eq!(e.values.get(":failed"), Some(&n(3)));
+        assert_eq!(e.values.get(":at"), Some(&s(t(40).to_rfc3339())));
+        assert_eq!(e.values.get(":runStart"), Some(&s(t(30).to_rfc3339())));
+        // AND a group ending in a success ends the run
+        let (e, _) = outcomes_update(&[(Failed, t(1)), (Success, t(2))]);
+        assert!(
+            e.expression.ends_with(" REMOVE #failingSince"),
+            "{}",
+            e.expression
+        );
+        assert_eq!(e.values.get(":status"), Some(&s("success")));
     }
 }
