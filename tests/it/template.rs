@@ -981,3 +981,100 @@ async fn the_items_the_adapters_write_have_the_declared_key_types_and_a_numeric_
         }
     }
 }
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_the_dashboard_and_ratio_read_the_emitted_metrics() {
+    use webhooks_core::metrics::{DeliveryOutcome, Distribution, NAMESPACE};
+    // GIVEN the template's alarms
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let alarms: Vec<(String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), r))
+        .collect();
+    // THEN the alarms are all there…
+    for name in [
+        "DeadLetterQueueAlarm",
+        "DeliveryQueueAgeAlarm",
+        "FunctionErrorsAlarm",
+        "FunctionThrottlesAlarm",
+        "SuccessRatioAlarm",
+    ] {
+        assert!(alarms.iter().any(|(k, _)| k == name), "no alarm {name}");
+    }
+    // …and each notifies the AlarmTopicArn parameter when it is set
+    for (name, alarm) in &alarms {
+        let actions = serde_yaml::to_string(&alarm["Properties"]["AlarmActions"]).unwrap();
+        assert!(
+            actions.contains("HasAlarmTopic") && actions.contains("AlarmTopicArn"),
+            "{name} has no target: {actions}"
+        );
+    }
+    // AND the queue-age alarm watches the delivery queue's oldest message
+    let age = &resource("DeliveryQueueAgeAlarm")["Properties"];
+    assert_eq!(
+        age["MetricName"].as_str(),
+        Some("ApproximateAgeOfOldestMessage")
+    );
+    assert!(
+        serde_yaml::to_string(&age["Dimensions"])
+            .unwrap()
+            .contains("DeliveryQueue")
+    );
+    // AND errors and throttles cover both functions
+    for (alarm, metric) in [
+        ("FunctionErrorsAlarm", "Errors"),
+        ("FunctionThrottlesAlarm", "Throttles"),
+    ] {
+        let text = serde_yaml::to_string(&resource(alarm)["Properties"]["Metrics"]).unwrap();
+        for f in ["ApiFunction", "DeliveryFunction"] {
+            assert!(text.contains(f) && text.contains(metric), "{alarm}: {f}");
+        }
+    }
+    // AND the success ratio is metric math on the delivery function's EMF metrics, by the core's
+    // names
+    let ratio = serde_yaml::to_string(&resource("SuccessRatioAlarm")["Properties"]).unwrap();
+    for o in [
+        DeliveryOutcome::Delivered,
+        DeliveryOutcome::Retried,
+        DeliveryOutcome::DeadLettered,
+    ] {
+        assert!(
+            ratio.contains(&format!("MetricName: {}", o.metric())),
+            "{}",
+            o.metric()
+        );
+    }
+    assert!(ratio.contains(&format!("Namespace: {NAMESPACE}")));
+    assert!(ratio.contains("Expression: 100 * delivered / (delivered + retried + dead)"));
+    // AND the dashboard is valid JSON (placeholders aside) drawing every outcome, the latency
+    // and lag percentiles, the queue's age, the dead letters, errors and throttles
+    let body = match &resource("OperationsDashboard")["Properties"]["DashboardBody"] {
+        Value::Tagged(t) => t.value.as_str().unwrap().to_owned(),
+        other => panic!("DashboardBody is not a !Sub: {other:?}"),
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let widgets = json["widgets"].as_array().unwrap();
+    assert_eq!(widgets.len(), 6);
+    for o in DeliveryOutcome::ALL {
+        assert!(
+            body.contains(&format!("\"{}\"", o.metric())),
+            "{}",
+            o.metric()
+        );
+    }
+    for d in [Distribution::AttemptLatency, Distribution::DeliveryLag] {
+        assert!(body.contains(&format!("\"{NAMESPACE}\", \"{}\"", d.metric())));
+    }
+    for needle in [
+        "\"p50\"",
+        "\"p95\"",
+        "ApproximateAgeOfOldestMessage",
+        "${DeadLetterQueue.QueueName}",
+        "\"Errors\"",
+        "\"Throttles\"",
+    ] {
+        assert!(body.contains(needle), "dashboard lacks {needle}");
+    }
+}

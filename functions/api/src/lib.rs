@@ -54,6 +54,9 @@ pub struct AppState {
     /// running job works on it before answering (the API Lambda). See
     /// `webhooks_core::recovery`.
     pub recover_in_background: bool,
+    /// Where each publish's metric values go (`webhooks_core::metrics`): EMF lines on AWS, the
+    /// Prometheus registry locally; none by default.
+    pub metrics: Arc<dyn webhooks_core::metrics::MetricsSink>,
 }
 
 /// The adapters the API runs on.
@@ -93,7 +96,14 @@ impl AppState {
             dev_token: None,
             health: None,
             recover_in_background: false,
+            metrics: Arc::new(webhooks_core::metrics::NoMetrics),
         })
+    }
+
+    /// Records each publish's metric values into `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn webhooks_core::metrics::MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// Runs recovery jobs as tasks of this process (a long-lived server, not a Lambda).

@@ -43,7 +43,9 @@ async fn main() -> Result<(), lambda_http::Error> {
             &sdk,
             &log_config,
         )))
-        .with_token_rules(&config.token_rules);
+        .with_token_rules(&config.token_rules)
+        // Publish sizes as CloudWatch EMF lines on stdout (webhooks_aws::emf).
+        .with_metrics(Arc::new(webhooks_aws::emf::EmfSink::stdout("api")));
     // JwksUrl: RS256/ES256 tokens beside HS256; the set is fetched on first use.
     if let Some(url) = &config.jwks_url {
         let jwks = webhooks_api::jwks::Jwks::new(url, Default::default())

@@ -21,6 +21,7 @@
 //! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
 //!   [`dynamodb::delivery_log`]: the delivery log and its table design;
 //!   [`dynamodb::idempotency`]: `Idempotency-Key` records, items of the deliveries table.
+//! - [`emf`]: the functions' metrics as CloudWatch Embedded Metric Format lines.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
 //! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
@@ -30,6 +31,7 @@
 
 pub mod config;
 pub mod dynamodb;
+pub mod emf;
 pub mod kms;
 pub mod secrets;
 pub mod sqs;

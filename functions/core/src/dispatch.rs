@@ -16,6 +16,7 @@ use crate::delivery::{
 };
 use crate::flow::{InFlight, is_first_receipt};
 use crate::health::{AttemptClass, Breaker, Gate, HealthStore, after_attempt, gate};
+use crate::metrics::{Measurements, MetricsSink, NoMetrics};
 use crate::ports::{
     Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
 };
@@ -87,6 +88,8 @@ pub struct Dispatcher {
     breaker: Option<Breaker>,
     /// The per-webhook in-flight cap of this instance.
     in_flight: InFlight,
+    /// Where each receipt's metric values go ([`crate::metrics`]).
+    metrics: Arc<dyn MetricsSink>,
 }
 
 pub use crate::flow::DEFAULT_AUTO_DISABLE_AFTER;
@@ -112,7 +115,14 @@ impl Dispatcher {
             auto_disable_after: Some(DEFAULT_AUTO_DISABLE_AFTER),
             breaker: None,
             in_flight: InFlight::default(),
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// Records each receipt's metric values ([`Measurements::delivery`]) into `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// Turns the circuit breaker on, its states kept in `store` (see [`crate::health`]).
@@ -149,7 +159,24 @@ impl Dispatcher {
     /// up no retry, and a crash between sending and acknowledging never resets the schedule.
     /// `receive_count` (SQS `ApproximateReceiveCount`) only tells a first receipt, whose
     /// attempts need not be read ([`crate::flow::is_first_receipt`]).
+    /// Each receipt is measured ([`crate::metrics`]) into the dispatcher's sink.
     pub async fn process(
+        &self,
+        task: &DeliveryTask,
+        receive_count: u32,
+    ) -> Result<Outcome, DispatchError> {
+        let started = Instant::now();
+        let result = self.process_receipt(task, receive_count).await;
+        self.metrics.record(&Measurements::delivery(
+            task,
+            &result,
+            started.elapsed(),
+            self.clock.now(),
+        ));
+        result
+    }
+
+    async fn process_receipt(
         &self,
         task: &DeliveryTask,
         receive_count: u32,

@@ -30,6 +30,8 @@
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
 //!   from an outcome to the queue's action that both runtimes carry out.
+//! - [`metrics`]: metric names and the one mapping from a processed receipt or a publish to
+//!   metric values (printed as EMF on AWS, served as Prometheus text locally).
 //! - [`format`]: the native Slack and Discord message formats.
 //! - [`sealing`]: secrets at rest: envelope encryption of secrets and header values, the
 //!   `KeyRing` port.
@@ -46,6 +48,7 @@ pub mod health;
 pub mod idempotency;
 pub mod ids;
 pub mod jsjson;
+pub mod metrics;
 pub mod ports;
 pub mod publish;
 pub mod recovery;

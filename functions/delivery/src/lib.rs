@@ -28,6 +28,10 @@
 //! the whole invocation time out. A deadline the runtime sends that cannot be real (absent,
 //! already past, more than 15 min ahead) is replaced by the function's timeout ([`time_left`]).
 //!
+//! **Metrics.** The dispatcher measures each receipt ([`webhooks_core::metrics`]); the handler
+//! writes a batch's sum as one CloudWatch Embedded Metric Format line to stdout
+//! ([`webhooks_aws::emf`]): deliveries by outcome, attempt latency, publish → delivery lag.
+//!
 //! The SQS actions sit behind [`QueueActions`] (implemented here for
 //! [`webhooks_aws::SqsWorkerQueue`]), so the handler is tested with a fake as well as against
 //! the emulator. Logs name messages, deliveries and webhooks by id, never a body or a secret.
@@ -45,14 +49,19 @@ use lambda_runtime::LambdaEvent;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use webhooks_aws::config::ConfigError;
+use webhooks_aws::emf::EmfSink;
 use webhooks_aws::{
     DeliveryLogConfig, DynamoDbConfig, QueueError, SqsWorkerConfig, SqsWorkerQueue,
 };
 use webhooks_core::delivery::QueueTask;
 use webhooks_core::dispatch::{Dispatcher, Outcome, Reconciled};
 use webhooks_core::flow::{self, QueueAction};
+use webhooks_core::metrics::{Accumulator, MetricsSink};
 
 pub use lambda_runtime::Error;
+
+/// The `Function` dimension of this function's metric lines ([`webhooks_aws::emf`]).
+pub const METRICS_FUNCTION: &str = "delivery";
 
 /// SQS's longest visibility timeout.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
@@ -188,6 +197,11 @@ pub struct Deps {
     /// The function's timeout: the time an invocation has when the runtime's deadline is
     /// unusable ([`time_left`]).
     pub function_timeout: Duration,
+    /// Sums the dispatcher's measurements of a batch ([`Deps::new`] hands it to the
+    /// dispatcher); [`handle`] writes them to [`emf`](Self::emf) as one line per batch.
+    pub metrics: Arc<Accumulator>,
+    /// Where the batch's metric line goes: stdout (CloudWatch Logs) by default.
+    pub emf: EmfSink,
 }
 
 impl std::fmt::Debug for Deps {
@@ -202,12 +216,16 @@ impl std::fmt::Debug for Deps {
 impl Deps {
     /// Deps with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]) and function timeout
     /// ([`DEFAULT_FUNCTION_TIMEOUT`]).
+    /// The dispatcher's metrics are summed per batch and written as EMF to stdout.
     pub fn new(dispatcher: Dispatcher, queue: Arc<dyn QueueActions>) -> Self {
+        let metrics = Arc::new(Accumulator::default());
         Self {
-            dispatcher,
+            dispatcher: dispatcher.with_metrics(metrics.clone()),
             queue,
             error_retry_delay: flow::ERROR_RETRY_DELAY,
             function_timeout: DEFAULT_FUNCTION_TIMEOUT,
+            metrics,
+            emf: EmfSink::stdout(METRICS_FUNCTION),
         }
     }
 }
@@ -382,6 +400,9 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
         elapsed_ms = started.elapsed().as_millis() as u64,
         "batch done"
     );
+    // One EMF line for the batch (records cut off by the deadline are not in it: they come
+    // back and are measured then).
+    deps.emf.record(&deps.metrics.take());
     Ok(response)
 }
 

@@ -792,3 +792,92 @@ async fn a_deferred_delivery_is_queued_again_as_a_new_message_with_its_attempts_
     assert_eq!(QueueTask::from_json(body).unwrap().delivery(), &task);
     assert_eq!(f.stats(&w.id).await.total_deliveries, 0);
 }
+
+#[tokio::test]
+async fn a_batch_writes_one_emf_line_whose_counts_match_the_deliveries_made() {
+    // GIVEN a batch of three: two deliveries to a webhook that answers 200, one to a webhook
+    // that was deleted; the metric lines kept in memory
+    let sender = Arc::new(RecordingSender::new());
+    let mut f = fixture(&sender);
+    let (emf, captured) = webhooks_aws::emf::EmfSink::capturing(METRICS_FUNCTION);
+    f.deps.emf = emf;
+    let (w, first) = f.webhook_and_task("https://example.com/ok").await;
+    let second = DeliveryTask {
+        delivery_id: DeliveryId::generate(1_699_999_990),
+        created_at: Timestamp::from_unix(1_699_999_990),
+        ..first.clone()
+    };
+    let gone = DeliveryTask {
+        delivery_id: DeliveryId::generate(1_700_000_001),
+        webhook_id: WebhookId::generate(1_700_000_000),
+        ..first.clone()
+    };
+    // WHEN the batch is handled
+    let failed = f
+        .run(vec![
+            task_record("m1", &first, 1),
+            task_record("m2", &second, 1),
+            task_record("m3", &gone, 1),
+        ])
+        .await;
+    assert!(failed.is_empty());
+    // THEN one EMF line, per AWS's EMF specification, counts 2 delivered and 1 dropped
+    let lines = captured.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    let aws = &v["_aws"];
+    assert!(aws["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    let directive = &aws["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], webhooks_core::metrics::NAMESPACE);
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
+    assert_eq!(v["Function"], "delivery");
+    // Every declared metric has its value in the line, and every value a declaration.
+    for m in directive["Metrics"].as_array().unwrap() {
+        let name = m["Name"].as_str().unwrap();
+        assert!(!v[name].is_null(), "{name} declared without a value");
+        assert!(m["Unit"].is_string());
+    }
+    assert_eq!(
+        (
+            &v["Delivered"],
+            &v["Dropped"],
+            &v["Retried"],
+            &v["DeadLettered"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        )
+    );
+    assert_eq!(v["AttemptLatency"].as_array().unwrap().len(), 2);
+    // Lag: published at 1_700_000_001 and 1_699_999_990, delivered at 1_700_000_000 (the
+    // fixed clock): 0 (never negative) and 10 s.
+    let mut lag: Vec<f64> = v["DeliveryLag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    lag.sort_by(f64::total_cmp);
+    assert_eq!(lag, [0.0, 10_000.0]);
+    // The webhook id is a plain field, never a dimension.
+    assert!(
+        v["webhookIds"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(w.id.to_string()))
+    );
+    assert_eq!(sender.requests().len(), 2);
+    // AND the next batch starts from zero
+    let (_, third) = f.webhook_and_task("https://example.com/ok").await;
+    f.run(vec![task_record("m4", &third, 1)]).await;
+    let lines = captured.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2);
+    let next: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(
+        (&next["Delivered"], &next["Dropped"]),
+        (&serde_json::json!(1), &serde_json::json!(0))
+    );
+}

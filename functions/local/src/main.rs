@@ -14,6 +14,7 @@
 //! - `listen`: a local receiver that verifies, prints and can forward deliveries (no ngrok).
 
 mod listen;
+mod metrics;
 mod server;
 
 use std::net::SocketAddr;
@@ -304,7 +305,9 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
             .context("--auto-disable-after-hours")?;
     let health = Arc::new(SqliteHealthStore::new(queue.database().clone()));
+    let metrics = metrics::PrometheusMetrics::new();
     let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
+        .with_metrics(metrics.clone())
         .with_auto_disable_after(auto_disable)
         .with_max_in_flight(args.max_in_flight_per_webhook);
     if !args.no_circuit_breaker {
@@ -343,6 +346,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         .with_health(health)
         .with_background_recovery()
         .with_idempotency(Arc::new(keys))
+        .with_metrics(metrics.clone())
         .with_token_rules(&rules);
     if let Some(url) = &args.jwks_url {
         let jwks = webhooks_api::jwks::Jwks::new(url, Default::default())
@@ -389,7 +393,9 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         stopped(stop_rx.clone()),
     ));
     print_welcome(addr, data_dir, &db_path, dev_token, args.strict);
-    server::serve(listener, router(state), stopped(stop_rx))
+    // `GET /metrics` beside the API, outside its token auth (see metrics.rs).
+    let app = router(state).merge(metrics.routes());
+    server::serve(listener, app, stopped(stop_rx))
         .await
         .context("serving the API")?;
     let summary = worker.await.context("the delivery worker panicked")?;

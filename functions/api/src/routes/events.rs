@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 use webhooks_core::idempotency::IdempotencyKey;
+use webhooks_core::metrics::Measurements;
 use webhooks_core::publish::{
     MAX_EVENTS_PER_PUBLISH, PublishBatch, PublishError, PublishEvent, QueuedDelivery,
     validate_events,
@@ -104,6 +105,11 @@ pub async fn publish(
     };
     match result {
         Ok((deliveries, replayed)) => {
+            if !replayed {
+                state
+                    .metrics
+                    .record(&Measurements::publish(count, deliveries.len()));
+            }
             tracing::info!(
                 events = count,
                 deliveries = deliveries.len(),
@@ -134,6 +140,9 @@ pub async fn publish(
             not_queued,
         }) if !queued.is_empty() => {
             tracing::error!(error = %source, queued = queued.len(), not_queued = not_queued.len(), "published in part");
+            state
+                .metrics
+                .record(&Measurements::publish(count, queued.len()));
             Ok((
                 StatusCode::MULTI_STATUS,
                 Json(PublishResponse {
