@@ -16,6 +16,8 @@
 //! - [`fanout`]: 100 events × 100 webhooks through the API on a slow SQS (concurrent
 //!   `SendMessageBatch`, the publish's time budget and its `207`).
 //! - [`thousand`]: 1,000 events through SQS and the handler, every delivery accounted for.
+//! - [`health`]: the circuit breaker's `DynamoDbHealthStore` (the core's contract) and the
+//!   delivery Lambda's handler opening, deferring and probing on moto.
 //! - [`idempotency`]: `Idempotency-Key` records in DynamoDB; keyed publishes on SQS (100
 //!   concurrent repeats, a repeat after a part-way failure).
 //!
@@ -33,6 +35,7 @@ mod events;
 mod fanout;
 mod faults;
 mod filters;
+mod health;
 mod helpers;
 mod idempotency;
 mod recovery;

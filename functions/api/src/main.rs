@@ -7,8 +7,9 @@ use std::sync::Arc;
 use webhooks_api::config::ApiConfig;
 use webhooks_api::{AppState, Ports, router};
 use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbIdempotencyStore,
-    DynamoDbSubscriptionStore, SqsConfig, SqsDeliveryQueue, load_sdk_config,
+    DeliveryLogConfig, DynamoDbConfig, DynamoDbDeliveryLog, DynamoDbHealthStore,
+    DynamoDbIdempotencyStore, DynamoDbSubscriptionStore, SqsConfig, SqsDeliveryQueue,
+    load_sdk_config,
 };
 use webhooks_core::time::SystemClock;
 
@@ -40,6 +41,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let mut state = AppState::new(ports, config.url_policy, &config.jwt_secret)?
         .with_idempotency(Arc::new(DynamoDbIdempotencyStore::from_config(
+            &sdk,
+            &log_config,
+        )))
+        .with_health(Arc::new(DynamoDbHealthStore::from_config(
             &sdk,
             &log_config,
         )))

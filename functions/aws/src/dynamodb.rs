@@ -40,6 +40,7 @@
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
 pub mod delivery_log;
+pub mod health;
 pub mod idempotency;
 pub mod item;
 

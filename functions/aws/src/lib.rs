@@ -20,7 +20,8 @@
 //!   (`WEBHOOKS_TABLE`, `SECRETS_KEY_ARN`, `DELIVERIES_TABLE`, `QUEUE_URL`, `DLQ_URL`).
 //! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
 //!   [`dynamodb::delivery_log`]: the delivery log and its table design;
-//!   [`dynamodb::idempotency`]: `Idempotency-Key` records, items of the deliveries table.
+//!   [`dynamodb::idempotency`]: `Idempotency-Key` records, items of the deliveries table;
+//!   [`dynamodb::health`]: the circuit breakers' states, items of the deliveries table.
 //! - [`emf`]: the functions' metrics as CloudWatch Embedded Metric Format lines.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
@@ -39,6 +40,7 @@ pub mod sqs;
 pub use config::{
     ConfigError, DeliveryLogConfig, DynamoDbConfig, SqsConfig, SqsWorkerConfig, load_sdk_config,
 };
+pub use dynamodb::health::DynamoDbHealthStore;
 pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
 pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

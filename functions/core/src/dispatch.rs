@@ -15,7 +15,7 @@ use crate::delivery::{
     webhook_request_headers,
 };
 use crate::flow::{InFlight, is_first_receipt};
-use crate::health::{AttemptClass, Breaker, Gate, HealthStore, after_attempt, gate};
+use crate::health::{AttemptClass, Breaker, Gate, HealthStore, gate};
 use crate::metrics::{Measurements, MetricsSink, NoMetrics};
 use crate::ports::{
     Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
@@ -253,9 +253,32 @@ impl Dispatcher {
                     return Ok(defer(wait.max(Duration::from_secs(1)), reason, true));
                 }
                 Gate::Probe { rearmed } => {
-                    tracing::info!(webhook_id = %task.webhook_id, "circuit breaker probe");
-                    breaker.put(&task.webhook_id, rearmed.clone()).await;
-                    health = Some(rearmed);
+                    let current = health.clone().unwrap_or(rearmed.clone());
+                    match breaker
+                        .claim_probe(&task.webhook_id, &current, rearmed)
+                        .await
+                    {
+                        Ok(rearmed) => {
+                            tracing::info!(webhook_id = %task.webhook_id, "circuit breaker probe");
+                            health = Some(rearmed);
+                        }
+                        // Another instance made a transition first: decide from its state.
+                        Err(fresh) => match gate(fresh.as_ref(), now) {
+                            Gate::Send => health = fresh,
+                            Gate::Wait { wait } => {
+                                let reason = "circuit breaker open: another probe is under way";
+                                return Ok(defer(
+                                    wait.max(Duration::from_secs(1)),
+                                    reason.to_owned(),
+                                    true,
+                                ));
+                            }
+                            Gate::Probe { .. } => {
+                                let reason = "circuit breaker open: its state is changing";
+                                return Ok(defer(Duration::from_secs(1), reason.to_owned(), true));
+                            }
+                        },
+                    }
                 }
             }
         }
@@ -268,14 +291,11 @@ impl Dispatcher {
         let started = Instant::now();
         let result = self.sender.send(&request).await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(breaker) = &self.breaker
-            && let Some(next) = after_attempt(
-                health.as_ref(),
-                &AttemptClass::of(&result),
-                self.clock.now(),
-            )
-        {
-            breaker.put(&task.webhook_id, next).await;
+        if let Some(breaker) = &self.breaker {
+            let class = AttemptClass::of(&result);
+            breaker
+                .record(&task.webhook_id, health, &class, self.clock.now())
+                .await;
         }
 
         match result {

@@ -11,9 +11,14 @@
 //! The state is written only on transitions — never for a delivery to a healthy webhook — to a
 //! [`HealthStore`] of its own (not the webhook item, nor any index projected from it: the
 //! DynamoDB deliveries table or the SQLite `webhook_health` table), and read through
-//! [`Breaker`]'s per-instance cache of [`HEALTH_CACHE_TTL`]: several Lambda instances may each
-//! let a probe through, and each may count a failure the others have not seen yet; the breaker
+//! [`Breaker`]'s per-instance cache of [`HEALTH_CACHE_TTL`]. Every transition is a
+//! compare-and-set on the state it was made from ([`HealthStore::replace`]), so two instances
+//! cannot both claim the probe of one open period, and a failure another instance counted first
+//! is counted again on the fresh state rather than lost. An instance may still send on a
+//! cached "closed" for up to the cache's second after another opened the breaker; the breaker
 //! is a flow control, not a lock, and never blocks a delivery when its store is unavailable.
+//! Adapters: `MemoryHealth` (tests), the embedded `SqliteHealthStore`, and on AWS
+//! `DynamoDbHealthStore` (an item per webhook in the deliveries table).
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
@@ -37,6 +42,9 @@ pub const MAX_OPEN: Duration = Duration::from_secs(600);
 pub const HEALTH_CACHE_TTL: Duration = Duration::from_secs(1);
 /// The longest `lastError` kept.
 pub const MAX_HEALTH_ERROR_CHARS: usize = 300;
+/// How many times [`Breaker::record`] makes its transition again after losing a race: enough
+/// for a Lambda instance's whole batch to one webhook failing at once (10, each race won by one).
+const RECORD_TRIES: u32 = 16;
 
 /// `health.state` as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -78,6 +86,18 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl WebhookHealth {
+    /// The stored form (JSON): deterministic, so adapters may compare it for a
+    /// compare-and-set.
+    pub fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(|e| StoreError::Corrupt(format!("webhook health: {e}")))
+    }
+
+    /// Reads the stored form of `webhook`'s health.
+    pub fn from_json(webhook: &WebhookId, json: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("webhook health of {webhook}: {e}")))
+    }
+
     /// The health of a webhook without a record: healthy since `since`.
     pub fn healthy(since: Timestamp) -> Self {
         Self {
@@ -216,12 +236,22 @@ pub fn after_attempt(
 
 /// Where breaker states live: one small record per webhook, apart from the webhook itself.
 ///
-/// Contract: `put` replaces the record (last writer wins); `get` answers `None` for a webhook
-/// without one (healthy); `delete` of a missing record is not an error. Written only on
+/// Contract (checked against every adapter by `tests_support::check`): `get` answers `None`
+/// for a webhook without a record (healthy); `replace` stores `health` only when the stored
+/// record is still `expected` (`None`: no record), answers whether it did, and changes nothing
+/// otherwise — a compare-and-set, so two instances that saw the same state cannot both make a
+/// transition from it (one probe, not one per instance); `put` replaces the record whatever it
+/// was (tests and repairs); `delete` of a missing record is not an error. Written only on
 /// transitions, so no write per successful delivery.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
     async fn get(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError>;
+    async fn replace(
+        &self,
+        webhook: &WebhookId,
+        expected: Option<&WebhookHealth>,
+        health: &WebhookHealth,
+    ) -> Result<bool, StoreError>;
     async fn put(&self, webhook: &WebhookId, health: &WebhookHealth) -> Result<(), StoreError>;
     async fn delete(&self, webhook: &WebhookId) -> Result<(), StoreError>;
 }
@@ -282,15 +312,82 @@ impl Breaker {
         }
     }
 
-    /// Stores a transition (best effort: a failure is logged; the cache keeps it either way).
-    pub async fn put(&self, webhook: &WebhookId, health: WebhookHealth) {
-        if let Err(e) = self.store.put(webhook, &health).await {
-            tracing::warn!(error = %e, %webhook, "storing the breaker state failed");
+    /// Claims the probe of an open breaker whose period is over: stores `rearmed` if the state
+    /// is still `current`. `Ok(rearmed)`: this receipt is the probe. `Err(fresh)`: another
+    /// instance made a transition first (its probe is under way, or it closed the breaker); the
+    /// caller decides again from `fresh`. A store failure lets the probe go (logged): the
+    /// breaker never holds deliveries back because its own store is down.
+    pub async fn claim_probe(
+        &self,
+        webhook: &WebhookId,
+        current: &WebhookHealth,
+        rearmed: WebhookHealth,
+    ) -> Result<WebhookHealth, Option<WebhookHealth>> {
+        match self.store.replace(webhook, Some(current), &rearmed).await {
+            Ok(true) => {}
+            Ok(false) => return Err(self.reread(webhook).await),
+            Err(e) => tracing::warn!(error = %e, %webhook, "storing the breaker's probe failed"),
         }
-        if health.state == HealthState::Open {
-            tracing::warn!(%webhook, until = ?health.open_until, "circuit breaker open");
+        self.remember(webhook, Some(rearmed.clone()));
+        Ok(rearmed)
+    }
+
+    /// Records an attempt classified `class`, sent when the breaker was `seen`: stores the
+    /// transition [`after_attempt`] gives, if any, conditionally on the state still being
+    /// `seen`. When another instance changed it meanwhile, the transition is made again from the
+    /// fresh state (a few times), except that an attempt which was not the probe never decides
+    /// for a breaker another instance opened (its failure would otherwise double the period as
+    /// if a probe had failed). Best effort: a store failure is logged and the cache keeps the
+    /// transition.
+    pub async fn record(
+        &self,
+        webhook: &WebhookId,
+        seen: Option<WebhookHealth>,
+        class: &AttemptClass,
+        now: Timestamp,
+    ) {
+        let mut seen = seen;
+        for _ in 0..RECORD_TRIES {
+            let Some(next) = after_attempt(seen.as_ref(), class, now) else {
+                return;
+            };
+            match self.store.replace(webhook, seen.as_ref(), &next).await {
+                Ok(true) => {
+                    if next.state == HealthState::Open {
+                        tracing::warn!(%webhook, until = ?next.open_until, "circuit breaker open");
+                    }
+                    self.remember(webhook, Some(next));
+                    return;
+                }
+                Ok(false) => {
+                    let fresh = self.reread(webhook).await;
+                    if fresh.as_ref().is_some_and(|h| h.state == HealthState::Open) {
+                        return;
+                    }
+                    seen = fresh;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %webhook, "storing the breaker state failed");
+                    self.remember(webhook, Some(next));
+                    return;
+                }
+            }
         }
-        self.remember(webhook, Some(health));
+        tracing::warn!(%webhook, "the breaker state kept changing; this attempt's transition dropped");
+    }
+
+    /// The stored state, bypassing the cache (after a lost compare-and-set).
+    async fn reread(&self, webhook: &WebhookId) -> Option<WebhookHealth> {
+        match self.store.get(webhook).await {
+            Ok(h) => {
+                self.remember(webhook, h.clone());
+                h
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %webhook, "reading the breaker state failed");
+                None
+            }
+        }
     }
 
     fn remember(&self, webhook: &WebhookId, health: Option<WebhookHealth>) {
@@ -300,6 +397,119 @@ impl Breaker {
             cache.retain(|_, (at, _)| at.elapsed() < ttl);
         }
         cache.insert(webhook.clone(), (Instant::now(), health));
+    }
+}
+
+/// The [`HealthStore`] contract as checks, for every adapter's tests.
+#[cfg(any(test, feature = "conformance"))]
+pub mod tests_support {
+    use super::*;
+
+    fn state(failures: u32, open: bool) -> WebhookHealth {
+        let since = Timestamp::from_unix(1_760_000_000);
+        WebhookHealth {
+            state: if open {
+                HealthState::Open
+            } else {
+                HealthState::Degraded
+            },
+            since,
+            consecutive_failures: failures,
+            last_error: Some(format!("receiver answered HTTP 503 — try {failures} «é»")),
+            open_until: open.then(|| Timestamp::from_unix(since.unix() + 30)),
+            open_seconds: if open { 30 } else { 0 },
+            timing_out: open,
+        }
+    }
+
+    /// Runs the contract's checks against `store` (fresh webhook ids, so stores may be shared).
+    pub async fn check(store: &(impl HealthStore + ?Sized)) {
+        let w = WebhookId::generate(1_760_000_000);
+        let other = WebhookId::generate(1_760_000_000);
+        let (a, b, c) = (state(1, false), state(2, false), state(5, true));
+
+        // No record: healthy.
+        assert_eq!(store.get(&w).await.expect("get"), None);
+        // A first transition is made from "no record" only.
+        assert!(store.replace(&w, None, &a).await.expect("replace"));
+        assert_eq!(
+            store.get(&w).await.expect("get"),
+            Some(a.clone()),
+            "round trip"
+        );
+        assert!(
+            !store.replace(&w, None, &b).await.expect("replace"),
+            "a record exists: a transition from none is refused"
+        );
+        assert!(
+            !store.replace(&w, Some(&b), &c).await.expect("replace"),
+            "a transition from a state it is not in is refused"
+        );
+        assert_eq!(
+            store.get(&w).await.expect("get"),
+            Some(a.clone()),
+            "unchanged"
+        );
+        assert!(store.replace(&w, Some(&a), &b).await.expect("replace"));
+        assert_eq!(store.get(&w).await.expect("get"), Some(b.clone()));
+
+        // Racing transitions from one state: exactly one is made.
+        let candidates: Vec<WebhookHealth> = (0..8)
+            .map(|i| WebhookHealth {
+                open_seconds: 30 + i,
+                ..c.clone()
+            })
+            .collect();
+        let results = futures_join_all(
+            candidates
+                .iter()
+                .map(|next| store.replace(&w, Some(&b), next)),
+        )
+        .await;
+        let wins: Vec<&WebhookHealth> = results
+            .iter()
+            .zip(&candidates)
+            .filter(|(r, _)| *r.as_ref().expect("replace"))
+            .map(|(_, next)| next)
+            .collect();
+        assert_eq!(wins.len(), 1, "one of eight racing transitions is made");
+        assert_eq!(store.get(&w).await.expect("get").as_ref(), Some(wins[0]));
+
+        // `put` replaces whatever is there; `delete` removes it (twice is fine); others untouched.
+        store.put(&other, &a).await.expect("put");
+        store.put(&w, &a).await.expect("put");
+        assert_eq!(store.get(&w).await.expect("get"), Some(a.clone()));
+        store.delete(&w).await.expect("delete");
+        store.delete(&w).await.expect("delete twice");
+        assert_eq!(store.get(&w).await.expect("get"), None);
+        assert_eq!(store.get(&other).await.expect("get"), Some(a));
+        store.delete(&other).await.expect("delete");
+    }
+
+    /// Polls all of `futures` together on this task (no runtime needed beyond the caller's).
+    async fn futures_join_all<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
+        let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+                if o.is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => *o = Some(v),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().map(|o| o.expect("ready")).collect()
     }
 }
 
@@ -316,6 +526,75 @@ mod tests {
             },
             timeout,
         }
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_meets_the_contract() {
+        tests_support::check(&crate::ports::memory::MemoryHealth::new()).await;
+    }
+
+    #[tokio::test]
+    async fn two_instances_claim_one_probe_and_a_late_failure_does_not_double_the_period() {
+        // GIVEN two instances sharing one store, the breaker open and its period over
+        let store: Arc<dyn HealthStore> = Arc::new(crate::ports::memory::MemoryHealth::new());
+        let (one, two) = (Breaker::new(store.clone()), Breaker::new(store.clone()));
+        let w = WebhookId::generate(1_760_000_000);
+        let now = Timestamp::from_unix(1_760_000_100);
+        let open = after_attempt(
+            Some(&WebhookHealth {
+                consecutive_failures: 4,
+                ..WebhookHealth::healthy(Timestamp::from_unix(1_760_000_000))
+            }),
+            &fail(true),
+            Timestamp::from_unix(1_760_000_050),
+        )
+        .unwrap();
+        store.put(&w, &open).await.unwrap();
+        let (seen1, seen2) = (one.get(&w).await.unwrap(), two.get(&w).await.unwrap());
+        let (Gate::Probe { rearmed: r1 }, Gate::Probe { rearmed: r2 }) =
+            (gate(Some(&seen1), now), gate(Some(&seen2), now))
+        else {
+            panic!("both see a probe due")
+        };
+        // WHEN both claim the probe THEN one gets it, the other sees it under way
+        assert!(one.claim_probe(&w, &seen1, r1.clone()).await.is_ok());
+        let lost = two.claim_probe(&w, &seen2, r2).await.unwrap_err();
+        assert!(matches!(gate(lost.as_ref(), now), Gate::Wait { .. }));
+        // WHEN an attempt sent before it opened fails late, on the other instance
+        let degraded = WebhookHealth {
+            state: HealthState::Degraded,
+            consecutive_failures: 4,
+            open_until: None,
+            open_seconds: 0,
+            ..open.clone()
+        };
+        two.record(&w, Some(degraded), &fail(false), now).await;
+        // THEN the open period is not doubled (only the probe decides)
+        assert_eq!(store.get(&w).await.unwrap(), Some(r1.clone()));
+        // WHEN the probe is answered THEN it closes
+        one.record(&w, Some(r1), &AttemptClass::Answered, now).await;
+        let closed = store.get(&w).await.unwrap().unwrap();
+        assert_eq!(closed.state, HealthState::Healthy);
+    }
+
+    #[tokio::test]
+    async fn a_failure_counted_first_elsewhere_is_counted_again_on_the_fresh_state() {
+        // GIVEN two instances that both saw 3 failures
+        let store: Arc<dyn HealthStore> = Arc::new(crate::ports::memory::MemoryHealth::new());
+        let (one, two) = (Breaker::new(store.clone()), Breaker::new(store.clone()));
+        let w = WebhookId::generate(1_760_000_000);
+        let now = Timestamp::from_unix(1_760_000_100);
+        let mut three = None;
+        for _ in 0..3 {
+            three = after_attempt(three.as_ref(), &fail(false), now);
+        }
+        store.put(&w, three.as_ref().unwrap()).await.unwrap();
+        // WHEN each records one more failure from what it saw
+        one.record(&w, three.clone(), &fail(false), now).await;
+        two.record(&w, three, &fail(false), now).await;
+        // THEN both are counted: 5 in a row open it
+        let h = store.get(&w).await.unwrap().unwrap();
+        assert_eq!((h.state, h.consecutive_failures), (HealthState::Open, 5));
     }
 
     #[test]

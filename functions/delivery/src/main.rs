@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks_aws::{
-    DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsWorkerQueue, load_sdk_config,
+    DynamoDbDeliveryLog, DynamoDbHealthStore, DynamoDbSubscriptionStore, SqsWorkerQueue,
+    load_sdk_config,
 };
 use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::time::SystemClock;
@@ -51,6 +52,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(SystemClock),
     )
     .with_auto_disable_after(config.auto_disable_after)
+    .with_breaker(Arc::new(DynamoDbHealthStore::from_config(
+        &sdk,
+        &config.log,
+    )))
     .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK);
     let deps = Deps {
         function_timeout: config.function_timeout,

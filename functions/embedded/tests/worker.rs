@@ -791,3 +791,11 @@ async fn a_message_caught_by_the_redrive_guard_is_finished_counted_failed_once_a
     assert_eq!(sender.requests().len(), 1);
     assert!(app.log.dead_letters(&w.id, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_sqlite_health_store_meets_the_contract() {
+    // GIVEN the store on a real file WHEN / THEN every check of the core's contract passes
+    let (_dir, path) = db_path();
+    let store = webhooks_embedded::SqliteHealthStore::new(Database::open(&path).unwrap());
+    webhooks_core::health::tests_support::check(&store).await;
+}

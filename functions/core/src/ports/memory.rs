@@ -503,7 +503,7 @@ impl MemoryHealth {
         Self::default()
     }
 
-    /// How many `put`s were made.
+    /// How many writes (`put`s and `replace`s that stored) were made.
     pub fn writes(&self) -> usize {
         self.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -517,6 +517,22 @@ impl crate::health::HealthStore for MemoryHealth {
     ) -> Result<Option<crate::health::WebhookHealth>, StoreError> {
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         Ok(states.get(webhook).cloned())
+    }
+
+    async fn replace(
+        &self,
+        webhook: &WebhookId,
+        expected: Option<&crate::health::WebhookHealth>,
+        health: &crate::health::WebhookHealth,
+    ) -> Result<bool, StoreError> {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if states.get(webhook) != expected {
+            return Ok(false);
+        }
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        states.insert(webhook.clone(), health.clone());
+        Ok(true)
     }
 
     async fn put(
