@@ -505,7 +505,9 @@ impl SqsWorkerQueue {
         delay: Duration,
         delivery_id: &str,
     ) -> Result<(), QueueError> {
-        let secs = delay.min(Self::MAX_DELAY).as_secs();
+        // Rounded up: a rate-limit slot 1.4 s away must not come back at 1 s and be deferred
+        // again (or at 0 s, at once).
+        let secs = delay.min(Self::MAX_DELAY).as_millis().div_ceil(1000);
         self.client
             .send_message()
             .queue_url(&self.queue_url)

@@ -178,6 +178,7 @@ fn world(delay: Duration, n: usize, body: &str) -> (Dispatcher, Vec<DeliveryTask
         format: Format::Json,
         filter: None,
         headers: Default::default(),
+        rate_limit: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,

@@ -43,6 +43,7 @@ pub fn sample_webhook(owner: &OwnerId, bucket: &BucketId, t: i64) -> Webhook {
         format: crate::format::Format::Json,
         filter: None,
         headers: Default::default(),
+        rate_limit: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
@@ -71,6 +72,7 @@ pub async fn create_then_get_round_trips_every_field(store: &dyn SubscriptionSto
     w.disabled_reason = Some("receiver answered HTTP 410 Gone".into());
     w.filter = Some(sample_filter());
     w.headers = sample_headers();
+    w.rate_limit = Some(50);
     store.create(&w).await.expect("create");
     assert_eq!(
         store.get(&w.id).await.expect("get").as_ref(),
@@ -310,6 +312,7 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         disabled_reason: Some(Some("deliveries failed for 5 days".into())),
         filter: Some(Some(sample_filter())),
         headers: Some(sample_headers()),
+        rate_limit: Some(Some(7)),
     };
     let mut want = w.clone();
     patch.apply(&mut want, later);
@@ -349,10 +352,12 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         sample_headers(),
         "headers kept by other patches"
     );
+    assert_eq!(got.rate_limit, Some(7), "rate limit kept by other patches");
 
     let patch = WebhookPatch {
         filter: Some(None),
         headers: Some(crate::headers::CustomHeaders::default()),
+        rate_limit: Some(None),
         ..Default::default()
     };
     let got = store
@@ -361,6 +366,7 @@ pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn Subscriptio
         .expect("remove filter");
     assert_eq!(got.filter, None);
     assert!(got.headers.is_empty());
+    assert_eq!(got.rate_limit, None, "rate limit removed");
     let stored = store.get(&w.id).await.expect("get").expect("exists");
     assert_eq!((stored.filter, stored.headers.is_empty()), (None, true));
 }

@@ -14,7 +14,7 @@ use crate::delivery::{
     AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after,
     webhook_request_headers,
 };
-use crate::flow::{InFlight, is_first_receipt};
+use crate::flow::{InFlight, RateLimiter, is_first_receipt};
 use crate::health::{AttemptClass, Breaker, Gate, HealthStore, gate};
 use crate::metrics::{Measurements, MetricsSink, NoMetrics};
 use crate::ports::{
@@ -90,6 +90,8 @@ pub struct Dispatcher {
     in_flight: InFlight,
     /// Where each receipt's metric values go ([`crate::metrics`]).
     metrics: Arc<dyn MetricsSink>,
+    /// Each webhook's `rateLimit`, paced on this instance.
+    rate: RateLimiter,
 }
 
 pub use crate::flow::DEFAULT_AUTO_DISABLE_AFTER;
@@ -116,6 +118,7 @@ impl Dispatcher {
             breaker: None,
             in_flight: InFlight::default(),
             metrics: Arc::new(NoMetrics),
+            rate: RateLimiter::default(),
         }
     }
 
@@ -128,6 +131,14 @@ impl Dispatcher {
     /// Turns the circuit breaker on, its states kept in `store` (see [`crate::health`]).
     pub fn with_breaker(mut self, store: Arc<dyn HealthStore>) -> Self {
         self.breaker = Some(Breaker::new(store));
+        self
+    }
+
+    /// Makes this instance one of `shares` that send at once (the delivery Lambda: the event
+    /// source's `MaximumConcurrency`): each paces a webhook's deliveries at `rateLimit / shares`
+    /// (see [`RateLimiter`]). The default, 1, is the local mode's single process.
+    pub fn with_rate_limit_shares(mut self, shares: u32) -> Self {
+        self.rate = RateLimiter::new(shares);
         self
     }
 
@@ -241,6 +252,7 @@ impl Dispatcher {
         };
         let now = self.clock.now();
         let mut health = None;
+        let mut probe = None;
         if let Some(breaker) = &self.breaker {
             health = breaker.get(&task.webhook_id).await;
             match gate(health.as_ref(), now) {
@@ -252,7 +264,20 @@ impl Dispatcher {
                     };
                     return Ok(defer(wait.max(Duration::from_secs(1)), reason, true));
                 }
-                Gate::Probe { rearmed } => {
+                Gate::Probe { rearmed } => probe = Some(rearmed),
+            }
+        }
+        // The rate limit (after the breaker's wait, so a delivery it holds takes no slot).
+        if let Some(rate) = webhook.rate_limit
+            && let Err(wait) = self.rate.check(&task.webhook_id, rate)
+        {
+            let reason = format!("over the webhook's rate limit of {rate}/s");
+            return Ok(defer(wait, reason, false));
+        }
+        if let Some(breaker) = &self.breaker {
+            match probe {
+                None => {}
+                Some(rearmed) => {
                     let current = health.clone().unwrap_or(rearmed.clone());
                     match breaker
                         .claim_probe(&task.webhook_id, &current, rearmed)

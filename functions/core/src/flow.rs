@@ -141,6 +141,101 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// The lowest `rateLimit` a webhook may set (deliveries per second).
+pub const MIN_RATE_LIMIT: u32 = 1;
+/// The highest `rateLimit` a webhook may set (deliveries per second, DESIGN.md §7).
+pub const MAX_RATE_LIMIT: u32 = 10_000;
+
+/// A webhook's `rateLimit` (deliveries per second) as sent: [`MIN_RATE_LIMIT`] to
+/// [`MAX_RATE_LIMIT`] whole deliveries per second.
+pub fn rate_limit_from(v: i64) -> Result<u32, SettingError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|v| (MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(v))
+        .ok_or_else(|| {
+            SettingError(format!(
+                "rateLimit must be a whole number of deliveries per second from {MIN_RATE_LIMIT} \
+                 to {MAX_RATE_LIMIT}, or null for none; got {v}"
+            ))
+        })
+}
+
+/// A webhook's pace on one instance: when its next delivery may go, and when the deliveries it
+/// sent back will come.
+#[derive(Debug)]
+struct Pace {
+    /// The next send may go at this time (a send moves it on by one interval).
+    next: Instant,
+    /// When the deliveries deferred so far come back (ascending; past ones are forgotten).
+    returns: std::collections::VecDeque<Instant>,
+}
+
+/// The per-webhook rate limit (`rateLimit`, DESIGN.md §7) of one instance: a pacer that lets a
+/// webhook's deliveries go one interval (1 s / rate) apart, and hands each delivery it holds
+/// back its own later slot, one interval after the previous one's, so a backlog comes back
+/// spread at the rate instead of all at once. Nothing is written anywhere: the state is this
+/// instance's memory.
+///
+/// **Error bound.** Sends are at least one interval apart, so over any window of `w` seconds a
+/// receiver sees at most `rate × w + 1` deliveries from one instance: ≤ 5.5/s over 2 s at a rate
+/// of 5, ≤ 1 % over the limit over 10 s at rates ≥ 10. The local mode is one instance. A
+/// deployment of `n` instances (the delivery Lambda: the event source's `MaximumConcurrency`,
+/// `RATE_LIMIT_SHARES`) gives each a share, `rate / n`: the receiver never sees more than the
+/// limit plus `n` over any window, but fewer instances running than `n` deliver below it — the
+/// price of no DynamoDB write per delivery.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    shares: u32,
+    state: Arc<Mutex<HashMap<WebhookId, Pace>>>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl RateLimiter {
+    /// A limiter of an instance that is one of `shares` (at least 1) sharing each webhook's rate.
+    pub fn new(shares: u32) -> Self {
+        Self {
+            shares: shares.max(1),
+            state: Arc::default(),
+        }
+    }
+
+    /// Whether a delivery to `webhook` limited to `rate` per second may go now; if not, how long
+    /// it should wait (its own slot).
+    pub fn check(&self, webhook: &WebhookId, rate: u32) -> Result<(), Duration> {
+        self.check_at(webhook, rate, Instant::now())
+    }
+
+    fn check_at(&self, webhook: &WebhookId, rate: u32, now: Instant) -> Result<(), Duration> {
+        let interval = Duration::from_secs_f64(f64::from(self.shares) / f64::from(rate.max(1)));
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.len() > 10_000 {
+            state.retain(|_, p| p.next > now || p.returns.back().is_some_and(|r| *r > now));
+        }
+        let pace = state.entry(webhook.clone()).or_insert(Pace {
+            next: now,
+            returns: Default::default(),
+        });
+        while pace.returns.front().is_some_and(|r| *r <= now) {
+            pace.returns.pop_front();
+        }
+        if pace.next <= now {
+            pace.next = now + interval;
+            return Ok(());
+        }
+        let slot = match pace.returns.back() {
+            Some(last) => (*last + interval).max(pace.next),
+            None => pace.next,
+        };
+        pace.returns.push_back(slot);
+        Err(slot - now)
+    }
+}
+
 /// A delivery setting given by a deployment (environment variable, command-line flag) is out of
 /// its bounds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,6 +334,53 @@ impl QueueAction {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_rate_limiter_spaces_sends_and_spreads_the_backlog_at_the_rate() {
+        let limiter = RateLimiter::new(1);
+        let w = WebhookId::generate(1_700_000_000);
+        let t0 = Instant::now();
+        // 20 deliveries at once, rate 5: one goes, the others get slots 200 ms apart
+        assert_eq!(limiter.check_at(&w, 5, t0), Ok(()));
+        let waits: Vec<Duration> = (0..19)
+            .map(|_| limiter.check_at(&w, 5, t0).unwrap_err())
+            .collect();
+        for (i, wait) in waits.iter().enumerate() {
+            let want = Duration::from_millis(200 * (i as u64 + 1));
+            assert!(
+                wait.abs_diff(want) < Duration::from_millis(1),
+                "{i}: {wait:?}"
+            );
+        }
+        // each comes back at its slot and goes; never two within one interval
+        let mut sent = vec![t0];
+        for wait in &waits {
+            let at = t0 + *wait;
+            assert_eq!(limiter.check_at(&w, 5, at), Ok(()), "{wait:?}");
+            sent.push(at);
+        }
+        assert!(
+            sent.windows(2)
+                .all(|p| p[1] - p[0] >= Duration::from_millis(199))
+        );
+        // another webhook is not held back; shares divide the rate
+        assert_eq!(limiter.check_at(&WebhookId::generate(1), 5, t0), Ok(()));
+        let shared = RateLimiter::new(10);
+        assert_eq!(shared.check_at(&w, 5, t0), Ok(()));
+        assert_eq!(shared.check_at(&w, 5, t0), Err(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn rate_limits_are_bounded() {
+        assert_eq!(rate_limit_from(1), Ok(1));
+        assert_eq!(rate_limit_from(10_000), Ok(10_000));
+        for bad in [0, -1, 10_001, i64::MAX] {
+            assert!(
+                rate_limit_from(bad).unwrap_err().0.contains("rateLimit"),
+                "{bad}"
+            );
+        }
+    }
+
     use super::*;
     use crate::ports::StoreError;
     use crate::{DeliveryId, EventType, Timestamp, WebhookId};

@@ -201,6 +201,7 @@ impl WebhookService {
             format: new.format,
             filter: new.filter,
             headers: new.headers,
+            rate_limit: new.rate_limit,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,

@@ -90,6 +90,10 @@ pub struct CreateWebhook {
     /// 1 KiB. Write-only: responses show names and hints.
     #[schema(value_type = Option<HashMap<String, String>>, example = json!({"X-Api-Key": "sk_live_0123456789abcdef"}))]
     pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// At most this many deliveries per second, 1–10000; omitted or `null`: no limit.
+    /// Deliveries over it wait (no attempt used).
+    #[schema(minimum = 1, maximum = 10000, example = 50)]
+    pub rate_limit: Option<i64>,
 }
 
 /// `retryConfig` as sent; omitted fields take the defaults (create) or stay as they are (update).
@@ -130,6 +134,10 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<HashMap<String, Option<String>>>)]
     pub headers: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// A new rate limit (deliveries per second, 1–10000); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub rate_limit: Option<Option<i64>>,
 }
 
 /// Distinguishes an absent field (`None`, via `default`) from an explicit `null` (`Some(None)`).
@@ -152,6 +160,11 @@ pub struct NewWebhook {
     pub format: Format,
     pub filter: Option<Filter>,
     pub headers: CustomHeaders,
+    pub rate_limit: Option<u32>,
+}
+
+fn validate_rate_limit(v: i64) -> Result<u32, ValidationError> {
+    crate::flow::rate_limit_from(v).map_err(|e| ValidationError::new("invalid_rate_limit", e.0))
 }
 
 fn validate_format(f: &str) -> Result<Format, ValidationError> {
@@ -191,6 +204,7 @@ impl CreateWebhook {
                 .map(crate::headers::from_request)
                 .transpose()?
                 .unwrap_or_default(),
+            rate_limit: self.rate_limit.map(validate_rate_limit).transpose()?,
         })
     }
 }
@@ -227,6 +241,10 @@ impl UpdateWebhook {
             headers: None,
             // Re-enabling clears why the service disabled it.
             disabled_reason: (self.active == Some(true)).then_some(None),
+            rate_limit: self
+                .rate_limit
+                .map(|r| r.map(validate_rate_limit).transpose())
+                .transpose()?,
         })
     }
 }

@@ -166,6 +166,8 @@ pub struct Webhook {
     pub filter: Option<Filter>,
     /// Static headers sent with every attempt; values are write-only, like the secret.
     pub headers: CustomHeaders,
+    /// At most this many deliveries per second ([`crate::flow::RateLimiter`]); `None`: no limit.
+    pub rate_limit: Option<u32>,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -198,6 +200,7 @@ impl Webhook {
             format: Format::Json,
             filter: None,
             headers: Default::default(),
+            rate_limit: None,
             stats: DeliveryStats::default(),
             last_delivery_at: None,
             last_delivery_status: None,
@@ -252,6 +255,8 @@ pub struct WebhookPatch {
     pub headers: Option<CustomHeaders>,
     /// `Some(None)` clears the reason (re-enabling does this).
     pub disabled_reason: Option<Option<String>>,
+    /// `Some(None)` removes the rate limit.
+    pub rate_limit: Option<Option<u32>>,
 }
 
 impl WebhookPatch {
@@ -296,6 +301,9 @@ impl WebhookPatch {
         }
         if let Some(r) = &self.disabled_reason {
             w.disabled_reason.clone_from(r);
+        }
+        if let Some(r) = self.rate_limit {
+            w.rate_limit = r;
         }
         w.updated_at = now;
     }

@@ -638,6 +638,11 @@ pub struct DeliveryConfig {
     /// The function's own timeout (`FUNCTION_TIMEOUT_SECONDS`, 1–900, default 60; template.yaml
     /// sets it to the function's `Timeout`): used when the runtime's deadline is unusable.
     pub function_timeout: Duration,
+    /// How many instances share each webhook's `rateLimit` (`RATE_LIMIT_SHARES`, 1–1000,
+    /// default 1; template.yaml sets the event source's `MaximumConcurrency`): each instance
+    /// paces a webhook at `rateLimit / shares` ([`webhooks_core::flow::RateLimiter`]), so the
+    /// limit holds without a DynamoDB write per delivery.
+    pub rate_limit_shares: u32,
 }
 
 impl DeliveryConfig {
@@ -646,6 +651,7 @@ impl DeliveryConfig {
     pub const DEFAULT_TIMEOUT: Duration = flow::DEFAULT_DELIVERY_TIMEOUT;
     pub const AUTO_DISABLE_ENV: &'static str = "AUTO_DISABLE_AFTER_HOURS";
     pub const FUNCTION_TIMEOUT_ENV: &'static str = "FUNCTION_TIMEOUT_SECONDS";
+    pub const RATE_LIMIT_SHARES_ENV: &'static str = "RATE_LIMIT_SHARES";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -693,9 +699,20 @@ impl DeliveryConfig {
                 });
             }
         };
+        let rate_limit_shares = match number(Self::RATE_LIMIT_SHARES_ENV)? {
+            None => 1,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(DeliveryConfigError::Invalid {
+                    name: Self::RATE_LIMIT_SHARES_ENV,
+                    problem: format!("must be a whole number from 1 to 1000, got {n}"),
+                });
+            }
+        };
         Ok(Self {
             auto_disable_after,
             function_timeout,
+            rate_limit_shares,
             webhooks: DynamoDbConfig::from_lookup(&lookup)?,
             log: DeliveryLogConfig::from_lookup(&lookup)?,
             queues: SqsWorkerConfig::from_lookup(&lookup)?,

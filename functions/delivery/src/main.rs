@@ -56,7 +56,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         &sdk,
         &config.log,
     )))
-    .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK);
+    .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK)
+    .with_rate_limit_shares(config.rate_limit_shares);
     let deps = Deps {
         function_timeout: config.function_timeout,
         ..Deps::new(dispatcher, Arc::new(queue))

@@ -211,6 +211,7 @@ fn webhook(id: WebhookId, url: &str) -> Webhook {
         format: Default::default(),
         filter: None,
         headers: Default::default(),
+        rate_limit: None,
         stats: DeliveryStats::default(),
         last_delivery_at: None,
         last_delivery_status: None,
@@ -736,6 +737,18 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
     assert_eq!(c.function_timeout, DEFAULT_FUNCTION_TIMEOUT);
     let c = DeliveryConfig::from_lookup(base(&[("FUNCTION_TIMEOUT_SECONDS", "120")])).unwrap();
     assert_eq!(c.function_timeout, Duration::from_secs(120));
+    // The rate limit's shares: 1 by default, 1–1000
+    assert_eq!(c.rate_limit_shares, 1);
+    let c = DeliveryConfig::from_lookup(base(&[("RATE_LIMIT_SHARES", "10")])).unwrap();
+    assert_eq!(c.rate_limit_shares, 10);
+    for bad in [
+        base(&[("RATE_LIMIT_SHARES", "0")]),
+        base(&[("RATE_LIMIT_SHARES", "1001")]),
+        base(&[("RATE_LIMIT_SHARES", "ten")]),
+    ] {
+        let err = DeliveryConfig::from_lookup(bad).unwrap_err();
+        assert!(err.to_string().contains("RATE_LIMIT_SHARES"), "{err}");
+    }
     for bad in [
         base(&[("FUNCTION_TIMEOUT_SECONDS", "0")]),
         base(&[("FUNCTION_TIMEOUT_SECONDS", "901")]),

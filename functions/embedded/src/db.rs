@@ -209,6 +209,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, key)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);",
+    // 10: a webhook's `rateLimit` (deliveries per second, `webhooks_core::flow::RateLimiter`),
+    // NULL for none.
+    "ALTER TABLE webhooks ADD COLUMN rate_limit INTEGER;",
 ];
 
 /// Why the database could not be opened or used.

@@ -41,7 +41,7 @@ const COLUMNS: &str = "id, owner_id, bucket_id, url, events, description, active
      max_retries, backoff_multiplier, initial_delay_seconds, secret, \
      total_deliveries, successful_deliveries, failed_deliveries, \
      last_delivery_at, last_delivery_status, created_at, updated_at, \
-     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason, filter, headers";
+     format, previous_secret, previous_secret_expires_at, failing_since, disabled_reason, filter, headers, rate_limit";
 
 /// How long [`SubscriptionStore::get_for_delivery`] may answer from its cache.
 pub const DELIVERY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -207,6 +207,7 @@ fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
         format,
         filter,
         headers,
+        rate_limit: read!("rate_limit"),
         failing_since: failing_since.map(Timestamp::from_unix),
         disabled_reason: read!("disabled_reason"),
         stats: DeliveryStats {
@@ -280,9 +281,9 @@ impl SubscriptionStore for SqliteStore {
                             total_deliveries, successful_deliveries, failed_deliveries,
                             last_delivery_at, last_delivery_status, created_at, updated_at,
                             format, previous_secret, previous_secret_expires_at, failing_since,
-                            disabled_reason, filter, headers
+                            disabled_reason, filter, headers, rate_limit
                          ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+                                   ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .map_err(sql)?
@@ -318,6 +319,7 @@ impl SubscriptionStore for SqliteStore {
                         w.disabled_reason,
                         w.filter.as_ref().map(Filter::to_json),
                         stored_headers(&key, &w.id, &w.headers),
+                        w.rate_limit,
                     ])
                     .map_err(sql)?;
                 if inserted == 0 {
@@ -457,7 +459,7 @@ impl SubscriptionStore for SqliteStore {
                          max_retries = ?6, backoff_multiplier = ?7, initial_delay_seconds = ?8,
                          secret = ?9, updated_at = ?10, format = ?11, previous_secret = ?12,
                          previous_secret_expires_at = ?13, disabled_reason = ?14, filter = ?15,
-                         headers = ?16
+                         headers = ?16, rate_limit = ?17
                      WHERE id = ?1",
                 )
                 .map_err(sql)?
@@ -480,6 +482,7 @@ impl SubscriptionStore for SqliteStore {
                     w.disabled_reason,
                     w.filter.as_ref().map(Filter::to_json),
                     stored_headers(&key, &w.id, &w.headers),
+                    w.rate_limit,
                 ])
                 .map_err(sql)?;
                 tx.commit().map_err(sql)?;

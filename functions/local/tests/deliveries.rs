@@ -791,3 +791,96 @@ async fn racing_redeliveries_of_one_dead_letter_send_it_once_and_count_it_once()
     assert_eq!(w["stats"]["successfulDeliveries"], 1);
     local.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_webhook_receives_at_most_its_rate_all_delivered_on_the_first_attempt() {
+    // GIVEN a webhook with rateLimit 5 (and a bad rateLimit refused with a clear 400)
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::start(dir.path(), &[]);
+    let api = Api::new(&local.base);
+    let (rx, base) = TestReceiver::start().await;
+    for bad in [json!(0), json!(10_001), json!(2.5), json!("5")] {
+        let mut body = hook(format!("{base}/r"), json!(["alert.triggered"]), json!({}));
+        body["rateLimit"] = bad.clone();
+        let (s, e) = api
+            .call(Method::POST, "/api/webhooks", &local.token, Some(body))
+            .await;
+        assert_eq!(s, 400, "rateLimit {bad}: {e}");
+    }
+    let mut body = hook(format!("{base}/r"), json!(["alert.triggered"]), json!({}));
+    body["rateLimit"] = json!(5);
+    let id = api.create(&local.token, body).await;
+    assert_eq!(api.webhook(&local.token, &id).await["rateLimit"], 5);
+
+    // WHEN 40 events are published at 20/s
+    let producer = local.mint("ingest", Some("events:publish"));
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        let event = json!({"bucketId": BUCKET, "event": "alert.triggered", "data": {"n": i}});
+        let (s, b) = api
+            .call(Method::POST, "/api/events", &producer, Some(event))
+            .await;
+        assert_eq!(s, 202, "{b}");
+        tokio::time::sleep_until((started + Duration::from_millis(50 * (i + 1))).into()).await;
+    }
+
+    // THEN all 40 arrive, each on its first attempt, never more than 11 in any 2 s (5.5/s)
+    let got = eventually(Duration::from_secs(30), "40 deliveries", async || {
+        let got = rx.at("/r");
+        (got.len() >= 40).then_some(got)
+    })
+    .await;
+    assert_eq!(got.len(), 40);
+    assert!(got.iter().all(|r| r.headers["x-webhook-attempt"] == "1"));
+    let times: Vec<std::time::Instant> = got.iter().map(|r| r.at).collect();
+    let worst = times
+        .iter()
+        .map(|t0| {
+            times
+                .iter()
+                .filter(|t| **t >= *t0 && **t - *t0 < Duration::from_secs(2))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 11,
+        "{worst} deliveries within 2 s at a rate limit of 5/s"
+    );
+    let span = times
+        .iter()
+        .max()
+        .unwrap()
+        .duration_since(*times.iter().min().unwrap());
+    assert!(
+        span >= Duration::from_secs(7),
+        "40 at 5/s take ~8 s, took {span:?}"
+    );
+
+    // AND PATCH null removes the limit, a bad value is refused and changes nothing
+    let path = format!("/api/webhooks/{id}");
+    let (s, e) = api
+        .call(
+            Method::PATCH,
+            &path,
+            &local.token,
+            Some(json!({"rateLimit": -1})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_rate_limit")),
+        "{e}"
+    );
+    assert_eq!(api.webhook(&local.token, &id).await["rateLimit"], 5);
+    let (s, w) = api
+        .call(
+            Method::PATCH,
+            &path,
+            &local.token,
+            Some(json!({"rateLimit": null})),
+        )
+        .await;
+    assert_eq!((s, &w["rateLimit"]), (200, &Value::Null), "{w}");
+    local.stop();
+}

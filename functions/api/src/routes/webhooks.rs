@@ -35,6 +35,9 @@ pub struct WebhookResponse {
     pub filter: Option<serde_json::Value>,
     /// Custom headers: names and hints only (values are write-only).
     pub headers: Vec<webhooks_core::headers::HeaderHint>,
+    /// At most this many deliveries per second (1–10000); `null`: no limit.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub rate_limit: Option<u32>,
     pub stats: DeliveryStats,
     pub last_delivery_at: Option<Timestamp>,
     pub last_delivery_status: Option<DeliveryStatus>,
@@ -75,6 +78,7 @@ impl WebhookResponse {
             format: w.format,
             filter: w.filter.map(|f| f.as_json().clone()),
             headers: w.headers.hints(),
+            rate_limit: w.rate_limit,
             previous_secret_expires_at: w.previous_secret.as_ref().map(|p| p.expires_at),
             failing_since: w.failing_since,
             disabled_reason: w.disabled_reason,
@@ -123,7 +127,7 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
-        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`)", body = ErrorBody),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`, `invalid_rate_limit`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden` (a bucket the token may not use), `insufficient_scope` (a producer token)", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),

@@ -130,6 +130,17 @@ pub(crate) fn patch_update(patch: &WebhookPatch, sealed: &SealedPatch, now: Time
             e.value("format", s(format.as_str()))
         ));
     }
+    match patch.rate_limit {
+        None => {}
+        Some(Some(r)) => {
+            set.push(format!(
+                "{} = {}",
+                e.name(attr::RATE_LIMIT),
+                e.value("rateLimit", n(r))
+            ));
+        }
+        Some(None) => remove.push(e.name(attr::RATE_LIMIT)),
+    }
     match &patch.filter {
         None => {}
         Some(Some(f)) => {

@@ -20,6 +20,7 @@
 //! | `lastDeliveryAt`, `lastDeliveryStatus`, `failingSince` | S | legacy: see below |
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
 //! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), sealed like it; absent when there are none |
+//! | `rateLimit` | N | deliveries per second; absent when there is no limit |
 //! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
 //!
 //! **The outcome counters live in their own item**, [`StatsItem`], id `<webhookId>#stats` in the
@@ -65,6 +66,7 @@ pub(crate) mod attr {
     pub const DISABLED_REASON: &str = "disabledReason";
     pub const FILTER: &str = "filter";
     pub const HEADERS: &str = "headers";
+    pub const RATE_LIMIT: &str = "rateLimit";
 }
 
 /// One webhook as a DynamoDB item (see the module docs for the attributes).
@@ -113,6 +115,9 @@ pub struct WebhookItem {
     /// JSON text of the custom headers. Not shown by `Debug`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<StoredHeaders>,
+    /// Deliveries per second; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
 }
 
 /// The `headers` attribute's text, redacted in `Debug` (it holds header values).
@@ -252,6 +257,7 @@ impl From<&Webhook> for WebhookItem {
             disabled_reason: w.disabled_reason.clone(),
             filter: w.filter.as_ref().map(Filter::to_json),
             headers: (!w.headers.is_empty()).then(|| StoredHeaders(w.headers.to_json())),
+            rate_limit: w.rate_limit,
         }
     }
 }
@@ -322,6 +328,7 @@ impl TryFrom<WebhookItem> for Webhook {
             format,
             filter,
             headers,
+            rate_limit: i.rate_limit,
             previous_secret,
             failing_since: i
                 .failing_since
