@@ -20,6 +20,8 @@
 //!   delivery Lambda's handler opening, deferring and probing on moto.
 //! - [`idempotency`]: `Idempotency-Key` records in DynamoDB; keyed publishes on SQS (100
 //!   concurrent repeats, a repeat after a part-way failure).
+//! - [`notifications`]: operational notifications' notices in DynamoDB; a failed delivery
+//!   queueing `webhook.failing` on SQS.
 //!
 //! - [`recovery`]: 1,000 dead letters in DynamoDB listed by cursor and recovered to SQS once by
 //!   one `recover` job polled to completion.
@@ -38,6 +40,7 @@ mod filters;
 mod health;
 mod helpers;
 mod idempotency;
+mod notifications;
 mod recovery;
 mod secrets;
 mod signatures;

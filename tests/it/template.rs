@@ -756,12 +756,16 @@ fn functions_may_do_exactly_what_their_code_does() {
     // disabling), record attempts, final markers and dead letters and read a delivery's
     // attempts; receive and delete (the event source), retry through the visibility, and send
     // what gives up to the dead-letter queue; and, consuming that queue, read a dead letter and
-    // take back one written for a delivery that had ended
+    // take back one written for a delivery that had ended; and, for operational notifications,
+    // put and delete a webhook's notice item and queue a notification
     assert_eq!(
         granted("DeliveryFunction"),
         pairs(&[
             ("dynamodb:GetItem", "WebhooksTable"),
             ("dynamodb:UpdateItem", "WebhooksTable"),
+            ("dynamodb:PutItem", "WebhooksTable"),
+            ("dynamodb:DeleteItem", "WebhooksTable"),
+            ("sqs:SendMessage", "DeliveryQueue"),
             ("dynamodb:PutItem", "DeliveriesTable"),
             ("dynamodb:Query", "DeliveriesTable"),
             ("dynamodb:GetItem", "DeliveriesTable"),

@@ -43,6 +43,8 @@ use crate::error::ApiError;
 pub struct AppState {
     pub webhooks: WebhookService,
     pub deliveries: DeliveryService,
+    /// `/api/notifications` (`webhooks_core::notify`).
+    pub notifications: webhooks_core::notify::NotificationService,
     pub auth: Arc<Authenticator>,
     pub cursors: Arc<CursorCodec>,
     /// Served at `/dashboard/dev-token` when set (the local mode only).
@@ -90,6 +92,11 @@ impl AppState {
         } = ports;
         Ok(Self {
             deliveries: DeliveryService::new(store.clone(), log, queue, clock.clone()),
+            notifications: webhooks_core::notify::NotificationService::new(
+                store.clone(),
+                clock.clone(),
+                policy,
+            ),
             webhooks: WebhookService::new(store, clock, policy),
             auth: Arc::new(Authenticator::new(jwt_secret)?),
             cursors: Arc::new(CursorCodec::new(jwt_secret)),
@@ -155,7 +162,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{deliveries, events, webhooks};
+    use routes::{deliveries, events, notifications, webhooks};
     Router::new()
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
@@ -192,6 +199,12 @@ pub fn router(state: AppState) -> Router {
             post(deliveries::redeliver_one),
         )
         .route("/api/events", post(events::publish))
+        .route(
+            "/api/notifications",
+            get(notifications::get)
+                .put(notifications::put)
+                .delete(notifications::delete),
+        )
         .route("/api/openapi.json", get(openapi::serve))
         .route("/health", get(health))
         .route("/dashboard", get(dashboard::index))

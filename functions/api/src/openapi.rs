@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{deliveries, events, webhooks};
+use crate::routes::{deliveries, events, notifications, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -17,13 +17,15 @@ use crate::routes::{deliveries, events, webhooks};
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
         webhooks::filter_test,
         deliveries::test, deliveries::list, deliveries::dead_letters, deliveries::redeliver_one,
-        deliveries::redeliver_all, deliveries::recover, deliveries::recover_job, events::publish
+        deliveries::redeliver_all, deliveries::recover, deliveries::recover_job, events::publish,
+        notifications::put, notifications::get, notifications::delete
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "webhooks", description = "Webhook subscriptions"),
         (name = "deliveries", description = "Test sends, delivery history, dead letters and redelivery"),
-        (name = "events", description = "Publishing events (producers)")
+        (name = "events", description = "Publishing events (producers)"),
+        (name = "notifications", description = "Operational notifications: webhook.failing, webhook.disabled, webhook.recovered")
     )
 )]
 pub struct ApiDoc;

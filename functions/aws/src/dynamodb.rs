@@ -43,6 +43,7 @@ pub mod delivery_log;
 pub mod health;
 pub mod idempotency;
 pub mod item;
+pub mod notices;
 
 mod error;
 mod expr;

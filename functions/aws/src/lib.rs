@@ -21,7 +21,8 @@
 //! - [`dynamodb`]: the store, its item mapping (`WebhookItem`), expressions and error mapping;
 //!   [`dynamodb::delivery_log`]: the delivery log and its table design;
 //!   [`dynamodb::idempotency`]: `Idempotency-Key` records, items of the deliveries table;
-//!   [`dynamodb::health`]: the circuit breakers' states, items of the deliveries table.
+//!   [`dynamodb::health`]: the circuit breakers' states, items of the deliveries table;
+//!   [`dynamodb::notices`]: operational notifications' notices, items of the webhooks table.
 //! - [`emf`]: the functions' metrics as CloudWatch Embedded Metric Format lines.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
@@ -42,5 +43,6 @@ pub use config::{
 };
 pub use dynamodb::health::DynamoDbHealthStore;
 pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
+pub use dynamodb::notices::DynamoDbNoticeStore;
 pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

@@ -17,6 +17,7 @@ use crate::delivery::{
 use crate::flow::{InFlight, RateLimiter, is_first_receipt};
 use crate::health::{AttemptClass, Breaker, Gate, HealthStore, gate};
 use crate::metrics::{Measurements, MetricsSink, NoMetrics};
+use crate::notify::Notifier;
 use crate::ports::{
     Clock, DeliveryLog, OutgoingRequest, SendError, StoreError, SubscriptionStore, WebhookSender,
 };
@@ -92,9 +93,14 @@ pub struct Dispatcher {
     metrics: Arc<dyn MetricsSink>,
     /// Each webhook's `rateLimit`, paced on this instance.
     rate: RateLimiter,
+    /// Operational notifications ([`crate::notify`]), when the runtime turned them on.
+    notifier: Option<Arc<Notifier>>,
 }
 
 pub use crate::flow::DEFAULT_AUTO_DISABLE_AFTER;
+
+/// Why a webhook whose receiver answered `410 Gone` was disabled (its `disabledReason`).
+pub const GONE_REASON: &str = "receiver answered HTTP 410 Gone";
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,12 +125,20 @@ impl Dispatcher {
             in_flight: InFlight::default(),
             metrics: Arc::new(NoMetrics),
             rate: RateLimiter::default(),
+            notifier: None,
         }
     }
 
     /// Records each receipt's metric values ([`Measurements::delivery`]) into `sink`.
     pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
         self.metrics = sink;
+        self
+    }
+
+    /// Turns operational notifications on: after each finished delivery, `notifier` decides
+    /// what its owner is told (see [`crate::notify`]).
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -207,6 +221,8 @@ impl Dispatcher {
         if recorded.iter().any(|a| a.status == AttemptStatus::Success) {
             // Sent and recorded before a crash: count it (idempotently), do not send again.
             self.finish(task, DeliveryStatus::Success).await?;
+            self.notify(&webhook, DeliveryStatus::Success, None, None)
+                .await;
             return Ok(Outcome::Delivered);
         }
         let last = recorded
@@ -223,13 +239,19 @@ impl Dispatcher {
                 .last()
                 .and_then(|a| a.error.clone())
                 .unwrap_or_else(|| "retries exhausted".into());
-            return self.give_up(task, last, error).await;
+            let out = self.give_up(task, last, error.clone()).await?;
+            self.notify(&webhook, DeliveryStatus::Failed, None, Some(&error))
+                .await;
+            return Ok(out);
         }
         if !webhook.active {
             let error = "not sent: the webhook is disabled".to_owned();
             self.record(task, attempt, None, 0, Some(error.clone()), None)
                 .await?;
-            return self.give_up(task, attempt, error).await;
+            let out = self.give_up(task, attempt, error.clone()).await?;
+            self.notify(&webhook, DeliveryStatus::Failed, None, Some(&error))
+                .await;
+            return Ok(out);
         }
 
         // Flow control (DESIGN.md §7): nothing is sent, no attempt used, when the webhook has
@@ -336,6 +358,8 @@ impl Dispatcher {
                     Some(res.body_excerpt),
                 );
                 self.log.finish_delivered(&record).await?;
+                self.notify(&webhook, DeliveryStatus::Success, None, None)
+                    .await;
                 Ok(Outcome::Delivered)
             }
             Ok(res) => {
@@ -352,6 +376,7 @@ impl Dispatcher {
                 if res.status == 410 {
                     let patch = WebhookPatch {
                         active: Some(false),
+                        disabled_reason: Some(Some(GONE_REASON.to_owned())),
                         ..Default::default()
                     };
                     match self
@@ -363,7 +388,11 @@ impl Dispatcher {
                         Err(e) => return Err(e.into()),
                     }
                     let error = "receiver answered HTTP 410 Gone: webhook disabled".to_owned();
-                    return self.give_up(task, attempt, error).await;
+                    let out = self.give_up(task, attempt, error.clone()).await?;
+                    let gone = Some(GONE_REASON.to_owned());
+                    self.notify(&webhook, DeliveryStatus::Failed, gone, Some(&error))
+                        .await;
+                    return Ok(out);
                 }
                 let wait = match res.status {
                     429 | 503 => res
@@ -372,7 +401,7 @@ impl Dispatcher {
                         .and_then(|v| parse_retry_after(v, now)),
                     _ => None,
                 };
-                self.retry_or_give_up(task, attempt, &policy, wait, error)
+                self.retry_or_give_up(&webhook, task, attempt, &policy, wait, error)
                     .await
             }
             Err(e) => {
@@ -380,9 +409,12 @@ impl Dispatcher {
                 self.record(task, attempt, None, duration_ms, Some(error.clone()), None)
                     .await?;
                 if matches!(e, SendError::Refused(_)) {
-                    return self.give_up(task, attempt, error).await;
+                    let out = self.give_up(task, attempt, error.clone()).await?;
+                    self.notify(&webhook, DeliveryStatus::Failed, None, Some(&error))
+                        .await;
+                    return Ok(out);
                 }
-                self.retry_or_give_up(task, attempt, &policy, None, error)
+                self.retry_or_give_up(&webhook, task, attempt, &policy, None, error)
                     .await
             }
         }
@@ -390,6 +422,7 @@ impl Dispatcher {
 
     async fn retry_or_give_up(
         &self,
+        webhook: &crate::webhook::Webhook,
         task: &DeliveryTask,
         attempt: u32,
         policy: &RetryConfig,
@@ -397,8 +430,10 @@ impl Dispatcher {
         error: String,
     ) -> Result<Outcome, DispatchError> {
         if attempt >= policy.max_attempts() {
-            let out = self.give_up(task, attempt, error).await?;
-            self.maybe_auto_disable(&task.webhook_id).await?;
+            let out = self.give_up(task, attempt, error.clone()).await?;
+            let disabled = self.maybe_auto_disable(&task.webhook_id).await?;
+            self.notify(webhook, DeliveryStatus::Failed, disabled, Some(&error))
+                .await;
             return Ok(out);
         }
         let mut after = policy.delay_before_retry(attempt);
@@ -430,14 +465,31 @@ impl Dispatcher {
         }
     }
 
+    /// Tells the notifier (when there is one) that a delivery to `webhook` finished.
+    async fn notify(
+        &self,
+        webhook: &crate::webhook::Webhook,
+        status: DeliveryStatus,
+        disabled: Option<String>,
+        error: Option<&str>,
+    ) {
+        if let Some(n) = &self.notifier {
+            n.after_finish(webhook, status, disabled, error).await;
+        }
+    }
+
     /// After a failed delivery: disable the webhook if every delivery has failed for longer than
-    /// the configured stretch (`failing_since` is kept by the log's `finish`).
-    async fn maybe_auto_disable(&self, id: &crate::WebhookId) -> Result<(), DispatchError> {
+    /// the configured stretch (`failing_since` is kept by the log's `finish`). Answers the
+    /// reason when it disabled it.
+    async fn maybe_auto_disable(
+        &self,
+        id: &crate::WebhookId,
+    ) -> Result<Option<String>, DispatchError> {
         let Some(limit) = self.auto_disable_after else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(webhook) = self.store.get(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.clock.now();
         match webhook.failing_since {
@@ -447,9 +499,10 @@ impl Dispatcher {
                 let reason = format!(
                     "every delivery has failed since {since}; re-enable it once the receiver is fixed"
                 );
-                self.disable(&webhook, reason).await
+                self.disable(&webhook, reason.clone()).await?;
+                Ok(Some(reason))
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 

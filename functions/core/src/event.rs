@@ -29,6 +29,14 @@ pub enum EventType {
     /// Sent only by `POST /api/webhooks/{id}/test`; not something to subscribe to.
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    /// Operational events ([`crate::notify`]), sent only to a user's notification endpoint;
+    /// not something to subscribe to.
+    #[serde(rename = "webhook.failing")]
+    WebhookFailing,
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
+    #[serde(rename = "webhook.recovered")]
+    WebhookRecovered,
 }
 
 impl EventType {
@@ -45,6 +53,9 @@ impl EventType {
             EventType::DataReceived => "data.received",
             EventType::BucketUpdated => "bucket.updated",
             EventType::WebhookTest => "webhook.test",
+            EventType::WebhookFailing => "webhook.failing",
+            EventType::WebhookDisabled => "webhook.disabled",
+            EventType::WebhookRecovered => "webhook.recovered",
         }
     }
 }
@@ -68,6 +79,9 @@ impl FromStr for EventType {
             EventType::DataReceived,
             EventType::BucketUpdated,
             EventType::WebhookTest,
+            EventType::WebhookFailing,
+            EventType::WebhookDisabled,
+            EventType::WebhookRecovered,
         ]
         .into_iter()
         .find(|e| e.as_str() == s)

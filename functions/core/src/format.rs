@@ -149,7 +149,12 @@ impl Message {
                     color: 0x2EB67D,
                 }
             }
-            EventType::BucketUpdated | EventType::WebhookTest => Message {
+            // Operational events go to notification endpoints, always JSON.
+            EventType::BucketUpdated
+            | EventType::WebhookTest
+            | EventType::WebhookFailing
+            | EventType::WebhookDisabled
+            | EventType::WebhookRecovered => Message {
                 emoji: "🛠️",
                 title: format!("Bucket updated: {}", text(env.get("bucketId"))),
                 description: d("updatedBy")

@@ -26,6 +26,8 @@
 //! - [`recovery`]: recovery jobs: every dead letter of a time window redelivered, in steps.
 //! - [`idempotency`]: `Idempotency-Key` on publish: the decision, keyed delivery ids, the
 //!   `IdempotencyStore` port.
+//! - [`notify`]: operational notifications (`webhook.failing`/`disabled`/`recovered`): the
+//!   decision, the notice store port, the notification endpoint.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
@@ -49,6 +51,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jsjson;
 pub mod metrics;
+pub mod notify;
 pub mod ports;
 pub mod publish;
 pub mod recovery;

@@ -6,7 +6,12 @@ use crate::EventType;
 
 pub fn data_for(event: EventType) -> Value {
     match event {
-        EventType::AlertTriggered | EventType::WebhookTest => json!({
+        // Operational events are never sampled (no test send of them); the alert stands in.
+        EventType::AlertTriggered
+        | EventType::WebhookTest
+        | EventType::WebhookFailing
+        | EventType::WebhookDisabled
+        | EventType::WebhookRecovered => json!({
             "alertId": "507f1f77bcf86cd799439015",
             "alertName": "High Temperature Warning",
             "dataSourceId": "507f1f77bcf86cd799439012",

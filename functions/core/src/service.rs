@@ -48,8 +48,11 @@ impl Caller {
         Self { owner, buckets }
     }
 
+    /// Whether the caller may use `bucket`. Never the reserved bucket of notification endpoints
+    /// ([`crate::notify::NOTIFICATIONS_BUCKET`]): they are reached through `/api/notifications`.
     pub fn may_use(&self, bucket: &BucketId) -> bool {
-        self.buckets.as_ref().is_none_or(|b| b.contains(bucket))
+        bucket.as_str() != crate::notify::NOTIFICATIONS_BUCKET
+            && self.buckets.as_ref().is_none_or(|b| b.contains(bucket))
     }
 
     /// Whether `webhook` exists for this caller: its own, in a bucket it may use.
@@ -259,23 +262,22 @@ impl WebhookService {
             limit,
         };
         let allowed = match (&caller.buckets, bucket) {
-            (None, bucket) => return Ok(self.store.list(&query(bucket, after, limit)).await?),
-            (Some(_), Some(b)) => {
-                return Ok(self.store.list(&query(Some(b), after, limit)).await?);
-            }
-            (Some(allowed), None) => allowed,
+            (_, Some(b)) => return Ok(self.store.list(&query(Some(b), after, limit)).await?),
+            (None, None) => None,
+            (Some(allowed), None) => Some(allowed.as_slice()),
         };
-        match allowed.as_slice() {
-            [] => Ok(Page {
+        match allowed {
+            Some([]) => Ok(Page {
                 items: Vec::new(),
                 next_after: None,
             }),
-            [only] => Ok(self
+            Some([only]) => Ok(self
                 .store
                 .list(&query(Some(only.clone()), after, limit))
                 .await?),
-            // Several buckets: walk the owner's list (at most MAX_WEBHOOKS_PER_OWNER items) and
-            // keep the allowed ones, so a page is full unless the list ends.
+            // Several buckets, or any bucket but the reserved one of notification endpoints:
+            // walk the owner's list (at most MAX_WEBHOOKS_PER_OWNER items) and keep the
+            // allowed ones, so a page is full unless the list ends.
             _ => {
                 let mut items: Vec<Webhook> = Vec::with_capacity(limit);
                 let mut cursor = after;

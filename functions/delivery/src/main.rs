@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks_aws::{
-    DynamoDbDeliveryLog, DynamoDbHealthStore, DynamoDbSubscriptionStore, SqsWorkerQueue,
-    load_sdk_config,
+    DynamoDbDeliveryLog, DynamoDbHealthStore, DynamoDbNoticeStore, DynamoDbSubscriptionStore,
+    SqsConfig, SqsDeliveryQueue, SqsWorkerQueue, load_sdk_config,
 };
 use webhooks_core::dispatch::Dispatcher;
+use webhooks_core::notify::Notifier;
 use webhooks_core::time::SystemClock;
 use webhooks_delivery::{DeliveryConfig, Deps, handle};
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
@@ -45,8 +46,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         allow_private: config.allow_private,
     })
     .inspect_err(|e| tracing::error!(error = %e, "could not build the HTTP client"))?;
+    let store = Arc::new(store);
+    // Operational notifications are queued as deliveries on the delivery queue.
+    let notify_queue = SqsDeliveryQueue::from_config(
+        &sdk,
+        &SqsConfig {
+            queue_url: config.queues.queue_url.clone(),
+        },
+    );
+    let notifier = Notifier::new(
+        Arc::new(DynamoDbNoticeStore::from_config(&sdk, &config.webhooks)),
+        store.clone(),
+        Arc::new(notify_queue),
+        Arc::new(SystemClock),
+    );
     let dispatcher = Dispatcher::new(
-        Arc::new(store),
+        store,
         Arc::new(log),
         Arc::new(sender),
         Arc::new(SystemClock),
@@ -56,6 +71,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         &sdk,
         &config.log,
     )))
+    .with_notifier(Arc::new(notifier))
     .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK)
     .with_rate_limit_shares(config.rate_limit_shares);
     let deps = Deps {

@@ -212,6 +212,13 @@ const MIGRATIONS: &[&str] = &[
     // 10: a webhook's `rateLimit` (deliveries per second, `webhooks_core::flow::RateLimiter`),
     // NULL for none.
     "ALTER TABLE webhooks ADD COLUMN rate_limit INTEGER;",
+    // 11: what each webhook's owner was last told (`webhooks_core::notify::Notice`), apart
+    // from the webhook's row: written only when an operational notification is decided.
+    "CREATE TABLE webhook_notices (
+        webhook_id    TEXT    NOT NULL PRIMARY KEY,
+        level         TEXT    NOT NULL,
+        failing_since INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.

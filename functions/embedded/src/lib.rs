@@ -33,6 +33,8 @@
 //! - [`health`]: [`SqliteHealthStore`], the circuit breakers' states (`webhook_health`).
 //! - [`idempotency`]: [`SqliteIdempotencyStore`], the `Idempotency-Key` records of publishing
 //!   (`idempotency_keys`).
+//! - [`notices`]: [`SqliteNoticeStore`], what each webhook's owner was last told
+//!   (`webhook_notices`, operational notifications).
 //! - [`queue`]: [`SqliteQueue`], the [`DeliveryQueue`] and its worker side (receive, ack,
 //!   retry-after, dead-letter).
 //! - [`worker`]: [`Worker`] / [`run_worker`], the poller the local mode runs next to the API.
@@ -45,6 +47,7 @@ pub mod db;
 pub mod delivery_log;
 pub mod health;
 pub mod idempotency;
+pub mod notices;
 pub mod queue;
 pub mod secret_key;
 pub mod store;
@@ -54,6 +57,7 @@ pub use db::{Database, DbError};
 pub use delivery_log::SqliteDeliveryLog;
 pub use health::SqliteHealthStore;
 pub use idempotency::SqliteIdempotencyStore;
+pub use notices::SqliteNoticeStore;
 pub use queue::{MAX_RECEIVE_COUNT, QueueDeadLetter, Receipt, Received, SqliteQueue};
 pub use store::SqliteStore;
 pub use worker::{Worker, WorkerConfig, WorkerSummary, run_worker};

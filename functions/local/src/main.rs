@@ -26,11 +26,12 @@ use clap::{Parser, Subcommand};
 use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
 use webhooks_core::dispatch::Dispatcher;
+use webhooks_core::notify::{Notifier, Thresholds};
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
 use webhooks_embedded::{
-    Database, SqliteDeliveryLog, SqliteHealthStore, SqliteIdempotencyStore, SqliteQueue,
-    SqliteStore, WorkerConfig, run_worker,
+    Database, SqliteDeliveryLog, SqliteHealthStore, SqliteIdempotencyStore, SqliteNoticeStore,
+    SqliteQueue, SqliteStore, WorkerConfig, run_worker,
 };
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
@@ -83,6 +84,13 @@ struct ServeArgs {
     /// 8760).
     #[arg(long, default_value_t = 120)]
     auto_disable_after_hours: u64,
+    /// The same in seconds, overriding `--auto-disable-after-hours` (tests compress time).
+    #[arg(long, hide = true)]
+    auto_disable_after_secs: Option<u64>,
+    /// When `webhook.failing` is told again during one run of failures: two increasing
+    /// numbers of seconds (operational notifications, `PUT /api/notifications`).
+    #[arg(long, default_value = "3600,86400")]
+    failing_notice_after_secs: String,
     /// Production rules, for a single-box deployment behind a reverse proxy: https:// and public
     /// targets only (checked again when connecting), tokens without a `buckets` claim may use
     /// no bucket, no development token.
@@ -101,6 +109,8 @@ impl ServeArgs {
             delivery_timeout_secs: 30,
             concurrency: 32,
             auto_disable_after_hours: 120,
+            auto_disable_after_secs: None,
+            failing_notice_after_secs: "3600,86400".into(),
             max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
             no_circuit_breaker: false,
             strict: std::env::var("DAKKIO_STRICT").is_ok_and(|v| v == "true" || v == "1"),
@@ -301,15 +311,28 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
         timeout,
         allow_private: !args.strict,
     })?);
-    let auto_disable =
-        webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
-            .context("--auto-disable-after-hours")?;
+    let auto_disable = match args.auto_disable_after_secs {
+        Some(0) => None,
+        Some(secs) => Some(std::time::Duration::from_secs(secs)),
+        None => webhooks_core::flow::auto_disable_after_from_hours(args.auto_disable_after_hours)
+            .context("--auto-disable-after-hours")?,
+    };
+    let thresholds = Thresholds::parse_secs(&args.failing_notice_after_secs)
+        .map_err(|e| anyhow::anyhow!("--failing-notice-after-secs: {e}"))?;
     let health = Arc::new(SqliteHealthStore::new(queue.database().clone()));
     let metrics = metrics::PrometheusMetrics::new();
+    let notifier = Notifier::new(
+        Arc::new(SqliteNoticeStore::new(queue.database().clone())),
+        store.clone(),
+        Arc::new(queue.clone()),
+        clock.clone(),
+    )
+    .with_thresholds(thresholds);
     let mut dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock.clone())
         .with_metrics(metrics.clone())
         .with_auto_disable_after(auto_disable)
-        .with_max_in_flight(args.max_in_flight_per_webhook);
+        .with_max_in_flight(args.max_in_flight_per_webhook)
+        .with_notifier(Arc::new(notifier));
     if !args.no_circuit_breaker {
         dispatcher = dispatcher.with_breaker(health.clone());
     }

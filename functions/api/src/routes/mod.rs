@@ -2,4 +2,5 @@
 
 pub mod deliveries;
 pub mod events;
+pub mod notifications;
 pub mod webhooks;
