@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use webhooks_aws::DynamoDbNoticeStore;
-use webhooks_core::notify::{
-    NoticeStore, NotificationService, Notifier, PutNotifications, conformance,
-};
+use webhooks_core::notify::{NotificationService, Notifier, PutNotifications, conformance};
 use webhooks_core::ports::DeliveryQueue;
 use webhooks_core::service::Caller;
 use webhooks_core::time::SystemClock;

@@ -61,14 +61,15 @@ impl DynamoDbNoticeStore {
     }
 }
 
-/// The condition "the stored notice is `expected`" and its names and values.
-fn condition(
-    expected: Option<&Notice>,
-) -> (
+/// A condition expression with its attribute names and values.
+type Condition = (
     String,
     Vec<(&'static str, &'static str)>,
     Vec<(&'static str, AttributeValue)>,
-) {
+);
+
+/// The condition "the stored notice is `expected`" and its names and values.
+fn condition(expected: Option<&Notice>) -> Condition {
     match expected {
         None => (
             "attribute_not_exists(#id)".into(),
@@ -126,7 +127,7 @@ impl NoticeStore for DynamoDbNoticeStore {
         new: Option<&Notice>,
     ) -> Result<bool, StoreError> {
         let (cond, names, values) = condition(expected);
-        let result = match new {
+        match new {
             Some(n) => {
                 let mut item = key(webhook);
                 item.insert(LEVEL.into(), AttributeValue::S(n.level.as_str().to_owned()));
@@ -173,7 +174,6 @@ impl NoticeStore for DynamoDbNoticeStore {
                     Err(e) => Err(unavailable("DeleteItem", e)),
                 }
             }
-        };
-        result
+        }
     }
 }
