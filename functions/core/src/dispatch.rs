@@ -989,6 +989,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn gone_tells_the_owners_endpoint_webhook_disabled_with_the_reason() {
+        // GIVEN a dispatcher with notifications on and an endpoint of the webhook's owner
+        let f = fixture().await;
+        let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
+        let queue = Arc::new(crate::ports::memory::MemoryQueue::new());
+        let notifier = crate::notify::Notifier::new(
+            Arc::new(crate::notify::MemoryNotices::new()),
+            f.store.clone(),
+            queue.clone(),
+            clock.clone(),
+        );
+        let dispatcher = f.dispatcher.clone().with_notifier(Arc::new(notifier));
+        let caller = crate::service::Caller {
+            owner: f.webhook.owner_id.clone(),
+            buckets: None,
+        };
+        crate::notify::NotificationService::new(
+            f.store.clone(),
+            clock,
+            crate::validate::UrlPolicy::PRODUCTION,
+        )
+        .put(
+            &caller,
+            crate::notify::PutNotifications {
+                url: "https://ops.example.com/n".into(),
+                secret: None,
+            },
+        )
+        .await
+        .unwrap();
+        // WHEN the receiver answers 410
+        f.sender.answer([RecordingSender::status(410)]);
+        dispatcher.process(&f.task, 1).await.unwrap();
+        // THEN the webhook is disabled with the reason, and the endpoint is told so, once
+        let stored = f.store.get(&f.webhook.id).await.unwrap().unwrap();
+        assert_eq!(stored.disabled_reason.as_deref(), Some(GONE_REASON));
+        let tasks = queue.tasks();
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].event, EventType::WebhookDisabled);
+        let body: serde_json::Value = serde_json::from_str(&tasks[0].body).unwrap();
+        assert_eq!(body["data"]["reason"], GONE_REASON);
+    }
+
+    #[tokio::test]
     async fn retry_after_on_429_and_503_stretches_the_wait() {
         let f = fixture().await;
         let r = |s: u16, ra: &str| {
