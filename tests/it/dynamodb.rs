@@ -1,5 +1,5 @@
 //! `DynamoDbSubscriptionStore` against DynamoDB in moto, each test on its own table built from
-//! `template.yaml`.
+//! `template.yaml`; and a publish (SQS in moto) past a corrupt webhook item.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -440,4 +440,82 @@ async fn the_delivery_cache_shares_one_read_per_webhook_for_its_ttl_and_get_stay
             .expect("read")
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_webhook_item_is_skipped_at_publish_and_the_others_are_queued() {
+    // GIVEN a bucket with three good webhooks and, between them, one item written behind the
+    // store's back whose `events` is not a list of events (it still matches the fan-out query)
+    let world = crate::helpers::world::World::create(Duration::from_secs(5)).await;
+    let mut good = Vec::new();
+    for _ in 0..3 {
+        let w = world
+            .webhook(
+                "https://example.com/hook",
+                webhooks_core::webhook::RetryConfig::default(),
+            )
+            .await;
+        good.push(w.id.to_string());
+    }
+    let mut bad = sample_webhook(&world.owner, &world.bucket, 1_760_000_500);
+    bad.events = vec![webhooks_core::EventType::AlertTriggered];
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(WebhookItem::from(&bad)).expect("encode");
+    item.insert(
+        "events".into(),
+        AttributeValue::L(vec![
+            AttributeValue::S("alert.triggered".into()),
+            AttributeValue::N("7".into()),
+        ]),
+    );
+    crate::helpers::dynamo::moto_client()
+        .put_item()
+        .table_name(world.store.table_name())
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("raw put");
+    let service = webhooks_core::publish::DeliveryService::new(
+        world.store.clone(),
+        world.log.clone(),
+        Arc::new(world.queues.queue.clone()),
+        Arc::new(webhooks_core::time::SystemClock),
+    )
+    .with_budget(Duration::from_secs(60));
+    let caller = webhooks_core::service::Caller {
+        owner: world.owner.clone(),
+        buckets: None,
+    };
+    let skipped_before = webhooks_core::publish::unreadable_webhooks_skipped();
+
+    // WHEN an alert is published to the bucket
+    let event = webhooks_core::publish::ValidEvent {
+        bucket_id: world.bucket.clone(),
+        event: webhooks_core::EventType::AlertTriggered,
+        data: serde_json::json!({"alertId": "507f1f77bcf86cd799439013"}),
+        timestamp: Timestamp::from_unix(1_760_000_600),
+    };
+    let queued = service
+        .publish(&caller, vec![event])
+        .await
+        .expect("the publish succeeds for the readable webhooks");
+
+    // THEN the three good webhooks get a delivery each, queued in SQS, the corrupt one none
+    let mut got: Vec<String> = queued.iter().map(|q| q.webhook_id.to_string()).collect();
+    got.sort();
+    good.sort();
+    assert_eq!(got, good);
+    assert_eq!(world.queues.counts(&world.queues.url).await, (3, 0));
+    // AND the skip is counted
+    assert!(webhooks_core::publish::unreadable_webhooks_skipped() > skipped_before);
+    // AND the store's fan-out names the item it skipped
+    let found = world
+        .store
+        .list_for_bucket_event(&world.bucket, webhooks_core::EventType::AlertTriggered)
+        .await
+        .expect("fan-out");
+    assert_eq!(found.webhooks.len(), 3);
+    assert_eq!(found.unreadable.len(), 1);
+    assert_eq!(found.unreadable[0].id, bad.id.as_str());
+    assert!(!found.unreadable[0].problem.contains("your_webhook_secret"));
 }

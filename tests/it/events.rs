@@ -345,6 +345,7 @@ async fn check(world: &ApiWorld, a: &Answer) {
                     .list_for_bucket_event(&bucket, EventType::AlertTriggered)
                     .await
                     .unwrap()
+                    .webhooks
                     .is_empty(),
                 "nothing stored"
             );

@@ -107,6 +107,15 @@ impl From<ServiceError> for ApiError {
                 format!("bucket {b} is not one this token may use"),
             ),
             ServiceError::NotFound => Self::not_found(),
+            ServiceError::BucketFull(b) => Self::new(
+                StatusCode::CONFLICT,
+                "bucket_full",
+                format!(
+                    "bucket {b} holds {} webhooks (all users together), the most a bucket may \
+                     have; delete one first",
+                    webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
+                ),
+            ),
             ServiceError::Store(s) => s.into(),
         }
     }

@@ -32,7 +32,9 @@
 //! Writes are single conditional requests, so each is atomic and a failed one changes nothing:
 //! `create` is a `PutItem` with `attribute_not_exists(id)`; `update` and `delete` carry
 //! `attribute_exists(id) AND ownerId = :owner` (a stranger's webhook looks exactly like a
-//! missing one); `record_outcome` is one `UpdateItem` with `ADD` counters on the stats item.
+//! missing one); `record_outcome` is one `UpdateItem` with `ADD` counters on the stats item,
+//! which sets `lastDelivery*` only if no later outcome is recorded (outcomes may commit out of
+//! order): when that condition fails, a second `UpdateItem` counts without them.
 //!
 //! The index queries read eventually consistent data (DynamoDB offers nothing else on a GSI), so
 //! lists may lag a completed write by a moment; `get` reads consistently.
@@ -55,8 +57,11 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
-use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, Select};
+use webhooks_core::ports::{
+    ListQuery, MAX_WEBHOOKS_PER_BUCKET, Page, StoreError, Subscribers, SubscriptionStore,
+    Unreadable,
+};
 use webhooks_core::sealing::{SecretCipher, is_sealed};
 use webhooks_core::webhook::{DeliveryStatus, Secret, Webhook, WebhookPatch};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
@@ -605,10 +610,13 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         &self,
         bucket: &BucketId,
         event: EventType,
-    ) -> Result<Vec<Webhook>, StoreError> {
-        let mut found = Vec::new();
+    ) -> Result<Subscribers, StoreError> {
+        // The oldest bound-many of the bucket's index entries: `Limit` counts the items read
+        // before the filter, so the pages together read at most the bound, active or not.
+        let mut found = Subscribers::default();
+        let mut read = 0usize;
         let mut start_key: Option<Item> = None;
-        loop {
+        while read < MAX_WEBHOOKS_PER_BUCKET {
             let out = self
                 .client
                 .query()
@@ -624,18 +632,61 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                 .expression_attribute_values(":bucket", s(bucket.as_str()))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .expression_attribute_values(":event", s(event.as_str()))
+                .limit(i32::try_from(MAX_WEBHOOKS_PER_BUCKET - read).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start_key.take())
                 .send()
                 .await
                 .map_err(|e| unavailable("Query", e))?;
-            for raw in out.items.unwrap_or_default() {
-                found.push(self.decode(raw).await?);
+            let items = out.items.unwrap_or_default();
+            let scanned = usize::try_from(out.scanned_count).unwrap_or(0);
+            // At least one per page, so the loop ends whatever the backend reports.
+            read += scanned.max(items.len()).max(1);
+            for raw in items {
+                let id = match raw.get(attr::ID) {
+                    Some(AttributeValue::S(id)) => id.clone(),
+                    _ => "<no id>".to_owned(),
+                };
+                // A corrupt item is skipped and reported; KMS not answering fails the query.
+                match self.decode(raw).await {
+                    Ok(w) => found.webhooks.push(w),
+                    Err(e) => found.unreadable.push(Unreadable::from_error(&id, e)?),
+                }
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start_key = Some(k),
-                _ => return Ok(found),
+                _ => break,
             }
         }
+        Ok(found)
+    }
+
+    async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError> {
+        // `Select COUNT` with `Limit`: DynamoDB counts index entries without returning them,
+        // and stops after `up_to`.
+        let mut count = 0usize;
+        let mut start_key: Option<Item> = None;
+        while count < up_to {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_BUCKET_INDEX)
+                .key_condition_expression("#bucketId = :bucket")
+                .set_expression_attribute_names(Some(names([attr::BUCKET_ID])))
+                .expression_attribute_values(":bucket", s(bucket.as_str()))
+                .select(Select::Count)
+                .limit(i32::try_from(up_to - count).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start_key = Some(k),
+                _ => break,
+            }
+        }
+        Ok(count)
     }
 
     async fn update(
@@ -719,8 +770,12 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        for first in [true, false] {
-            let (e, condition) = expr::outcome_update(status, at);
+        // As the delivery log's `finish`: in full; counting only when a newer outcome is
+        // recorded; and once more in full after giving a webhook without one its stats item.
+        let mut ensured = false;
+        let mut part = expr::OutcomePart::CountAndLatest;
+        loop {
+            let (e, condition) = expr::outcome_update(status, at, part);
             let result = self
                 .client
                 .update_item()
@@ -734,16 +789,21 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                // No stats item: a webhook from before stats items, or none at all.
                 Err(err) if condition_failed(&err) => {
-                    if !first || !ensure_stats(&self.client, &self.table, id).await? {
+                    if part == expr::OutcomePart::CountAndLatest {
+                        part = expr::OutcomePart::CountOnly;
+                        continue;
+                    }
+                    // No stats item: a webhook from before stats items, or none at all.
+                    if ensured || !ensure_stats(&self.client, &self.table, id).await? {
                         return Err(StoreError::NotFound);
                     }
+                    ensured = true;
+                    part = expr::OutcomePart::CountAndLatest;
                 }
                 Err(err) => return Err(unavailable("UpdateItem", err)),
             }
         }
-        Err(StoreError::NotFound)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::ports::{ListQuery, StoreError, SubscriptionStore};
+use crate::ports::{ListQuery, MAX_WEBHOOKS_PER_BUCKET, StoreError, SubscriptionStore};
 use crate::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
 };
@@ -60,6 +60,7 @@ pub async fn run_all(store: Arc<dyn SubscriptionStore>) {
     create_never_overwrites(&*store).await;
     list_is_newest_first_paginated_and_owner_scoped(&*store).await;
     fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(&*store).await;
+    fan_out_and_count_are_bounded_across_owners(&*store).await;
     update_applies_the_patch_for_the_owner_only(&*store).await;
     delete_is_owner_scoped(&*store).await;
     concurrent_outcomes_are_all_counted(store).await;
@@ -223,6 +224,7 @@ pub async fn fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(
         .list_for_bucket_event(&bucket, EventType::AlertTriggered)
         .await
         .expect("fan-out")
+        .webhooks
         .into_iter()
         .map(|w| w.id)
         .collect();
@@ -235,7 +237,8 @@ pub async fn fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(
     let got = store
         .list_for_bucket_event(&bucket, EventType::DataReceived)
         .await
-        .expect("fan-out");
+        .expect("fan-out")
+        .webhooks;
     assert_eq!(
         got.into_iter().map(|w| w.id).collect::<Vec<_>>(),
         vec![both.id]
@@ -244,7 +247,55 @@ pub async fn fan_out_query_returns_active_subscribed_webhooks_of_the_bucket(
         .list_for_bucket_event(&bucket, EventType::BucketUpdated)
         .await
         .expect("fan-out");
-    assert!(got.is_empty());
+    assert!(got.webhooks.is_empty() && got.unreadable.is_empty());
+}
+
+/// A bucket's webhooks are counted across owners, and the fan-out query reads no more than the
+/// bound: with more stored than [`MAX_WEBHOOKS_PER_BUCKET`] (possible only through the store,
+/// the service refuses them) it answers the subscribers among the oldest bound-many only.
+pub async fn fan_out_and_count_are_bounded_across_owners(store: &dyn SubscriptionStore) {
+    let bucket = fresh_bucket();
+    let owners = [fresh_owner(), fresh_owner(), fresh_owner()];
+    let extra = 5;
+    let mut ids = Vec::new();
+    for i in 0..MAX_WEBHOOKS_PER_BUCKET + extra {
+        let mut w = sample_webhook(&owners[i % 3], &bucket, 1_700_010_000 + i as i64);
+        // Every tenth one inactive: it still takes a place in the bucket.
+        w.active = i % 10 != 9;
+        store.create(&w).await.expect("create");
+        ids.push((w.id, w.active));
+    }
+    assert_eq!(
+        store.count_in_bucket(&bucket, 1_000).await.expect("count"),
+        MAX_WEBHOOKS_PER_BUCKET + extra,
+        "every owner's webhooks, active or not"
+    );
+    assert_eq!(store.count_in_bucket(&bucket, 7).await.expect("count"), 7);
+    assert_eq!(
+        store
+            .count_in_bucket(&fresh_bucket(), 7)
+            .await
+            .expect("count"),
+        0
+    );
+    let got: Vec<WebhookId> = store
+        .list_for_bucket_event(&bucket, EventType::AlertTriggered)
+        .await
+        .expect("fan-out")
+        .webhooks
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    let want: Vec<WebhookId> = ids
+        .iter()
+        .take(MAX_WEBHOOKS_PER_BUCKET)
+        .filter(|(_, active)| *active)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        got, want,
+        "the oldest bound-many's subscribers, oldest first"
+    );
 }
 
 pub async fn update_applies_the_patch_for_the_owner_only(store: &dyn SubscriptionStore) {
@@ -418,6 +469,7 @@ pub async fn delete_is_owner_scoped(store: &dyn SubscriptionStore) {
             .list_for_bucket_event(&w.bucket_id, EventType::AlertTriggered)
             .await
             .expect("q")
+            .webhooks
             .is_empty()
     );
 }
@@ -568,6 +620,8 @@ pub mod delivery_log {
         )
         .await;
         failing_since_tracks_the_current_run_of_failures(&*store, &*log).await;
+        the_last_delivery_never_moves_backwards_when_outcomes_commit_out_of_order(&*store, &*log)
+            .await;
         dead_letters_round_trip_and_are_removable(&*store, &*log).await;
         a_dead_letter_is_claimed_once_and_only_in_its_generation(&*store, log.clone()).await;
         pages_list_every_match_once_with_filters(&*store, &*log).await;
@@ -939,6 +993,72 @@ pub mod delivery_log {
             store.get(&gone).await.expect("get").is_none(),
             "finish must not create a webhook"
         );
+    }
+
+    /// `lastDeliveryAt`/`lastDeliveryStatus` are the newest outcome's, whatever order outcomes
+    /// are counted in, and each outcome is still counted once (through `finish` and through
+    /// `record_outcome`).
+    pub async fn the_last_delivery_never_moves_backwards_when_outcomes_commit_out_of_order(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        // GIVEN a webhook whose newer delivery (a success at t+200) is counted first
+        let t0 = 1_726_000_000;
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), t0);
+        store.create(&w).await.expect("create");
+        let t = |s: i64| Timestamp::from_unix(t0 + s);
+        let (newer, older) = (DeliveryId::generate(t0 + 2), DeliveryId::generate(t0 + 1));
+        assert!(
+            log.finish(&w.id, &newer, 0, DeliveryStatus::Success, t(200))
+                .await
+                .expect("finish newer")
+        );
+        // WHEN an older failure (t+100) is counted after it, then again (a repeat)
+        assert!(
+            log.finish(&w.id, &older, 0, DeliveryStatus::Failed, t(100))
+                .await
+                .expect("finish older")
+        );
+        assert!(
+            !log.finish(&w.id, &older, 0, DeliveryStatus::Failed, t(100))
+                .await
+                .expect("finish older again")
+        );
+        // THEN both are counted once, and the last delivery is still the newer success
+        let got = store.get(&w.id).await.expect("get").expect("exists");
+        assert_eq!(
+            (
+                got.stats.total_deliveries,
+                got.stats.successful_deliveries,
+                got.stats.failed_deliveries
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(got.last_delivery_at, Some(t(200)));
+        assert_eq!(got.last_delivery_status, Some(DeliveryStatus::Success));
+
+        // AND the same through record_outcome: an older success after a newer failure counts,
+        // a newer one (and one at the same second) moves the last delivery on
+        store
+            .record_outcome(&w.id, DeliveryStatus::Failed, t(300))
+            .await
+            .expect("newer failure");
+        store
+            .record_outcome(&w.id, DeliveryStatus::Success, t(250))
+            .await
+            .expect("older success");
+        let got = store.get(&w.id).await.expect("get").expect("exists");
+        assert_eq!(got.stats.total_deliveries, 4);
+        assert_eq!(got.stats.successful_deliveries, 2);
+        assert_eq!(got.last_delivery_at, Some(t(300)));
+        assert_eq!(got.last_delivery_status, Some(DeliveryStatus::Failed));
+        store
+            .record_outcome(&w.id, DeliveryStatus::Success, t(300))
+            .await
+            .expect("same-second success");
+        let got = store.get(&w.id).await.expect("get").expect("exists");
+        assert_eq!(got.stats.total_deliveries, 5);
+        assert_eq!(got.last_delivery_status, Some(DeliveryStatus::Success));
     }
 
     pub async fn failing_since_tracks_the_current_run_of_failures(

@@ -52,6 +52,41 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+/// What a fan-out query ([`SubscriptionStore::list_for_bucket_event`]) found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subscribers {
+    /// The webhooks to deliver to, oldest first.
+    pub webhooks: Vec<Webhook>,
+    /// Records of the bucket that could not be decoded, skipped.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A stored webhook record that could not be decoded (see [`StoreError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The record's id as stored (it may itself be what is wrong).
+    pub id: String,
+    /// What is wrong with it; never a secret.
+    pub problem: String,
+}
+
+impl Unreadable {
+    /// `error` as an unreadable record `id`, when it is `Corrupt`; any other error as it is.
+    pub fn from_error(id: &str, error: StoreError) -> Result<Self, StoreError> {
+        match error {
+            StoreError::Corrupt(problem) => Ok(Self {
+                id: id.to_owned(),
+                problem,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+/// The most webhooks one bucket may hold, all owners together: creating another is refused
+/// (`bucket_full`), and a publish's fan-out query reads no more than this many.
+pub const MAX_WEBHOOKS_PER_BUCKET: usize = 100;
+
 /// Where webhooks live.
 ///
 /// Contract for every adapter:
@@ -84,12 +119,25 @@ pub trait SubscriptionStore: Send + Sync + 'static {
     /// An owner's webhooks, newest first, paginated.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Every active webhook of `bucket` subscribed to `event` (fan-out).
+    /// Every active webhook of `bucket` subscribed to `event` (fan-out), oldest first.
+    ///
+    /// Bounded: the query reads at most [`MAX_WEBHOOKS_PER_BUCKET`] of the bucket's webhooks
+    /// (active or not, oldest first), the most a bucket may hold, so one publish's reads and
+    /// fan-out have a ceiling whoever created the webhooks.
+    ///
+    /// A webhook whose stored record cannot be decoded does not fail the query: it is left out
+    /// and listed in [`Subscribers::unreadable`] (id and problem, never a secret), so one bad
+    /// record cannot stop a bucket's deliveries. Any other failure (`Unavailable`) fails it.
     async fn list_for_bucket_event(
         &self,
         bucket: &BucketId,
         event: EventType,
-    ) -> Result<Vec<Webhook>, StoreError>;
+    ) -> Result<Subscribers, StoreError>;
+
+    /// How many webhooks `bucket` holds, of every owner, active or not, counting no further
+    /// than `up_to` (so a count reads at most `up_to` records). Read consistently where the
+    /// backend can (DynamoDB's index cannot: it may lag a completed create by a moment).
+    async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError>;
 
     /// Applies `patch` to `owner`'s webhook `id` and returns it as stored afterwards.
     async fn update(

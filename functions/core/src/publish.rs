@@ -37,6 +37,32 @@ pub const PUBLISH_BUDGET: Duration = Duration::from_secs(10);
 /// Dead letters claimed (or put back) at once by a redelivery: each is one conditional write.
 pub const CLAIM_CONCURRENCY: usize = 16;
 
+/// Webhook records skipped by publishes of this process because they could not be decoded
+/// (see [`unreadable_webhooks_skipped`]).
+static UNREADABLE_SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a publish of this process skipped a webhook whose stored record could not be
+/// decoded (once per record per (bucket, event) of a publish call). Such a webhook gets no
+/// delivery; the others of its bucket get theirs and the producer's answer lists those only.
+pub fn unreadable_webhooks_skipped() -> u64 {
+    UNREADABLE_SKIPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Logs and counts the records a fan-out query could not decode: an operator must hear of
+/// them (their webhooks get nothing), the producer's publish goes on for the others.
+fn report_unreadable(bucket: &BucketId, unreadable: &[crate::ports::Unreadable]) {
+    for u in unreadable {
+        let total = UNREADABLE_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        tracing::error!(
+            webhook_id = %u.id,
+            bucket_id = %bucket,
+            problem = %u.problem,
+            skipped_total = total,
+            "unreadable webhook record skipped at publish: it gets no delivery until repaired"
+        );
+    }
+}
+
 /// One event as a producer sends it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -284,7 +310,8 @@ impl DeliveryService {
                     .store
                     .list_for_bucket_event(&ev.bucket_id, ev.event)
                     .await?;
-                subscribers.insert(key.clone(), found);
+                report_unreadable(&ev.bucket_id, &found.unreadable);
+                subscribers.insert(key.clone(), found.webhooks);
             }
             for webhook in subscribers.get(&key).into_iter().flatten() {
                 let delivery_id = id(index, &webhook.id);

@@ -11,8 +11,7 @@ use crate::ports::{Clock, ListQuery, Page, StoreError, SubscriptionStore};
 use crate::validate::{CreateWebhook, UpdateWebhook, UrlPolicy, ValidationError};
 use crate::webhook::{DeliveryStats, PreviousSecret, Secret, Webhook, WebhookPatch};
 
-/// Most webhooks one user may have in one bucket.
-pub const MAX_WEBHOOKS_PER_BUCKET: usize = 100;
+pub use crate::ports::MAX_WEBHOOKS_PER_BUCKET;
 /// Most webhooks one user may have in all.
 pub const MAX_WEBHOOKS_PER_OWNER: usize = 500;
 
@@ -69,6 +68,9 @@ pub enum ServiceError {
     BucketForbidden(BucketId),
     #[error("webhook not found")]
     NotFound,
+    /// The bucket holds [`MAX_WEBHOOKS_PER_BUCKET`] webhooks (all owners together).
+    #[error("bucket {0} holds {MAX_WEBHOOKS_PER_BUCKET} webhooks, the most a bucket may have")]
+    BucketFull(BucketId),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -166,23 +168,18 @@ impl WebhookService {
         if !caller.may_use(&new.bucket_id) {
             return Err(ServiceError::BucketForbidden(new.bucket_id));
         }
-        // Limits, checked by counting (creates are rare; two racing creates may pass one over).
+        // The bucket's bound counts every owner's webhooks: a shared bucket's fan-out (what one
+        // publish reads and queues) must have a ceiling, whoever creates them. Checked by
+        // counting before the create and again after it (below), since creates are rare.
         if self
-            .count_up_to(caller, Some(&new.bucket_id), MAX_WEBHOOKS_PER_BUCKET)
+            .store
+            .count_in_bucket(&new.bucket_id, MAX_WEBHOOKS_PER_BUCKET)
             .await?
             >= MAX_WEBHOOKS_PER_BUCKET
         {
-            return Err(ValidationError::new(
-                "limit_exceeded",
-                format!("at most {MAX_WEBHOOKS_PER_BUCKET} webhooks per bucket; delete one first"),
-            )
-            .into());
+            return Err(ServiceError::BucketFull(new.bucket_id));
         }
-        if self
-            .count_up_to(caller, None, MAX_WEBHOOKS_PER_OWNER)
-            .await?
-            >= MAX_WEBHOOKS_PER_OWNER
-        {
+        if self.count_up_to(caller, MAX_WEBHOOKS_PER_OWNER).await? >= MAX_WEBHOOKS_PER_OWNER {
             return Err(ValidationError::new(
                 "limit_exceeded",
                 format!("at most {MAX_WEBHOOKS_PER_OWNER} webhooks per user; delete one first"),
@@ -214,22 +211,28 @@ impl WebhookService {
             updated_at: now,
         };
         self.store.create(&webhook).await?;
+        // Creates racing for the bucket's last places may all have passed the first count: any
+        // that finds the bucket over its bound takes its webhook back (so racers may all be
+        // refused, and a retry then fits; never more than the bound stay).
+        let held = self
+            .store
+            .count_in_bucket(&webhook.bucket_id, MAX_WEBHOOKS_PER_BUCKET + 1)
+            .await?;
+        if held > MAX_WEBHOOKS_PER_BUCKET {
+            self.store.delete(&webhook.owner_id, &webhook.id).await?;
+            return Err(ServiceError::BucketFull(webhook.bucket_id));
+        }
         Ok(webhook)
     }
 
-    /// How many webhooks the caller has (in `bucket`, when given), counting no further than `max`.
-    async fn count_up_to(
-        &self,
-        caller: &Caller,
-        bucket: Option<&BucketId>,
-        max: usize,
-    ) -> Result<usize, ServiceError> {
+    /// How many webhooks the caller has, counting no further than `max`.
+    async fn count_up_to(&self, caller: &Caller, max: usize) -> Result<usize, ServiceError> {
         let mut count = 0;
         let mut after = None;
         while count < max {
             let query = ListQuery {
                 owner: caller.owner.clone(),
-                bucket: bucket.cloned(),
+                bucket: None,
                 after,
                 limit: 100,
             };
@@ -517,23 +520,112 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn webhooks_per_bucket_are_limited() {
+    async fn a_bucket_holds_at_most_the_bound_of_webhooks_of_all_owners_together() {
+        // GIVEN a bucket filled by two users
         let (svc, store) = service();
-        let alice = caller("alice");
-        for _ in 0..MAX_WEBHOOKS_PER_BUCKET {
-            svc.create(&alice, body()).await.unwrap();
+        let (alice, bob) = (caller("alice"), caller("bob"));
+        for i in 0..MAX_WEBHOOKS_PER_BUCKET {
+            let who = if i % 2 == 0 { &alice } else { &bob };
+            svc.create(who, body()).await.unwrap();
         }
-        let err = svc.create(&alice, body()).await.unwrap_err();
-        assert!(
-            matches!(err, ServiceError::Invalid(ref v) if v.code == "limit_exceeded"),
-            "{err:?}"
-        );
+        // WHEN a third user (or either of them) creates one more there
+        for who in [caller("carol"), alice.clone()] {
+            let err = svc.create(&who, body()).await.unwrap_err();
+            // THEN it is refused and nothing is stored
+            assert!(matches!(err, ServiceError::BucketFull(_)), "{err:?}");
+        }
         assert_eq!(store.len(), MAX_WEBHOOKS_PER_BUCKET);
-        // Another bucket, and another user, are not affected.
+        // Another bucket is not affected; a deleted one frees a place.
         let mut other = body();
         other.bucket_id = "507f1f77bcf86cd799439099".into();
-        svc.create(&alice, other).await.unwrap();
-        svc.create(&caller("bob"), body()).await.unwrap();
+        svc.create(&caller("carol"), other).await.unwrap();
+        let first = svc.list(&alice, None, None, 1).await.unwrap().items[0]
+            .id
+            .clone();
+        svc.delete(&alice, &first).await.unwrap();
+        svc.create(&caller("carol"), body()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_create_that_finds_the_bucket_over_its_bound_takes_its_webhook_back() {
+        // GIVEN a bucket one short of full, and a racing create that lands between this
+        // create's first count and its insert (simulated: the store holds one more afterwards)
+        let (svc, store) = service();
+        let alice = caller("alice");
+        for _ in 0..MAX_WEBHOOKS_PER_BUCKET - 1 {
+            svc.create(&alice, body()).await.unwrap();
+        }
+        let racing = RacingStore {
+            inner: store.clone(),
+            racer: std::sync::Mutex::new(Some(crate::conformance::sample_webhook(
+                &OwnerId::parse("bob").unwrap(),
+                &BucketId::parse("507f1f77bcf86cd799439011").unwrap(),
+                1_700_000_000,
+            ))),
+        };
+        let svc = WebhookService::new(
+            Arc::new(racing),
+            Arc::new(FixedClock::at(Timestamp::from_unix(1_705_314_600))),
+            UrlPolicy::PRODUCTION,
+        );
+        // WHEN alice creates the 100th
+        let err = svc.create(&alice, body()).await.unwrap_err();
+        // THEN she is refused and the bucket holds the bound, not one more
+        assert!(matches!(err, ServiceError::BucketFull(_)), "{err:?}");
+        assert_eq!(store.len(), MAX_WEBHOOKS_PER_BUCKET);
+    }
+
+    /// A store where another create lands right after this one's first count.
+    struct RacingStore {
+        inner: Arc<MemoryStore>,
+        racer: std::sync::Mutex<Option<Webhook>>,
+    }
+
+    #[async_trait::async_trait]
+    impl SubscriptionStore for RacingStore {
+        async fn create(&self, w: &Webhook) -> Result<(), StoreError> {
+            let racer = self.racer.lock().unwrap().take();
+            if let Some(r) = racer {
+                self.inner.create(&r).await?;
+            }
+            self.inner.create(w).await
+        }
+        async fn get(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+            self.inner.get(id).await
+        }
+        async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+            self.inner.list(q).await
+        }
+        async fn list_for_bucket_event(
+            &self,
+            b: &BucketId,
+            e: crate::EventType,
+        ) -> Result<crate::ports::Subscribers, StoreError> {
+            self.inner.list_for_bucket_event(b, e).await
+        }
+        async fn count_in_bucket(&self, b: &BucketId, up_to: usize) -> Result<usize, StoreError> {
+            self.inner.count_in_bucket(b, up_to).await
+        }
+        async fn update(
+            &self,
+            o: &OwnerId,
+            id: &WebhookId,
+            p: &WebhookPatch,
+            now: Timestamp,
+        ) -> Result<Webhook, StoreError> {
+            self.inner.update(o, id, p, now).await
+        }
+        async fn delete(&self, o: &OwnerId, id: &WebhookId) -> Result<(), StoreError> {
+            self.inner.delete(o, id).await
+        }
+        async fn record_outcome(
+            &self,
+            id: &WebhookId,
+            s: crate::webhook::DeliveryStatus,
+            at: Timestamp,
+        ) -> Result<(), StoreError> {
+            self.inner.record_outcome(id, s, at).await
+        }
     }
 
     #[tokio::test]

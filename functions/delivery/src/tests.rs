@@ -141,7 +141,10 @@ impl SubscriptionStore for DownStore {
         &self,
         _: &BucketId,
         _: EventType,
-    ) -> Result<Vec<Webhook>, StoreError> {
+    ) -> Result<webhooks_core::ports::Subscribers, StoreError> {
+        Err(down())
+    }
+    async fn count_in_bucket(&self, _: &BucketId, _: usize) -> Result<usize, StoreError> {
         Err(down())
     }
     async fn update(

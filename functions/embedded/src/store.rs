@@ -25,7 +25,10 @@ use rusqlite::{Connection, Params, Row, params, params_from_iter};
 use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
 use webhooks_core::headers::CustomHeaders;
-use webhooks_core::ports::{ListQuery, Page, StoreError, SubscriptionStore};
+use webhooks_core::ports::{
+    ListQuery, MAX_WEBHOOKS_PER_BUCKET, Page, StoreError, Subscribers, SubscriptionStore,
+    Unreadable,
+};
 use webhooks_core::sealing::DataKey;
 use webhooks_core::webhook::{
     DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook, WebhookPatch,
@@ -407,25 +410,52 @@ impl SubscriptionStore for SqliteStore {
         &self,
         bucket: &BucketId,
         event: EventType,
-    ) -> Result<Vec<Webhook>, StoreError> {
+    ) -> Result<Subscribers, StoreError> {
         let (bucket, key) = (bucket.clone(), self.db.sealing_key().clone());
         self.db.read(move |conn| {
-            // The event filter runs here rather than in SQL (`json_each`): a bucket has few
-            // webhooks, and a row with unreadable events must be reported as `Corrupt`, not
-            // as an SQL error or a silent miss.
-            let webhooks = query_webhooks(
-                conn,
-                &key,
-                &format!(
-                    "SELECT {COLUMNS} FROM webhooks
-                         WHERE bucket_id = ?1 AND active = 1 ORDER BY id"
-                ),
-                [bucket.as_str()],
-            )?;
-            Ok(webhooks
-                .into_iter()
-                .filter(|w| w.subscribes_to(event))
-                .collect())
+            // The oldest bound-many of the bucket's webhooks, active or not (an inactive one
+            // takes a place too), and of those the active ones. The event filter runs here
+            // rather than in SQL (`json_each`): a row with unreadable events must be reported,
+            // not be an SQL error or a silent miss. A row that does not decode is skipped and
+            // reported (Unreadable), so it cannot stop the bucket's other deliveries.
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM
+                         (SELECT * FROM webhooks WHERE bucket_id = ?1 ORDER BY id LIMIT ?2)
+                     WHERE active = 1 ORDER BY id"
+                ))
+                .map_err(sql)?;
+            let bound = i64::try_from(MAX_WEBHOOKS_PER_BUCKET).unwrap_or(i64::MAX);
+            let mut rows = stmt.query(params![bucket.as_str(), bound]).map_err(sql)?;
+            let mut found = Subscribers::default();
+            while let Some(row) = rows.next().map_err(sql)? {
+                match read_webhook(row, &key) {
+                    Ok(w) if w.subscribes_to(event) => found.webhooks.push(w),
+                    Ok(_) => {}
+                    Err(e) => {
+                        let id = row.get::<_, String>("id").unwrap_or_else(|_| "?".into());
+                        found.unreadable.push(Unreadable::from_error(&id, e)?);
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError> {
+        let bucket = bucket.clone();
+        self.db.read(move |conn| {
+            let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+            // The inner LIMIT stops the index walk after `up_to` rows.
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM
+                         (SELECT 1 FROM webhooks WHERE bucket_id = ?1 LIMIT ?2)",
+                )
+                .map_err(sql)?
+                .query_row(params![bucket.as_str(), up_to], |r| r.get(0))
+                .map_err(sql)?;
+            Ok(usize::try_from(n).unwrap_or(0))
         })
     }
 

@@ -140,10 +140,18 @@ async fn a_row_that_cannot_be_read_back_is_corrupt_not_a_panic() {
         // bucket or owner no longer matches the fan-out or the owner-scoped update)
         let mut results = vec![("get", store.get(&w.id).await.map(|_| ()))];
         if column != "bucket_id" {
-            let fan_out = store
+            // The fan-out answers: the row is skipped and reported, not delivered to.
+            let mut fan_out = store
                 .list_for_bucket_event(&bucket, EventType::AlertTriggered)
-                .await;
-            results.push(("fan-out", fan_out.map(|_| ())));
+                .await
+                .expect("a fan-out skips a corrupt row");
+            assert!(fan_out.webhooks.is_empty(), "{column}: not delivered to");
+            let skipped = fan_out
+                .unreadable
+                .pop()
+                .expect("the corrupt row is reported");
+            assert_eq!(skipped.id, w.id.as_str());
+            results.push(("fan-out", Err(StoreError::Corrupt(skipped.problem))));
         }
         if column != "owner_id" {
             let patch = WebhookPatch {
@@ -567,5 +575,101 @@ async fn a_database_opened_with_another_key_file_names_the_key_instead_of_misrea
     assert!(
         err.to_string().contains("key this process does not have"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_publish_skips_a_corrupt_row_and_queues_the_bucket_s_other_deliveries() {
+    // GIVEN a bucket with three webhooks on the real file, the middle one damaged behind the
+    // store's back (its events column no longer JSON)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let db = webhooks_embedded::Database::open(&path).expect("open");
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    let queue = Arc::new(webhooks_embedded::SqliteQueue::new(db.clone()));
+    let me = owner("user_corrupt_publish");
+    let bucket = BucketId::generate(1_700_000_000);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let w = sample_webhook(&me, &bucket, 1_700_000_400 + i);
+        store.create(&w).await.unwrap();
+        ids.push(w.id);
+    }
+    raw(&path)
+        .execute(
+            "UPDATE webhooks SET events = 'not json' WHERE id = ?1",
+            [ids[1].as_str()],
+        )
+        .unwrap();
+    let service = webhooks_core::publish::DeliveryService::new(
+        store.clone(),
+        Arc::new(webhooks_embedded::SqliteDeliveryLog::new(db)),
+        queue.clone(),
+        Arc::new(webhooks_core::time::SystemClock),
+    );
+    let caller = webhooks_core::service::Caller {
+        owner: me.clone(),
+        buckets: None,
+    };
+    let skipped_before = webhooks_core::publish::unreadable_webhooks_skipped();
+
+    // WHEN an alert is published to the bucket
+    let event = webhooks_core::publish::ValidEvent {
+        bucket_id: bucket.clone(),
+        event: EventType::AlertTriggered,
+        data: serde_json::json!({"alertId": "507f1f77bcf86cd799439013"}),
+        timestamp: Timestamp::from_unix(1_700_000_500),
+    };
+    let queued = service
+        .publish(&caller, vec![event])
+        .await
+        .expect("the publish succeeds for the readable webhooks");
+
+    // THEN the two good webhooks get a delivery each, in the queue's table; the damaged none
+    let got: Vec<_> = queued.iter().map(|q| q.webhook_id.clone()).collect();
+    assert_eq!(got, vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(queue.len().await.unwrap(), 2);
+    // AND the skip is counted
+    assert!(webhooks_core::publish::unreadable_webhooks_skipped() > skipped_before);
+}
+
+#[tokio::test]
+async fn the_bucket_bound_is_counted_across_owners_on_the_file() {
+    // GIVEN a bucket holding the bound of webhooks of two owners on the real file
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("webhooks.db")).expect("open"));
+    let service = webhooks_core::service::WebhookService::new(
+        store.clone(),
+        Arc::new(webhooks_core::time::SystemClock),
+        webhooks_core::validate::UrlPolicy::PRODUCTION,
+    );
+    let bucket = "507f1f77bcf86cd799439011";
+    let body = || -> webhooks_core::validate::CreateWebhook {
+        serde_json::from_value(serde_json::json!({
+            "bucketId": bucket,
+            "url": "https://your-server.com/webhook",
+            "events": ["alert.triggered"],
+        }))
+        .unwrap()
+    };
+    let caller = |sub: &str| webhooks_core::service::Caller {
+        owner: owner(sub),
+        buckets: None,
+    };
+    for i in 0..webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET {
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        service.create(&caller(who), body()).await.unwrap();
+    }
+    // WHEN a third owner creates one more there
+    let err = service.create(&caller("carol"), body()).await.unwrap_err();
+    // THEN it is refused and the bucket still holds the bound
+    assert!(
+        matches!(err, webhooks_core::service::ServiceError::BucketFull(_)),
+        "{err:?}"
+    );
+    let b = BucketId::parse(bucket).unwrap();
+    assert_eq!(
+        store.count_in_bucket(&b, 1_000).await.unwrap(),
+        webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
     );
 }

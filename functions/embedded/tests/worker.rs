@@ -459,8 +459,11 @@ impl SubscriptionStore for FlakyStore {
         &self,
         bucket: &BucketId,
         event: EventType,
-    ) -> Result<Vec<Webhook>, StoreError> {
+    ) -> Result<webhooks_core::ports::Subscribers, StoreError> {
         self.inner.list_for_bucket_event(bucket, event).await
+    }
+    async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError> {
+        self.inner.count_in_bucket(bucket, up_to).await
     }
     async fn update(
         &self,

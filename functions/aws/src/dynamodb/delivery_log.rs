@@ -421,6 +421,7 @@ impl DynamoDbDeliveryLog {
         &self,
         webhook: &WebhookId,
         group: &[&Finishing],
+        part: expr::OutcomePart,
     ) -> Result<(), FinishFailure> {
         let built = |e: aws_sdk_dynamodb::error::BuildError| {
             FinishFailure::Other(StoreError::Unavailable(format!("request not built: {e}")))
@@ -438,7 +439,7 @@ impl DynamoDbDeliveryLog {
         }
         let outcomes: Vec<(DeliveryStatus, Timestamp)> =
             group.iter().map(|f| (f.status, f.at)).collect();
-        let (e, condition) = expr::outcomes_update(&outcomes);
+        let (e, condition) = expr::outcomes_update(&outcomes, part);
         let update = Update::builder()
             .table_name(&self.webhooks_table)
             .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
@@ -494,10 +495,14 @@ impl DynamoDbDeliveryLog {
         }
         let mut ensured = false;
         let mut tries = 0;
+        // The stats update's condition fails when a newer outcome is recorded (groups may
+        // commit out of order) or when the stats item is missing: count only, then; if that
+        // fails too, the item is missing (give it one and count again in full).
+        let mut part = expr::OutcomePart::CountAndLatest;
         while !pending.is_empty() {
             tries += 1;
             let members: Vec<&Finishing> = pending.iter().map(|&i| &group[i]).collect();
-            match self.finish_once(webhook, &members).await {
+            match self.finish_once(webhook, &members, part).await {
                 Ok(()) => {
                     for &i in &pending {
                         results[i] = Some(Ok(true));
@@ -517,7 +522,12 @@ impl DynamoDbDeliveryLog {
                     pending = keep;
                     tries -= 1; // progress, not a collision
                 }
+                Err(FinishFailure::NoStats) if part == expr::OutcomePart::CountAndLatest => {
+                    part = expr::OutcomePart::CountOnly;
+                    tries -= 1;
+                }
                 Err(FinishFailure::NoStats) => {
+                    part = expr::OutcomePart::CountAndLatest;
                     let exists = if ensured {
                         Ok(false)
                     } else {
@@ -746,8 +756,9 @@ impl DynamoDbDeliveryLog {
             StoreError::Unavailable(format!("request not built: {e}"))
         };
         let mut ensured = false;
+        let mut part = expr::OutcomePart::CountAndLatest;
         for n in 1..=FINISH_TRIES {
-            let (e, condition) = expr::outcomes_update(winners);
+            let (e, condition) = expr::outcomes_update(winners, part);
             let update = Update::builder()
                 .table_name(&self.webhooks_table)
                 .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
@@ -790,7 +801,13 @@ impl DynamoDbDeliveryLog {
                 // Removed by whoever finished this batch first: counted.
                 return Ok(());
             }
+            if code(0) == "ConditionalCheckFailed" && part == expr::OutcomePart::CountAndLatest {
+                // A newer outcome is recorded already, or the stats item is missing.
+                part = expr::OutcomePart::CountOnly;
+                continue;
+            }
             if code(0) == "ConditionalCheckFailed" {
+                part = expr::OutcomePart::CountAndLatest;
                 // No stats item: a webhook from before stats items, or none at all.
                 if !ensured
                     && super::ensure_stats(&self.client, &self.webhooks_table, webhook).await?

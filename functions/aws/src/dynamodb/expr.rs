@@ -212,12 +212,34 @@ pub(crate) fn patch_update(patch: &WebhookPatch, sealed: &SealedPatch, now: Time
 /// the outcomes in time order leave it (a success ends a run of failures, a failure starts one
 /// unless it is running), conditional on the item existing. Returns the expression and the
 /// condition. `outcomes` is not empty.
-/// [`outcomes_update`] of one outcome.
-pub(crate) fn outcome_update(status: DeliveryStatus, at: Timestamp) -> (Expr, String) {
-    outcomes_update(&[(status, at)])
+/// Which part of an outcome's update to make ([`outcomes_update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutcomePart {
+    /// The counters and the latest-outcome fields, if these outcomes are not older than the one
+    /// recorded (the condition says so).
+    CountAndLatest,
+    /// The counters (and `failingSince`) only: a newer outcome is recorded already (outcomes
+    /// may commit out of order), and `lastDelivery*` stay the newest one's.
+    CountOnly,
 }
 
-pub(crate) fn outcomes_update(outcomes: &[(DeliveryStatus, Timestamp)]) -> (Expr, String) {
+/// [`outcomes_update`] of one outcome.
+pub(crate) fn outcome_update(
+    status: DeliveryStatus,
+    at: Timestamp,
+    part: OutcomePart,
+) -> (Expr, String) {
+    outcomes_update(&[(status, at)], part)
+}
+
+/// For [`OutcomePart::CountAndLatest`] the condition also asks that `lastDeliveryAt` be absent
+/// or not later than the latest of `outcomes` (RFC 3339 UTC strings of one width sort as their
+/// times), so `lastDelivery*` never moves backwards; when it fails, the caller makes the
+/// [`OutcomePart::CountOnly`] update instead.
+pub(crate) fn outcomes_update(
+    outcomes: &[(DeliveryStatus, Timestamp)],
+    part: OutcomePart,
+) -> (Expr, String) {
     let mut e = Expr::default();
     let mut ordered = outcomes.to_vec();
     ordered.sort_by_key(|(_, at)| *at);
@@ -254,25 +276,38 @@ pub(crate) fn outcomes_update(outcomes: &[(DeliveryStatus, Timestamp)]) -> (Expr
             e.value("failed", n(failed as u32))
         ));
     }
+    let exists = format!("attribute_exists({})", e.name(attr::ID));
+    let failing = e.name(attr::FAILING_SINCE);
+    // `failingSince` as the port's contract keeps it: a success ends the run of failures; a
+    // failure starts one unless it is running.
+    let (set_failing, remove_failing) = match run_start {
+        None => (None, format!(" REMOVE {failing}")),
+        Some(start) => {
+            let start = e.value("runStart", s(start.to_rfc3339()));
+            (
+                Some(format!("{failing} = if_not_exists({failing}, {start})")),
+                String::new(),
+            )
+        }
+    };
+    if part == OutcomePart::CountOnly {
+        let set = set_failing.map(|f| format!(" SET {f}")).unwrap_or_default();
+        e.expression = format!("ADD {}{set}{remove_failing}", adds.join(", "));
+        return (e, exists);
+    }
     let (last_at_name, last_status_name) = (
         e.name(attr::LAST_DELIVERY_AT),
         e.name(attr::LAST_DELIVERY_STATUS),
     );
-    let failing = e.name(attr::FAILING_SINCE);
     let at = e.value("at", s(last_at.to_rfc3339()));
     let status = e.value("status", s(last_status.as_str()));
-    let tail = match run_start {
-        None => format!(" REMOVE {failing}"),
-        Some(start) => {
-            let start = e.value("runStart", s(start.to_rfc3339()));
-            format!(", {failing} = if_not_exists({failing}, {start})")
-        }
-    };
+    let set_failing = set_failing.map(|f| format!(", {f}")).unwrap_or_default();
     e.expression = format!(
-        "ADD {} SET {last_at_name} = {at}, {last_status_name} = {status}{tail}",
+        "ADD {} SET {last_at_name} = {at}, {last_status_name} = {status}{set_failing}{remove_failing}",
         adds.join(", ")
     );
-    let condition = format!("attribute_exists({})", e.name(attr::ID));
+    let condition =
+        format!("{exists} AND (attribute_not_exists({last_at_name}) OR {last_at_name} <= {at})");
     (e, condition)
 }
 
@@ -357,16 +392,37 @@ mod tests {
 
     #[test]
     fn an_outcome_adds_to_the_total_and_one_counter() {
-        let (e, cond) = outcome_update(DeliveryStatus::Failed, Timestamp::from_unix(0));
+        let (e, cond) = outcome_update(
+            DeliveryStatus::Failed,
+            Timestamp::from_unix(0),
+            OutcomePart::CountAndLatest,
+        );
         assert_eq!(
             e.expression,
             "ADD #totalDeliveries :total, #failedDeliveries :failed \
              SET #lastDeliveryAt = :at, #lastDeliveryStatus = :status, \
              #failingSince = if_not_exists(#failingSince, :runStart)"
         );
-        assert_eq!(cond, "attribute_exists(#id)");
+        assert_eq!(
+            cond,
+            "attribute_exists(#id) AND (attribute_not_exists(#lastDeliveryAt) OR #lastDeliveryAt <= :at)"
+        );
         assert_eq!(e.values.get(":status"), Some(&s("failed")));
         assert_eq!(e.values.get(":total"), Some(&n(1)));
+        // AND the count-only part leaves the latest outcome alone and only needs the item
+        let (e, cond) = outcome_update(
+            DeliveryStatus::Success,
+            Timestamp::from_unix(0),
+            OutcomePart::CountOnly,
+        );
+        assert_eq!(
+            e.expression,
+            "ADD #totalDeliveries :total, #successfulDeliveries :succeeded REMOVE #failingSince"
+        );
+        assert_eq!(cond, "attribute_exists(#id)");
+        for name in e.names.keys() {
+            assert!(e.expression.contains(name.as_str()) || cond.contains(name.as_str()));
+        }
     }
 
     #[test]
@@ -374,12 +430,15 @@ mod tests {
         let t = Timestamp::from_unix;
         use DeliveryStatus::{Failed, Success};
         // GIVEN outcomes out of time order: a failure, a later success, two later failures
-        let (e, _) = outcomes_update(&[
-            (Failed, t(30)),
-            (Success, t(20)),
-            (Failed, t(10)),
-            (Failed, t(40)),
-        ]);
+        let (e, _) = outcomes_update(
+            &[
+                (Failed, t(30)),
+                (Success, t(20)),
+                (Failed, t(10)),
+                (Failed, t(40)),
+            ],
+            OutcomePart::CountAndLatest,
+        );
         // THEN one ADD per counter, the latest outcome (a failure at 40) is the last delivery,
         // and a run of failures starts at 30 (the first failure after the last success)
         assert_eq!(
@@ -394,7 +453,10 @@ mod tests {
         assert_eq!(e.values.get(":at"), Some(&s(t(40).to_rfc3339())));
         assert_eq!(e.values.get(":runStart"), Some(&s(t(30).to_rfc3339())));
         // AND a group ending in a success ends the run
-        let (e, _) = outcomes_update(&[(Failed, t(1)), (Success, t(2))]);
+        let (e, _) = outcomes_update(
+            &[(Failed, t(1)), (Success, t(2))],
+            OutcomePart::CountAndLatest,
+        );
         assert!(
             e.expression.ends_with(" REMOVE #failingSince"),
             "{}",

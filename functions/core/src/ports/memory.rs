@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{ListQuery, Page, StoreError, SubscriptionStore};
+use super::{ListQuery, MAX_WEBHOOKS_PER_BUCKET, Page, StoreError, Subscribers, SubscriptionStore};
 use crate::webhook::{DeliveryStatus, Webhook, WebhookPatch};
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
@@ -76,13 +76,29 @@ impl SubscriptionStore for MemoryStore {
         &self,
         bucket: &BucketId,
         event: EventType,
-    ) -> Result<Vec<Webhook>, StoreError> {
+    ) -> Result<Subscribers, StoreError> {
+        // Oldest first, reading no more than the bound of the bucket's webhooks.
+        let webhooks = self
+            .lock()
+            .values()
+            .filter(|w| &w.bucket_id == bucket)
+            .take(MAX_WEBHOOKS_PER_BUCKET)
+            .filter(|w| w.active && w.subscribes_to(event))
+            .cloned()
+            .collect();
+        Ok(Subscribers {
+            webhooks,
+            unreadable: Vec::new(),
+        })
+    }
+
+    async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError> {
         Ok(self
             .lock()
             .values()
-            .filter(|w| &w.bucket_id == bucket && w.active && w.subscribes_to(event))
-            .cloned()
-            .collect())
+            .filter(|w| &w.bucket_id == bucket)
+            .take(up_to)
+            .count())
     }
 
     async fn update(
