@@ -607,7 +607,9 @@ async fn racing_redeliveries_of_dead_letters_queue_each_once_on_dynamodb_and_sqs
 async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_and_redelivered() {
     // GIVEN on the dead-letter queue: a delivery with one failed attempt that the redrive
     // policy moved (the body only, as SQS moves it), a give-up the function recorded and sent
-    // there itself (with its attributes), and an unreadable body
+    // there itself (with its attributes) and a second copy of it (the function was cut off
+    // after that send, before acknowledging, and the redrive policy moved the source message
+    // too), and an unreadable body
     let world = World::create(TIMEOUT).await;
     let w = world
         .webhook(&world.receiver.url("/ok"), RetryConfig::default())
@@ -648,7 +650,7 @@ async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_
     );
     let dlq = &world.queues.dlq_url;
     let body = |t: &DeliveryTask| QueueTask::DeliveryV1(t.clone()).to_json();
-    for raw in [body(&redriven), "not a task".to_owned()] {
+    for raw in [body(&redriven), body(&gave_up), "not a task".to_owned()] {
         world
             .queues
             .client
@@ -675,7 +677,7 @@ async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_
     let receive_dlq = || async {
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while records.len() < 3 && Instant::now() < deadline {
+        while records.len() < 4 && Instant::now() < deadline {
             for m in world.queues.receive_raw(dlq, 10, 1).await {
                 let mut r = world.queues.record(m);
                 r.event_source_arn = Some(world.queues.dlq_arn.clone());
@@ -685,7 +687,7 @@ async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_
         records
     };
     let records = receive_dlq().await;
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 4);
     let response = world.handle(records.clone()).await;
 
     // THEN only the unreadable one stays on the queue (for inspection)
@@ -697,7 +699,8 @@ async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_
         failures(&response),
         vec![unreadable.message_id.clone().unwrap()]
     );
-    // AND the redriven delivery is counted failed once, beside the give-up counted before
+    // AND the redriven delivery is counted failed once, beside the give-up counted before (both
+    // of its copies acknowledged, neither counted again)
     let stats = world.get(&w).await.stats;
     assert_eq!(
         (stats.total_deliveries, stats.failed_deliveries),

@@ -524,3 +524,117 @@ async fn history_dead_letters_and_redelivery_follow_the_dispatcher() {
         (StatusCode::ACCEPTED, Some(0))
     );
 }
+
+#[tokio::test]
+async fn deleting_a_webhook_removes_its_dead_letters_and_later_redeliveries_answer_404() {
+    use webhooks_core::delivery::{DeadLetter, DeliveryTask};
+    use webhooks_core::ports::DeliveryLog;
+    use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
+    // GIVEN two webhooks, each with dead letters
+    let app = app();
+    let alice = token("alice", None, None);
+    let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook", "events": ["alert.triggered"]});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (s, w) = app
+            .call(Method::POST, "/api/webhooks", &alice, body.clone())
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        ids.push(w["id"].as_str().unwrap().to_owned());
+    }
+    let letter = |w: &str, n: i64| DeadLetter {
+        task: DeliveryTask {
+            delivery_id: DeliveryId::generate(1_760_000_000 + n),
+            webhook_id: WebhookId::parse(w).unwrap(),
+            event: EventType::AlertTriggered,
+            generation: 0,
+            attempts_made: 0,
+            body: format!("{{\"n\":{n}}}"),
+            created_at: Timestamp::from_unix(1_760_000_000 + n),
+        },
+        error: "receiver answered HTTP 500".into(),
+        attempts: 4,
+        at: Timestamp::from_unix(1_760_000_010 + n),
+    };
+    for (i, w) in ids.iter().enumerate() {
+        for n in 0..3 {
+            app.log
+                .put_dead_letter(&letter(w, 10 * i as i64 + n))
+                .await
+                .unwrap();
+        }
+    }
+    let gone = letter(&ids[0], 0).task.delivery_id;
+
+    // WHEN the first is deleted
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/webhooks/{}", ids[0]),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // THEN its dead letters are gone, the other webhook's are kept
+    let first = WebhookId::parse(&ids[0]).unwrap();
+    let second = WebhookId::parse(&ids[1]).unwrap();
+    assert!(app.log.dead_letters(&first, 100).await.unwrap().is_empty());
+    assert_eq!(app.log.dead_letters(&second, 100).await.unwrap().len(), 3);
+    // AND redelivering or recovering it answers 404, queueing nothing
+    for (uri, body) in [
+        (
+            format!("/api/webhooks/{}/deliveries/{gone}/redeliver", ids[0]),
+            None,
+        ),
+        (
+            format!("/api/webhooks/{}/deliveries/redeliver", ids[0]),
+            None,
+        ),
+        (
+            format!("/api/webhooks/{}/recover", ids[0]),
+            Some(json!({"since": "2025-01-01T00:00:00Z"})),
+        ),
+    ] {
+        let (s, b) = app.call(Method::POST, &uri, &alice, body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {b}");
+        assert_eq!(b["error"]["code"], "not_found");
+    }
+    assert!(app.queue.tasks().is_empty());
+}
+
+#[tokio::test]
+async fn a_full_bucket_answers_409_bucket_full_whoever_asks_and_stores_nothing() {
+    // GIVEN a bucket filled by two users
+    let app = app();
+    let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook", "events": ["alert.triggered"]});
+    for i in 0..webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET {
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        let (s, _) = app
+            .call(
+                Method::POST,
+                "/api/webhooks",
+                &token(who, None, None),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    // WHEN a third user creates one more there
+    let (s, b) = app
+        .call(
+            Method::POST,
+            "/api/webhooks",
+            &token("carol", None, None),
+            body,
+        )
+        .await;
+    // THEN 409 bucket_full, and nothing is stored
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["error"]["code"], "bucket_full");
+    assert_eq!(
+        app.store.len(),
+        webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
+    );
+}

@@ -626,6 +626,7 @@ pub mod delivery_log {
         a_dead_letter_is_claimed_once_and_only_in_its_generation(&*store, log.clone()).await;
         pages_list_every_match_once_with_filters(&*store, &*log).await;
         recover_jobs_are_created_once_and_written_by_compare_and_set(&*log).await;
+        purging_a_webhook_removes_its_dead_letters_and_jobs_only(&*log).await;
     }
 
     /// Walks every page of `query` (limit as set), `after` fed back; the items in page order.
@@ -823,6 +824,65 @@ pub mod delivery_log {
         .await;
         assert_eq!(data.len(), 10);
         assert!(data.iter().all(|a| a.event == EventType::DataReceived));
+    }
+
+    /// What a deleted webhook leaves behind is removed, in pages (more than DynamoDB's 25 per
+    /// batch), and nothing of another webhook's.
+    pub async fn purging_a_webhook_removes_its_dead_letters_and_jobs_only(log: &dyn DeliveryLog) {
+        let t0 = 1_741_000_000;
+        let gone = sample_webhook(&fresh_owner(), &fresh_bucket(), t0);
+        let kept = sample_webhook(&fresh_owner(), &fresh_bucket(), t0 + 1);
+        for (w, n) in [(&gone, 30), (&kept, 2)] {
+            for i in 0..n {
+                let d = DeadLetter {
+                    task: task(&w.id, t0 + i),
+                    error: "receiver answered HTTP 500".into(),
+                    attempts: 4,
+                    at: Timestamp::from_unix(t0 + i + 1),
+                };
+                log.put_dead_letter(&d).await.expect("put");
+            }
+            let at = Timestamp::from_unix(t0);
+            let job = RecoverJob {
+                id: RecoverJobId::derive(w.id.as_str()),
+                webhook_id: w.id.clone(),
+                since: at,
+                until: at,
+                state: JobState::Running,
+                total: n as u64,
+                done: 0,
+                failed: 0,
+                created_at: at,
+                updated_at: at,
+                after: None,
+                lease_until: None,
+                version: 1,
+            };
+            assert!(log.create_recover_job(&job).await.expect("create job"));
+        }
+        log.purge_webhook(&gone.id).await.expect("purge");
+        assert!(
+            log.dead_letters(&gone.id, 100)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        let job = RecoverJobId::derive(gone.id.as_str());
+        assert_eq!(log.recover_job(&gone.id, &job).await.expect("job"), None);
+        assert_eq!(
+            log.dead_letters(&kept.id, 100).await.expect("list").len(),
+            2
+        );
+        let job = RecoverJobId::derive(kept.id.as_str());
+        assert!(
+            log.recover_job(&kept.id, &job)
+                .await
+                .expect("job")
+                .is_some()
+        );
+        log.purge_webhook(&gone.id)
+            .await
+            .expect("purging again is a no-op");
     }
 
     pub async fn recover_jobs_are_created_once_and_written_by_compare_and_set(

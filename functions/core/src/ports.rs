@@ -412,6 +412,24 @@ pub trait DeliveryLog: Send + Sync + 'static {
         generation: u32,
     ) -> Result<bool, StoreError>;
 
+    /// Removes everything kept for a webhook that is deleted: its dead letters (which hold
+    /// delivery bodies and would otherwise be kept forever) and its recovery jobs. Attempts and
+    /// final markers expire by themselves. Idempotent; called after the webhook is deleted
+    /// (the SQLite store also does it in the delete's own transaction).
+    /// The default removes the dead letters one by one, page by page.
+    async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
+        loop {
+            let page = self.dead_letters(webhook, 100).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for d in page {
+                self.remove_dead_letter(webhook, &d.task.delivery_id)
+                    .await?;
+            }
+        }
+    }
+
     /// Stores a new recovery job unless one with its (webhook, id) exists: `true` when stored,
     /// `false` (nothing written) when it existed. A conditional put.
     async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError>;

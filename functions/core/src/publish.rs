@@ -652,6 +652,16 @@ impl DeliveryService {
         }
     }
 
+    /// Removes what the delivery log keeps for webhook `id`, just deleted: its dead letters
+    /// (they hold bodies for a redelivery that can no longer happen) and recovery jobs. The
+    /// webhook is gone whatever happens here, so a failure is logged, not answered: the
+    /// leftovers are unreachable (every route answers 404 for a deleted webhook).
+    pub async fn purge_deleted(&self, id: &WebhookId) {
+        if let Err(e) = self.log.purge_webhook(id).await {
+            tracing::warn!(webhook = %id, error = %e, "dead letters of a deleted webhook not removed");
+        }
+    }
+
     /// Claims each of `dead` (letters of webhook `id`), enqueues the claimed ones as a new
     /// generation — same `deliveryId` and body, attempts counted from 1 again — and puts back
     /// those whose redelivery was not queued (listed in the `Enqueue` error, as for a publish).

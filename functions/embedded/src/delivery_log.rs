@@ -126,7 +126,7 @@ impl SqliteDeliveryLog {
 }
 
 /// Deletes the dead letters and recovery jobs of `webhook` (a deleted one) on `conn`: in the
-/// store's delete transaction.
+/// store's delete transaction, and by [`DeliveryLog::purge_webhook`].
 pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
     for table in ["dead_letters", "recover_jobs"] {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE webhook_id = ?1"))
@@ -706,6 +706,13 @@ impl DeliveryLog for SqliteDeliveryLog {
                 .map_err(sql)?;
             rows.next().map_err(sql)?.map(read_dead_letter).transpose()
         })
+    }
+
+    async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
+        let webhook = webhook.clone();
+        self.db
+            .write(move |conn| purge_webhook_in(conn, &webhook))
+            .await
     }
 
     async fn remove_dead_letter(

@@ -127,8 +127,9 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the body includes the secret, shown this once", body = WebhookResponse),
-        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`, `invalid_rate_limit`)", body = ErrorBody),
+        (status = 400, description = "Invalid body (`malformed_json`, `invalid_body`, `invalid_url`, `invalid_events`, `invalid_bucket_id`, `invalid_retry_config`, `invalid_secret`, `invalid_description`, `invalid_filter`, `invalid_headers`, `invalid_rate_limit`), or `limit_exceeded` (500 webhooks per user)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "`bucket_forbidden` (a bucket the token may not use), `insufficient_scope` (a producer token)", body = ErrorBody),
+        (status = 409, description = "`bucket_full`: the bucket holds 100 webhooks, all users' together (the bound of one publish's fan-out)", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -313,7 +314,7 @@ pub async fn rotate_secret(
     delete, path = "/api/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id (ObjectId)")),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 204, description = "Deleted, with its dead letters; its pending deliveries are dropped"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -326,6 +327,7 @@ pub async fn delete(
     let id = webhook_id(&id)?;
     state.webhooks.delete(&auth.caller, &id).await?;
     tracing::info!(webhook = %id, "webhook deleted");
+    state.deliveries.purge_deleted(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

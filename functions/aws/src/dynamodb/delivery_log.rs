@@ -63,7 +63,8 @@
 //! Final markers expire with the attempts (30 days): longer than any delivery can stay in flight
 //! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
 //! finds its marker. Dead letters never expire: they hold the only copy of the body for a
-//! redelivery; the user removes them by redelivering them.
+//! redelivery; the user removes them by redelivering them, and deleting a webhook removes its
+//! dead letters and recovery jobs ([`DeliveryLog::purge_webhook`]).
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
@@ -77,7 +78,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, Update,
+    WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{
@@ -1360,6 +1362,51 @@ fn conflict_backoff(n: u32) -> Duration {
 }
 
 impl DynamoDbDeliveryLog {
+    /// Deletes the items of `keys` (at most 25) with `BatchWriteItem`, asking again for what
+    /// DynamoDB left unprocessed (throttling) a bounded number of times.
+    async fn delete_batch(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("request not built: {e}"))
+        };
+        let mut requests = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(built)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for n in 1..=FINISH_TRIES {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, std::mem::take(&mut requests))
+                .send()
+                .await
+                .map_err(|e| unavailable("BatchWriteItem", e))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                tokio::time::sleep(conflict_backoff(n)).await;
+            }
+        }
+        if requests.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "DynamoDB BatchWriteItem: {} deletes still unprocessed",
+                requests.len()
+            )))
+        }
+    }
+
     /// One unconditional `PutItem` into the deliveries table (attempts and dead letters are
     /// keyed so that writing one again replaces it: the contract's idempotency).
     async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
@@ -1574,6 +1621,39 @@ impl DeliveryLog for DynamoDbDeliveryLog {
             }
             Err(e) => Err(unavailable("DeleteItem", e)),
         }
+    }
+
+    async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
+        // Keys only (a dead letter holds a whole body), a page at a time, deleted 25 per
+        // BatchWriteItem; dead letters (`D#`) and recovery jobs (`J#`).
+        for prefix in ["D#", "J#"] {
+            let mut start_key: Option<Item> = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .projection_expression("#pk, #sk")
+                    .expression_attribute_names("#pk", key::WEBHOOK_ID)
+                    .expression_attribute_names("#sk", key::SK)
+                    .expression_attribute_values(":pk", s(webhook.as_str()))
+                    .expression_attribute_values(":prefix", s(prefix))
+                    .set_exclusive_start_key(start_key.take())
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("Query", e))?;
+                let keys = out.items.unwrap_or_default();
+                for chunk in keys.chunks(25) {
+                    self.delete_batch(chunk.to_vec()).await?;
+                }
+                match out.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start_key = Some(k),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {

@@ -336,6 +336,13 @@ impl DeliveryLog for MemoryLog {
         Ok(())
     }
 
+    async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
+        let mut l = self.lock();
+        l.dead.retain(|(w, _), _| w != webhook);
+        l.jobs.retain(|(w, _), _| w != webhook);
+        Ok(())
+    }
+
     async fn claim_dead_letter(
         &self,
         webhook: &WebhookId,
