@@ -10,55 +10,74 @@
 //! | item | `sk` (RANGE) | TTL `expiresAt` |
 //! |---|---|---|
 //! | attempt | `A#<deliveryId>#<generation:010>#<attempt:05>` | `at` + 30 days |
-//! | final marker | `F#<deliveryId>#<generation:010>` | `at` + 30 days |
+//! | final marker (`final` = outcome; a success's marker *is* its attempt) | `A#<deliveryId>#<generation:010>#F` | `at` + 30 days |
+//! | batch record (see below) | `B#<token>` | 1 day |
 //! | dead letter | `D#<deliveryId>` | none: kept until redelivered (claimed by a `DeleteItem` conditional on its `generation`) |
+//! | recovery job | `J#<jobId>` | 30 days |
 //!
 //! The table has **no index**. Delivery ids are ObjectIds made at publish time, so they sort by
 //! time: `recent_attempts` is the table queried `A#…` descending (newest delivery first, then
-//! generation and attempt; a late retry of an old delivery is listed with its delivery) and
+//! generation and attempt; the marker, `F` after the digits, first; a late retry of an old
+//! delivery is listed with its delivery), keeping the items that carry an `attempt`, and
 //! `dead_letters` is `D#…` ascending (oldest delivery first), both eventually consistent.
 //! `attempts_of` — the read the dispatcher bases its decisions on (was this delivery already
 //! sent? which attempt is next?) — is a strongly consistent query of one delivery's `A#` prefix.
 //! Recording an attempt twice keeps one record whatever its `at`, as the contract asks.
 //!
-//! `finish` is one `TransactWriteItems`: put the final marker if absent, and add the outcome to
-//! the webhook's stats item if it exists. Either condition failing cancels both: a repeat (the
-//! marker's condition) counts nothing. When only the stats item is missing, the webhook either
-//! is gone (nothing is counted, no marker) or predates stats items: [`super::ensure_stats`]
-//! creates the item and the transaction runs again. Transactions that collide with another
-//! write of the same items (`TransactionConflict`, frequent when many deliveries of one webhook
-//! finish at once) are retried here with jittered backoff. A successful attempt keeps at most
-//! [`SUCCESS_EXCERPT_BYTES`] of the receiver's answer, so its item stays under one write unit.
+//! ## Finishing: exactly once, per group
+//!
+//! A delivery is counted by the conditional put of its final marker (`attribute_not_exists`):
+//! whoever writes it counts the outcome, a repeat finds it and counts nothing. A successful
+//! attempt and its finish are one call ([`DeliveryLog::finish_delivered`]), so the marker carries
+//! the attempt (at most [`SUCCESS_EXCERPT_BYTES`] of the answer) and there is no separate
+//! attempt item. The delivery function's log coalesces ([`DynamoDbDeliveryLog::with_coalescing`]):
+//! the finishes of one webhook made within `linger` of each other are one group, and one
+//! instance writes one group of a webhook at a time (the next group waits and grows meanwhile):
+//! - **up to 3** deliveries: one `TransactWriteItems` — each marker's put and one update of the
+//!   webhook's stats item (`<id>#stats` in the webhooks table) adding all their outcomes. A
+//!   marker that exists cancels it; that delivery drops out and the rest is tried again.
+//! - **from 4**: the batch protocol. (1) put a batch record `B#<token>` naming the members;
+//!   (2) put each marker on its own, conditionally, naming the batch; (3) one transaction: add
+//!   the outcomes of the markers written to the stats item and delete the batch record
+//!   (conditional on it existing). The record's removal is what makes the count happen once. A
+//!   writer that dies between (2) and (3) leaves the record: the next receipt of any of its
+//!   deliveries finds the marker naming a batch whose record is still there and, once it is older
+//!   than the function's timeout (no writer can be left), counts the markers naming it and
+//!   removes it (`settle_batch`); a younger one is answered "try again later". If any marker's
+//!   write is uncertain (an error), step (3) is not made: every member's message comes back.
+//!
+//! The stats update sets `lastDelivery*` only if no later outcome is recorded (its condition);
+//! when that fails the update is made again counting only, so outcomes committed out of order
+//! never move them backwards. When the stats item is missing, the webhook either is gone
+//! (nothing is counted, no marker) or predates stats items: [`super::ensure_stats`] creates it and
+//! the write runs again. Transactions that collide (`TransactionConflict`) are retried with
+//! jittered backoff.
 //!
 //! ## What a delivery costs
 //!
 //! A 1 KiB delivery that succeeds first time, sizes per DynamoDB's rules, at on-demand prices
-//! (us-east-1: $0.625 per million write units, $0.125 per million read units). `lambda-cost` in
-//! `bench/` counts the calls one by one against moto; BENCHMARKS.md has the runs.
+//! (us-east-1: $0.625 per million write units, $0.125 per million read units; aws.amazon.com/
+//! dynamodb/pricing/on-demand, read 2026-12-01). `lambda-cost` in `bench/` counts the calls one
+//! by one against moto; BENCHMARKS.md has the runs (measured before this design).
 //!
-//! | call | item(s) | units |
-//! |---|---|---|
-//! | publish: `Query` `byBucket` (eventually consistent) | the bucket's webhooks, ~0.7 KB each | 0.5 RCU per publish call |
-//! | `GetItem` webhook (consistent) | ~0.7 KB | 1 RCU |
-//! | `Query` `attempts_of` (consistent; none yet) | — | 1 RCU (the minimum) |
-//! | `PutItem` attempt | ~0.3 KB | 1 WCU |
-//! | `TransactWriteItems`: marker put + stats update | ~0.15 KB + ~0.2 KB | 2 × 2 = 4 WCU |
+//! | call, per group of N deliveries of one webhook | units |
+//! |---|---|
+//! | `GetItem` webhook (consistent; shared by the instance for 1 s) | 1 RCU per batch |
+//! | `Query` `attempts_of` | none on a first receipt |
+//! | N ≤ 3: `TransactWriteItems` of N markers (~0.4 KB, the attempt inside) + the stats update | 2N + 2 WCU |
+//! | N ≥ 4: batch record put + N marker puts + transaction (stats update + record delete) | N + 1 + 4 WCU |
 //!
-//! = **5 WCU + 2–2.5 RCU ≈ $3.4 per million** (was 9–10 WCU and 2.5 RCU: the transaction
-//! rewrote the ~1 KB webhook item and both of its `ALL` index entries, and each attempt was
-//! copied into a time index). The ceilings DynamoDB's 1,000 write units per second per item and
-//! per partition set: the stats item takes 2 units per delivery (500 deliveries/s per webhook),
-//! the webhook's partition of this table 3 (attempt + marker: ~330/s unless DynamoDB splits it);
-//! nothing is written per delivery under a bucket's key, so a bucket has no ceiling of its own.
-//!
-//! What stands between this and ~1.5 WCU + ≤ 0.5 RCU per delivery (and thousands of
-//! deliveries per second per webhook): the per-delivery transaction (4 of the 5 units) and the
-//! separate attempt record. The way there keeps the marker as the exactly-once record but makes
-//! it the final attempt itself (one conditional put, 1 unit, spread over shards of the webhook's
-//! partition key) and adds the outcomes of a whole batch to a few sharded counter items once per
-//! batch per webhook, idempotent through the batch's token stored on its markers; on the read
-//! side, no `attempts_of` query on a first receipt (the queue task says how many attempts were
-//! made) and one webhook read per batch. That needs a batch-level `finish` in the port.
+//! A batch of 10 to one webhook (the event source's `BatchSize`) is **15 WCU and 1 RCU: 1.5 WCU
+//! and 0.1 RCU per delivery** (was 5 WCU + 2–2.5 RCU per delivery: an attempt put and a
+//! per-delivery transaction; before that 9–10 WCU); a lone delivery is 4 WCU. Ceilings
+//! (1,000 write units per second per item and per partition): the stats item is written once per
+//! group (2 units of the transaction per 10 deliveries: ~5,000 deliveries/s per webhook); the
+//! webhook's partition of this table takes 1.3 units per delivery (marker 1, batch record put
+//! 0.1 and transactional delete 0.2: ~770 deliveries/s unless DynamoDB splits it; delivery ids
+//! rise with time, so a split helps little) — that partition key, not the counters, is now what
+//! bounds one webhook; sharding it (`webhookId#k`, history read from every shard) is the way
+//! past it. Nothing is written per delivery under a bucket's
+//! key, so a bucket has no ceiling of its own.
 //!
 //! Final markers expire with the attempts (30 days): longer than any delivery can stay in flight
 //! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
