@@ -695,24 +695,14 @@ impl DynamoDbDeliveryLog {
         if let Some(b) = batch {
             item.insert(BATCH.into(), s(b));
         }
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", key::WEBHOOK_ID)
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(MarkerWrite::Written),
-            Err(e) if condition_failed(&e) => Ok(MarkerWrite::Existed(
-                self.batch_of_marker(webhook, f)
-                    .await?
-                    .filter(|b| Some(b.as_str()) != batch),
-            )),
-            Err(e) => Err(unavailable("PutItem", e)),
+        if self.put_if_absent(item).await? {
+            return Ok(MarkerWrite::Written);
         }
+        Ok(MarkerWrite::Existed(
+            self.batch_of_marker(webhook, f)
+                .await?
+                .filter(|b| Some(b.as_str()) != batch),
+        ))
     }
 
     /// The batch `f`'s existing marker names, if any (one consistent read, made only for a
@@ -723,18 +713,9 @@ impl DynamoDbDeliveryLog {
         f: &Finishing,
     ) -> Result<Option<String>, StoreError> {
         let existing = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(
-                webhook,
-                final_sk(&f.delivery, f.generation),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", e))?;
-        Ok(existing.item.and_then(|i| match i.get(BATCH) {
+            .get_consistent(webhook, final_sk(&f.delivery, f.generation))
+            .await?;
+        Ok(existing.and_then(|i| match i.get(BATCH) {
             Some(AttributeValue::S(b)) => Some(b.clone()),
             _ => None,
         }))
@@ -762,17 +743,10 @@ impl DynamoDbDeliveryLog {
         token: &str,
         winners: &[(DeliveryStatus, Timestamp)],
     ) -> Result<(), StoreError> {
-        let record_key = Self::key(webhook, batch_sk(token));
         if winners.is_empty() {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(record_key))
-                .send()
-                .await
-                .map_err(|e| unavailable("DeleteItem", e))?;
-            return Ok(());
+            return self.delete_key(webhook, batch_sk(token)).await;
         }
+        let record_key = Self::key(webhook, batch_sk(token));
         let built = |e: aws_sdk_dynamodb::error::BuildError| {
             StoreError::Unavailable(format!("request not built: {e}"))
         };
@@ -803,19 +777,9 @@ impl DynamoDbDeliveryLog {
                 .transact_items(TransactWriteItem::builder().delete(delete).build())
                 .send()
                 .await;
-            let codes: Vec<String> = match &result {
+            let codes = match &result {
                 Ok(_) => return Ok(()),
-                Err(err) => match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None").to_owned())
-                        .collect(),
-                    Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                        vec!["TransactionConflict".into()]
-                    }
-                    _ => Vec::new(),
-                },
+                Err(err) => cancellation_codes(err),
             };
             let code = |i: usize| codes.get(i).map(String::as_str).unwrap_or("None");
             if code(1) == "ConditionalCheckFailed" {
@@ -837,26 +801,9 @@ impl DynamoDbDeliveryLog {
                     continue;
                 }
                 // The webhook is gone: nothing to count; the record goes.
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(record_key))
-                    .send()
-                    .await
-                    .map_err(|e| unavailable("DeleteItem", e))?;
-                return Ok(());
+                return self.delete_key(webhook, batch_sk(token)).await;
             }
-            let conflict = !codes.is_empty()
-                && codes.iter().all(|c| {
-                    matches!(
-                        c.as_str(),
-                        "TransactionConflict"
-                            | "ThrottlingError"
-                            | "ProvisionedThroughputExceeded"
-                            | "None"
-                    )
-                });
-            if !conflict {
+            if !worth_trying_again(&codes) {
                 return Err(unavailable(
                     "TransactWriteItems",
                     result.expect_err("a failed transaction"),
@@ -875,16 +822,7 @@ impl DynamoDbDeliveryLog {
     /// older than the coalescer's `stale_after`): counts the members whose marker names it.
     /// A record too young to judge is an error, so that the caller's message comes back later.
     async fn settle_batch(&self, webhook: &WebhookId, token: &str) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(webhook, batch_sk(token))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", e))?;
-        let Some(record) = out.item else {
+        let Some(record) = self.get_consistent(webhook, batch_sk(token)).await? else {
             return Ok(()); // counted
         };
         let at = match record.get("at") {
@@ -1315,18 +1253,39 @@ enum Cancelled {
 }
 
 fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> Cancelled {
+    let codes = cancellation_codes(err);
+    classify_cancellation(&codes.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Why a transaction was cancelled, one code per item (`None` for an item that was fine); a
+/// transaction still in progress elsewhere is a conflict; any other failure, no codes.
+fn cancellation_codes<R>(err: &SdkError<TransactWriteItemsError, R>) -> Vec<String> {
     match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-            let codes: Vec<&str> = e
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None"))
-                .collect();
-            classify_cancellation(&codes)
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_owned())
+            .collect(),
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+            vec!["TransactionConflict".into()]
         }
-        Some(TransactWriteItemsError::TransactionInProgressException(_)) => Cancelled::Conflict,
-        _ => Cancelled::Other,
+        _ => Vec::new(),
     }
+}
+
+/// Whether a transaction cancelled for `codes` may succeed as it is when tried again
+/// (collisions and throttling only).
+fn worth_trying_again<S: AsRef<str>>(codes: &[S]) -> bool {
+    !codes.is_empty()
+        && codes.iter().all(|c| {
+            matches!(
+                c.as_ref(),
+                "TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"
+                    | "None"
+            )
+        })
 }
 
 /// The reasons of a cancelled `finish`, one per item (the markers, then the stats update), as
@@ -1355,17 +1314,7 @@ fn classify_cancellation(codes: &[&str]) -> Cancelled {
             return Cancelled::NoStats;
         }
     }
-    if !codes.is_empty()
-        && codes.iter().all(|c| {
-            matches!(
-                *c,
-                "TransactionConflict"
-                    | "ThrottlingError"
-                    | "ProvisionedThroughputExceeded"
-                    | "None"
-            )
-        })
-    {
+    if worth_trying_again(codes) {
         return Cancelled::Conflict;
     }
     Cancelled::Other
@@ -1436,6 +1385,54 @@ impl DynamoDbDeliveryLog {
             .send()
             .await
             .map_err(|e| unavailable("PutItem", e))?;
+        Ok(())
+    }
+
+    /// A `PutItem` of `item` only if no item has its key: `false` when one had.
+    async fn put_if_absent(&self, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable("PutItem", e)),
+        }
+    }
+
+    /// The item of `webhook` at `sk`, read consistently.
+    async fn get_consistent(
+        &self,
+        webhook: &WebhookId,
+        sk: String,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// An unconditional `DeleteItem` of `webhook`'s item at `sk`.
+    async fn delete_key(&self, webhook: &WebhookId, sk: String) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(webhook, sk)))
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteItem", e))?;
         Ok(())
     }
 }
@@ -1584,16 +1581,8 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         webhook: &WebhookId,
         delivery: &DeliveryId,
     ) -> Result<Option<DeadLetter>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(webhook, dead_letter_sk(delivery))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", e))?;
-        out.item
+        self.get_consistent(webhook, dead_letter_sk(delivery))
+            .await?
             .map(decode::<DeadLetterItem, DeadLetter>)
             .transpose()
     }
@@ -1603,14 +1592,7 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         webhook: &WebhookId,
         delivery: &DeliveryId,
     ) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(webhook, dead_letter_sk(delivery))))
-            .send()
-            .await
-            .map_err(|e| unavailable("DeleteItem", e))?;
-        Ok(())
+        self.delete_key(webhook, dead_letter_sk(delivery)).await
     }
 
     async fn claim_dead_letter(
@@ -1676,20 +1658,7 @@ impl DeliveryLog for DynamoDbDeliveryLog {
     }
 
     async fn create_recover_job(&self, job: &RecoverJob) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(job_item(job)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", key::WEBHOOK_ID)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable("PutItem", e)),
-        }
+        self.put_if_absent(job_item(job)?).await
     }
 
     async fn recover_job(
@@ -1697,16 +1666,7 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         webhook: &WebhookId,
         id: &RecoverJobId,
     ) -> Result<Option<RecoverJob>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(webhook, job_sk(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get_consistent(webhook, job_sk(id)).await? else {
             return Ok(None);
         };
         match item.get("job") {
