@@ -7,7 +7,7 @@
 //! nothing. Under load each step's budget runs out part-way: no letter may be skipped or
 //! counted failed for it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -259,18 +259,39 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
     )
     .await;
     assert_eq!(left["data"].as_array().map(Vec::len), Some(0), "{left}");
-    // AND the queue holds exactly one message per dead letter (a letter queued twice would
-    // make more; one never queued would still be a dead letter)
-    assert_eq!(queues.counts(&queues.url).await, (n as u64, 0));
-    let sample = queues.receive_records(10, 0).await;
-    let read = sample.len() as u64;
-    assert!(read > 0);
-    for m in sample {
-        let task = QueueTask::from_json(m.body.as_deref().unwrap()).unwrap();
-        let task = task.delivery();
-        assert_eq!(task.generation, 1, "a redelivery: {task:?}");
-        assert!(listed.contains(task.delivery_id.as_str()), "{task:?}");
+    // AND every dead letter was queued as its redelivery (generation 1), none left out. Copies
+    // of one letter are possible on a loaded moto, as on SQS: an SDK attempt that outlives its
+    // 3 s timeout (`SDK_ATTEMPT_TIMEOUT`) is sent again although the first may have been queued.
+    // They carry the same deliveryId and generation, so the delivery function's final marker
+    // turns every copy after the first into a drop (the conformance suite's duplicate cases);
+    // here they are counted and bounded, never a letter missing.
+    let mut messages = HashSet::new();
+    let mut per_letter: HashMap<String, usize> = HashMap::new();
+    let mut empty_receives = 0;
+    while empty_receives < 3 {
+        let got = queues.receive_records(10, 0).await;
+        if got.is_empty() {
+            empty_receives += 1;
+            continue;
+        }
+        empty_receives = 0;
+        for m in got {
+            if !messages.insert(m.message_id.clone().unwrap()) {
+                continue; // seen before: its visibility timeout ran out while draining
+            }
+            let task = QueueTask::from_json(m.body.as_deref().unwrap()).unwrap();
+            let task = task.delivery();
+            assert_eq!(task.generation, 1, "a redelivery: {task:?}");
+            assert!(listed.contains(task.delivery_id.as_str()), "{task:?}");
+            *per_letter.entry(task.delivery_id.to_string()).or_default() += 1;
+        }
     }
+    let copies = messages.len() - per_letter.len();
+    assert_eq!(per_letter.len(), n as usize, "every letter queued");
+    assert!(
+        copies <= n as usize / 20,
+        "{copies} extra copies of {n} letters"
+    );
 
     // WHEN the same window is asked for again
     let (s, again) = call(&state, Method::POST, &recover, Some(body)).await;
@@ -280,13 +301,14 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
         (again["id"].clone(), again["state"].as_str()),
         (job["id"].clone(), Some("completed"))
     );
+    let (visible, in_flight) = queues.counts(&queues.url).await;
     assert_eq!(
-        queues.counts(&queues.url).await,
-        (n as u64 - read, read),
-        "nothing queued again (those read are in flight)"
+        visible + in_flight,
+        messages.len() as u64,
+        "nothing queued again"
     );
     eprintln!(
-        "recovery of {n} on moto: seeded {:.1} s, listed {:.1} s, recovered in {requests} requests {:.1} s, total {:.1} s",
+        "recovery of {n} on moto ({copies} extra copies): seeded {:.1} s, listed {:.1} s, recovered in {requests} requests {:.1} s, total {:.1} s",
         seeded.as_secs_f64(),
         (listed_at - seeded).as_secs_f64(),
         (recovered_at - listed_at).as_secs_f64(),
