@@ -314,6 +314,30 @@ impl Moto {
             .with_context(|| format!("GetQueueAttributes {url}: {attrs}"))
     }
 
+    /// Every message a queue holds, visible, in flight or delayed (the sum of the three
+    /// `ApproximateNumberOf…` attributes): 0 when nothing is left to process.
+    pub async fn queue_total(&self, url: &str) -> Result<u64> {
+        const ATTRIBUTES: [&str; 3] = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ];
+        let attrs = self
+            .call(
+                "sqs",
+                "AmazonSQS.GetQueueAttributes",
+                &json!({"QueueUrl": url, "AttributeNames": ATTRIBUTES}),
+            )
+            .await?;
+        ATTRIBUTES.iter().try_fold(0u64, |sum, a| {
+            attrs["Attributes"][a]
+                .as_str()
+                .and_then(|n| n.parse::<u64>().ok())
+                .map(|n| sum + n)
+                .with_context(|| format!("GetQueueAttributes {url}: no {a} in {attrs}"))
+        })
+    }
+
     /// Items of `webhook_id` in the deliveries table whose sort key starts with `prefix`
     /// (`A#`: attempts, `F#`: final markers, `D#`: dead letters).
     pub async fn count_delivery_items(
