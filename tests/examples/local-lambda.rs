@@ -95,6 +95,13 @@ async fn main() -> Result<()> {
         &arns,
     )
     .await;
+    let (slow_queue_url, _) = create_queue(
+        &sqs,
+        "SlowQueue",
+        &queue_name(&delivery["SLOW_QUEUE_URL"])?,
+        &arns,
+    )
+    .await;
 
     // What the fixtures refer to.
     // The KMS key both functions seal webhook secrets under (`SecretsKey` in template.yaml).
@@ -125,6 +132,7 @@ async fn main() -> Result<()> {
         ("DELIVERIES_TABLE", deliveries_table),
         ("QUEUE_URL", queue_url),
         ("DLQ_URL", dlq_url),
+        ("SLOW_QUEUE_URL", slow_queue_url),
         (
             "DELIVERY_TIMEOUT_SECONDS",
             var(&delivery, "DELIVERY_TIMEOUT_SECONDS")?,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, QueueTask};
+use webhooks_core::flow::Lane;
 use webhooks_core::ports::Clock;
 use webhooks_core::ports::{DeliveryLog, DeliveryQueue, SubscriptionStore};
 use webhooks_core::publish::DeliveryService;
@@ -518,6 +519,7 @@ async fn a_redelivered_message_after_success_is_not_sent_or_counted_again() {
         .queues
         .worker
         .change_visibility(
+            Lane::Main,
             records[0].receipt_handle.as_deref().unwrap(),
             Duration::ZERO,
         )

@@ -140,8 +140,9 @@ async fn tables_on(endpoint: &str) -> (Arc<DynamoDbSubscriptionStore>, Arc<Dynam
     (Arc::new(store), Arc::new(log))
 }
 
-/// The delivery queue `name` and its dead-letter queue `name-dlq` on `endpoint`, from
-/// `template.yaml`; the adapters on impatient clients, the harness's client on a patient one.
+/// The delivery queue `name`, its slow lane `name-slow` and its dead-letter queue `name-dlq` on
+/// `endpoint`, from `template.yaml`; the adapters on impatient clients, the harness's client on
+/// a patient one.
 async fn queues_on(endpoint: &str, name: &str) -> Queues {
     let client = aws_sdk_sqs::Client::new(&sdk_config_for(endpoint));
     let mut arns = HashMap::new();
@@ -149,10 +150,13 @@ async fn queues_on(endpoint: &str, name: &str) -> Queues {
         create_queue(&client, "DeadLetterQueue", &format!("{name}-dlq"), &arns).await;
     arns.insert("DeadLetterQueue", dlq_arn.clone());
     let (url, arn) = create_queue(&client, "DeliveryQueue", name, &arns).await;
+    let (slow_url, slow_arn) =
+        create_queue(&client, "SlowQueue", &format!("{name}-slow"), &arns).await;
     let sdk = impatient_config(endpoint);
     let env = |n: &str| match n {
         "QUEUE_URL" => Some(url.clone()),
         "DLQ_URL" => Some(dlq_url.clone()),
+        "SLOW_QUEUE_URL" => Some(slow_url.clone()),
         _ => None,
     };
     let queue = SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_lookup(env).unwrap());
@@ -163,6 +167,8 @@ async fn queues_on(endpoint: &str, name: &str) -> Queues {
         arn,
         dlq_url,
         dlq_arn,
+        slow_url,
+        slow_arn,
         queue,
         worker,
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask};
+use webhooks_core::flow::Lane;
 use webhooks_core::ports::DeliveryQueue;
 use webhooks_core::{DeliveryId, EventType, Timestamp, WebhookId};
 
@@ -156,7 +157,11 @@ async fn the_worker_changes_visibility_and_dead_letters_with_attributes() {
 
     // WHEN its visibility is set to 1 s
     q.worker
-        .change_visibility(r.receipt_handle.as_deref().unwrap(), Duration::from_secs(1))
+        .change_visibility(
+            Lane::Main,
+            r.receipt_handle.as_deref().unwrap(),
+            Duration::from_secs(1),
+        )
         .await
         .expect("change visibility");
     // THEN it is invisible now and visible again about a second later (not after the queue's
@@ -204,7 +209,7 @@ async fn the_worker_changes_visibility_and_dead_letters_with_attributes() {
     // AND a stale receipt handle is refused, not retried
     let err = q
         .worker
-        .change_visibility("not-a-receipt-handle", Duration::from_secs(1))
+        .change_visibility(Lane::Main, "not-a-receipt-handle", Duration::from_secs(1))
         .await
         .expect_err("unknown receipt handle");
     assert!(!err.is_retryable(), "{err}");

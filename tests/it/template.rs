@@ -357,6 +357,7 @@ fn delivery_function_reads_the_variables_its_config_reads_and_reports_batch_item
         (DeliveryLogConfig::TABLE_ENV, "DeliveriesTable"),
         (SqsConfig::QUEUE_ENV, "DeliveryQueue"),
         (SqsWorkerConfig::DLQ_ENV, "DeadLetterQueue"),
+        (SqsWorkerConfig::SLOW_QUEUE_ENV, "SlowQueue"),
         (DeliveryConfig::TIMEOUT_ENV, "DeliveryTimeoutSeconds"),
     ] {
         let (tag, value) = tag_of(&vars[name]).unwrap_or_else(|| panic!("{name} is not a !Ref"));
@@ -416,6 +417,56 @@ fn delivery_function_reads_the_variables_its_config_reads_and_reports_batch_item
     assert!(
         min >= Some(2),
         "SQS event sources need MaximumConcurrency >= 2"
+    );
+}
+
+#[test]
+fn the_slow_lane_is_a_queue_like_the_delivery_queue_with_an_event_source_of_its_own() {
+    // GIVEN the two queues
+    let q = &resource("DeliveryQueue")["Properties"];
+    let slow = &resource("SlowQueue")["Properties"];
+    // THEN the slow queue keeps a moved delivery as long, as large, as hidden per receipt and
+    // with the same redrive as the delivery queue (a move changes nothing of its schedule)
+    for key in [
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "MaximumMessageSize",
+        "SqsManagedSseEnabled",
+    ] {
+        assert_eq!(slow[key], q[key], "{key}");
+    }
+    assert_eq!(
+        slow["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+        Some(u64::from(webhooks_core::flow::MAX_RECEIVE_COUNT))
+    );
+    let (tag, target) = tag_of(&slow["RedrivePolicy"]["deadLetterTargetArn"]).expect("!GetAtt");
+    assert_eq!(
+        (tag.as_str(), target.as_str()),
+        ("!GetAtt", Some("DeadLetterQueue.Arn"))
+    );
+    // AND the same function consumes it through a mapping of its own: partial batch failures,
+    // a batch to one webhook within the in-flight cap, its own (small) concurrency parameter
+    let source = event_source_of("SlowQueue");
+    assert_eq!(
+        source["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert_eq!(
+        source["BatchSize"].as_u64(),
+        Some(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK as u64)
+    );
+    assert_eq!(
+        tag_of(&source["ScalingConfig"]["MaximumConcurrency"]).map(|(t, v)| (t, v.as_str())),
+        Some(("!Ref".to_owned(), Some("SlowLaneMaxConcurrency")))
+    );
+    let param = &template()["Parameters"]["SlowLaneMaxConcurrency"];
+    assert!(
+        param["MinValue"].as_u64() >= Some(2),
+        "SQS event sources need >= 2"
+    );
+    assert!(
+        param["Default"].as_u64()
+            <= template()["Parameters"]["DeliveryMaxConcurrency"]["Default"].as_u64()
     );
 }
 
@@ -778,6 +829,11 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("sqs:ReceiveMessage", "DeadLetterQueue"),
             ("sqs:DeleteMessage", "DeadLetterQueue"),
             ("sqs:GetQueueAttributes", "DeadLetterQueue"),
+            ("sqs:SendMessage", "SlowQueue"),
+            ("sqs:ReceiveMessage", "SlowQueue"),
+            ("sqs:DeleteMessage", "SlowQueue"),
+            ("sqs:GetQueueAttributes", "SlowQueue"),
+            ("sqs:ChangeMessageVisibility", "SlowQueue"),
             ("kms:GenerateDataKey", "SecretsKey"),
             ("kms:Decrypt", "SecretsKey"),
         ])

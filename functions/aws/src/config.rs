@@ -169,18 +169,26 @@ impl SqsConfig {
     }
 }
 
-/// Both queues, as the delivery worker needs them: the delivery queue (to change a message's
-/// visibility) and the dead-letter queue (to move a delivery that gave up).
+/// The queues, as the delivery worker needs them: the delivery queue (to change a message's
+/// visibility), the dead-letter queue (to move a delivery that gave up) and the slow lane's
+/// queue (to move the deliveries of webhooks that are timing out or whose breaker is open).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsWorkerConfig {
     pub queue_url: String,
     /// The URL of the dead-letter queue (`DeadLetterQueue` in `template.yaml`).
     pub dead_letter_queue_url: String,
+    /// The URL of the slow lane's queue (`SlowQueue` in `template.yaml`; DESIGN.md §7), when
+    /// set. Optional: without it the function has one lane (`webhooks_core::flow::Lane::Only`)
+    /// and every deferral stays on the delivery queue, as before the slow lane existed (a
+    /// deployment from an older template, a local emulator set up without it).
+    pub slow_queue_url: Option<String>,
 }
 
 impl SqsWorkerConfig {
     /// The variable holding the dead-letter queue's URL (`!Ref DeadLetterQueue`).
     pub const DLQ_ENV: &'static str = "DLQ_URL";
+    /// The variable holding the slow lane's queue URL (`!Ref SlowQueue`), optional.
+    pub const SLOW_QUEUE_ENV: &'static str = "SLOW_QUEUE_URL";
 
     /// Reads [`SqsConfig::QUEUE_ENV`] and [`Self::DLQ_ENV`] from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -196,6 +204,9 @@ impl SqsWorkerConfig {
                 Self::DLQ_ENV,
                 "the SQS dead-letter queue's URL",
             )?,
+            slow_queue_url: lookup(Self::SLOW_QUEUE_ENV)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
         })
     }
 }
@@ -285,8 +296,31 @@ mod tests {
             SqsWorkerConfig::from_lookup(all),
             Ok(SqsWorkerConfig {
                 queue_url: "http://q".into(),
-                dead_letter_queue_url: "http://dlq".into()
+                dead_letter_queue_url: "http://dlq".into(),
+                slow_queue_url: None,
             })
+        );
+        // AND the slow lane's queue is read when set (empty: none)
+        let with_slow = env(&[
+            ("QUEUE_URL", "http://q"),
+            ("DLQ_URL", "http://dlq"),
+            ("SLOW_QUEUE_URL", " http://slow "),
+        ]);
+        assert_eq!(
+            SqsWorkerConfig::from_lookup(with_slow)
+                .unwrap()
+                .slow_queue_url
+                .as_deref(),
+            Some("http://slow")
+        );
+        let empty = env(&[
+            ("QUEUE_URL", "http://q"),
+            ("DLQ_URL", "http://dlq"),
+            ("SLOW_QUEUE_URL", " "),
+        ]);
+        assert_eq!(
+            SqsWorkerConfig::from_lookup(empty).unwrap().slow_queue_url,
+            None
         );
         assert_eq!(SqsConfig::from_lookup(all).unwrap().queue_url, "http://q");
 

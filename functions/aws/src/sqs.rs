@@ -1,6 +1,7 @@
 //! The delivery queue on SQS: [`SqsDeliveryQueue`] (the [`DeliveryQueue`] port: what the API
 //! enqueues) and [`SqsWorkerQueue`] (what the delivery Lambda does to a message it received:
-//! make it visible again later, or move it to the dead-letter queue).
+//! make it visible again later, queue it again — on its own queue or, moving it, on the slow
+//! lane's — or move it to the dead-letter queue).
 //!
 //! ## Messages
 //!
@@ -40,6 +41,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use webhooks_core::delivery::{DeliveryTask, QueueTask};
+use webhooks_core::flow::Lane;
 use webhooks_core::ports::{DeliveryQueue, EnqueueError};
 
 use crate::config::{SqsConfig, SqsWorkerConfig};
@@ -434,15 +436,19 @@ impl SqsDeliveryQueue {
     }
 }
 
-/// What the delivery worker does to a message it received (see the module docs).
+/// What the delivery worker does to a message it received (see the module docs), on the queue
+/// it was received from: the delivery queue, or the slow lane's queue
+/// ([`Lane`], DESIGN.md §7).
 #[derive(Debug, Clone)]
 pub struct SqsWorkerQueue {
     client: Client,
     queue_url: String,
     dead_letter_queue_url: String,
+    slow_queue_url: Option<String>,
 }
 
 impl SqsWorkerQueue {
+    /// A worker queue without a slow lane (see [`Self::with_slow_lane`]).
     pub fn new(
         client: Client,
         queue_url: impl Into<String>,
@@ -452,16 +458,27 @@ impl SqsWorkerQueue {
             client,
             queue_url: queue_url.into(),
             dead_letter_queue_url: dead_letter_queue_url.into(),
+            slow_queue_url: None,
         }
+    }
+
+    /// The same, with the slow lane's queue at `slow_queue_url`.
+    pub fn with_slow_lane(mut self, slow_queue_url: impl Into<String>) -> Self {
+        self.slow_queue_url = Some(slow_queue_url.into());
+        self
     }
 
     /// Built from the shared SDK config and the worker's config (the delivery Lambda's main).
     pub fn from_config(sdk: &SdkConfig, config: &SqsWorkerConfig) -> Self {
-        Self::new(
+        let queue = Self::new(
             Client::new(sdk),
             config.queue_url.clone(),
             config.dead_letter_queue_url.clone(),
-        )
+        );
+        match &config.slow_queue_url {
+            Some(url) => queue.with_slow_lane(url.clone()),
+            None => queue,
+        }
     }
 
     pub fn queue_url(&self) -> &str {
@@ -472,18 +489,48 @@ impl SqsWorkerQueue {
         &self.dead_letter_queue_url
     }
 
-    /// Makes the received message visible again `after` from now (`ChangeMessageVisibility`),
-    /// clamped to SQS's 0..=12 h. SQS also refuses a timeout that would keep the message
-    /// invisible for more than 12 h since it was received: callers leave room for that.
+    pub fn slow_queue_url(&self) -> Option<&str> {
+        self.slow_queue_url.as_deref()
+    }
+
+    /// The URL of `lane`'s queue: the slow lane's when there is one, else the delivery queue.
+    pub fn url_of(&self, lane: Lane) -> &str {
+        match (lane, &self.slow_queue_url) {
+            (Lane::Slow, Some(url)) => url,
+            _ => &self.queue_url,
+        }
+    }
+
+    /// The lane of a record whose `eventSourceARN` is `event_source_arn`: [`Lane::Slow`] for
+    /// the slow lane's queue, [`Lane::Main`] for another when a slow lane is configured, else
+    /// [`Lane::Only`].
+    pub fn lane_of(&self, event_source_arn: &str) -> Lane {
+        match &self.slow_queue_url {
+            None => Lane::Only,
+            Some(url) if is_queue(event_source_arn, url) => Lane::Slow,
+            Some(_) => Lane::Main,
+        }
+    }
+
+    /// Whether `event_source_arn` is the dead-letter queue's ARN.
+    pub fn is_dead_letter_queue(&self, event_source_arn: &str) -> bool {
+        is_queue(event_source_arn, &self.dead_letter_queue_url)
+    }
+
+    /// Makes the message received from `lane`'s queue visible again `after` from now
+    /// (`ChangeMessageVisibility`), clamped to SQS's 0..=12 h. SQS also refuses a timeout that
+    /// would keep the message invisible for more than 12 h since it was received: callers leave
+    /// room for that.
     pub async fn change_visibility(
         &self,
+        lane: Lane,
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueError> {
         let secs = after.as_secs().min(MAX_VISIBILITY_SECS);
         self.client
             .change_message_visibility()
-            .queue_url(&self.queue_url)
+            .queue_url(self.url_of(lane))
             .receipt_handle(receipt_handle)
             .visibility_timeout(i32::try_from(secs).unwrap_or(i32::MAX))
             .send()
@@ -495,12 +542,14 @@ impl SqsWorkerQueue {
     /// Longest `DelaySeconds` SQS accepts.
     pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
-    /// Queues `body` again as a new message on the delivery queue, hidden for `delay` (at most
+    /// Queues `body` as a new message on `lane`'s queue, hidden for `delay` (at most
     /// [`Self::MAX_DELAY`], SQS's limit), with its `deliveryId` attribute: a flow-control
-    /// deferral (the core's `QueueAction::Defer`), whose new message starts its receive count
+    /// deferral (the core's `QueueAction::Defer`, on the lane it came from) or a move to the
+    /// slow lane (`QueueAction::MoveToSlowLane`), whose new message starts its receive count
     /// again.
     pub async fn send_delayed(
         &self,
+        lane: Lane,
         body: &str,
         delay: Duration,
         delivery_id: &str,
@@ -510,7 +559,7 @@ impl SqsWorkerQueue {
         let secs = delay.min(Self::MAX_DELAY).as_millis().div_ceil(1000);
         self.client
             .send_message()
-            .queue_url(&self.queue_url)
+            .queue_url(self.url_of(lane))
             .message_body(body)
             .delay_seconds(i32::try_from(secs).unwrap_or(900))
             .message_attributes(attribute::DELIVERY_ID, string_attribute(delivery_id))
@@ -576,6 +625,13 @@ impl SqsWorkerQueue {
     }
 }
 
+/// Whether the queue of ARN `arn` is the queue at `url` (an ARN ends with `:<name>`, a URL
+/// with `/<name>`; a queue's name is unique in its account and region).
+fn is_queue(arn: &str, url: &str) -> bool {
+    let name = |sep: char, of: &str| of.rsplit(sep).next().map(str::to_owned);
+    !arn.is_empty() && !url.is_empty() && name(':', arn) == name('/', url)
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -591,6 +647,36 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_s_lane_is_told_by_its_queue_s_name() {
+        let client = Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let base = "https://sqs.us-east-1.amazonaws.com/123456789012";
+        let arn = |name: &str| format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+        let one = SqsWorkerQueue::new(client, format!("{base}/d"), format!("{base}/dlq"));
+        // GIVEN no slow lane THEN every record is of the one lane, and acts on the delivery queue
+        assert_eq!(one.lane_of(&arn("d")), Lane::Only);
+        assert_eq!(one.url_of(Lane::Slow), format!("{base}/d"));
+        assert!(one.is_dead_letter_queue(&arn("dlq")));
+        assert!(!one.is_dead_letter_queue(&arn("d")));
+        assert!(!one.is_dead_letter_queue(""));
+        // GIVEN a slow lane THEN its records are Slow, the others Main, each acting on its queue
+        let two = one.with_slow_lane(format!("{base}/d-slow"));
+        assert_eq!(two.lane_of(&arn("d-slow")), Lane::Slow);
+        assert_eq!(two.lane_of(&arn("d")), Lane::Main);
+        assert_eq!(two.lane_of(""), Lane::Main);
+        assert_eq!(two.url_of(Lane::Slow), format!("{base}/d-slow"));
+        assert_eq!(two.url_of(Lane::Main), format!("{base}/d"));
+        assert_eq!(
+            two.slow_queue_url(),
+            Some(format!("{base}/d-slow").as_str())
+        );
+    }
 
     #[test]
     fn batches_hold_at_most_ten_messages_and_256_kib() {

@@ -14,8 +14,8 @@ use crate::delivery::{
     AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, parse_retry_after,
     webhook_request_headers,
 };
-use crate::flow::{InFlight, RateLimiter, is_first_receipt};
-use crate::health::{AttemptClass, Breaker, Gate, HealthStore, gate};
+use crate::flow::{InFlight, Lane, RateLimiter, is_first_receipt};
+use crate::health::{AttemptClass, Breaker, Gate, HealthState, HealthStore, WebhookHealth, gate};
 use crate::metrics::{Measurements, MetricsSink, NoMetrics};
 use crate::notify::Notifier;
 use crate::ports::{
@@ -70,6 +70,13 @@ pub fn redriven_error() -> String {
          crashed)",
         crate::flow::MAX_RECEIVE_COUNT
     )
+}
+
+/// Whether a webhook with this health is timing out: its last attempts failed (it is not
+/// healthy) and the last of them by a timeout. Its deliveries received from the main lane move
+/// to the slow lane until an attempt is answered.
+pub fn is_timing_out(health: &WebhookHealth) -> bool {
+    health.state != HealthState::Healthy && health.timing_out
 }
 
 /// The attempt could not be carried out (store unavailable): leave the message on the queue;
@@ -190,8 +197,21 @@ impl Dispatcher {
         task: &DeliveryTask,
         receive_count: u32,
     ) -> Result<Outcome, DispatchError> {
+        self.process_in(task, receive_count, Lane::Only).await
+    }
+
+    /// [`process`](Self::process) for a message received from `lane`. On [`Lane::Main`], a
+    /// delivery to a webhook that is timing out (its last attempts failed, the last by a
+    /// timeout) is deferred at once with `slow`, without sending, so that it moves to the slow
+    /// lane ([`crate::flow`]); as is one whose breaker is open, on every lane.
+    pub async fn process_in(
+        &self,
+        task: &DeliveryTask,
+        receive_count: u32,
+        lane: Lane,
+    ) -> Result<Outcome, DispatchError> {
         let started = Instant::now();
-        let result = self.process_receipt(task, receive_count).await;
+        let result = self.process_receipt(task, receive_count, lane).await;
         self.metrics.record(&Measurements::delivery(
             task,
             &result,
@@ -205,6 +225,7 @@ impl Dispatcher {
         &self,
         task: &DeliveryTask,
         receive_count: u32,
+        lane: Lane,
     ) -> Result<Outcome, DispatchError> {
         let Some(webhook) = self.store.get_for_delivery(&task.webhook_id).await? else {
             return Ok(Outcome::Drop {
@@ -287,6 +308,18 @@ impl Dispatcher {
                     return Ok(defer(wait.max(Duration::from_secs(1)), reason, true));
                 }
                 Gate::Probe { rearmed } => probe = Some(rearmed),
+            }
+            // The slow lane (DESIGN.md §7): a webhook that is timing out would hold one of the
+            // main queue's instances for the whole timeout; its deliveries (its probe too) are
+            // sent from the slow lane instead.
+            if lane == Lane::Main
+                && let Some(h) = health.as_ref().filter(|h| is_timing_out(h))
+            {
+                let reason = format!(
+                    "timing out ({}): moved to the slow lane",
+                    h.last_error.as_deref().unwrap_or("timeout")
+                );
+                return Ok(defer(Duration::ZERO, reason, true));
             }
         }
         // The rate limit (after the breaker's wait, so a delivery it holds takes no slot).
@@ -1240,6 +1273,99 @@ mod tests {
             delivery_id: DeliveryId::generate(100 + n),
             ..f.task.clone()
         }
+    }
+
+    #[tokio::test]
+    async fn a_timing_out_webhook_moves_from_the_main_lane_without_an_attempt_and_is_sent_from_the_slow_lane()
+     {
+        // GIVEN a webhook with a breaker whose receiver timed out once (degraded, timing out)
+        let f = fixture().await;
+        let health = Arc::new(crate::ports::memory::MemoryHealth::new());
+        let dispatcher = Dispatcher::new(
+            f.store.clone(),
+            f.log.clone(),
+            f.sender.clone(),
+            Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000))),
+        )
+        .with_breaker(health.clone());
+        f.sender.answer([Err(SendError::Timeout(30))]);
+        let first = task_of(&f, 1);
+        let out = dispatcher.process_in(&first, 1, Lane::Main).await.unwrap();
+        assert!(matches!(out, Outcome::Retry { .. }), "{out:?}");
+        let h = crate::health::HealthStore::get(&*health, &f.webhook.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(is_timing_out(&h), "{h:?}");
+        // WHEN its retry and a new delivery are received from the main lane
+        let sent = f.sender.requests().len();
+        let retry = dispatcher.process_in(&first, 2, Lane::Main).await.unwrap();
+        let fresh = dispatcher
+            .process_in(&task_of(&f, 2), 1, Lane::Main)
+            .await
+            .unwrap();
+        // THEN both are deferred at once with `slow` (moved), carrying the attempts made, and
+        // nothing is sent nor recorded
+        assert!(
+            matches!(&retry, Outcome::Defer { after, slow: true, attempts_made: 1, reason } if after.is_zero() && reason.contains("slow lane")),
+            "{retry:?}"
+        );
+        assert!(
+            matches!(
+                &fresh,
+                Outcome::Defer {
+                    slow: true,
+                    attempts_made: 0,
+                    ..
+                }
+            ),
+            "{fresh:?}"
+        );
+        assert_eq!(f.sender.requests().len(), sent);
+        let attempts = |t: DeliveryTask| {
+            let log = f.log.clone();
+            let w = f.webhook.id.clone();
+            async move { log.attempts_of(&w, &t.delivery_id, 0).await.unwrap().len() }
+        };
+        assert_eq!(attempts(first.clone()).await, 1);
+        // WHEN the moved retry is received from the slow lane (a new message carrying 1 attempt)
+        // THEN it is sent as attempt 2; answered, the webhook is healthy and the main lane sends
+        f.sender.answer([RecordingSender::status(200)]);
+        let moved = DeliveryTask {
+            attempts_made: 1,
+            ..first.clone()
+        };
+        assert_eq!(
+            dispatcher.process_in(&moved, 1, Lane::Slow).await.unwrap(),
+            Outcome::Delivered
+        );
+        let sent_now = f.sender.requests();
+        assert_eq!(sent_now.len(), sent + 1);
+        assert!(
+            sent_now
+                .last()
+                .unwrap()
+                .headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("x-webhook-attempt") && v == "2"),
+            "{:?}",
+            sent_now.last().unwrap().headers
+        );
+        assert_eq!(
+            dispatcher
+                .process_in(&task_of(&f, 3), 1, Lane::Main)
+                .await
+                .unwrap(),
+            Outcome::Delivered
+        );
+        // AND a runtime with one queue never defers a timing-out webhook for it
+        f.sender.answer([Err(SendError::Timeout(30))]);
+        dispatcher.process(&task_of(&f, 4), 1).await.unwrap();
+        f.sender.answer([RecordingSender::status(200)]);
+        assert_eq!(
+            dispatcher.process(&task_of(&f, 5), 1).await.unwrap(),
+            Outcome::Delivered
+        );
     }
 
     #[tokio::test]

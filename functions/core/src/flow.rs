@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | `Ack` | left out of `batchItemFailures` (Lambda deletes it) | deleted |
 //! | `RetryAfter` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
-//! | `Defer` | queued again as a new message (`DelaySeconds` ≤ 15 min, carrying `attemptsMade`), then acknowledged | visible again after the delay, the receipt given back |
+//! | `Defer` | queued again as a new message on the queue it came from (`DelaySeconds` ≤ 15 min, carrying `attemptsMade`), then acknowledged | visible again after the delay, the receipt given back |
+//! | `MoveToSlowLane` | sent to the slow lane's queue (as `Defer`, but there), then acknowledged | (never: one queue, [`Lane::Only`]) |
 //! | `DeadLetter` | sent to the dead-letter queue with its error, then acknowledged | moved to the dead-letter table |
 //!
 //! **What an attempt is.** An attempt is a request the receiver could have seen. Attempts are
@@ -22,6 +23,18 @@
 //! so a receipt is a [first receipt](is_first_receipt) — nothing can have been recorded yet, and
 //! the attempts need not be read — only when its receive count is 1 *and* it carries no
 //! attempts.
+//!
+//! **The slow lane** (DESIGN.md §7, AWS only). A deployment with a second queue and event
+//! source of its own, small concurrency ([`Lane::Main`] and [`Lane::Slow`]) keeps the main
+//! queue's concurrency for healthy endpoints: a delivery received from the main queue whose
+//! webhook's breaker is open, or whose webhook is timing out (its last attempts failed and the
+//! last of them timed out, [`WebhookHealth::timing_out`](crate::health::WebhookHealth)), is
+//! deferred with `slow`, which on the main lane becomes [`QueueAction::MoveToSlowLane`]: the
+//! message is sent to the slow queue before the received one is acknowledged (a failed send
+//! leaves it to come back; a copy is harmless, the delivery's final marker counts it once).
+//! Nothing is sent and no attempt is used by the move. On the slow lane the same receipt is
+//! sent (or, breaker open, deferred on the slow queue): it is never moved again. The local mode
+//! has one queue ([`Lane::Only`]) and gets the same effect from per-webhook scheduling.
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
@@ -271,6 +284,20 @@ pub fn is_first_receipt(task: &DeliveryTask, receive_count: u32) -> bool {
     receive_count <= 1 && task.attempts_made == 0
 }
 
+/// Which queue a message was received from (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    /// The only queue of a runtime without a slow lane (the local mode; a Lambda deployment
+    /// whose slow queue is not configured): every deferral stays on it.
+    #[default]
+    Only,
+    /// The main queue of a deployment with a slow lane: deliveries of webhooks that are timing
+    /// out or whose breaker is open move to the slow lane.
+    Main,
+    /// The slow lane: its deliveries are sent (or deferred) there, never moved again.
+    Slow,
+}
+
 /// What the queue does with a received message once the dispatcher has decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueAction {
@@ -289,16 +316,21 @@ pub enum QueueAction {
         slow: bool,
         attempts_made: u32,
     },
+    /// A delivery received from [`Lane::Main`] whose webhook is timing out or whose breaker is
+    /// open: queue it on the slow lane (visible after `delay`, carrying `attempts_made`), then
+    /// acknowledge the received message. Nothing sent, no attempt used.
+    MoveToSlowLane { delay: Duration, attempts_made: u32 },
     /// Given up: move the message to the dead letters with `error`, after `attempts` attempts.
     DeadLetter { error: String, attempts: u32 },
 }
 
 impl QueueAction {
-    /// The one mapping from the dispatcher's result to the queue's action. `error_retry_delay`
-    /// is [`ERROR_RETRY_DELAY`] outside tests.
+    /// The one mapping from the dispatcher's result for a message received from `lane` to the
+    /// queue's action. `error_retry_delay` is [`ERROR_RETRY_DELAY`] outside tests.
     pub fn for_result(
         result: &Result<Outcome, DispatchError>,
         error_retry_delay: Duration,
+        lane: Lane,
     ) -> Self {
         match result {
             Ok(Outcome::Delivered) | Ok(Outcome::Drop { .. }) => QueueAction::Ack,
@@ -306,6 +338,15 @@ impl QueueAction {
             Ok(Outcome::GiveUp { error, attempts }) => QueueAction::DeadLetter {
                 error: error.clone(),
                 attempts: *attempts,
+            },
+            Ok(Outcome::Defer {
+                after,
+                slow: true,
+                attempts_made,
+                ..
+            }) if lane == Lane::Main => QueueAction::MoveToSlowLane {
+                delay: *after,
+                attempts_made: *attempts_made,
             },
             Ok(Outcome::Defer {
                 after,
@@ -326,7 +367,9 @@ impl QueueAction {
     /// The delay before the message comes back, for the actions that keep it.
     pub fn delay(&self) -> Option<Duration> {
         match self {
-            QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. } => Some(*delay),
+            QueueAction::RetryAfter { delay }
+            | QueueAction::Defer { delay, .. }
+            | QueueAction::MoveToSlowLane { delay, .. } => Some(*delay),
             QueueAction::Ack | QueueAction::DeadLetter { .. } => None,
         }
     }
@@ -434,7 +477,17 @@ mod tests {
             ),
         ];
         for (result, action) in cases {
-            assert_eq!(QueueAction::for_result(&result, d), action, "{result:?}");
+            assert_eq!(
+                QueueAction::for_result(&result, d, Lane::Only),
+                action,
+                "{result:?}"
+            );
+            // the slow lane carries every action out itself (never moves)
+            assert_eq!(
+                QueueAction::for_result(&result, d, Lane::Slow),
+                action,
+                "{result:?}"
+            );
         }
         assert_eq!(QueueAction::Ack.delay(), None);
         assert_eq!(
@@ -446,6 +499,59 @@ mod tests {
             .delay(),
             Some(ERROR_RETRY_DELAY)
         );
+    }
+
+    #[test]
+    fn only_a_slow_deferral_received_from_the_main_lane_moves_to_the_slow_lane() {
+        let defer = |slow: bool| -> Result<Outcome, DispatchError> {
+            Ok(Outcome::Defer {
+                after: Duration::from_secs(7),
+                reason: "r".into(),
+                slow,
+                attempts_made: 3,
+            })
+        };
+        let d = ERROR_RETRY_DELAY;
+        assert_eq!(
+            QueueAction::for_result(&defer(true), d, Lane::Main),
+            QueueAction::MoveToSlowLane {
+                delay: Duration::from_secs(7),
+                attempts_made: 3
+            }
+        );
+        // a deferral that is not about the webhook being slow (in-flight cap, rate limit)
+        // stays on its lane, and so does everything received from the slow lane or one queue
+        for (slow, lane) in [
+            (false, Lane::Main),
+            (true, Lane::Slow),
+            (false, Lane::Slow),
+            (true, Lane::Only),
+        ] {
+            assert_eq!(
+                QueueAction::for_result(&defer(slow), d, lane),
+                QueueAction::Defer {
+                    delay: Duration::from_secs(7),
+                    slow,
+                    attempts_made: 3
+                },
+                "{slow} {lane:?}"
+            );
+        }
+        // every other outcome is carried out on the lane it came from
+        let delivered = Ok(Outcome::Delivered);
+        assert_eq!(
+            QueueAction::for_result(&delivered, d, Lane::Main),
+            QueueAction::Ack
+        );
+        assert_eq!(
+            QueueAction::MoveToSlowLane {
+                delay: d,
+                attempts_made: 0
+            }
+            .delay(),
+            Some(d)
+        );
+        assert_eq!(Lane::default(), Lane::Only);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{DeliveryTask, QueueTask};
 use webhooks_core::dispatch::Dispatcher;
+use webhooks_core::flow::Lane;
 use webhooks_core::ports::SubscriptionStore;
 use webhooks_core::ports::memory::{MemoryLog, MemoryStore, RecordingSender};
 use webhooks_core::ports::{OutgoingRequest, SendError, SenderResponse, WebhookSender};
@@ -44,7 +45,12 @@ struct NoQueueActions;
 
 #[async_trait]
 impl QueueActions for NoQueueActions {
-    async fn change_visibility(&self, _: &str, _: Duration) -> Result<(), QueueActionError> {
+    async fn change_visibility(
+        &self,
+        _: Lane,
+        _: &str,
+        _: Duration,
+    ) -> Result<(), QueueActionError> {
         panic!("no delivery should be retried in this benchmark")
     }
 
@@ -58,7 +64,13 @@ impl QueueActions for NoQueueActions {
         panic!("no delivery should be dead-lettered in this benchmark")
     }
 
-    async fn send_again(&self, _: &str, _: Duration, _: &str) -> Result<(), QueueActionError> {
+    async fn send_again(
+        &self,
+        _: Lane,
+        _: &str,
+        _: Duration,
+        _: &str,
+    ) -> Result<(), QueueActionError> {
         panic!("no delivery should be deferred in this benchmark")
     }
 }

@@ -9,11 +9,20 @@
 //! |---|---|
 //! | `Ack` | acknowledged (not in `batchItemFailures`, so Lambda deletes it) |
 //! | `RetryAfter { delay }` | `ChangeMessageVisibility(delay)` (at most 12 h since receipt), then a batch item failure: SQS hands it out again after the delay |
-//! | `Defer { delay, attempts_made, .. }` | queued again as a new message (`DelaySeconds` = delay, at most 15 min, carrying `attemptsMade`), then acknowledged: its receive count starts again, so deferrals never reach the redrive guard (if that send fails: as `RetryAfter`) |
+//! | `Defer { delay, attempts_made, .. }` | queued again as a new message on the queue it came from (`DelaySeconds` = delay, at most 15 min, carrying `attemptsMade`), then acknowledged: its receive count starts again, so deferrals never reach the redrive guard (if that send fails: as `RetryAfter`) |
+//! | `MoveToSlowLane { delay, attempts_made }` | the same, but queued on the slow lane's queue: only then is the received message acknowledged (if that send fails: as `RetryAfter`, so nothing is lost; a copy is harmless, the final marker counts the delivery once) |
 //! | `DeadLetter { error, attempts }` | sent to the dead-letter queue with its error, then acknowledged (if that send fails: a batch item failure, so it comes back and gives up again) |
 //! | a body that is not a `QueueTask` | sent to the dead-letter queue as it is, with the parse error, then acknowledged: never lost, never retried in vain |
 //!
-//! **The dead-letter queue is this function's second event source.** What the queue's redrive
+//! **The slow lane** (DESIGN.md §7, [`flow`]'s module docs). When `SLOW_QUEUE_URL` is set
+//! (`SlowQueue` in `template.yaml`, its own event source and small `MaximumConcurrency`), a
+//! record's lane is told by its `eventSourceARN` ([`QueueActions::lane_of`]): a delivery from
+//! the delivery queue whose webhook is timing out or whose breaker is open is moved to the
+//! slow queue without being sent, so the delivery queue's instances serve healthy endpoints
+//! only; a record from the slow queue is handled the same way as any other, its retries and
+//! deferrals stay on the slow queue, and it is never moved again.
+//!
+//! **The dead-letter queue is another event source of this function.** What the queue's redrive
 //! policy moves there (a message received [`flow::MAX_RECEIVE_COUNT`] times without ending: a
 //! webhook item that cannot be decoded, DynamoDB unavailable receipt after receipt, a worker
 //! that keeps crashing) would otherwise never be counted nor listed. A record whose
@@ -55,7 +64,7 @@ use webhooks_aws::{
 };
 use webhooks_core::delivery::QueueTask;
 use webhooks_core::dispatch::{Dispatcher, Outcome, Reconciled};
-use webhooks_core::flow::{self, QueueAction};
+use webhooks_core::flow::{self, Lane, QueueAction};
 use webhooks_core::metrics::{Accumulator, MetricsSink};
 
 pub use lambda_runtime::Error;
@@ -114,18 +123,20 @@ impl From<QueueError> for QueueActionError {
 /// a retry and of a dead letter.
 #[async_trait]
 pub trait QueueActions: Send + Sync + 'static {
-    /// Makes the received message visible again `after` from now.
+    /// Makes the message received from `lane`'s queue visible again `after` from now.
     async fn change_visibility(
         &self,
+        lane: Lane,
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueActionError>;
 
-    /// Queues `body` again as a new message, visible after `delay` (SQS: at most 15 min); the
-    /// received message is then acknowledged (a flow-control deferral, which must not count
-    /// towards the redrive guard).
+    /// Queues `body` as a new message on `lane`'s queue, visible after `delay` (SQS: at most
+    /// 15 min); the received message is then acknowledged (a flow-control deferral, which must
+    /// not count towards the redrive guard, or a move to the slow lane).
     async fn send_again(
         &self,
+        lane: Lane,
         body: &str,
         delay: Duration,
         delivery_id: &str,
@@ -146,25 +157,33 @@ pub trait QueueActions: Send + Sync + 'static {
     fn is_dead_letter_queue(&self, _event_source_arn: &str) -> bool {
         false
     }
+
+    /// The lane of a record with this `eventSourceARN` (see the crate docs): [`Lane::Only`]
+    /// without a slow lane.
+    fn lane_of(&self, _event_source_arn: &str) -> Lane {
+        Lane::Only
+    }
 }
 
 #[async_trait]
 impl QueueActions for SqsWorkerQueue {
     async fn change_visibility(
         &self,
+        lane: Lane,
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueActionError> {
-        Ok(SqsWorkerQueue::change_visibility(self, receipt_handle, after).await?)
+        Ok(SqsWorkerQueue::change_visibility(self, lane, receipt_handle, after).await?)
     }
 
     async fn send_again(
         &self,
+        lane: Lane,
         body: &str,
         delay: Duration,
         delivery_id: &str,
     ) -> Result<(), QueueActionError> {
-        Ok(SqsWorkerQueue::send_delayed(self, body, delay, delivery_id).await?)
+        Ok(SqsWorkerQueue::send_delayed(self, lane, body, delay, delivery_id).await?)
     }
 
     async fn send_to_dead_letter(
@@ -179,10 +198,11 @@ impl QueueActions for SqsWorkerQueue {
     }
 
     fn is_dead_letter_queue(&self, event_source_arn: &str) -> bool {
-        // A queue's ARN ends with `:<name>` and its URL with `/<name>`.
-        let name = |s: &'static str, of: &str| of.rsplit(s).next().map(str::to_owned);
-        !event_source_arn.is_empty()
-            && name(":", event_source_arn) == name("/", self.dead_letter_queue_url())
+        SqsWorkerQueue::is_dead_letter_queue(self, event_source_arn)
+    }
+
+    fn lane_of(&self, event_source_arn: &str) -> Lane {
+        SqsWorkerQueue::lane_of(self, event_source_arn)
     }
 }
 
@@ -272,6 +292,11 @@ pub enum RecordOutcome {
     Deferred {
         after: Duration,
     },
+    /// Its webhook is timing out or its breaker is open: queued on the slow lane, visible after
+    /// `after`, and acknowledged (nothing sent, no attempt used).
+    MovedToSlowLane {
+        after: Duration,
+    },
     /// Gave up and moved to the dead-letter queue.
     DeadLettered {
         error: String,
@@ -300,6 +325,7 @@ impl RecordOutcome {
             RecordOutcome::Delivered
                 | RecordOutcome::Dropped { .. }
                 | RecordOutcome::Deferred { .. }
+                | RecordOutcome::MovedToSlowLane { .. }
                 | RecordOutcome::DeadLettered { .. }
                 | RecordOutcome::Reconciled { .. }
         )
@@ -310,6 +336,7 @@ impl RecordOutcome {
             RecordOutcome::Delivered => "delivered",
             RecordOutcome::Dropped { .. } => "dropped",
             RecordOutcome::Deferred { .. } => "deferred",
+            RecordOutcome::MovedToSlowLane { .. } => "moved_to_slow_lane",
             RecordOutcome::RetryScheduled { .. } => "retry",
             RecordOutcome::DeadLettered { .. } => "dead_lettered",
             RecordOutcome::DeadLetterFailed { .. } => "dead_letter_failed",
@@ -417,6 +444,9 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
         return reconcile_record(record, deps).await;
     }
     let receive_count = receive_count(record);
+    let lane = deps
+        .queue
+        .lane_of(record.event_source_arn.as_deref().unwrap_or_default());
     let body = record.body.as_deref().unwrap_or_default();
     let receipt = record.receipt_handle.as_deref();
 
@@ -435,8 +465,11 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
     };
     let delivery = task.delivery();
     tracing::Span::current().record("delivery_id", delivery.delivery_id.as_str());
-    let result = deps.dispatcher.process(delivery, receive_count).await;
-    let action = QueueAction::for_result(&result, deps.error_retry_delay);
+    let result = deps
+        .dispatcher
+        .process_in(delivery, receive_count, lane)
+        .await;
+    let action = QueueAction::for_result(&result, deps.error_retry_delay, lane);
     let outcome = match (result, action) {
         (Ok(Outcome::Drop { reason }), _) => RecordOutcome::Dropped { reason },
         (_, QueueAction::Ack) => RecordOutcome::Delivered,
@@ -448,28 +481,35 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                 ..
             },
         ) => {
-            let again = QueueTask::DeliveryV1(webhooks_core::delivery::DeliveryTask {
+            let again = Again {
+                to: lane,
+                delay,
                 attempts_made,
-                ..delivery.clone()
-            })
-            .to_json();
-            let id = delivery.delivery_id.as_str();
-            match deps.queue.send_again(&again, delay, id).await {
-                Ok(()) => {
-                    tracing::info!(%reason, after_secs = delay.as_secs(), "deferred");
-                    RecordOutcome::Deferred { after: delay }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, %reason, "could not queue the deferral; it comes back");
-                    let visibility_changed = change_visibility(deps, receipt, delay).await;
-                    RecordOutcome::RetryScheduled {
-                        after: delay,
-                        visibility_changed,
-                    }
-                }
-            }
+                reason,
+            };
+            queue_again(deps, delivery, lane, receipt, again).await
         }
-        (result, QueueAction::RetryAfter { delay } | QueueAction::Defer { delay, .. }) => {
+        (
+            Ok(Outcome::Defer { reason, .. }),
+            QueueAction::MoveToSlowLane {
+                delay,
+                attempts_made,
+            },
+        ) => {
+            let again = Again {
+                to: Lane::Slow,
+                delay,
+                attempts_made,
+                reason,
+            };
+            queue_again(deps, delivery, lane, receipt, again).await
+        }
+        (
+            result,
+            QueueAction::RetryAfter { delay }
+            | QueueAction::Defer { delay, .. }
+            | QueueAction::MoveToSlowLane { delay, .. },
+        ) => {
             // SQS refuses a visibility that would keep a message hidden more than 12 h after
             // it was received.
             let after = delay.min(
@@ -477,7 +517,7 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                     .saturating_sub(RECEIPT_MARGIN)
                     .saturating_sub(started.elapsed()),
             );
-            let visibility_changed = change_visibility(deps, receipt, after).await;
+            let visibility_changed = change_visibility(deps, lane, receipt, after).await;
             match result {
                 Ok(Outcome::Retry { error, .. }) => {
                     tracing::info!(%error, after_secs = after.as_secs(), "attempt failed; retry scheduled");
@@ -508,10 +548,63 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
         webhook_id = %delivery.webhook_id,
         generation = delivery.generation,
         receive_count,
+        lane = ?lane,
         outcome = outcome.name(),
         "record processed"
     );
     outcome
+}
+
+/// A delivery to queue again as a new message: on lane `to`, visible after `delay`, carrying
+/// `attempts_made`; `reason` is logged.
+struct Again {
+    to: Lane,
+    delay: Duration,
+    attempts_made: u32,
+    reason: String,
+}
+
+/// Queues `delivery` again (a deferral on its own lane, or a move to the slow lane), and only
+/// then lets the received message be acknowledged: a failed send leaves it to come back after
+/// the delay (nothing lost); a send whose answer was lost makes a copy, which the delivery's
+/// final marker counts once.
+async fn queue_again(
+    deps: &Deps,
+    delivery: &webhooks_core::delivery::DeliveryTask,
+    lane: Lane,
+    receipt: Option<&str>,
+    again: Again,
+) -> RecordOutcome {
+    let Again {
+        to,
+        delay,
+        attempts_made,
+        reason,
+    } = again;
+    let body = QueueTask::DeliveryV1(webhooks_core::delivery::DeliveryTask {
+        attempts_made,
+        ..delivery.clone()
+    })
+    .to_json();
+    let id = delivery.delivery_id.as_str();
+    match deps.queue.send_again(to, &body, delay, id).await {
+        Ok(()) if to != lane => {
+            tracing::info!(%reason, after_secs = delay.as_secs(), "moved to the slow lane");
+            RecordOutcome::MovedToSlowLane { after: delay }
+        }
+        Ok(()) => {
+            tracing::info!(%reason, after_secs = delay.as_secs(), "deferred");
+            RecordOutcome::Deferred { after: delay }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %reason, "could not queue the deferral; it comes back");
+            let visibility_changed = change_visibility(deps, lane, receipt, delay).await;
+            RecordOutcome::RetryScheduled {
+                after: delay,
+                visibility_changed,
+            }
+        }
+    }
 }
 
 /// One record of the dead-letter queue. What this function moved there itself (a give-up,
@@ -576,12 +669,17 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
 
 /// Best effort: a failure is logged, and the message comes back after the queue's own
 /// visibility timeout instead. Returns whether the change was made.
-async fn change_visibility(deps: &Deps, receipt: Option<&str>, after: Duration) -> bool {
+async fn change_visibility(
+    deps: &Deps,
+    lane: Lane,
+    receipt: Option<&str>,
+    after: Duration,
+) -> bool {
     let Some(receipt) = receipt.filter(|r| !r.is_empty()) else {
         tracing::warn!("record without a receipt handle: its visibility cannot be changed");
         return false;
     };
-    match deps.queue.change_visibility(receipt, after).await {
+    match deps.queue.change_visibility(lane, receipt, after).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "could not change the message's visibility");

@@ -81,6 +81,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing::info!(
         timeout_secs = config.timeout.as_secs(),
         allow_private = config.allow_private,
+        slow_lane = config.queues.slow_queue_url.is_some(),
         "delivery function ready"
     );
 

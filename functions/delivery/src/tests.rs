@@ -25,6 +25,11 @@ enum Action {
         receipt: String,
         after: Duration,
     },
+    /// A visibility change on the slow lane's queue.
+    SlowVisibility {
+        receipt: String,
+        after: Duration,
+    },
     DeadLetter {
         body: String,
         error: String,
@@ -36,12 +41,23 @@ enum Action {
         delay: Duration,
         delivery_id: String,
     },
+    /// Queued on the slow lane's queue.
+    Slow {
+        body: String,
+        delay: Duration,
+        delivery_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
 struct FakeQueue {
     actions: Mutex<Vec<Action>>,
     fail_dead_letters: Mutex<bool>,
+    /// Sends to the slow lane fail (SQS unavailable).
+    fail_slow_sends: Mutex<bool>,
+    /// With a slow lane: records whose `eventSourceARN` is this are of the slow lane, the others
+    /// of the main one.
+    slow_arn: Option<String>,
 }
 
 impl FakeQueue {
@@ -54,28 +70,51 @@ impl FakeQueue {
 impl QueueActions for FakeQueue {
     async fn change_visibility(
         &self,
+        lane: Lane,
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueActionError> {
-        self.actions.lock().unwrap().push(Action::Visibility {
-            receipt: receipt_handle.into(),
-            after,
+        let receipt = receipt_handle.into();
+        self.actions.lock().unwrap().push(match lane {
+            Lane::Slow => Action::SlowVisibility { receipt, after },
+            Lane::Main | Lane::Only => Action::Visibility { receipt, after },
         });
         Ok(())
     }
 
     async fn send_again(
         &self,
+        lane: Lane,
         body: &str,
         delay: Duration,
         delivery_id: &str,
     ) -> Result<(), QueueActionError> {
-        self.actions.lock().unwrap().push(Action::Again {
-            body: body.into(),
-            delay,
-            delivery_id: delivery_id.into(),
-        });
+        let (body, delivery_id) = (body.into(), delivery_id.into());
+        let action = match lane {
+            Lane::Slow if *self.fail_slow_sends.lock().unwrap() => {
+                return Err(QueueActionError("SQS SendMessage unavailable".into()));
+            }
+            Lane::Slow => Action::Slow {
+                body,
+                delay,
+                delivery_id,
+            },
+            Lane::Main | Lane::Only => Action::Again {
+                body,
+                delay,
+                delivery_id,
+            },
+        };
+        self.actions.lock().unwrap().push(action);
         Ok(())
+    }
+
+    fn lane_of(&self, event_source_arn: &str) -> Lane {
+        match &self.slow_arn {
+            None => Lane::Only,
+            Some(slow) if slow == event_source_arn => Lane::Slow,
+            Some(_) => Lane::Main,
+        }
     }
 
     async fn send_to_dead_letter(
@@ -181,9 +220,13 @@ struct Fixture {
 }
 
 fn fixture_with(sender: Arc<dyn WebhookSender>) -> Fixture {
+    fixture_on(sender, FakeQueue::default())
+}
+
+fn fixture_on(sender: Arc<dyn WebhookSender>, queue: FakeQueue) -> Fixture {
     let store = Arc::new(MemoryStore::new());
     let log = Arc::new(MemoryLog::new(store.clone()));
-    let queue = Arc::new(FakeQueue::default());
+    let queue = Arc::new(queue);
     let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
     let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock);
     let deps = Deps::new(dispatcher, queue.clone());
@@ -807,6 +850,107 @@ async fn a_deferred_delivery_is_queued_again_as_a_new_message_with_its_attempts_
     assert!(*delay <= Duration::from_secs(600) && *delay >= Duration::from_secs(1));
     assert_eq!(QueueTask::from_json(body).unwrap().delivery(), &task);
     assert_eq!(f.stats(&w.id).await.total_deliveries, 0);
+}
+
+const SLOW_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:deliveries-slow";
+
+/// A record of the slow lane's queue.
+fn slow_record(id: &str, task: &DeliveryTask, receive_count: u32) -> SqsMessage {
+    let mut r = task_record(id, task, receive_count);
+    r.event_source_arn = Some(SLOW_ARN.into());
+    r
+}
+
+#[tokio::test]
+async fn with_a_slow_lane_an_open_breaker_moves_main_records_there_and_slow_records_stay() {
+    // GIVEN a function with a slow lane, and a webhook whose breaker is open (not timing out)
+    let sender = Arc::new(RecordingSender::new());
+    let health = Arc::new(webhooks_core::ports::memory::MemoryHealth::new());
+    let queue = FakeQueue {
+        slow_arn: Some(SLOW_ARN.into()),
+        ..Default::default()
+    };
+    let mut f = fixture_on(sender.clone(), queue);
+    f.deps.dispatcher = f.deps.dispatcher.clone().with_breaker(health.clone());
+    let (w, mut task) = f.webhook_and_task("https://example.com/down").await;
+    task.attempts_made = 1;
+    let open = webhooks_core::health::WebhookHealth {
+        state: webhooks_core::health::HealthState::Open,
+        since: Timestamp::from_unix(1_700_000_000),
+        consecutive_failures: 5,
+        last_error: Some("receiver answered HTTP 503".into()),
+        open_until: Some(Timestamp::from_unix(1_700_000_000 + 60)),
+        open_seconds: 60,
+        timing_out: false,
+    };
+    webhooks_core::health::HealthStore::put(&*health, &w.id, &open)
+        .await
+        .unwrap();
+    // WHEN its record comes from the main queue
+    let started = Instant::now();
+    let moved = process_record(&task_record("m1", &task, 2), &f.deps, started).await;
+    // THEN it is queued on the slow lane with its attempts, for the open period, and
+    // acknowledged; nothing is sent
+    assert_eq!(
+        moved,
+        RecordOutcome::MovedToSlowLane {
+            after: Duration::from_secs(60)
+        }
+    );
+    assert!(!moved.keeps_message());
+    let actions = f.queue.actions();
+    let [Action::Slow { body, delay, .. }] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(*delay, Duration::from_secs(60));
+    assert_eq!(QueueTask::from_json(body).unwrap().delivery(), &task);
+    // WHEN the moved message comes from the slow queue while the breaker is still open
+    let again = process_record(&slow_record("s1", &task, 1), &f.deps, started).await;
+    // THEN it is deferred on the slow queue itself, never moved again
+    assert_eq!(
+        again,
+        RecordOutcome::Deferred {
+            after: Duration::from_secs(60)
+        }
+    );
+    assert!(matches!(&f.queue.actions()[1], Action::Slow { .. }));
+    assert!(sender.requests().is_empty());
+    // WHEN the slow lane cannot be sent to
+    *f.queue.fail_slow_sends.lock().unwrap() = true;
+    let kept = process_record(&task_record("m2", &task, 3), &f.deps, started).await;
+    // THEN the received message is kept (it comes back after the wait): nothing is lost
+    assert!(kept.keeps_message(), "{kept:?}");
+    assert_eq!(
+        f.queue.actions().last(),
+        Some(&Action::Visibility {
+            receipt: "receipt-m2".into(),
+            after: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(f.stats(&w.id).await.total_deliveries, 0);
+}
+
+#[tokio::test]
+async fn a_slow_lane_record_that_fails_is_retried_on_the_slow_queue() {
+    // GIVEN a function with a slow lane and a webhook answering 500 (no breaker)
+    let sender = Arc::new(RecordingSender::new());
+    sender.answer([RecordingSender::status(500)]);
+    let queue = FakeQueue {
+        slow_arn: Some(SLOW_ARN.into()),
+        ..Default::default()
+    };
+    let f = fixture_on(sender.clone(), queue);
+    let (_, task) = f.webhook_and_task("https://example.com/fails").await;
+    // WHEN a record of the slow queue is handled
+    let failed = f.run(vec![slow_record("s1", &task, 1)]).await;
+    // THEN it is sent, and its retry is a visibility change on the slow queue
+    assert_eq!(failed, ["s1"]);
+    assert_eq!(sender.requests().len(), 1);
+    let actions = f.queue.actions();
+    assert!(
+        matches!(&actions[..], [Action::SlowVisibility { receipt, .. }] if receipt == "receipt-s1"),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]

@@ -55,7 +55,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
 use webhooks_core::dispatch::{Dispatcher, Outcome};
-use webhooks_core::flow::{self, QueueAction};
+use webhooks_core::flow::{self, Lane, QueueAction};
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
 use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
@@ -358,7 +358,7 @@ async fn handle(
         .await;
     drop(permit);
     let now = crate::queue::queue_now();
-    let queue_action = QueueAction::for_result(&result, config.error_retry_delay);
+    let queue_action = QueueAction::for_result(&result, config.error_retry_delay, Lane::Only);
     match &result {
         Ok(Outcome::Delivered) => tracing::info!("delivered"),
         Ok(Outcome::Drop { reason }) => tracing::info!(%reason, "dropped"),
@@ -380,7 +380,10 @@ async fn handle(
     let action = match queue_action {
         QueueAction::Ack => Action::Ack,
         QueueAction::RetryAfter { delay } => Action::retry_after(delay, now),
-        QueueAction::Defer { delay, .. } => Action::defer(delay, now),
+        // (one queue: nothing moves; both are a deferral)
+        QueueAction::Defer { delay, .. } | QueueAction::MoveToSlowLane { delay, .. } => {
+            Action::defer(delay, now)
+        }
         QueueAction::DeadLetter { error, .. } => Action::dead_letter(&error, now),
     };
     let held = held.take();

@@ -1,6 +1,7 @@
-//! SQS in moto: a fresh delivery queue and dead-letter queue per test, created from
-//! `template.yaml`'s `DeliveryQueue` and `DeadLetterQueue` (attributes and redrive policy, the
-//! policy's `!GetAtt DeadLetterQueue.Arn` resolved to the test's own dead-letter queue), and what
+//! SQS in moto: a fresh delivery queue, slow lane's queue and dead-letter queue per test,
+//! created from `template.yaml`'s `DeliveryQueue`, `SlowQueue` and `DeadLetterQueue` (attributes
+//! and redrive policy, the policy's `!GetAtt DeadLetterQueue.Arn` resolved to the test's own
+//! dead-letter queue), and what
 //! the Lambda event source mapping does with them: receive a batch and hand it over as an
 //! `SqsEvent`, then delete the messages the handler did not report failed.
 
@@ -68,7 +69,7 @@ pub async fn create_queue(
     (url, arn)
 }
 
-/// A fresh delivery queue with its dead-letter queue, and the adapters on them.
+/// A fresh delivery queue with its slow lane and dead-letter queue, and the adapters on them.
 #[derive(Debug)]
 pub struct Queues {
     pub client: Client,
@@ -76,6 +77,9 @@ pub struct Queues {
     pub arn: String,
     pub dlq_url: String,
     pub dlq_arn: String,
+    /// The slow lane's queue (DESIGN.md §7).
+    pub slow_url: String,
+    pub slow_arn: String,
     /// The enqueue side (the API's adapter).
     pub queue: SqsDeliveryQueue,
     /// The worker side (the delivery Lambda's adapter).
@@ -94,18 +98,17 @@ impl Queues {
         )
         .await;
         arns.insert("DeadLetterQueue", dlq_arn.clone());
-        let (url, arn) = create_queue(
-            &client,
-            "DeliveryQueue",
-            &unique_queue_name("deliveries"),
-            &arns,
-        )
-        .await;
+        let (main_name, slow_name) = (unique_queue_name("deliveries"), unique_queue_name("slow"));
+        let ((url, arn), (slow_url, slow_arn)) = tokio::join!(
+            create_queue(&client, "DeliveryQueue", &main_name, &arns),
+            create_queue(&client, "SlowQueue", &slow_name, &arns)
+        );
         // Through the same constructors and configs the Lambda mains use.
         let sdk = sdk_config_for(moto::endpoint());
         let env = |name: &str| match name {
             "QUEUE_URL" => Some(url.clone()),
             "DLQ_URL" => Some(dlq_url.clone()),
+            "SLOW_QUEUE_URL" => Some(slow_url.clone()),
             _ => None,
         };
         let queue = SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_lookup(env).unwrap());
@@ -116,6 +119,8 @@ impl Queues {
             arn,
             dlq_url,
             dlq_arn,
+            slow_url,
+            slow_arn,
             queue,
             worker,
         }
@@ -145,6 +150,20 @@ impl Queues {
             .await
             .into_iter()
             .map(|m| self.record(m))
+            .collect()
+    }
+
+    /// What the slow lane's event source mapping hands the function: up to `max` messages of
+    /// the slow queue as SQS event records (their `eventSourceARN` the slow queue's).
+    pub async fn receive_slow_records(&self, max: i32, wait_secs: i32) -> Vec<SqsMessage> {
+        self.receive_raw(&self.slow_url, max, wait_secs)
+            .await
+            .into_iter()
+            .map(|m| {
+                let mut r = self.record(m);
+                r.event_source_arn = Some(self.slow_arn.clone());
+                r
+            })
             .collect()
     }
 
@@ -197,7 +216,7 @@ impl Queues {
     }
 
     /// What the event source mapping does after the function answered: deletes every record
-    /// not reported in `batchItemFailures`.
+    /// not reported in `batchItemFailures` (from the queue its `eventSourceARN` names).
     pub async fn delete_acknowledged(&self, records: &[SqsMessage], response: &SqsBatchResponse) {
         for r in records {
             let id = r.message_id.as_deref().unwrap_or_default();
@@ -208,9 +227,14 @@ impl Queues {
             {
                 continue;
             }
+            let url = if r.event_source_arn.as_deref() == Some(self.slow_arn.as_str()) {
+                &self.slow_url
+            } else {
+                &self.url
+            };
             self.client
                 .delete_message()
-                .queue_url(&self.url)
+                .queue_url(url)
                 .receipt_handle(r.receipt_handle.as_deref().expect("receipt handle"))
                 .send()
                 .await

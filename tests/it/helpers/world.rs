@@ -80,6 +80,7 @@ impl World {
             ("DELIVERIES_TABLE", self.log.table_name().to_owned()),
             ("QUEUE_URL", self.queues.url.clone()),
             ("DLQ_URL", self.queues.dlq_url.clone()),
+            ("SLOW_QUEUE_URL", self.queues.slow_url.clone()),
             (
                 "DELIVERY_TIMEOUT_SECONDS",
                 timeout.as_secs().max(1).to_string(),
