@@ -33,6 +33,8 @@ use webhooks_bench::receiver::{BenchClock, Receiver};
 use webhooks_bench::report;
 use webhooks_bench::service::{self, Machine, ServeOptions, Service};
 
+mod noisy;
+
 const BUCKET: &str = "65f0be0c0000000000000001";
 /// `POST /api/events` refuses bodies over 256 KiB; batches stay under this.
 const MAX_BATCH_BYTES: usize = 240 * 1024;
@@ -94,6 +96,14 @@ struct Args {
     /// Append (or replace, for the same options) a section with the results in this file.
     #[arg(long)]
     write: Option<PathBuf>,
+    /// noisy-neighbour: how long each phase publishes (at `--rate`, default 100 events/s, to
+    /// each webhook).
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// noisy-neighbour: how long the hanging receiver takes to answer each request (the
+    /// service's delivery timeout is 30 s: 30 or more is a receiver that never answers in time).
+    #[arg(long, default_value_t = 30)]
+    hang_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +119,11 @@ enum ScenarioArg {
     Fanout100Failing,
     /// All of the above, each with its defaults.
     All,
+    /// A healthy webhook's publish→arrival latency alone, then beside a webhook of another
+    /// bucket whose receiver hangs (DESIGN.md §7): `--rate` events/s to each (default 100) for
+    /// `--duration-secs`, the hanging one answering after `--hang-secs`. Not part of `all`.
+    #[value(name = "noisy-neighbour")]
+    NoisyNeighbour,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,7 +164,9 @@ struct Scenario {
 impl Scenario {
     fn defaults(which: ScenarioArg) -> Self {
         let (name, webhooks, failing, events, rate) = match which {
-            ScenarioArg::One | ScenarioArg::All => ("one", 1, 0, 20_000, None),
+            ScenarioArg::One | ScenarioArg::All | ScenarioArg::NoisyNeighbour => {
+                ("one", 1, 0, 20_000, None)
+            }
             ScenarioArg::Latency => ("latency", 1, 0, 10_000, Some(1_000)),
             ScenarioArg::Fanout10 => ("fanout10", 10, 0, 5_000, None),
             ScenarioArg::Fanout100Failing => ("fanout100-failing", 100, 5, 300, None),
@@ -257,7 +274,11 @@ async fn main() -> Result<()> {
     let bin = service::find_binary(args.binary.as_deref())?;
     let data_parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
     let machine = Machine::read(&data_parent);
-    let scenarios = scenarios(&args);
+    let scenarios = if args.scenario == ScenarioArg::NoisyNeighbour {
+        Vec::new()
+    } else {
+        scenarios(&args)
+    };
     let ctx = Ctx {
         args,
         bin,
@@ -275,6 +296,9 @@ async fn main() -> Result<()> {
         machine.data_fs
     );
     eprintln!("service: {}", ctx.bin.display());
+    if ctx.args.scenario == ScenarioArg::NoisyNeighbour {
+        return noisy::run(&ctx, &machine).await;
+    }
 
     let mut outcomes = Vec::new();
     for s in &scenarios {
@@ -468,6 +492,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let mut publishers = Vec::new();
     for _ in 0..args.publishers.max(1) {
         let p = Publisher {
+            bucket: BUCKET,
             client: api.clone(),
             url: format!("{}/api/events", svc.base),
             token: svc.producer_token.clone(),
@@ -648,6 +673,8 @@ impl PublishCounters {
 
 #[derive(Debug)]
 struct Publisher {
+    /// The bucket every event goes to.
+    bucket: &'static str,
     client: reqwest::Client,
     url: String,
     token: String,
@@ -685,7 +712,8 @@ impl Publisher {
                 }
                 let _ = write!(
                     body,
-                    r#"{{"bucketId":"{BUCKET}","event":"data.received","data":{{"sentAtNanos":{sent},"seq":{seq},"dataSourceId":"65f0a1b2c3d4e5f6a7b8c9d0","dataSourceName":"bench sensor","dataPoint":{{"timestamp":"2024-01-15T10:30:00Z","values":{{"temperature":22.5,"humidity":61.25}}}},"pad":"{filler}"}}}}"#
+                    r#"{{"bucketId":"{}","event":"data.received","data":{{"sentAtNanos":{sent},"seq":{seq},"dataSourceId":"65f0a1b2c3d4e5f6a7b8c9d0","dataSourceName":"bench sensor","dataPoint":{{"timestamp":"2024-01-15T10:30:00Z","values":{{"temperature":22.5,"humidity":61.25}}}},"pad":"{filler}"}}}}"#,
+                    self.bucket
                 );
             }
             body.push_str("]}");

@@ -1,8 +1,9 @@
 //! The receiver: a plain hyper HTTP/1.1 server on 127.0.0.1 (keep-alive, on the bench's
 //! multi-threaded runtime) that verifies every delivery's signatures and records its arrival.
 //!
-//! Paths: `/h/{i}` answers 200, `/f/{i}` answers 500 (a failing receiver); `i` is the webhook's
-//! index, which gives its secret. Every request, on either path, is checked:
+//! Paths: `/h/{i}` answers 200, `/f/{i}` answers 500 (a failing receiver), `/hang/{i}` answers
+//! 200 only after [`Receiver::with_hang`]'s time (a hanging receiver: the noisy neighbour); `i`
+//! is the webhook's index, which gives its secret. Every request, on any path, is checked:
 //! - `X-Webhook-Signature` (the guide's `sha256=` HMAC of the raw body with the secret string),
 //! - `webhook-signature` (Standard Webhooks, over `{webhook-id}.{webhook-timestamp}.{body}`),
 //! - `X-Webhook-Id` = `webhook-id` = the body's `deliveryId`,
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -76,6 +77,10 @@ pub struct Receiver {
     pub signature_failures: AtomicU64,
     /// Requests without a readable `data.sentAtNanos` (the ceiling's have 0: no latency).
     pub unstamped: AtomicU64,
+    /// Requests on a hanging path (`/hang/{i}`).
+    pub hanging_requests: AtomicU64,
+    /// How long a hanging path waits before answering.
+    hang: Duration,
     last_ns: AtomicU64,
 }
 
@@ -104,8 +109,16 @@ impl Receiver {
             failing_requests: AtomicU64::new(0),
             signature_failures: AtomicU64::new(0),
             unstamped: AtomicU64::new(0),
+            hanging_requests: AtomicU64::new(0),
+            hang: Duration::from_secs(30),
             last_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The same receiver, its `/hang/{i}` paths answering after `hang` (default 30 s).
+    pub fn with_hang(mut self, hang: Duration) -> Self {
+        self.hang = hang;
+        self
     }
 
     fn seen(&self) -> MutexGuard<'_, Seen> {
@@ -122,6 +135,7 @@ impl Receiver {
             &self.failing_requests,
             &self.signature_failures,
             &self.unstamped,
+            &self.hanging_requests,
             &self.last_ns,
         ] {
             c.store(0, Ordering::SeqCst);
@@ -179,9 +193,11 @@ impl Receiver {
         let arrived = self.clock.now_ns();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let path = parts.uri.path();
-        let (failing, index) = match (path.strip_prefix("/h/"), path.strip_prefix("/f/")) {
-            (Some(i), _) => (false, i.parse::<usize>().ok()),
-            (_, Some(i)) => (true, i.parse::<usize>().ok()),
+        let hanging = path.strip_prefix("/hang/");
+        let (failing, index) = match (path.strip_prefix("/h/"), path.strip_prefix("/f/"), hanging) {
+            (Some(i), _, _) => (false, i.parse::<usize>().ok()),
+            (_, Some(i), _) => (true, i.parse::<usize>().ok()),
+            (_, _, Some(i)) => (false, i.parse::<usize>().ok()),
             _ => (false, None),
         };
         let Some(secret) = index.and_then(|i| self.secrets.get(i)) else {
@@ -209,6 +225,11 @@ impl Receiver {
         let Some(key) = key else {
             return answer(StatusCode::BAD_REQUEST);
         };
+        if hanging.is_some() {
+            self.hanging_requests.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(self.hang).await;
+            return answer(StatusCode::OK);
+        }
         if failing {
             self.failing_requests.fetch_add(1, Ordering::Relaxed);
             *self.seen().failing_attempts.entry(key).or_insert(0) += 1;

@@ -67,22 +67,9 @@ pub struct ServeOptions {
 }
 
 impl Service {
-    /// Mints a producer token, starts `serve --addr 127.0.0.1:0` on `data_dir` and waits (at
-    /// most 60 s) for its `ready` line.
+    /// Starts `serve --addr 127.0.0.1:0` on `data_dir`, waits (at most 60 s) for its `ready`
+    /// line, and mints a producer token with its key.
     pub fn start(bin: &Path, data_dir: &Path, opts: &ServeOptions) -> Result<Self> {
-        let out = Command::new(bin)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["token", "--sub", "ingest", "--scope", "events:publish"])
-            .env_remove("JWT_SECRET")
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {} token", bin.display()))?;
-        if !out.status.success() {
-            bail!("{} token failed: {}", bin.display(), out.status);
-        }
-        let producer_token = String::from_utf8(out.stdout)?.trim().to_owned();
-
         let log = data_dir.join("service.log");
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin);
@@ -120,7 +107,7 @@ impl Service {
             pid,
             base: String::new(),
             user_token: String::new(),
-            producer_token,
+            producer_token: String::new(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -144,6 +131,19 @@ impl Service {
         if service.base.is_empty() || service.user_token.is_empty() {
             bail!("the service's welcome text had no address or token");
         }
+        // Minted once `serve` has made the data directory's key (`token` never makes one).
+        let out = Command::new(bin)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["token", "--sub", "ingest", "--scope", "events:publish"])
+            .env_remove("JWT_SECRET")
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {} token", bin.display()))?;
+        if !out.status.success() {
+            bail!("{} token failed: {}", bin.display(), out.status);
+        }
+        service.producer_token = String::from_utf8(out.stdout)?.trim().to_owned();
         Ok(service)
     }
 
