@@ -203,6 +203,26 @@ await step('a published event shows up by itself (auto-refresh) and the stats fo
   await shot('wide');
 });
 
+await step('the 24 h chart draws 24 hours from the hourly stats: bars by outcome, latency lines, a summary', async () => {
+  await until('the summary counts both deliveries', async () =>
+    (await page.locator('#hourly-summary').textContent()).startsWith('Last 24 h: 2 delivered, 0 failed; p95 latency up to '));
+  const hours = page.locator('#hourly-chart svg g.hour');
+  check(await hours.count() === 24, `24 hours drawn, got ${await hours.count()}`);
+  check(await page.locator('#hourly-chart svg rect.failed').count() === 0, 'no failed bar');
+  const bars = await page.locator('#hourly-chart svg rect.delivered').count();
+  check(bars >= 1 && bars <= 2, `one delivered bar (two across an hour boundary), got ${bars}`);
+  const titles = await hours.locator('title').allTextContents();
+  const busy = titles.filter((t) => !/: 0 delivered, 0 failed$/.test(t));
+  check(busy.every((t) => /^\d\d:00: [12] delivered, 0 failed, p50 \d+ ms, p95 \d+ ms$/.test(t)), `hour titles: ${busy}`);
+  check(await page.locator('#hourly-chart svg .p50').count() >= 1 && await page.locator('#hourly-chart svg .p95').count() >= 1,
+    'p50 and p95 drawn');
+  // What it draws is what the API answers.
+  const jwt = await page.evaluate(() => sessionStorage.getItem('dakkio.token'));
+  const id = await card(HOOK_URL).getAttribute('data-id');
+  const api = await (await fetch(`${base}/api/webhooks/${id}/stats/hourly`, { headers: { Authorization: `Bearer ${jwt}` } })).json();
+  check(api.data.length === 24 && api.data.reduce((s, h) => s + h.delivered, 0) === 2, `the API's hours: ${JSON.stringify(api.data)}`);
+});
+
 await step('accessibility: labels, real buttons, visible focus, contrast ≥ 4.5:1, live regions', async () => {
   const report = await page.evaluate(() => {
     const problems = [];
@@ -329,6 +349,11 @@ await step('dead letters: a failing webhook ends in the dead-letter list, and Re
     await button(page, 'Refresh').click();
     return (await page.locator('#attempts tbody tr.failed').count()) >= 2 && (await dead.count()) === 1;
   }, 20_000, 500);
+  await until('the chart counts the failures', async () => {
+    await button(page, 'Refresh').click();
+    return /^Last 24 h: 0 delivered, 2 failed\.$/.test(await page.locator('#hourly-summary').textContent());
+  }, 20_000, 500);
+  check(await page.locator('#hourly-chart svg rect.failed').count() >= 1, 'a failed bar');
   await button(page, 'Redeliver all').click();
   await until('status says 1 queued again', async () => /1 dead letter\(s\) queued again/.test(await statusText()));
   await button(page, 'Close').click();

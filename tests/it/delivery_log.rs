@@ -233,8 +233,34 @@ async fn a_batch_of_finishes_counts_each_delivery_once_with_one_stats_write() {
         .expect("query")
         .items
         .unwrap_or_default();
-    assert_eq!(raw.len(), 38, "one item per delivery: the marker");
-    assert_eq!(raw.iter().filter(|i| i.contains_key("attempt")).count(), 30);
+    let sk = |i: &std::collections::HashMap<String, AttributeValue>| match i.get("sk") {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let (hours, markers): (Vec<_>, Vec<_>) = raw.iter().partition(|i| sk(i).starts_with("H#"));
+    assert_eq!(markers.len(), 38, "one item per delivery: the marker");
+    assert_eq!(
+        markers.iter().filter(|i| i.contains_key("attempt")).count(),
+        30
+    );
+    // AND one hourly aggregate (every finish above is in one hour) counts each delivery once,
+    // the 30 successes' 12 ms in their latency bucket
+    assert_eq!(hours.len(), 1, "{hours:?}");
+    let n = |a: &str| hours[0].get(a).cloned();
+    let number = |v: u64| Some(AttributeValue::N(v.to_string()));
+    let bucket = webhooks_core::hourly::LatencyHistogram::bucket_of(12);
+    assert_eq!(
+        (n("delivered"), n("failed"), n(&format!("l{bucket}"))),
+        (number(30), number(8), number(30))
+    );
+    let hour = webhooks_core::hourly::hour_of(Timestamp::from_unix(1_740_000_200));
+    assert_eq!(
+        n("expiresAt"),
+        number(webhooks_core::hourly::expires_at(hour) as u64),
+        "kept 48 h after its hour"
+    );
+    let read = log.hourly_stats(&w.id, hour..=hour).await.expect("hourly");
+    assert_eq!((read[0].delivered, read[0].failed), (30, 8));
 
     // AND finishing them again, coalesced or not, counts nothing
     assert!(!log.finish_delivered(&delivered[7]).await.expect("again"));

@@ -8,7 +8,7 @@ const BUCKETS_KEY = 'dakkio.recentBuckets';
 const AUTO_REFRESH_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
-const state = { bucket: null, hooks: [], editing: null, open: null, timer: null, shown: '' };
+const state = { bucket: null, hooks: [], editing: null, open: null, timer: null, shown: '', chart: '' };
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -523,6 +523,7 @@ async function openDeliveries(id) {
 function closeDeliveries() {
   state.open = null;
   state.shown = '';
+  state.chart = '';
   clearTimeout(state.timer);
   $('deliveries-panel').hidden = true;
 }
@@ -545,12 +546,19 @@ function schedule() {
 async function refreshDeliveries() {
   const id = state.open;
   if (!id) return;
-  const [w, attempts, dead] = await Promise.all([
+  const [w, attempts, dead, hourly] = await Promise.all([
     api('GET', hookPath(id)),
     api('GET', hookPath(id, '/deliveries?limit=50')),
     api('GET', hookPath(id, '/dead-letters?limit=100')),
+    api('GET', hookPath(id, '/stats/hourly')),
   ]);
   if (state.open !== id) return;
+  const chart = JSON.stringify([id, hourly.data]);
+  if (chart !== state.chart) {
+    state.chart = chart;
+    $('hourly-chart').replaceChildren(hourlyChart(hourly.data));
+    $('hourly-summary').textContent = hourlySummary(hourly.data);
+  }
   $('deliveries-url').textContent = w.url;
   $('deliveries-summary').textContent = `${statsText(w)}. Updated ${new Date().toLocaleTimeString()}.`;
   // Touch the tables only when something changed, keeping focus and opened response bodies.
@@ -572,6 +580,81 @@ async function refreshDeliveries() {
     c.querySelector('.stats').textContent = statsText(w);
     c.querySelector('.last').replaceChildren(lastDelivery(w));
   }
+}
+
+// ---- the 24 h chart: inline SVG, no library -------------------------------------------------
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) e.setAttribute(k, String(v));
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function hourLabel(iso) {
+  const d = new Date(iso);
+  return `${String(d.getHours()).padStart(2, '0')}:00`;
+}
+
+function hourTitle(h) {
+  const latency = h.latencyP50Ms == null ? '' : `, p50 ${h.latencyP50Ms} ms, p95 ${h.latencyP95Ms} ms`;
+  return `${hourLabel(h.hour)}: ${h.delivered} delivered, ${h.failed} failed${latency}`;
+}
+
+// Stacked bars per hour (delivered below, failed above; left scale) and the p50/p95 latency of
+// the delivering attempts as lines (right scale). Each hour's <title> gives its numbers.
+function hourlyChart(hours) {
+  const W = 720, H = 180, top = 12, bottom = 22, left = 36, right = 60;
+  const plotW = W - left - right, plotH = H - top - bottom;
+  const slot = plotW / Math.max(1, hours.length), barW = slot * 0.7;
+  const maxCount = Math.max(1, ...hours.map((h) => h.delivered + h.failed));
+  const maxMs = Math.max(1, ...hours.map((h) => h.latencyP95Ms ?? 0));
+  const y = (n) => top + plotH - (n / maxCount) * plotH;
+  const yMs = (ms) => top + plotH - (ms / maxMs) * plotH;
+  const mid = (i) => left + i * slot + slot / 2;
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-svg', 'aria-labelledby': 'hourly-title hourly-summary' },
+    svg('title', { id: 'hourly-title' }, 'Deliveries per hour by outcome, and delivering-attempt latency, over the last 24 hours'),
+    svg('line', { class: 'axis', x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH }),
+    svg('text', { class: 'tick end', x: left - 4, y: top + 4 }, String(maxCount)),
+    svg('text', { class: 'tick end', x: left - 4, y: top + plotH }, '0'),
+    svg('text', { class: 'tick', x: left + plotW + 4, y: top + 4 }, `${maxMs} ms`));
+  hours.forEach((h, i) => {
+    const x = left + i * slot + (slot - barW) / 2;
+    const g = svg('g', { class: 'hour' }, svg('title', {}, hourTitle(h)),
+      svg('rect', { class: 'slot', x: left + i * slot, y: top, width: slot, height: plotH }));
+    if (h.delivered) g.append(svg('rect', { class: 'delivered', x, y: y(h.delivered), width: barW, height: y(0) - y(h.delivered) }));
+    if (h.failed) {
+      const total = h.delivered + h.failed;
+      g.append(svg('rect', { class: 'failed', x, y: y(total), width: barW, height: y(h.delivered) - y(total) }));
+    }
+    root.append(g);
+    if (i % 6 === 0 || i === hours.length - 1) root.append(svg('text', { class: 'tick middle', x: mid(i), y: H - 6 }, hourLabel(h.hour)));
+  });
+  // One line per run of hours that have a latency (an hour with none breaks it).
+  for (const [key, cls] of [['latencyP50Ms', 'p50'], ['latencyP95Ms', 'p95']]) {
+    let run = [];
+    const flush = () => {
+      if (run.length === 1) root.append(svg('circle', { class: `dot ${cls}`, cx: run[0][0], cy: run[0][1], r: 3 }));
+      if (run.length > 1) root.append(svg('polyline', { class: `line ${cls}`, points: run.map((p) => p.join(',')).join(' ') }));
+      run = [];
+    };
+    hours.forEach((h, i) => {
+      if (h[key] == null) flush();
+      else run.push([mid(i).toFixed(1), yMs(h[key]).toFixed(1)]);
+    });
+    flush();
+  }
+  return root;
+}
+
+function hourlySummary(hours) {
+  const delivered = hours.reduce((s, h) => s + h.delivered, 0);
+  const failed = hours.reduce((s, h) => s + h.failed, 0);
+  const p95 = Math.max(0, ...hours.map((h) => h.latencyP95Ms ?? 0));
+  const latency = delivered ? `; p95 latency up to ${p95} ms` : '';
+  return `Last 24 h: ${delivered} delivered, ${failed} failed${latency}.`;
 }
 
 function fillTable(id, rows) {

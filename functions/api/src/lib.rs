@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::rotate_secret),
         )
         .route("/api/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/api/webhooks/{id}/stats/hourly", get(deliveries::hourly))
         .route(
             "/api/webhooks/{id}/dead-letters",
             get(deliveries::dead_letters),

@@ -16,7 +16,7 @@ use crate::routes::{deliveries, events, notifications, webhooks};
     paths(
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret,
         webhooks::filter_test,
-        deliveries::test, deliveries::list, deliveries::dead_letters, deliveries::redeliver_one,
+        deliveries::test, deliveries::list, deliveries::hourly, deliveries::dead_letters, deliveries::redeliver_one,
         deliveries::redeliver_all, deliveries::recover, deliveries::recover_job, events::publish,
         notifications::put, notifications::get, notifications::delete
     ),

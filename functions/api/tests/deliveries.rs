@@ -638,3 +638,94 @@ async fn a_full_bucket_answers_409_bucket_full_whoever_asks_and_stores_nothing()
         webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
     );
 }
+
+#[tokio::test]
+async fn the_hourly_chart_counts_finished_deliveries_by_outcome_with_latency() {
+    // GIVEN alice's webhook with three deliveries: two delivered, one given up after 4 attempts
+    let app = app();
+    let id = app.webhook("alice", json!(["alert.triggered"])).await;
+    let alice = token("alice", None, None);
+    let producer = token("i", Some("events:publish"), None);
+    for _ in 0..3 {
+        app.call(Method::POST, "/api/events", &producer, Some(alert()))
+            .await;
+    }
+    let tasks = app.queue.tasks();
+    app.sender.answer(
+        [RecordingSender::status(200), RecordingSender::status(200)]
+            .into_iter()
+            .chain((0..4).map(|_| RecordingSender::status(500))),
+    );
+    let d = app.dispatcher();
+    d.process(&tasks[0], 1).await.unwrap();
+    d.process(&tasks[1], 1).await.unwrap();
+    for n in 1..=4 {
+        d.process(&tasks[2], n).await.unwrap();
+    }
+    // AND one delivered again (a duplicate receipt), which counts nothing
+    d.process(&tasks[0], 2).await.unwrap();
+
+    // WHEN alice reads the webhook's hourly stats
+    let uri = format!("/api/webhooks/{id}/stats/hourly");
+    let (s, body) = app.call(Method::GET, &uri, &alice, None).await;
+
+    // THEN 24 hours, oldest first, one hour apart, with the three deliveries counted once
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let hours = body["data"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    let starts: Vec<i64> = hours
+        .iter()
+        .map(|h| {
+            webhooks_core::Timestamp::parse(h["hour"].as_str().unwrap())
+                .unwrap()
+                .unix()
+        })
+        .collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == 3600), "{starts:?}");
+    assert_eq!(starts[0] % 3600, 0);
+    let sum = |k: &str| hours.iter().map(|h| h[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("delivered"), sum("failed")), (2, 1));
+    let busy: Vec<&Value> = hours
+        .iter()
+        .filter(|h| h["delivered"].as_u64() > Some(0))
+        .collect();
+    assert!(
+        busy.iter()
+            .all(|h| h["latencyP50Ms"].is_u64() && h["latencyP95Ms"].is_u64())
+    );
+    let quiet = hours
+        .iter()
+        .filter(|h| h["delivered"] == 0 && h["failed"] == 0)
+        .count();
+    assert!(quiet >= 22);
+    assert!(
+        hours
+            .iter()
+            .filter(|h| h["delivered"] == 0)
+            .all(|h| h["latencyP50Ms"].is_null()),
+        "no latency without a delivered attempt"
+    );
+
+    // AND bad requests get their error: a query parameter, a bad id, someone else's webhook,
+    // a producer token
+    let (s, e) = app
+        .call(Method::GET, &format!("{uri}?hours=48"), &alice, None)
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+    let (s, e) = app
+        .call(Method::GET, "/api/webhooks/nope/stats/hourly", &alice, None)
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_id"))
+    );
+    let (s, _) = app
+        .call(Method::GET, &uri, &token("bob", None, None), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.call(Method::GET, &uri, &producer, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -104,6 +104,11 @@ fn webhook_routes(id: &str, delivery: &str) -> Vec<(Method, String, Option<Value
         (Method::GET, format!("/api/webhooks/{id}/deliveries"), None),
         (
             Method::GET,
+            format!("/api/webhooks/{id}/stats/hourly"),
+            None,
+        ),
+        (
+            Method::GET,
             format!("/api/webhooks/{id}/dead-letters"),
             None,
         ),

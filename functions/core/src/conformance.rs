@@ -627,6 +627,123 @@ pub mod delivery_log {
         pages_list_every_match_once_with_filters(&*store, &*log).await;
         recover_jobs_are_created_once_and_written_by_compare_and_set(&*log).await;
         purging_a_webhook_removes_its_dead_letters_and_jobs_only(&*log).await;
+        hourly_aggregates_count_each_finish_once_in_its_hour(&*store, &*log).await;
+    }
+
+    /// Each finished delivery is added once to its webhook's aggregate of the hour it finished
+    /// in (a delivered one with its attempt's latency), in the write that counts it: repeats
+    /// and a missing webhook add nothing, other webhooks and hours are apart, and a read of a
+    /// range returns only the hours in it.
+    pub async fn hourly_aggregates_count_each_finish_once_in_its_hour(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        use crate::hourly::{HourlyStats, LatencyHistogram, hour_of};
+        // GIVEN two webhooks and two consecutive hours
+        let t0 = 1_735_002_000;
+        let w = sample_webhook(&fresh_owner(), &fresh_bucket(), t0);
+        let other = sample_webhook(&fresh_owner(), &fresh_bucket(), t0 + 1);
+        store.create(&w).await.expect("create");
+        store.create(&other).await.expect("create");
+        let first = hour_of(Timestamp::from_unix(t0));
+        let at = |hour: i64, s: i64| hour * 3600 + s;
+        let delivered = |w: &WebhookId, t: i64, ms: u64| {
+            let mut a = attempt(w, &DeliveryId::generate(t), 0, 1, true, t);
+            a.duration_ms = ms;
+            a
+        };
+        // WHEN the first hour finishes 3 delivered (12, 80 and 400 ms) and 1 failed, the
+        // second 1 delivered (3 s) and 2 failed, the other webhook 1 delivered, each once
+        let mut finished = Vec::new();
+        for (t, ms) in [(10, 12), (20, 80), (30, 400)] {
+            finished.push(delivered(&w.id, at(first, t), ms));
+        }
+        finished.push(delivered(&w.id, at(first + 1, 5), 3_000));
+        for a in &finished {
+            assert!(log.finish_delivered(a).await.expect("finish delivered"));
+        }
+        let failures = [at(first, 40), at(first + 1, 50), at(first + 1, 60)]
+            .map(|t| (DeliveryId::generate(t), Timestamp::from_unix(t)));
+        for (d, t) in &failures {
+            assert!(
+                log.finish(&w.id, d, 0, DeliveryStatus::Failed, *t)
+                    .await
+                    .expect("finish failed")
+            );
+        }
+        let theirs = delivered(&other.id, at(first, 15), 7);
+        assert!(log.finish_delivered(&theirs).await.expect("other webhook"));
+        // AND every one of them is finished again (a duplicate receipt), and a deleted
+        // webhook's delivery finishes
+        for a in &finished {
+            assert!(!log.finish_delivered(a).await.expect("repeat"));
+        }
+        for (d, t) in &failures {
+            assert!(
+                !log.finish(&w.id, d, 0, DeliveryStatus::Failed, *t)
+                    .await
+                    .expect("repeat")
+            );
+        }
+        let gone = WebhookId::generate(t0 - 5);
+        assert!(
+            !log.finish_delivered(&delivered(&gone, at(first, 70), 5))
+                .await
+                .expect("missing webhook")
+        );
+
+        // THEN each hour holds its finishes once, the latencies in their buckets
+        let mut got = log
+            .hourly_stats(&w.id, first - 1..=first + 2)
+            .await
+            .expect("hourly");
+        got.sort_by_key(|h| h.hour);
+        let histogram = |ms: &[u64]| {
+            let mut h = LatencyHistogram::default();
+            ms.iter().for_each(|&m| h.record(m));
+            h
+        };
+        assert_eq!(
+            got,
+            vec![
+                HourlyStats {
+                    hour: first,
+                    delivered: 3,
+                    failed: 1,
+                    latency: histogram(&[12, 80, 400]),
+                },
+                HourlyStats {
+                    hour: first + 1,
+                    delivered: 1,
+                    failed: 2,
+                    latency: histogram(&[3_000]),
+                },
+            ]
+        );
+        // AND a range reads only its hours; the other webhook's are its own; none for the gone
+        let second = log
+            .hourly_stats(&w.id, first + 1..=first + 1)
+            .await
+            .expect("hourly");
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].hour, first + 1);
+        assert_eq!(
+            log.hourly_stats(&other.id, first - 1..=first + 2)
+                .await
+                .expect("hourly"),
+            vec![HourlyStats {
+                hour: first,
+                delivered: 1,
+                failed: 0,
+                latency: histogram(&[7]),
+            }]
+        );
+        assert!(
+            log.hourly_stats(&gone, first - 1..=first + 2)
+                .await
+                .expect("hourly")
+                .is_empty()
+        );
     }
 
     /// Walks every page of `query` (limit as set), `after` fed back; the items in page order.

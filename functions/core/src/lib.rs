@@ -23,6 +23,8 @@
 //! - [`signing`]: the guide's `sha256=` signature and Standard Webhooks' `v1,` signature.
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
 //! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
+//! - [`hourly`]: a webhook's hourly delivery aggregates (outcomes, a fixed latency histogram,
+//!   p50/p95) that the stores keep as deliveries finish, and the 24 h chart made of them.
 //! - [`recovery`]: recovery jobs: every dead letter of a time window redelivered, in steps.
 //! - [`idempotency`]: `Idempotency-Key` on publish: the decision, keyed delivery ids, the
 //!   `IdempotencyStore` port.
@@ -47,6 +49,7 @@ pub mod flow;
 pub mod format;
 pub mod headers;
 pub mod health;
+pub mod hourly;
 pub mod idempotency;
 pub mod ids;
 pub mod jsjson;

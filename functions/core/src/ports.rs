@@ -275,6 +275,10 @@ pub struct LogPage<T> {
 ///   keeps `failing_since`: cleared by a success, set to `at` by a failure when not already set. A missing webhook
 ///   counts nothing and returns `Ok(false)`. This is what keeps stats exactly-once when a
 ///   worker dies between sending and acknowledging.
+/// - The same write adds the outcome to the webhook's aggregate of the hour of `at`
+///   ([`crate::hourly`]), and for [`finish_delivered`](Self::finish_delivered) the attempt's
+///   `duration_ms` to that hour's latency histogram: an hour counts each delivery once, as the
+///   stats do. [`hourly_stats`](Self::hourly_stats) reads them back.
 /// - Dead letters are keyed by (webhook, delivery); putting one again replaces it.
 ///   `claim_dead_letter` is a conditional delete (one winner among concurrent claims).
 #[async_trait]
@@ -337,6 +341,16 @@ pub trait DeliveryLog: Send + Sync + 'static {
         )
         .await
     }
+
+    /// The webhook's hourly aggregates ([`crate::hourly::HourlyStats`]) of the hours in
+    /// `hours` ([`crate::hourly::hour_of`]) that have any, in any order: at most one record per
+    /// hour is read, never the attempt history. Aggregates older than
+    /// [`crate::hourly::HOURLY_RETENTION_SECS`] may be gone.
+    async fn hourly_stats(
+        &self,
+        webhook: &WebhookId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<crate::hourly::HourlyStats>, StoreError>;
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError>;
 

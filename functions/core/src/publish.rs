@@ -604,6 +604,23 @@ impl DeliveryService {
         Ok(self.log.attempts_page(id, query).await?)
     }
 
+    /// The webhook's last [`crate::hourly::CHART_HOURS`] hours (the current one last): outcomes
+    /// and delivering-attempt latency per hour, from the aggregates the log keeps as deliveries
+    /// finish.
+    pub async fn hourly(
+        &self,
+        caller: &Caller,
+        id: &WebhookId,
+    ) -> Result<Vec<crate::hourly::HourPoint>, ServiceError> {
+        self.owned(caller, id).await?;
+        let now = self.clock.now();
+        let stored = self
+            .log
+            .hourly_stats(id, crate::hourly::chart_hours(now))
+            .await?;
+        Ok(crate::hourly::chart(&stored, now))
+    }
+
     /// One page of a webhook's dead letters, oldest first, filtered by `query`.
     pub async fn dead_letters(
         &self,
@@ -849,6 +866,13 @@ mod tests {
             at: Timestamp,
         ) -> Result<bool, StoreError> {
             self.inner.finish(w, d, g, s, at).await
+        }
+        async fn hourly_stats(
+            &self,
+            w: &WebhookId,
+            hours: std::ops::RangeInclusive<i64>,
+        ) -> Result<Vec<crate::hourly::HourlyStats>, StoreError> {
+            self.inner.hourly_stats(w, hours).await
         }
         async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
             self.inner.put_dead_letter(dead).await

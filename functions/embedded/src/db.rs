@@ -219,6 +219,18 @@ const MIGRATIONS: &[&str] = &[
         level         TEXT    NOT NULL,
         failing_since INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 12: each webhook's hourly delivery aggregates (`webhooks_core::hourly`), added to by the
+    // transaction that counts a finished delivery; pruned two days after their hour.
+    "CREATE TABLE webhook_hourly (
+        webhook_id TEXT    NOT NULL,
+        -- unix seconds / 3600
+        hour       INTEGER NOT NULL,
+        delivered  INTEGER NOT NULL,
+        failed     INTEGER NOT NULL,
+        -- JSON array of the latency buckets' counts (`webhooks_core::hourly::LATENCY_BOUNDS_MS`)
+        latency    TEXT    NOT NULL,
+        PRIMARY KEY (webhook_id, hour)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.

@@ -2,9 +2,13 @@
 //! dead letters — on the same embedded [`Database`] as the [`SqliteStore`](crate::SqliteStore),
 //! so `finish` marks a delivery final *and* counts it on its webhook in one transaction.
 //!
-//! Attempts are kept [`ATTEMPT_RETENTION_SECS`] (DynamoDB's TTL in production): the log prunes
-//! older ones itself, at most once an hour of the dispatcher's clock, when it records an attempt,
-//! and [`SqliteDeliveryLog::prune`] does it on demand.
+//! The same transaction adds the outcome to the webhook's aggregate of its hour
+//! (`webhook_hourly`, [`webhooks_core::hourly`]: the dashboard's 24 h chart).
+//!
+//! Attempts are kept [`ATTEMPT_RETENTION_SECS`] (DynamoDB's TTL in production), hourly
+//! aggregates [`HOURLY_RETENTION_SECS`] after their hour: the log prunes older ones itself, at
+//! most once an hour of the dispatcher's clock, when it records an attempt, and
+//! [`SqliteDeliveryLog::prune`] does it on demand.
 //!
 //! Must not depend on the AWS SDK or the Lambda runtime.
 
@@ -14,6 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
 use webhooks_core::delivery::{ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter};
+use webhooks_core::hourly::{HOURLY_RETENTION_SECS, HourlyStats, LATENCY_BUCKETS, hour_of};
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
 use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
@@ -34,6 +39,8 @@ pub struct Pruned {
     pub attempts: usize,
     /// Finished markers older than the retention whose delivery has no message left in the queue.
     pub finished: usize,
+    /// Hourly aggregates of hours that ended more than `HOURLY_RETENTION_SECS` ago.
+    pub hourly: usize,
 }
 
 /// The delivery history and final outcomes in the embedded SQLite database.
@@ -108,9 +115,10 @@ impl SqliteDeliveryLog {
                 .is_ok()
         {
             match prune(conn, a.at) {
-                Ok(p) if p.attempts + p.finished > 0 => tracing::info!(
+                Ok(p) if p.attempts + p.finished + p.hourly > 0 => tracing::info!(
                     attempts = p.attempts,
                     finished = p.finished,
+                    hourly = p.hourly,
                     "pruned delivery history older than the retention"
                 ),
                 Ok(_) => {}
@@ -125,10 +133,10 @@ impl SqliteDeliveryLog {
     }
 }
 
-/// Deletes the dead letters and recovery jobs of `webhook` (a deleted one) on `conn`: in the
+/// Deletes the dead letters, recovery jobs and hourly aggregates of `webhook` (a deleted one) on `conn`: in the
 /// store's delete transaction, and by [`DeliveryLog::purge_webhook`].
 pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
-    for table in ["dead_letters", "recover_jobs"] {
+    for table in ["dead_letters", "recover_jobs", "webhook_hourly"] {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE webhook_id = ?1"))
             .map_err(sql)?
             .execute([webhook.as_str()])
@@ -140,11 +148,15 @@ pub(crate) fn purge_webhook_in(conn: &Connection, webhook: &WebhookId) -> Result
 /// [`DeliveryLog::finish`] inside a write call.
 /// Counts one final outcome on the webhook (the counters, `lastDelivery*`, `failingSince` as
 /// [`DeliveryLog::finish`] keeps them), with no marker. `false` when the webhook is gone.
+///
+/// In the same transaction it adds the outcome to the webhook's aggregate of the hour of `at`
+/// ([`webhooks_core::hourly`]), with `latency_ms` (a delivering attempt's duration) when given.
 pub(crate) fn count_outcome_in(
     conn: &Connection,
     webhook: &WebhookId,
     status: DeliveryStatus,
     at: Timestamp,
+    latency_ms: Option<u64>,
 ) -> Result<bool, StoreError> {
     let (success, failure) = match status {
         DeliveryStatus::Success => (1, 0),
@@ -174,7 +186,84 @@ pub(crate) fn count_outcome_in(
             status.as_str()
         ])
         .map_err(sql)?;
+    if counted > 0 {
+        add_hourly_in(
+            conn,
+            webhook,
+            &HourlyStats::of_finish(status == DeliveryStatus::Success, at, latency_ms),
+        )?;
+    }
     Ok(counted > 0)
+}
+
+/// Adds `add` to the webhook's stored aggregate of `add.hour` (creating it).
+fn add_hourly_in(
+    conn: &Connection,
+    webhook: &WebhookId,
+    add: &HourlyStats,
+) -> Result<(), StoreError> {
+    let stored = conn
+        .prepare_cached(
+            "SELECT hour, delivered, failed, latency FROM webhook_hourly
+             WHERE webhook_id = ?1 AND hour = ?2",
+        )
+        .map_err(sql)?
+        .query_map(params![webhook.as_str(), add.hour], |r| {
+            Ok(read_hourly(webhook, r))
+        })
+        .map_err(sql)?
+        .next()
+        .transpose()
+        .map_err(sql)?
+        .transpose()?;
+    let mut sum = stored.unwrap_or_else(|| HourlyStats::empty(add.hour));
+    sum.add(add);
+    let latency = serde_json::to_string(&sum.latency.counts.to_vec()).map_err(|e| {
+        corrupt(
+            "hourly aggregate of webhook",
+            webhook.as_str(),
+            "latency",
+            e,
+        )
+    })?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO webhook_hourly (webhook_id, hour, delivered, failed, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .map_err(sql)?
+    .execute(params![
+        webhook.as_str(),
+        sum.hour,
+        count(webhook.as_str(), "delivered", sum.delivered)?,
+        count(webhook.as_str(), "failed", sum.failed)?,
+        latency
+    ])
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// One row of `webhook_hourly` (hour, delivered, failed, latency), strictly.
+fn read_hourly(webhook: &WebhookId, row: &Row<'_>) -> Result<HourlyStats, StoreError> {
+    let key = webhook.as_str();
+    let what = "hourly aggregate of webhook";
+    let column = |name: &str, e: rusqlite::Error| corrupt(what, key, name, e);
+    let delivered: i64 = row.get("delivered").map_err(|e| column("delivered", e))?;
+    let failed: i64 = row.get("failed").map_err(|e| column("failed", e))?;
+    let latency: String = row.get("latency").map_err(|e| column("latency", e))?;
+    let counts: Vec<u64> =
+        serde_json::from_str(&latency).map_err(|e| corrupt(what, key, "latency", e))?;
+    let mut h = HourlyStats::empty(row.get("hour").map_err(|e| column("hour", e))?);
+    h.latency.counts = counts.try_into().map_err(|v: Vec<u64>| {
+        corrupt(
+            what,
+            key,
+            "latency",
+            format!("{} buckets, not {LATENCY_BUCKETS}", v.len()),
+        )
+    })?;
+    h.delivered = u64::try_from(delivered).map_err(|e| corrupt(what, key, "delivered", e))?;
+    h.failed = u64::try_from(failed).map_err(|e| corrupt(what, key, "failed", e))?;
+    Ok(h)
 }
 
 /// Whether [`DeliveryLog::finish`] already marked this delivery generation final.
@@ -198,6 +287,7 @@ pub(crate) fn finish_in(
     generation: u32,
     status: DeliveryStatus,
     at: Timestamp,
+    latency_ms: Option<u64>,
 ) -> Result<bool, StoreError> {
     // One transaction: the marker and the counters commit together or not at all, so
     // a crash can neither count a delivery without marking it nor the reverse.
@@ -221,7 +311,7 @@ pub(crate) fn finish_in(
     if marked == 0 {
         return Ok(false); // already final: dropping `tx` rolls back (nothing written)
     }
-    let counted = count_outcome_in(&tx, webhook, status, at)?;
+    let counted = count_outcome_in(&tx, webhook, status, at, latency_ms)?;
     if !counted {
         // The webhook is gone: nothing to count, and no marker either (dropping `tx`
         // rolls the marker back).
@@ -258,7 +348,19 @@ fn prune(conn: &Connection, now: Timestamp) -> Result<Pruned, StoreError> {
         .map_err(sql)?
         .execute(params![created_before, cutoff])
         .map_err(sql)?;
-    Ok(Pruned { attempts, finished })
+    let hourly = conn
+        // A scan: the table holds a few dozen rows per webhook.
+        .prepare_cached("DELETE FROM webhook_hourly WHERE hour < ?1")
+        .map_err(sql)?
+        .execute([hour_of(Timestamp::from_unix(
+            now.unix().saturating_sub(HOURLY_RETENTION_SECS),
+        ))])
+        .map_err(sql)?;
+    Ok(Pruned {
+        attempts,
+        finished,
+        hourly,
+    })
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -591,8 +693,50 @@ impl DeliveryLog for SqliteDeliveryLog {
     ) -> Result<bool, StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
         self.db
-            .write(move |conn| finish_in(conn, &webhook, &delivery, generation, status, at))
+            .write(move |conn| finish_in(conn, &webhook, &delivery, generation, status, at, None))
             .await
+    }
+
+    /// The attempt and its finish in one write call (one transaction), the attempt's duration
+    /// in its hour's latency histogram.
+    async fn finish_delivered(&self, attempt: &AttemptRecord) -> Result<bool, StoreError> {
+        let log = self.clone();
+        let a = attempt.clone();
+        self.db
+            .write(move |conn| {
+                log.record_attempt_in(conn, &a)?;
+                finish_in(
+                    conn,
+                    &a.webhook_id,
+                    &a.delivery_id,
+                    a.generation,
+                    DeliveryStatus::Success,
+                    a.at,
+                    Some(a.duration_ms),
+                )
+            })
+            .await
+    }
+
+    async fn hourly_stats(
+        &self,
+        webhook: &WebhookId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<HourlyStats>, StoreError> {
+        let webhook = webhook.clone();
+        self.db.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT hour, delivered, failed, latency FROM webhook_hourly
+                 WHERE webhook_id = ?1 AND hour BETWEEN ?2 AND ?3 ORDER BY hour",
+            )
+            .map_err(sql)?
+            .query_map(params![webhook.as_str(), hours.start(), hours.end()], |r| {
+                Ok(read_hourly(&webhook, r))
+            })
+            .map_err(sql)?
+            .map(|r| r.map_err(sql).and_then(|h| h))
+            .collect()
+        })
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {

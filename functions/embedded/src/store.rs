@@ -553,7 +553,7 @@ impl SubscriptionStore for SqliteStore {
             .write(move |conn| {
                 // One statement, counters computed by SQLite from the stored values: concurrent
                 // outcomes each add their one, and total = successful + failed stays true.
-                if count_outcome_in(conn, &id, status, at)? {
+                if count_outcome_in(conn, &id, status, at, None)? {
                     Ok(())
                 } else {
                     Err(StoreError::NotFound)

@@ -472,7 +472,18 @@ async fn complete(
             if removed {
                 for f in &held.finishes {
                     if !is_finished_in(conn, &f.delivery, f.generation)? {
-                        count_outcome_in(conn, &f.webhook, f.status, f.at)?;
+                        // A delivered one's latency: its successful attempt, held with it.
+                        let latency = held
+                            .attempts
+                            .iter()
+                            .find(|a| {
+                                f.status == DeliveryStatus::Success
+                                    && a.status == AttemptStatus::Success
+                                    && a.delivery_id == f.delivery
+                                    && a.generation == f.generation
+                            })
+                            .map(|a| a.duration_ms);
+                        count_outcome_in(conn, &f.webhook, f.status, f.at, latency)?;
                     }
                 }
             }
@@ -589,6 +600,14 @@ impl DeliveryLog for HeldLog {
             })
         });
         Ok(true)
+    }
+
+    async fn hourly_stats(
+        &self,
+        webhook: &WebhookId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<webhooks_core::hourly::HourlyStats>, StoreError> {
+        self.inner.hourly_stats(webhook, hours).await
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {

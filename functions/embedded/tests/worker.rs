@@ -67,6 +67,26 @@ impl App {
         Running { stop, handle }
     }
 
+    /// The webhook's hourly aggregates of the last and next hour, summed.
+    async fn hourly(&self, w: &Webhook) -> webhooks_core::hourly::HourlyStats {
+        let now = webhooks_core::hourly::hour_of(Timestamp::from_unix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        ));
+        let mut sum = webhooks_core::hourly::HourlyStats::empty(now);
+        for h in self
+            .log
+            .hourly_stats(&w.id, now - 1..=now + 1)
+            .await
+            .unwrap()
+        {
+            sum.add(&h);
+        }
+        sum
+    }
+
     async fn stats(&self, w: &Webhook) -> DeliveryStats {
         self.store.get(&w.id).await.unwrap().unwrap().stats
     }
@@ -233,6 +253,14 @@ async fn a_delivery_answered_200_is_sent_once_acknowledged_and_counted() {
             abandoned: 0
         }
     );
+    // AND its hour's aggregate holds it once, with the attempt's latency
+    let hours = app.hourly(&w).await;
+    assert_eq!(
+        (hours.delivered, hours.failed, hours.latency.total()),
+        (1, 0, 1)
+    );
+    let bucket = webhooks_core::hourly::LatencyHistogram::bucket_of(attempts[0].duration_ms);
+    assert_eq!(hours.latency.counts[bucket], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -318,6 +346,11 @@ async fn a_receiver_failing_every_attempt_is_retried_then_dead_lettered_and_coun
             successful_deliveries: 0,
             failed_deliveries: 1
         }
+    );
+    let hours = app.hourly(&w).await;
+    assert_eq!(
+        (hours.delivered, hours.failed, hours.latency.total()),
+        (0, 1, 0)
     );
 }
 

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
+use webhooks_core::hourly::HourPoint;
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery};
 use webhooks_core::publish::QueuedDelivery;
 use webhooks_core::recovery::{JobState, RecoverJob, RecoverWindow, StepEnd};
@@ -305,6 +306,44 @@ fn opened(
     cursor
         .map(|c| state.cursors.open(owner, scope, c))
         .transpose()
+}
+
+/// `GET …/stats/hourly` takes no query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// A webhook's last 24 hours, one entry per hour.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyList {
+    /// 24 hours, oldest first; the last is the current (partial) hour. An hour with no finished
+    /// delivery has zeros and null latencies.
+    pub data: Vec<HourPoint>,
+}
+
+/// Deliveries finished per hour over the last 24 hours, by outcome, with the p50/p95 latency
+/// of the delivering attempts: read from hourly aggregates the store keeps as deliveries
+/// finish (`webhooks_core::hourly`), never from the history.
+#[utoipa::path(
+    get, path = "/api/webhooks/{id}/stats/hourly", tag = "deliveries",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, body = HourlyList),
+        (status = 400, description = "`invalid_id`, `invalid_query` (any query parameter)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "`insufficient_scope`: a producer token", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn hourly(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<HourlyList>, ApiError> {
+    let id = webhook_id(&id)?;
+    let NoParams {} = query(&uri)?;
+    let data = state.deliveries.hourly(&auth.caller, &id).await?;
+    Ok(Json(HourlyList { data }))
 }
 
 /// Deliveries that failed for good and can be redelivered, oldest first, paginated and

@@ -14,6 +14,7 @@
 //! | batch record (see below) | `B#<token>` | 1 day |
 //! | dead letter | `D#<deliveryId>` | none: kept until redelivered (claimed by a `DeleteItem` conditional on its `generation`) |
 //! | recovery job | `J#<jobId>` | 30 days |
+//! | hourly aggregate ([`webhooks_core::hourly`]): `delivered`, `failed`, `l<i>` latency bucket counters | `H#<hour:010>` (hours since the epoch) | 48 h after the hour |
 //!
 //! The table has **no index**. Delivery ids are ObjectIds made at publish time, so they sort by
 //! time: `recent_attempts` is the table queried `A#…` descending (newest delivery first, then
@@ -33,13 +34,17 @@
 //! attempt item. The delivery function's log coalesces ([`DynamoDbDeliveryLog::with_coalescing`]):
 //! the finishes of one webhook made within `linger` of each other are one group, and one
 //! instance writes one group of a webhook at a time (the next group waits and grows meanwhile):
-//! - **up to 3** deliveries: one `TransactWriteItems` — each marker's put and one update of the
-//!   webhook's stats item (`<id>#stats` in the webhooks table) adding all their outcomes. A
-//!   marker that exists cancels it; that delivery drops out and the rest is tried again.
+//! - **up to 3** deliveries: one `TransactWriteItems` — each marker's put, one update of the
+//!   webhook's stats item (`<id>#stats` in the webhooks table) adding all their outcomes, and one
+//!   `ADD` update per hour of the group (one, unless it straddles an hour) to the webhook's
+//!   hourly aggregate `H#<hour>` (outcomes, and each delivered attempt's duration in its latency
+//!   bucket). A marker that exists cancels it; that delivery drops out and the rest is tried
+//!   again.
 //! - **from 4**: the batch protocol. (1) put a batch record `B#<token>` naming the members;
 //!   (2) put each marker on its own, conditionally, naming the batch; (3) one transaction: add
 //!   the outcomes of the markers written to the stats item and delete the batch record
-//!   (conditional on it existing). The record's removal is what makes the count happen once. A
+//!   (conditional on it existing) and add them to the hourly aggregate(s), as above. The
+//!   record's removal is what makes the count happen once (the aggregate with it). A
 //!   writer that dies between (2) and (3) leaves the record: the next receipt of any of its
 //!   deliveries finds the marker naming a batch whose record is still there and, once it is older
 //!   than the function's timeout (no writer can be left), counts the markers naming it and
@@ -64,26 +69,30 @@
 //! |---|---|
 //! | `GetItem` webhook (consistent; shared by the instance for 1 s) | 1 RCU per batch |
 //! | `Query` `attempts_of` | none on a first receipt |
-//! | N ≤ 3: `TransactWriteItems` of N markers (~0.4 KB, the attempt inside) + the stats update | 2N + 2 WCU |
-//! | N ≥ 4: batch record put + N marker puts + transaction (stats update + record delete) | N + 1 + 4 WCU |
+//! | N ≤ 3: `TransactWriteItems` of N markers (~0.4 KB, the attempt inside) + the stats update + the hourly aggregate's update (~0.2 KB) | 2N + 2 + 2 WCU |
+//! | N ≥ 4: batch record put + N marker puts + transaction (stats update + record delete + hourly aggregate update) | N + 1 + 6 WCU |
 //!
-//! A batch of 10 to one webhook (the event source's `BatchSize`) is **15 WCU and 1 RCU: 1.5 WCU
-//! and 0.1 RCU per delivery** (was 5 WCU + 2–2.5 RCU per delivery: an attempt put and a
-//! per-delivery transaction; before that 9–10 WCU); a lone delivery is 4 WCU. Ceilings
-//! (1,000 write units per second per item and per partition): the stats item is written once per
-//! group (2 units of the transaction per 10 deliveries: ~5,000 deliveries/s per webhook); the
-//! webhook's partition of this table takes 1.3 units per delivery (marker 1, batch record put
-//! 0.1 and transactional delete 0.2: ~770 deliveries/s unless DynamoDB splits it; delivery ids
-//! rise with time, so a split helps little) — that partition key, not the counters, is now what
-//! bounds one webhook; sharding it (`webhookId#k`, history read from every shard) is the way
-//! past it. Nothing is written per delivery under a bucket's
-//! key, so a bucket has no ceiling of its own.
+//! (A group whose finishes straddle an hour updates two hourly aggregates: 2 WCU more.)
+//! A batch of 10 to one webhook (the event source's `BatchSize`) is **17 WCU and 1 RCU: 1.7 WCU
+//! and 0.1 RCU per delivery** (1.5 before the hourly aggregates; 5 WCU + 2–2.5 RCU per delivery
+//! before per-group finishing: an attempt put and a per-delivery transaction; before that
+//! 9–10 WCU); a lone delivery is 6 WCU. Ceilings (1,000 write units per second per item and per
+//! partition): the stats item and the hour's aggregate are each written once per group (2 units
+//! of the transaction per 10 deliveries: ~5,000 deliveries/s per webhook); the webhook's
+//! partition of this table takes 1.5 units per delivery (marker 1, batch record put 0.1,
+//! transactional delete 0.2 and hourly update 0.2: ~670 deliveries/s unless DynamoDB splits
+//! it; delivery ids rise with time, so a split helps little) — that partition key, not the
+//! counters, is now what bounds one webhook; sharding it (`webhookId#k`, history read from
+//! every shard) is the way past it. Nothing is written per delivery under a bucket's key, so
+//! a bucket has no ceiling of its own. Reading the 24 h chart is one `Query` of at most 24
+//! aggregates (~2 RCU), whatever the traffic.
 //!
 //! Final markers expire with the attempts (30 days): longer than any delivery can stay in flight
 //! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
 //! finds its marker. Dead letters never expire: they hold the only copy of the body for a
 //! redelivery; the user removes them by redelivering them, and deleting a webhook removes its
-//! dead letters and recovery jobs ([`DeliveryLog::purge_webhook`]).
+//! dead letters and recovery jobs ([`DeliveryLog::purge_webhook`]); its hourly aggregates
+//! expire by themselves within 49 hours.
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
@@ -104,6 +113,7 @@ use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{
     ATTEMPT_RETENTION_SECS, AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask,
 };
+use webhooks_core::hourly::{self, HourlyStats};
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery, DeliveryLog, LogPage, StoreError};
 use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
@@ -162,6 +172,22 @@ pub const ATTEMPT: &str = "attempt";
 /// The table's sort key of a dead letter.
 pub fn dead_letter_sk(delivery: &DeliveryId) -> String {
     format!("D#{delivery}")
+}
+
+/// The table's sort key of a webhook's aggregate of `hour` ([`webhooks_core::hourly::hour_of`]).
+pub fn hour_sk(hour: i64) -> String {
+    format!("H#{:010}", hour.max(0))
+}
+
+/// Attribute names of an hourly aggregate: the outcomes' counters, and `l<i>` for latency
+/// bucket `i` (absent = 0).
+pub mod hourly_attr {
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    /// The counter of latency bucket `i`.
+    pub fn latency(i: usize) -> String {
+        format!("l{i}")
+    }
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
@@ -344,6 +370,34 @@ where
     )))
 }
 
+/// An hourly aggregate item as [`HourlyStats`] (a counter it lacks is 0).
+fn decode_hourly(item: &Item) -> Result<HourlyStats, StoreError> {
+    let sk = match item.get(key::SK) {
+        Some(AttributeValue::S(v)) => v.as_str(),
+        _ => "?",
+    };
+    let bad = |what: &str| {
+        tracing::error!(sk, what, "undecodable hourly aggregate in DynamoDB");
+        StoreError::Corrupt(format!("hourly aggregate {sk}: {what}"))
+    };
+    let hour = sk
+        .strip_prefix("H#")
+        .and_then(|h| h.parse::<i64>().ok())
+        .ok_or_else(|| bad("sort key"))?;
+    let number = |attribute: &str| match item.get(attribute) {
+        None => Ok(0),
+        Some(AttributeValue::N(n)) => n.parse::<u64>().map_err(|_| bad(attribute)),
+        Some(_) => Err(bad(attribute)),
+    };
+    let mut h = HourlyStats::empty(hour);
+    h.delivered = number(hourly_attr::DELIVERED)?;
+    h.failed = number(hourly_attr::FAILED)?;
+    for (i, n) in h.latency.counts.iter_mut().enumerate() {
+        *n = number(&hourly_attr::latency(i))?;
+    }
+    Ok(h)
+}
+
 fn encode<T: Serialize>(item: &T, what: &str) -> Result<Item, StoreError> {
     serde_dynamo::to_item(item)
         .map_err(|e| StoreError::Corrupt(format!("{what} not encodable: {e}")))
@@ -435,6 +489,47 @@ impl DynamoDbDeliveryLog {
         }
     }
 
+    /// One `Update` per hour of `counted`: `ADD` its outcomes and latencies to the webhook's
+    /// aggregate of that hour (created by the first), `SET` its expiry. No condition: it is
+    /// written only by the transaction that counts the finishes, so it counts what they count.
+    fn hourly_updates(
+        &self,
+        webhook: &WebhookId,
+        counted: impl IntoIterator<Item = Counted>,
+    ) -> Result<Vec<Update>, aws_sdk_dynamodb::error::BuildError> {
+        hourly::by_hour(counted.into_iter().map(Counted::hourly))
+            .into_iter()
+            .map(|h| {
+                let mut e = expr::Expr::default();
+                let mut adds = Vec::new();
+                let mut add = |e: &mut expr::Expr, attribute: &str, n: u64| {
+                    if n > 0 {
+                        let name = e.name(attribute);
+                        let value = e.value(attribute, AttributeValue::N(n.to_string()));
+                        adds.push(format!("{name} {value}"));
+                    }
+                };
+                add(&mut e, hourly_attr::DELIVERED, h.delivered);
+                add(&mut e, hourly_attr::FAILED, h.failed);
+                for (i, &n) in h.latency.counts.iter().enumerate() {
+                    add(&mut e, &hourly_attr::latency(i), n);
+                }
+                let expires = e.name(key::EXPIRES_AT);
+                let at = e.value(
+                    "expires",
+                    AttributeValue::N(hourly::expires_at(h.hour).to_string()),
+                );
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(webhook, hour_sk(h.hour))))
+                    .update_expression(format!("ADD {} SET {expires} = {at}", adds.join(", ")))
+                    .set_expression_attribute_names(Some(e.names))
+                    .set_expression_attribute_values(Some(e.values))
+                    .build()
+            })
+            .collect()
+    }
+
     /// One `TransactWriteItems` of a group's finish: the final marker of each delivery
     /// (conditional on its absence) and one update of the webhook's stats item adding all of
     /// their outcomes.
@@ -460,6 +555,9 @@ impl DynamoDbDeliveryLog {
         }
         let outcomes: Vec<(DeliveryStatus, Timestamp)> =
             group.iter().map(|f| (f.status, f.at)).collect();
+        let hourly = self
+            .hourly_updates(webhook, group.iter().map(|f| f.counted()))
+            .map_err(built)?;
         let (e, condition) = expr::outcomes_update(&outcomes, part);
         let update = Update::builder()
             .table_name(&self.webhooks_table)
@@ -470,13 +568,14 @@ impl DynamoDbDeliveryLog {
             .set_expression_attribute_values(Some(e.values))
             .build()
             .map_err(built)?;
-        let result = request
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
+        request = request.transact_items(TransactWriteItem::builder().update(update).build());
+        for h in hourly {
+            request = request.transact_items(TransactWriteItem::builder().update(h).build());
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) => Err(match finish_failure(&err) {
+            Err(err) => Err(match finish_failure(&err, group.len()) {
                 Cancelled::Other => FinishFailure::Other(unavailable("TransactWriteItems", err)),
                 Cancelled::Done(done) => FinishFailure::Done(done),
                 Cancelled::NoStats => FinishFailure::NoStats,
@@ -651,7 +750,7 @@ impl DynamoDbDeliveryLog {
         )
         .await;
         let mut answers: Vec<Result<bool, StoreError>> = Vec::with_capacity(members.len());
-        let mut winners: Vec<(DeliveryStatus, Timestamp)> = Vec::new();
+        let mut winners: Vec<Counted> = Vec::new();
         for write in writes {
             match write {
                 Ok(MarkerWrite::Written) => answers.push(Ok(true)),
@@ -664,7 +763,7 @@ impl DynamoDbDeliveryLog {
         }
         for (f, a) in members.iter().zip(&answers) {
             if matches!(a, Ok(true)) {
-                winners.push((f.status, f.at));
+                winners.push(f.counted());
             }
         }
         if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
@@ -735,13 +834,13 @@ impl DynamoDbDeliveryLog {
         }
     }
 
-    /// Adds `winners` to the webhook's stats and removes the batch record, in one transaction:
-    /// the record's removal is what makes the count happen once.
+    /// Adds `winners` to the webhook's stats and to its hourly aggregates and removes the batch
+    /// record, in one transaction: the record's removal is what makes the count happen once.
     async fn count_batch(
         &self,
         webhook: &WebhookId,
         token: &str,
-        winners: &[(DeliveryStatus, Timestamp)],
+        winners: &[Counted],
     ) -> Result<(), StoreError> {
         if winners.is_empty() {
             return self.delete_key(webhook, batch_sk(token)).await;
@@ -750,10 +849,12 @@ impl DynamoDbDeliveryLog {
         let built = |e: aws_sdk_dynamodb::error::BuildError| {
             StoreError::Unavailable(format!("request not built: {e}"))
         };
+        let outcomes: Vec<(DeliveryStatus, Timestamp)> =
+            winners.iter().map(|c| (c.status, c.at)).collect();
         let mut ensured = false;
         let mut part = expr::OutcomePart::CountAndLatest;
         for n in 1..=FINISH_TRIES {
-            let (e, condition) = expr::outcomes_update(winners, part);
+            let (e, condition) = expr::outcomes_update(&outcomes, part);
             let update = Update::builder()
                 .table_name(&self.webhooks_table)
                 .key(webhook_attr::ID, s(stats_id(webhook.as_str())))
@@ -770,13 +871,18 @@ impl DynamoDbDeliveryLog {
                 .expression_attribute_names("#pk", key::WEBHOOK_ID)
                 .build()
                 .map_err(built)?;
-            let result = self
+            let mut request = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(update).build())
-                .transact_items(TransactWriteItem::builder().delete(delete).build())
-                .send()
-                .await;
+                .transact_items(TransactWriteItem::builder().delete(delete).build());
+            for h in self
+                .hourly_updates(webhook, winners.iter().copied())
+                .map_err(built)?
+            {
+                request = request.transact_items(TransactWriteItem::builder().update(h).build());
+            }
+            let result = request.send().await;
             let codes = match &result {
                 Ok(_) => return Ok(()),
                 Err(err) => cancellation_codes(err),
@@ -891,8 +997,17 @@ impl DynamoDbDeliveryLog {
                         }
                         _ => wall_now(),
                     };
+                    // A delivered marker carries its attempt, and so its latency.
+                    let latency_ms = match item.get("durationMs") {
+                        Some(AttributeValue::N(ms)) => ms.parse::<u64>().ok(),
+                        _ => None,
+                    };
                     if named {
-                        winners.push((status, at));
+                        winners.push(Counted {
+                            status,
+                            at,
+                            latency_ms,
+                        });
                     }
                 }
                 request = out.unprocessed_keys.unwrap_or_default();
@@ -1020,7 +1135,34 @@ struct Finishing {
     attempt: Option<AttemptItem>,
 }
 
+/// A finish as it is counted: the stats' outcome and time, and its hour's latency.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    status: DeliveryStatus,
+    at: Timestamp,
+    /// The delivering attempt's duration (delivered ones carry their attempt).
+    latency_ms: Option<u64>,
+}
+
+impl Counted {
+    fn hourly(self) -> HourlyStats {
+        HourlyStats::of_finish(
+            self.status == DeliveryStatus::Success,
+            self.at,
+            self.latency_ms,
+        )
+    }
+}
+
 impl Finishing {
+    fn counted(&self) -> Counted {
+        Counted {
+            status: self.status,
+            at: self.at,
+            latency_ms: self.attempt.as_ref().map(|a| a.duration_ms),
+        }
+    }
+
     /// The final marker: the attempt's item when it carries one, under the marker's key.
     fn marker(&self, webhook: &WebhookId) -> Result<Item, StoreError> {
         let mut item = match &self.attempt {
@@ -1252,9 +1394,12 @@ enum Cancelled {
     Other,
 }
 
-fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>) -> Cancelled {
+fn finish_failure<R>(err: &SdkError<TransactWriteItemsError, R>, markers: usize) -> Cancelled {
     let codes = cancellation_codes(err);
-    classify_cancellation(&codes.iter().map(String::as_str).collect::<Vec<_>>())
+    classify_cancellation(
+        &codes.iter().map(String::as_str).collect::<Vec<_>>(),
+        markers,
+    )
 }
 
 /// Why a transaction was cancelled, one code per item (`None` for an item that was fine); a
@@ -1288,9 +1433,9 @@ fn worth_trying_again<S: AsRef<str>>(codes: &[S]) -> bool {
         })
 }
 
-/// The reasons of a cancelled `finish`, one per item (the markers, then the stats update), as
-/// a decision.
-fn classify_cancellation(codes: &[&str]) -> Cancelled {
+/// The reasons of a cancelled `finish`, one per item (the `markers` markers, the stats update,
+/// then the hourly aggregates' updates, which have no condition), as a decision.
+fn classify_cancellation(codes: &[&str], markers: usize) -> Cancelled {
     let benign = |c: &&str| {
         matches!(
             *c,
@@ -1299,8 +1444,8 @@ fn classify_cancellation(codes: &[&str]) -> Cancelled {
     };
     // A failed condition decides (trying again as it is cannot succeed), unless another item
     // failed for a reason that points at a bug. The markers' decide first: counted before.
-    if codes.len() >= 2 && codes.iter().all(benign) {
-        let (markers, stats) = codes.split_at(codes.len() - 1);
+    if markers >= 1 && codes.len() > markers && codes.iter().all(benign) {
+        let (markers, stats) = codes.split_at(markers);
         let done: Vec<usize> = markers
             .iter()
             .enumerate()
@@ -1541,6 +1686,33 @@ impl DeliveryLog for DynamoDbDeliveryLog {
                 Err(e)
             }
         }
+    }
+
+    async fn hourly_stats(
+        &self,
+        webhook: &WebhookId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<HourlyStats>, StoreError> {
+        // At most one item per hour of the range (24 for the chart: ~2 RCU eventually
+        // consistent); a page limit is not needed.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #rk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .expression_attribute_names("#rk", key::SK)
+            .expression_attribute_values(":pk", s(webhook.as_str()))
+            .expression_attribute_values(":lo", s(hour_sk(*hours.start())))
+            .expression_attribute_values(":hi", s(hour_sk(*hours.end())))
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", e))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(decode_hourly)
+            .collect()
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
@@ -1865,7 +2037,21 @@ mod tests {
             (&[], Other),
         ];
         for (codes, want) in cases {
-            assert_eq!(classify_cancellation(codes), want.clone(), "{codes:?}");
+            let markers = codes.len().saturating_sub(1);
+            assert_eq!(
+                classify_cancellation(codes, markers),
+                want.clone(),
+                "{codes:?}"
+            );
+        }
+        // The hourly aggregates' updates follow the stats update and never decide.
+        let with_hours: [(&[&str], Cancelled); 3] = [
+            (&["ConditionalCheckFailed", "None", "None"], Done(vec![0])),
+            (&["None", "ConditionalCheckFailed", "None", "None"], NoStats),
+            (&["None", "None", "TransactionConflict"], Conflict),
+        ];
+        for (codes, want) in with_hours {
+            assert_eq!(classify_cancellation(codes, 1), want, "{codes:?}");
         }
         for n in 1..=FINISH_TRIES {
             assert!(conflict_backoff(n) <= Duration::from_secs(1));

@@ -145,6 +145,7 @@ impl SubscriptionStore for MemoryStore {
 use crate::DeliveryId;
 use crate::RecoverJobId;
 use crate::delivery::{AttemptRecord, DeadLetter, DeliveryTask};
+use crate::hourly::HourlyStats;
 use crate::ports::{
     AttemptQuery, DeadLetterQuery, DeliveryLog, DeliveryQueue, EnqueueError, LogPage,
     OutgoingRequest, SendError, SenderResponse, WebhookSender,
@@ -164,6 +165,7 @@ struct LogInner {
     finished: std::collections::BTreeSet<(DeliveryId, u32)>,
     dead: BTreeMap<(WebhookId, DeliveryId), DeadLetter>,
     jobs: BTreeMap<(WebhookId, RecoverJobId), RecoverJob>,
+    hourly: BTreeMap<(WebhookId, i64), HourlyStats>,
 }
 
 /// The first `limit` of `sorted` (position, item) pairs, and the position of the last one when
@@ -192,6 +194,34 @@ impl MemoryLog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `finish`, adding `latency_ms` (a delivering attempt's) to the hour's histogram.
+    fn finish_with(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        generation: u32,
+        status: DeliveryStatus,
+        at: Timestamp,
+        latency_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut l = self.lock();
+        if l.finished.contains(&(delivery.clone(), generation)) {
+            return Ok(false);
+        }
+        match self.store.record_outcome_sync(webhook, status, at) {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        l.finished.insert((delivery.clone(), generation));
+        let add = HourlyStats::of_finish(status == DeliveryStatus::Success, at, latency_ms);
+        l.hourly
+            .entry((webhook.clone(), add.hour))
+            .or_insert_with(|| HourlyStats::empty(add.hour))
+            .add(&add);
+        Ok(true)
     }
 }
 
@@ -267,17 +297,32 @@ impl DeliveryLog for MemoryLog {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut l = self.lock();
-        if l.finished.contains(&(delivery.clone(), generation)) {
-            return Ok(false);
-        }
-        match self.store.record_outcome_sync(webhook, status, at) {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        l.finished.insert((delivery.clone(), generation));
-        Ok(true)
+        self.finish_with(webhook, delivery, generation, status, at, None)
+    }
+
+    async fn finish_delivered(&self, attempt: &AttemptRecord) -> Result<bool, StoreError> {
+        self.record_attempt(attempt).await?;
+        self.finish_with(
+            &attempt.webhook_id,
+            &attempt.delivery_id,
+            attempt.generation,
+            DeliveryStatus::Success,
+            attempt.at,
+            Some(attempt.duration_ms),
+        )
+    }
+
+    async fn hourly_stats(
+        &self,
+        webhook: &WebhookId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<HourlyStats>, StoreError> {
+        Ok(self
+            .lock()
+            .hourly
+            .range((webhook.clone(), *hours.start())..=(webhook.clone(), *hours.end()))
+            .map(|(_, h)| *h)
+            .collect())
     }
 
     async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
@@ -340,6 +385,7 @@ impl DeliveryLog for MemoryLog {
         let mut l = self.lock();
         l.dead.retain(|(w, _), _| w != webhook);
         l.jobs.retain(|(w, _), _| w != webhook);
+        l.hourly.retain(|(w, _), _| w != webhook);
         Ok(())
     }
 
