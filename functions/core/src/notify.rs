@@ -60,6 +60,13 @@ pub const OPERATIONAL_EVENTS: [EventType; 3] = [
 /// When `webhook.failing` is told again during one run of failures (after it started).
 pub const DEFAULT_FAILING_REPEATS: [Duration; 2] =
     [Duration::from_secs(3600), Duration::from_secs(24 * 3600)];
+/// The latest a `webhook.failing` repeat may be set to: the dead-letter queue's retention
+/// (14 days); a run of failures that long has been disabled long before (the default
+/// auto-disable is 5 days).
+pub const MAX_FAILING_REPEAT: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The text form of [`DEFAULT_FAILING_REPEATS`] ([`Thresholds::parse_secs`]): the local mode's
+/// `--failing-notice-after-secs` and the delivery function's `FAILING_NOTICE_AFTER_SECONDS`.
+pub const DEFAULT_FAILING_REPEATS_SECS: &str = "3600,86400";
 /// How long a process trusts the notice it read or wrote last for a webhook when a delivery
 /// succeeds (a `webhook.recovered` another instance's notice calls for is sent at most this
 /// much later, with a later success).
@@ -149,7 +156,8 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
-    /// Parses `"3600,86400"` (seconds, the two repeats in increasing order, each ≥ 1).
+    /// Parses `"3600,86400"` (seconds, the two repeats in increasing order, from 1 to
+    /// [`MAX_FAILING_REPEAT`]).
     pub fn parse_secs(s: &str) -> Result<Thresholds, String> {
         let parts: Vec<u64> = s
             .split(',')
@@ -157,11 +165,12 @@ impl Thresholds {
             .collect::<Result<_, _>>()
             .map_err(|_| format!("expected two numbers of seconds like 3600,86400, got {s:?}"))?;
         match parts.as_slice() {
-            [a, b] if *a >= 1 && a < b => Ok(Thresholds {
+            [a, b] if *a >= 1 && a < b && *b <= MAX_FAILING_REPEAT.as_secs() => Ok(Thresholds {
                 repeats: [Duration::from_secs(*a), Duration::from_secs(*b)],
             }),
             _ => Err(format!(
-                "expected two increasing numbers of seconds (at least 1) like 3600,86400, got {s:?}"
+                "expected two increasing numbers of seconds from 1 to {} like 3600,86400, got {s:?}",
+                MAX_FAILING_REPEAT.as_secs()
             )),
         }
     }
@@ -1025,9 +1034,27 @@ mod tests {
             Thresholds::parse_secs("2,4").unwrap().repeats,
             [Duration::from_secs(2), Duration::from_secs(4)]
         );
-        for bad in ["", "1", "4,2", "0,5", "a,b", "1,2,3", "-1,2"] {
+        for bad in [
+            "",
+            "1",
+            "4,2",
+            "3,3",
+            "0,5",
+            "a,b",
+            "1,2,3",
+            "-1,2",
+            "1,1209601",
+        ] {
             assert!(Thresholds::parse_secs(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            Thresholds::parse_secs(" 1 , 1209600 ").unwrap().repeats[1],
+            MAX_FAILING_REPEAT
+        );
+        assert_eq!(
+            Thresholds::parse_secs(DEFAULT_FAILING_REPEATS_SECS).unwrap(),
+            Thresholds::default()
+        );
     }
 
     #[test]

@@ -741,6 +741,10 @@ pub struct DeliveryConfig {
     /// paces a webhook at `rateLimit / shares` ([`webhooks_core::flow::RateLimiter`]), so the
     /// limit holds without a DynamoDB write per delivery.
     pub rate_limit_shares: u32,
+    /// When `webhook.failing` is told again during a run of failures
+    /// (`FAILING_NOTICE_AFTER_SECONDS`: two increasing numbers of seconds, default `3600,86400`,
+    /// parsed and bounded by [`webhooks_core::notify::Thresholds::parse_secs`]).
+    pub failing_notice: webhooks_core::notify::Thresholds,
 }
 
 impl DeliveryConfig {
@@ -750,6 +754,7 @@ impl DeliveryConfig {
     pub const AUTO_DISABLE_ENV: &'static str = "AUTO_DISABLE_AFTER_HOURS";
     pub const FUNCTION_TIMEOUT_ENV: &'static str = "FUNCTION_TIMEOUT_SECONDS";
     pub const RATE_LIMIT_SHARES_ENV: &'static str = "RATE_LIMIT_SHARES";
+    pub const FAILING_NOTICE_ENV: &'static str = "FAILING_NOTICE_AFTER_SECONDS";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -807,10 +812,19 @@ impl DeliveryConfig {
                 });
             }
         };
+        let failing_notice = match lookup(Self::FAILING_NOTICE_ENV) {
+            Some(v) if !v.trim().is_empty() => webhooks_core::notify::Thresholds::parse_secs(&v)
+                .map_err(|problem| DeliveryConfigError::Invalid {
+                    name: Self::FAILING_NOTICE_ENV,
+                    problem,
+                })?,
+            _ => webhooks_core::notify::Thresholds::default(),
+        };
         Ok(Self {
             auto_disable_after,
             function_timeout,
             rate_limit_shares,
+            failing_notice,
             webhooks: DynamoDbConfig::from_lookup(&lookup)?,
             log: DeliveryLogConfig::from_lookup(&lookup)?,
             queues: SqsWorkerConfig::from_lookup(&lookup)?,

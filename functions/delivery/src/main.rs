@@ -59,7 +59,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store.clone(),
         Arc::new(notify_queue),
         Arc::new(SystemClock),
-    );
+    )
+    .with_thresholds(config.failing_notice);
     let dispatcher = Dispatcher::new(
         store,
         Arc::new(log),

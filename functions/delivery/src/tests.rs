@@ -795,6 +795,32 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
         let err = DeliveryConfig::from_lookup(bad).unwrap_err();
         assert!(err.to_string().contains("RATE_LIMIT_SHARES"), "{err}");
     }
+    // The failing notices' repeats: 1 h and 24 h by default, two increasing second counts up
+    // to 14 days, a clear error naming the variable otherwise
+    assert_eq!(
+        c.failing_notice.repeats,
+        [Duration::from_secs(3600), Duration::from_secs(86_400)]
+    );
+    let c =
+        DeliveryConfig::from_lookup(base(&[("FAILING_NOTICE_AFTER_SECONDS", "60,600")])).unwrap();
+    assert_eq!(
+        c.failing_notice.repeats,
+        [Duration::from_secs(60), Duration::from_secs(600)]
+    );
+    for bad in ["600,60", "0,60", "60", "1h,2h", "60,1209601"] {
+        let err = DeliveryConfig::from_lookup(|n| {
+            if n == "FAILING_NOTICE_AFTER_SECONDS" {
+                Some(bad.to_owned())
+            } else {
+                base(&[])(n)
+            }
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("FAILING_NOTICE_AFTER_SECONDS"),
+            "{bad}: {err}"
+        );
+    }
     for bad in [
         base(&[("FUNCTION_TIMEOUT_SECONDS", "0")]),
         base(&[("FUNCTION_TIMEOUT_SECONDS", "901")]),

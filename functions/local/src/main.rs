@@ -110,7 +110,7 @@ impl ServeArgs {
             concurrency: 32,
             auto_disable_after_hours: 120,
             auto_disable_after_secs: None,
-            failing_notice_after_secs: "3600,86400".into(),
+            failing_notice_after_secs: webhooks_core::notify::DEFAULT_FAILING_REPEATS_SECS.into(),
             max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
             no_circuit_breaker: false,
             strict: std::env::var("DAKKIO_STRICT").is_ok_and(|v| v == "true" || v == "1"),
