@@ -16,35 +16,27 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
+use webhooks_api::Ports;
+use webhooks_aws::DynamoDbSubscriptionStore;
 use webhooks_aws::config::sdk_timeouts;
 use webhooks_aws::sqs::ENQUEUE_CONCURRENCY;
-use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsDeliveryQueue,
-};
-use webhooks_core::conformance::sample_webhook;
-use webhooks_core::ports::{Clock, SubscriptionStore};
+use webhooks_core::BucketId;
 use webhooks_core::publish::PUBLISH_BUDGET;
 use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
-use webhooks_core::{BucketId, OwnerId};
 
-use crate::helpers::dynamo::{create_table_from_template, sdk_config_for};
+use crate::helpers::api::{Api, delivery_ids, subscribe};
+use crate::helpers::dynamo::{DeliveryTables, sdk_config_for};
 use crate::helpers::moto::start_dedicated;
-use crate::helpers::sqs::create_queue;
+use crate::helpers::sqs::Queues;
 use crate::helpers::template::resource;
-
-const JWT_SECRET: &[u8] = b"fanout-test-secret-fanout-test-secret";
 
 /// An HTTP proxy on 127.0.0.1 that holds each request for `delay`, then forwards it to
 /// `target` and answers what it answered. Returns its endpoint.
@@ -170,140 +162,49 @@ fn service_config(endpoint: &str) -> SdkConfig {
         .build()
 }
 
-/// The API on DynamoDB at `db` and on SQS at `sqs` (through the proxy); the queue's URL; the
-/// store; a producer token.
+/// The API on DynamoDB at `db` and on SQS at `sqs` (moto's queues, reached through the proxy
+/// or a stand-in), the store, the queues.
 struct Setup {
-    state: AppState,
+    api: Api,
     store: Arc<DynamoDbSubscriptionStore>,
-    queue_url: String,
-    sqs_admin: aws_sdk_sqs::Client,
-    producer: String,
+    queues: Queues,
 }
 
 async fn setup(db: &str, sqs: &str, name: &str) -> Setup {
-    let admin = aws_sdk_dynamodb::Client::new(&sdk_config_for(db));
-    let (webhooks, deliveries) = (format!("{name}-webhooks"), format!("{name}-deliveries"));
-    create_table_from_template(&admin, "WebhooksTable", &webhooks).await;
-    create_table_from_template(&admin, "DeliveriesTable", &deliveries).await;
-    let sdk = service_config(db);
-    let store = Arc::new(DynamoDbSubscriptionStore::from_config(
-        &sdk,
-        &crate::helpers::dynamo::store_config_on(db, &webhooks).await,
-    ));
-    let log = Arc::new(DynamoDbDeliveryLog::from_config(
-        &sdk,
-        &DeliveryLogConfig::from_lookup(|n| match n {
-            "WEBHOOKS_TABLE" => Some(webhooks.clone()),
-            "DELIVERIES_TABLE" => Some(deliveries.clone()),
-            _ => None,
-        })
-        .expect("delivery log config"),
-    ));
-    let sqs_admin = aws_sdk_sqs::Client::new(&sdk_config_for(db));
-    let mut arns = HashMap::new();
-    let (_, dlq_arn) =
-        create_queue(&sqs_admin, "DeadLetterQueue", &format!("{name}-dlq"), &arns).await;
-    arns.insert("DeadLetterQueue", dlq_arn);
-    let (queue_url, _) = create_queue(&sqs_admin, "DeliveryQueue", name, &arns).await;
-    let queue = SqsDeliveryQueue::new(
-        aws_sdk_sqs::Client::new(&service_config(sqs)),
-        queue_url.clone(),
+    let (db_config, sqs_config) = (service_config(db), service_config(sqs));
+    let (tables, queues) = tokio::join!(
+        DeliveryTables::create_on(db, &db_config),
+        Queues::create_on(db, name, &sqs_config)
     );
-    let ports = Ports {
+    let store = Arc::new(tables.webhooks.store);
+    let api = Api::open(Ports {
         store: store.clone(),
-        log,
-        queue: Arc::new(queue),
+        log: Arc::new(tables.log),
+        queue: Arc::new(queues.queue.clone()),
         clock: Arc::new(SystemClock),
-    };
-    // About fan-out, not bucket scope: a token without `buckets` may use any bucket.
-    let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET)
-        .expect("state")
-        .with_token_rules(&TokenRules {
-            open_buckets: true,
-            ..Default::default()
-        });
-    let producer = Authenticator::new(JWT_SECRET)
-        .unwrap()
-        .mint(&Claims {
-            sub: "ingest".into(),
-            exp: SystemClock.now().unix() + 3600,
-            buckets: None,
-            scope: Some(Scope::Text("events:publish".into())),
-            ..Default::default()
-        })
-        .unwrap();
-    Setup {
-        state,
-        store,
-        queue_url,
-        sqs_admin,
-        producer,
-    }
+    });
+    Setup { api, store, queues }
 }
 
 impl Setup {
     /// `n` active webhooks on `bucket` subscribed to alert.triggered.
     async fn subscribe(&self, bucket: &BucketId, n: usize) {
-        let owner = OwnerId::parse("user-fanout-tests").unwrap();
-        for _ in 0..n {
-            let w = sample_webhook(&owner, bucket, SystemClock.now().unix());
-            self.store.create(&w).await.expect("create webhook");
-        }
+        subscribe(self.store.as_ref(), "user-fanout-tests", bucket, n).await;
     }
 
     /// `POST /api/events` with `events` alerts for `bucket`: status, body, how long it took.
     async fn publish(&self, bucket: &BucketId, events: usize) -> (StatusCode, Value, Duration) {
-        let one = json!({
-            "bucketId": bucket.to_string(),
-            "event": "alert.triggered",
-            "data": {"alertName": "High Temperature Alert", "currentValue": 31.5, "threshold": 30.0},
-        });
-        let body = json!({ "events": vec![one; events] });
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/api/events")
-            .header("authorization", format!("Bearer {}", self.producer))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let started = Instant::now();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        (status, serde_json::from_slice(&bytes).expect("JSON"), took)
+        self.api.publish_alerts(bucket, events).await
     }
 
     /// How many messages the delivery queue holds.
     async fn depth(&self) -> usize {
-        let attrs = self
-            .sqs_admin
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .unwrap_or_default();
-        attrs
-            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .and_then(|v| v.parse().ok())
-            .expect("a message count")
+        self.queues.counts(&self.queues.url).await.0 as usize
     }
 }
 
 fn ids(body: &Value, key: &str) -> Vec<String> {
-    body[key]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|d| d["deliveryId"].as_str().expect("deliveryId").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    delivery_ids(body, key)
 }
 
 /// The API function's timeout, from template.yaml.
@@ -431,7 +332,7 @@ async fn when_the_budget_runs_out_the_answer_is_207_naming_what_is_and_is_not_qu
     let proxy = delaying_proxy(moto.endpoint(), Duration::from_millis(500)).await;
     let mut app = setup(&moto.endpoint(), &proxy, "fanout-budget").await;
     let budget = Duration::from_secs(3);
-    app.state.deliveries = app.state.deliveries.clone().with_budget(budget);
+    app.api.state.deliveries = app.api.state.deliveries.clone().with_budget(budget);
     let bucket = BucketId::generate(1_760_000_000);
     app.subscribe(&bucket, 20).await;
 

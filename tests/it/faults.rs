@@ -24,67 +24,49 @@
 //! Waiting is bounded polling only; no sleep decides an outcome.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig as SdkRetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use serde_json::{Value, json};
-use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
-use webhooks_api::{AppState, Ports, router};
-use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbDeliveryLog, DynamoDbSubscriptionStore, SqsConfig, SqsDeliveryQueue,
-    SqsWorkerConfig, SqsWorkerQueue,
-};
-use webhooks_core::conformance::sample_webhook;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use webhooks_api::Ports;
+use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
 use webhooks_core::delivery::{DeliveryTask, QueueTask};
 use webhooks_core::dispatch::Dispatcher;
-use webhooks_core::ports::{Clock, DeliveryQueue, SubscriptionStore};
+use webhooks_core::ports::DeliveryQueue;
 use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
-use webhooks_core::webhook::Webhook;
 use webhooks_core::{BucketId, OwnerId};
 use webhooks_delivery::Deps;
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
-use crate::helpers::dynamo::{create_table_from_template, sdk_config_for};
+use crate::helpers::api::{Api, delivery_ids, subscribe};
+use crate::helpers::dynamo::{DeliveryTables, sdk_config_for};
 use crate::helpers::moto::{DedicatedMoto, start_dedicated};
-use crate::helpers::poll_until;
 use crate::helpers::receiver::Receiver;
-use crate::helpers::sqs::{Queues, create_queue};
+use crate::helpers::sqs::Queues;
 use crate::helpers::world::{World, every_second, failures};
+use crate::helpers::{poll_until, unique_name};
 
 /// Per-operation (and per-attempt) timeout of the clients under test.
 const SDK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request may take to fail while the emulator is away: the adapters' own retries
 /// (SQS: 4 rounds and their backoff) of operations that each time out after `SDK_TIMEOUT`.
 const FAIL_WITHIN: Duration = Duration::from_secs(20);
-const JWT_SECRET: &[u8] = b"faults-test-secret-faults-test-secret";
+const OWNER: &str = "user-fault-tests";
 const DELIVERIES: usize = 5;
 
 /// An SDK config for `endpoint` as the service's clients would have it in a hurry: short
 /// timeouts, one attempt per operation.
 fn impatient_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "moto-dummy",
-        )))
-        .endpoint_url(endpoint)
+    sdk_config_for(endpoint)
+        .into_builder()
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(SDK_TIMEOUT)
@@ -96,15 +78,6 @@ fn impatient_config(endpoint: &str) -> SdkConfig {
         .build()
 }
 
-fn unique(prefix: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Starts a dedicated moto server (off the async threads: starting blocks while Python loads).
 async fn moto() -> DedicatedMoto {
     tokio::task::spawn_blocking(start_dedicated)
@@ -114,70 +87,26 @@ async fn moto() -> DedicatedMoto {
 
 /// Both tables from `template.yaml` on `endpoint`; the store and the log on impatient clients.
 async fn tables_on(endpoint: &str) -> (Arc<DynamoDbSubscriptionStore>, Arc<DynamoDbDeliveryLog>) {
-    let admin = aws_sdk_dynamodb::Client::new(&sdk_config_for(endpoint));
-    let (webhooks, deliveries) = (unique("webhooks"), unique("deliveries"));
-    create_table_from_template(&admin, "WebhooksTable", &webhooks).await;
-    create_table_from_template(&admin, "DeliveriesTable", &deliveries).await;
-    let sdk = impatient_config(endpoint);
-    let store = DynamoDbSubscriptionStore::from_config(
-        &sdk,
-        &crate::helpers::dynamo::store_config_on(endpoint, &webhooks).await,
-    );
-    let log = DynamoDbDeliveryLog::from_config(
-        &sdk,
-        &DeliveryLogConfig::from_lookup(|name| match name {
-            "WEBHOOKS_TABLE" => Some(webhooks.clone()),
-            "DELIVERIES_TABLE" => Some(deliveries.clone()),
-            _ => None,
-        })
-        .expect("delivery log config"),
-    )
+    let tables = DeliveryTables::create_on(endpoint, &impatient_config(endpoint)).await;
     // As the delivery function wires it (main.rs): a batch's finishes of one webhook coalesced.
-    .with_coalescing(
+    let log = tables.log.with_coalescing(
         webhooks_delivery::FINISH_LINGER,
         webhooks_delivery::DEFAULT_FUNCTION_TIMEOUT,
     );
-    (Arc::new(store), Arc::new(log))
+    (Arc::new(tables.webhooks.store), Arc::new(log))
 }
 
 /// The delivery queue `name`, its slow lane `name-slow` and its dead-letter queue `name-dlq` on
 /// `endpoint`, from `template.yaml`; the adapters on impatient clients, the harness's client on
 /// a patient one.
 async fn queues_on(endpoint: &str, name: &str) -> Queues {
-    let client = aws_sdk_sqs::Client::new(&sdk_config_for(endpoint));
-    let mut arns = HashMap::new();
-    let (dlq_url, dlq_arn) =
-        create_queue(&client, "DeadLetterQueue", &format!("{name}-dlq"), &arns).await;
-    arns.insert("DeadLetterQueue", dlq_arn.clone());
-    let (url, arn) = create_queue(&client, "DeliveryQueue", name, &arns).await;
-    let (slow_url, slow_arn) =
-        create_queue(&client, "SlowQueue", &format!("{name}-slow"), &arns).await;
-    let sdk = impatient_config(endpoint);
-    let env = |n: &str| match n {
-        "QUEUE_URL" => Some(url.clone()),
-        "DLQ_URL" => Some(dlq_url.clone()),
-        "SLOW_QUEUE_URL" => Some(slow_url.clone()),
-        _ => None,
-    };
-    let queue = SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_lookup(env).unwrap());
-    let worker = SqsWorkerQueue::from_config(&sdk, &SqsWorkerConfig::from_lookup(env).unwrap());
-    Queues {
-        client,
-        url,
-        arn,
-        dlq_url,
-        dlq_arn,
-        slow_url,
-        slow_arn,
-        queue,
-        worker,
-    }
+    Queues::create_on(endpoint, name, &impatient_config(endpoint)).await
 }
 
 /// The delivery side (as `helpers::world` wires it) with its tables on `db` and its queues on
 /// `sqs`; a failed record comes back after 1 s.
 async fn world_on(db: &str, sqs: &str) -> World {
-    let name = unique("deliveries");
+    let name = unique_name("deliveries");
     let ((store, log), queues, receiver) =
         tokio::join!(tables_on(db), queues_on(sqs, &name), Receiver::start());
     let sender = ReqwestWebhookSender::new(SenderConfig {
@@ -199,7 +128,7 @@ async fn world_on(db: &str, sqs: &str) -> World {
         store,
         log,
         deps,
-        owner: OwnerId::parse("user-fault-tests").unwrap(),
+        owner: OwnerId::parse(OWNER).unwrap(),
         bucket: BucketId::generate(1_760_000_000),
     }
 }
@@ -248,83 +177,23 @@ async fn drain(queues: &Queues, wanted: &HashSet<String>) -> Vec<String> {
     }
 }
 
-/// The API on the adapters; what a publish answered.
-struct Api {
-    state: AppState,
-    producer: String,
+/// The API on the adapters.
+fn api(
+    store: Arc<DynamoDbSubscriptionStore>,
+    log: Arc<DynamoDbDeliveryLog>,
+    queue: Arc<dyn DeliveryQueue>,
+) -> Api {
+    Api::open(Ports {
+        store,
+        log,
+        queue,
+        clock: Arc::new(SystemClock),
+    })
 }
 
-impl Api {
-    fn new(
-        store: Arc<DynamoDbSubscriptionStore>,
-        log: Arc<DynamoDbDeliveryLog>,
-        queue: Arc<dyn DeliveryQueue>,
-    ) -> Self {
-        let ports = Ports {
-            store,
-            log,
-            queue,
-            clock: Arc::new(SystemClock),
-        };
-        // These tests are about faults, not bucket scope: tokens without `buckets` may use any.
-        let state = AppState::new(ports, UrlPolicy::PRODUCTION, JWT_SECRET)
-            .expect("state")
-            .with_token_rules(&TokenRules {
-                open_buckets: true,
-                ..Default::default()
-            });
-        let producer = Authenticator::new(JWT_SECRET)
-            .unwrap()
-            .mint(&Claims {
-                sub: "ingest".into(),
-                exp: SystemClock.now().unix() + 3600,
-                buckets: None,
-                scope: Some(Scope::Text("events:publish".into())),
-                ..Default::default()
-            })
-            .unwrap();
-        Self { state, producer }
-    }
-
-    /// `POST /api/events` with one alert for `bucket`: status, body, how long it took.
-    async fn publish(&self, bucket: &BucketId) -> (StatusCode, Value, Duration) {
-        let body = json!({
-            "bucketId": bucket.to_string(),
-            "event": "alert.triggered",
-            "data": {"alertName": "High Temperature Alert", "currentValue": 31.5, "threshold": 30.0},
-        });
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/api/events")
-            .header("authorization", format!("Bearer {}", self.producer))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let started = Instant::now();
-        let res = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            took,
-        )
-    }
-}
-
-/// `n` active webhooks on `bucket` subscribed to alert.triggered, straight into the store.
-async fn subscribe(store: &DynamoDbSubscriptionStore, bucket: &BucketId, n: usize) -> Vec<Webhook> {
-    let owner = OwnerId::parse("user-fault-tests").unwrap();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let w = sample_webhook(&owner, bucket, SystemClock.now().unix());
-        store.create(&w).await.expect("create webhook");
-        out.push(w);
-    }
-    out
+/// `POST /api/events` with one alert for `bucket`: status, body, how long it took.
+async fn publish(api: &Api, bucket: &BucketId) -> (StatusCode, Value, Duration) {
+    api.publish_alerts(bucket, 1).await
 }
 
 /// The delivery ids a `503 enqueue_failed` names as not queued.
@@ -342,25 +211,21 @@ fn not_queued(body: &Value) -> Vec<String> {
 }
 
 fn queued(body: &Value) -> Vec<String> {
-    body["deliveries"]
-        .as_array()
-        .expect("deliveries")
-        .iter()
-        .map(|d| d["deliveryId"].as_str().expect("deliveryId").to_owned())
-        .collect()
+    delivery_ids(body, "deliveries")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_while_the_emulator_is_paused_answers_503_and_a_retry_after_resume_queues_all() {
     // GIVEN DynamoDB and SQS on two dedicated emulators, three webhooks on one bucket
     let (db, sqs) = tokio::join!(moto(), moto());
-    let (db_endpoint, sqs_endpoint, name) = (db.endpoint(), sqs.endpoint(), unique("deliveries"));
+    let (db_endpoint, sqs_endpoint, name) =
+        (db.endpoint(), sqs.endpoint(), unique_name("deliveries"));
     let ((store, log), queues) =
         tokio::join!(tables_on(&db_endpoint), queues_on(&sqs_endpoint, &name));
     let bucket = BucketId::generate(1_760_000_000);
-    subscribe(&store, &bucket, 3).await;
-    let api = Api::new(store, log, Arc::new(queues.queue.clone()));
-    let (s, body, _) = api.publish(&bucket).await;
+    subscribe(store.as_ref(), OWNER, &bucket, 3).await;
+    let api = api(store, log, Arc::new(queues.queue.clone()));
+    let (s, body, _) = publish(&api, &bucket).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let before: HashSet<String> = queued(&body).into_iter().collect();
     assert_eq!(drain(&queues, &before).await.len(), 3);
@@ -369,7 +234,7 @@ async fn publish_while_the_emulator_is_paused_answers_503_and_a_retry_after_resu
     // `unavailable`, within the clients' timeouts
     db.pause();
     sqs.pause();
-    let (s, body, took) = api.publish(&bucket).await;
+    let (s, body, took) = publish(&api, &bucket).await;
     db.resume();
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
@@ -377,7 +242,7 @@ async fn publish_while_the_emulator_is_paused_answers_503_and_a_retry_after_resu
     println!("store paused: 503 unavailable after {took:?}");
 
     // WHEN only SQS is paused THEN 503 `enqueue_failed`, naming all three deliveries, none queued
-    let (s, body, took) = api.publish(&bucket).await;
+    let (s, body, took) = publish(&api, &bucket).await;
     sqs.resume();
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "enqueue_failed", "{body}");
@@ -398,7 +263,7 @@ async fn publish_while_the_emulator_is_paused_answers_503_and_a_retry_after_resu
 
     // AND after the resume, publishing again queues all three
     answered(&queues).await;
-    let (s, body, _) = api.publish(&bucket).await;
+    let (s, body, _) = publish(&api, &bucket).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let retried: HashSet<String> = queued(&body).into_iter().collect();
     assert_eq!(retried.len(), 3);
@@ -439,16 +304,17 @@ async fn publish_while_the_emulator_is_paused_answers_503_and_a_retry_after_resu
 async fn publish_while_sqs_is_down_answers_503_and_after_a_restart_a_retry_queues_each_once() {
     // GIVEN DynamoDB and SQS on two dedicated emulators, three webhooks on one bucket
     let (db, mut sqs) = tokio::join!(moto(), moto());
-    let (db_endpoint, sqs_endpoint, name) = (db.endpoint(), sqs.endpoint(), unique("deliveries"));
+    let (db_endpoint, sqs_endpoint, name) =
+        (db.endpoint(), sqs.endpoint(), unique_name("deliveries"));
     let ((store, log), queues) =
         tokio::join!(tables_on(&db_endpoint), queues_on(&sqs_endpoint, &name));
     let bucket = BucketId::generate(1_760_000_000);
-    subscribe(&store, &bucket, 3).await;
-    let api = Api::new(store, log, Arc::new(queues.queue.clone()));
+    subscribe(store.as_ref(), OWNER, &bucket, 3).await;
+    let api = api(store, log, Arc::new(queues.queue.clone()));
 
     // WHEN SQS is killed THEN 503 `enqueue_failed` naming all three deliveries, promptly
     tokio::task::block_in_place(|| sqs.kill());
-    let (s, body, took) = api.publish(&bucket).await;
+    let (s, body, took) = publish(&api, &bucket).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "enqueue_failed", "{body}");
     assert!(took < Duration::from_secs(10), "503 after {took:?}");
@@ -469,7 +335,7 @@ async fn publish_while_sqs_is_down_answers_503_and_after_a_restart_a_retry_queue
         Duration::from_secs(20),
         Duration::from_millis(200),
         || async {
-            let (s, body, _) = api.publish(&bucket).await;
+            let (s, body, _) = publish(&api, &bucket).await;
             (s == StatusCode::ACCEPTED).then(|| queued(&body))
         },
     )

@@ -12,24 +12,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use webhooks_api::auth::{Authenticator, Claims, TokenRules};
-use webhooks_api::{AppState, Ports, router};
+use webhooks_api::Ports;
 use webhooks_aws::dynamodb::delivery_log::dead_letter_sk;
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{DeadLetter, DeliveryTask, QueueTask};
 use webhooks_core::ports::{Clock, DeliveryLog, SubscriptionStore};
 use webhooks_core::time::SystemClock;
-use webhooks_core::validate::UrlPolicy;
 use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, Timestamp};
 
+use crate::helpers::api::Api;
 use crate::helpers::dynamo::DeliveryTables;
 use crate::helpers::sqs::Queues;
 
-const SECRET: &[u8] = b"recovery-moto-secret-recovery-moto-secret";
+const OWNER: &str = "user-recovery";
 /// 1,000 by default (moto takes ~50-100 ms per conditional delete on a loaded machine);
 /// `RECOVERY_LETTERS=2500` runs the full figure.
 const LETTERS: i64 = 1_000;
@@ -44,46 +41,12 @@ fn letters() -> i64 {
         .unwrap_or(LETTERS)
 }
 
-fn token(sub: &str) -> String {
-    Authenticator::new(SECRET)
-        .unwrap()
-        .mint(&Claims {
-            sub: sub.into(),
-            exp: SystemClock.now().unix() + 3600,
-            ..Default::default()
-        })
-        .unwrap()
-}
-
-async fn call(
-    state: &AppState,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri).header(
-        header::AUTHORIZATION,
-        format!("Bearer {}", token("user-recovery")),
-    );
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = router(state.clone())
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+/// One request of the owner of the test's webhook: status and JSON body.
+async fn call(api: &Api, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let (status, body, _) = api
+        .call(method, uri, &Api::user_token(OWNER), body.as_ref())
+        .await;
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +55,7 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
     // GIVEN a webhook in DynamoDB with 1,000 dead letters of the last hours, and the API on
     // DynamoDB and SQS the way the API Lambda runs it
     let (tables, queues) = tokio::join!(DeliveryTables::create(), Queues::create());
-    let owner = OwnerId::parse("user-recovery").unwrap();
+    let owner = OwnerId::parse(OWNER).unwrap();
     let now = SystemClock.now().unix();
     let webhook = sample_webhook(&owner, &BucketId::generate(now), now);
     tables
@@ -180,34 +143,25 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
         }
     }
     let seeded = started.elapsed();
-    let mut state = AppState::new(
-        Ports {
-            store: Arc::new(tables.webhooks.store.clone()),
-            log: Arc::new(tables.log.clone()),
-            queue: Arc::new(queues.queue.clone()),
-            clock: Arc::new(SystemClock),
-        },
-        UrlPolicy::PRODUCTION,
-        SECRET,
-    )
-    .unwrap()
-    .with_token_rules(&TokenRules {
-        open_buckets: true,
-        ..Default::default()
+    let mut api = Api::open(Ports {
+        store: Arc::new(tables.webhooks.store.clone()),
+        log: Arc::new(tables.log.clone()),
+        queue: Arc::new(queues.queue.clone()),
+        clock: Arc::new(SystemClock),
     });
     // A test-sized step budget, as the other moto tests of publishing have: moto, shared with
     // the tests beside it on a loaded machine, can take seconds per SendMessageBatch (real SQS:
     // 10-20 ms), and a send cut off in flight at the budget may still be queued, then put back
     // and queued again by the next step (at-least-once, same deliveryId). What a step does with
     // letters it could not queue is the core's unit tests' (recovery::tests).
-    state.deliveries = state.deliveries.clone().with_budget(STEP_BUDGET);
+    api.state.deliveries = api.state.deliveries.clone().with_budget(STEP_BUDGET);
     let id = webhook.id.to_string();
 
     // WHEN they are listed 100 at a time through nextCursor
     let mut listed = BTreeSet::new();
     let mut uri = format!("/api/webhooks/{id}/dead-letters?limit=100");
     loop {
-        let (s, page) = call(&state, Method::GET, &uri, None).await;
+        let (s, page) = call(&api, Method::GET, &uri, None).await;
         assert_eq!(s, StatusCode::OK, "{page}");
         for d in page["data"].as_array().unwrap() {
             let d = d["deliveryId"].as_str().unwrap().to_owned();
@@ -225,7 +179,7 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
     // WHEN one recover request asks for everything since the outage began, and its job is polled
     let body = json!({"since": Timestamp::from_unix(first).to_rfc3339()});
     let recover = format!("/api/webhooks/{id}/recover");
-    let (s, mut job) = call(&state, Method::POST, &recover, Some(body.clone())).await;
+    let (s, mut job) = call(&api, Method::POST, &recover, Some(body.clone())).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
     assert_eq!(job["total"], n);
     let job_uri = format!("{recover}/{}", job["id"].as_str().unwrap());
@@ -234,7 +188,7 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
         assert!(requests < 40, "the job does not finish: {job}");
         // No step counts a letter failed: the webhook exists, the queue works.
         assert_eq!(job["failed"], 0, "{job}");
-        let (s, j) = call(&state, Method::GET, &job_uri, None).await;
+        let (s, j) = call(&api, Method::GET, &job_uri, None).await;
         assert_eq!(s, StatusCode::OK, "{j}");
         job = j;
         requests += 1;
@@ -252,7 +206,7 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
         "{job}"
     );
     let (_, left) = call(
-        &state,
+        &api,
         Method::GET,
         &format!("/api/webhooks/{id}/dead-letters"),
         None,
@@ -294,7 +248,7 @@ async fn a_thousand_dead_letters_on_dynamodb_are_listed_by_cursor_and_recovered_
     );
 
     // WHEN the same window is asked for again
-    let (s, again) = call(&state, Method::POST, &recover, Some(body)).await;
+    let (s, again) = call(&api, Method::POST, &recover, Some(body)).await;
     // THEN it is the same completed job and nothing more is queued
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(

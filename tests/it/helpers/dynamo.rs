@@ -3,7 +3,6 @@
 //! tested is what is deployed (an attribute or index the code uses but the template lacks fails
 //! the tests).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -18,7 +17,7 @@ use webhooks_aws::{
 };
 
 use super::template::{self, TableProperties};
-use super::{moto, poll_until};
+use super::{moto, poll_until, unique_name};
 
 /// An SDK config for `endpoint` with moto's dummy credentials and region. Everything is set on
 /// the builder: nothing is read from (or written to) the process environment, which tests on
@@ -41,12 +40,6 @@ pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
 /// A DynamoDB client on the process's moto server (started on first use).
 pub fn moto_client() -> Client {
     Client::new(&sdk_config_for(moto::endpoint()))
-}
-
-fn unique_table_name(prefix: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}", std::process::id())
 }
 
 /// Creates a table named `name` from `Resources.<logical_id>` of `template.yaml` (keys, indexes,
@@ -195,15 +188,6 @@ pub async fn store_config(table: &str) -> DynamoDbConfig {
     }
 }
 
-/// The store config for `table` on the emulator at `endpoint` (a dedicated one), with a
-/// secrets key of its own there.
-pub async fn store_config_on(endpoint: &str, table: &str) -> DynamoDbConfig {
-    DynamoDbConfig {
-        table_name: table.to_owned(),
-        secrets_key_arn: create_secrets_key(endpoint).await,
-    }
-}
-
 /// A fresh webhooks table in moto (built from `WebhooksTable`) and a store on it.
 #[derive(Debug)]
 pub struct WebhooksTable {
@@ -214,12 +198,26 @@ pub struct WebhooksTable {
 
 impl WebhooksTable {
     pub async fn create() -> Self {
-        let client = moto_client();
-        let name = unique_table_name("webhooks");
+        let endpoint = moto::endpoint();
+        Self::create_on(endpoint, &sdk_config_for(endpoint), |table| async move {
+            store_config(&table).await
+        })
+        .await
+    }
+
+    /// The table on the emulator at `endpoint`, the store on a client of `adapters` (the
+    /// service's own SDK settings, or impatient ones for fault tests) with the config `config`
+    /// makes of the table's name.
+    pub async fn create_on<F, Fut>(endpoint: &str, adapters: &SdkConfig, config: F) -> Self
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = DynamoDbConfig>,
+    {
+        let client = Client::new(&sdk_config_for(endpoint));
+        let name = unique_name("webhooks");
         create_table_from_template(&client, "WebhooksTable", &name).await;
         // Through the same constructor the Lambda mains use.
-        let sdk = sdk_config_for(moto::endpoint());
-        let store = DynamoDbSubscriptionStore::from_config(&sdk, &store_config(&name).await);
+        let store = DynamoDbSubscriptionStore::from_config(adapters, &config(name.clone()).await);
         Self {
             client,
             name,
@@ -239,8 +237,27 @@ pub struct DeliveryTables {
 
 impl DeliveryTables {
     pub async fn create() -> Self {
-        let webhooks = WebhooksTable::create().await;
-        let deliveries_name = unique_table_name("deliveries");
+        let endpoint = moto::endpoint();
+        Self::on(WebhooksTable::create().await, &sdk_config_for(endpoint)).await
+    }
+
+    /// Both tables on the emulator at `endpoint` (a dedicated one, with a secrets key of its
+    /// own), the adapters on clients of `adapters`.
+    pub async fn create_on(endpoint: &str, adapters: &SdkConfig) -> Self {
+        let key = create_secrets_key(endpoint).await;
+        let webhooks = WebhooksTable::create_on(endpoint, adapters, |table| async move {
+            DynamoDbConfig {
+                table_name: table,
+                secrets_key_arn: key,
+            }
+        })
+        .await;
+        Self::on(webhooks, adapters).await
+    }
+
+    /// The deliveries table beside `webhooks`, and the log on both.
+    async fn on(webhooks: WebhooksTable, adapters: &SdkConfig) -> Self {
+        let deliveries_name = unique_name("deliveries");
         create_table_from_template(&webhooks.client, "DeliveriesTable", &deliveries_name).await;
         // Through the same constructor and config the Lambda mains use.
         let config = DeliveryLogConfig::from_lookup(|name| match name {
@@ -249,7 +266,7 @@ impl DeliveryTables {
             _ => None,
         })
         .expect("delivery log config");
-        let log = DynamoDbDeliveryLog::from_config(&sdk_config_for(moto::endpoint()), &config);
+        let log = DynamoDbDeliveryLog::from_config(adapters, &config);
         Self {
             webhooks,
             deliveries_name,

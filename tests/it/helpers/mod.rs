@@ -1,5 +1,6 @@
 //! Test harness shared by the integration tests: nothing here is a test.
 //!
+//! - [`api`]: the API's Router on given ports, called in-process with the tests' tokens.
 //! - [`moto`]: one moto server per test process, started lazily on a free port, killed with it.
 //! - [`template`]: `template.yaml` read as data (CloudFormation tags and all).
 //! - [`dynamo`]: SDK configs pointed at moto, per-test tables created from `template.yaml`.
@@ -10,6 +11,7 @@
 //! - [`lambda`]: the function binaries as processes under cargo-lambda's Lambda emulator.
 //! - [`world`]: the delivery side wired as the delivery Lambda wires it, on all of the above.
 
+pub mod api;
 pub mod dynamo;
 pub mod fixtures;
 pub mod lambda;
@@ -19,7 +21,18 @@ pub mod sqs;
 pub mod template;
 pub mod world;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// `<prefix>-<pid>-<n>`: a table or queue name no other test (or test process) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 /// Polls `check` every `every` until it returns `Some`, for at most `limit`; panics naming `what`
 /// when time runs out. The only way tests wait: never a bare sleep.

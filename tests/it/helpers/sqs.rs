@@ -6,27 +6,16 @@
 //! `SqsEvent`, then delete the messages the handler did not report failed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use webhooks_aws::{SqsConfig, SqsDeliveryQueue, SqsWorkerConfig, SqsWorkerQueue};
 
 use super::dynamo::sdk_config_for;
-use super::moto;
 use super::template;
-
-/// An SQS client on the process's moto server.
-pub fn moto_sqs_client() -> Client {
-    Client::new(&sdk_config_for(moto::endpoint()))
-}
-
-fn unique_queue_name(prefix: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}", std::process::id())
-}
+use super::{moto, unique_name};
 
 /// The attributes of `Resources.<logical_id>` (an `AWS::SQS::Queue`) as `CreateQueue` takes them;
 /// `!GetAtt <Queue>.Arn` inside the redrive policy resolves through `arns`.
@@ -88,31 +77,40 @@ pub struct Queues {
 
 impl Queues {
     pub async fn create() -> Self {
-        let client = moto_sqs_client();
-        let mut arns = HashMap::new();
-        let (dlq_url, dlq_arn) = create_queue(
-            &client,
-            "DeadLetterQueue",
-            &unique_queue_name("dead-letters"),
-            &arns,
+        let endpoint = moto::endpoint();
+        Self::create_on(
+            endpoint,
+            &unique_name("deliveries"),
+            &sdk_config_for(endpoint),
         )
-        .await;
+        .await
+    }
+
+    /// The delivery queue `name`, its slow lane `name-slow` and its dead-letter queue `name-dlq`
+    /// on the emulator at
+    /// `endpoint` (the same URLs again when called again with the same name, as after a restart
+    /// of a dedicated emulator); the adapters on clients of `adapters`, the harness's own client
+    /// on the default settings.
+    pub async fn create_on(endpoint: &str, name: &str, adapters: &SdkConfig) -> Self {
+        let client = Client::new(&sdk_config_for(endpoint));
+        let mut arns = HashMap::new();
+        let (dlq_url, dlq_arn) =
+            create_queue(&client, "DeadLetterQueue", &format!("{name}-dlq"), &arns).await;
         arns.insert("DeadLetterQueue", dlq_arn.clone());
-        let (main_name, slow_name) = (unique_queue_name("deliveries"), unique_queue_name("slow"));
         let ((url, arn), (slow_url, slow_arn)) = tokio::join!(
-            create_queue(&client, "DeliveryQueue", &main_name, &arns),
-            create_queue(&client, "SlowQueue", &slow_name, &arns)
+            create_queue(&client, "DeliveryQueue", name, &arns),
+            create_queue(&client, "SlowQueue", &format!("{name}-slow"), &arns)
         );
         // Through the same constructors and configs the Lambda mains use.
-        let sdk = sdk_config_for(moto::endpoint());
         let env = |name: &str| match name {
             "QUEUE_URL" => Some(url.clone()),
             "DLQ_URL" => Some(dlq_url.clone()),
             "SLOW_QUEUE_URL" => Some(slow_url.clone()),
             _ => None,
         };
-        let queue = SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_lookup(env).unwrap());
-        let worker = SqsWorkerQueue::from_config(&sdk, &SqsWorkerConfig::from_lookup(env).unwrap());
+        let queue = SqsDeliveryQueue::from_config(adapters, &SqsConfig::from_lookup(env).unwrap());
+        let worker =
+            SqsWorkerQueue::from_config(adapters, &SqsWorkerConfig::from_lookup(env).unwrap());
         Self {
             client,
             url,
