@@ -87,19 +87,19 @@ impl Queues {
     }
 
     /// The delivery queue `name`, its slow lane `name-slow` and its dead-letter queue `name-dlq`
-    /// on the emulator at
-    /// `endpoint` (the same URLs again when called again with the same name, as after a restart
-    /// of a dedicated emulator); the adapters on clients of `adapters`, the harness's own client
-    /// on the default settings.
+    /// on the emulator at `endpoint` (the same URLs again when called again with the same name,
+    /// as after a restart of a dedicated emulator); the adapters on clients of `adapters`, the
+    /// harness's own client on the default settings.
     pub async fn create_on(endpoint: &str, name: &str, adapters: &SdkConfig) -> Self {
         let client = Client::new(&sdk_config_for(endpoint));
         let mut arns = HashMap::new();
         let (dlq_url, dlq_arn) =
             create_queue(&client, "DeadLetterQueue", &format!("{name}-dlq"), &arns).await;
         arns.insert("DeadLetterQueue", dlq_arn.clone());
+        let slow_name = format!("{name}-slow");
         let ((url, arn), (slow_url, slow_arn)) = tokio::join!(
             create_queue(&client, "DeliveryQueue", name, &arns),
-            create_queue(&client, "SlowQueue", &format!("{name}-slow"), &arns)
+            create_queue(&client, "SlowQueue", &slow_name, &arns)
         );
         // Through the same constructors and configs the Lambda mains use.
         let env = |name: &str| match name {
