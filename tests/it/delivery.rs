@@ -757,3 +757,99 @@ async fn what_the_redrive_policy_moved_is_reconciled_from_the_dead_letter_queue_
         (3, 1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_cut_off_by_its_deadline_uses_no_attempt_and_the_receiver_sees_attempts_1_to_n()
+ {
+    // GIVEN a webhook whose receiver never answers in time (attempts time out after 3 s), with 2
+    // retries 1 s apart, and its delivery received from the queue
+    let world = World::create(Duration::from_secs(3)).await;
+    let w = world
+        .webhook(&world.receiver.url("/hang"), every_second(2))
+        .await;
+    let task = world.task(&w);
+    world
+        .queues
+        .queue
+        .enqueue(std::slice::from_ref(&task))
+        .await
+        .expect("enqueue");
+    let records = world
+        .queues
+        .receive_exactly(1, Duration::from_secs(10))
+        .await;
+
+    // WHEN the invocation's deadline comes 1.5 s after it starts: before the attempt can end
+    let mut context = lambda_runtime::Context::default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    context.deadline = now_ms
+        + (webhooks_delivery::DEADLINE_MARGIN + Duration::from_millis(1500)).as_millis() as u64;
+    let response = webhooks_delivery::handle(
+        lambda_runtime::LambdaEvent::new(crate::helpers::sqs::event_of(records.clone()), context),
+        &world.deps,
+    )
+    .await
+    .expect("the handler answers");
+
+    // THEN the record is reported failed (it comes back) and no attempt is recorded
+    assert_eq!(failures(&response).len(), 1, "{response:?}");
+    let recorded = || async {
+        let mut n: Vec<u32> = world
+            .log
+            .attempts_of(&w.id, &task.delivery_id, 0)
+            .await
+            .expect("attempts")
+            .iter()
+            .map(|a| a.attempt)
+            .collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    assert!(
+        recorded().await.is_empty(),
+        "a cut-off receipt uses no attempt"
+    );
+    // (it would come back after the queue's visibility timeout: at once here)
+    world
+        .queues
+        .worker
+        .change_visibility(
+            Lane::Main,
+            records[0].receipt_handle.as_deref().unwrap(),
+            Duration::ZERO,
+        )
+        .await
+        .expect("visible again");
+
+    // WHEN the function handles the queue until the delivery ends (no deadline)
+    poll_until(
+        "the delivery to give up",
+        Duration::from_secs(90),
+        Duration::ZERO,
+        || async {
+            let records = world.queues.receive_records(10, 1).await;
+            if !records.is_empty() {
+                world.invoke(records).await;
+            }
+            (world.get(&w).await.stats.failed_deliveries == 1).then_some(())
+        },
+    )
+    .await;
+
+    // THEN the receiver saw attempts 1, 2 and 3 — maxRetries + 1, no gap (a request the cut-off
+    // receipt had sent is sent again under the same number) — all recorded, counted once
+    let seen: std::collections::BTreeSet<String> = world
+        .receiver
+        .at("/hang")
+        .iter()
+        .filter(|r| r.header("x-webhook-id") == Some(task.delivery_id.as_str()))
+        .filter_map(|r| r.header("x-webhook-attempt").map(str::to_owned))
+        .collect();
+    assert_eq!(seen, ["1", "2", "3"].map(str::to_owned).into());
+    assert_eq!(recorded().await, [1, 2, 3]);
+    assert_eq!(world.get(&w).await.stats.total_deliveries, 1);
+}

@@ -46,6 +46,7 @@
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -89,6 +90,10 @@ pub struct WorkerConfig {
     /// The longest the worker sleeps with nothing to do before looking at the queue again (it is
     /// woken at once by an enqueue in this process; this catches other processes' writes).
     pub idle_poll: Duration,
+    /// Tests only (crash fidelity, issue 12): at its `n`-th receipt since it started (1-based),
+    /// after the message was received and before anything is sent, the process SIGKILLs
+    /// itself. `None` (always, outside tests): never.
+    pub crash_before_send_at: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -103,6 +108,7 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             error_retry_delay: flow::ERROR_RETRY_DELAY,
             idle_poll: Duration::from_secs(2),
+            crash_before_send_at: None,
         }
     }
 }
@@ -318,6 +324,17 @@ impl Worker {
     }
 }
 
+/// [`WorkerConfig::crash_before_send_at`]: SIGKILL this process (`kill -KILL <pid>`: nothing
+/// gets to clean up, as in a real crash); abort if that could not be sent.
+fn crash_now(n: u64) -> ! {
+    tracing::warn!(receipt = n, "test hook: SIGKILL before sending");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_secs(5));
+    std::process::abort()
+}
+
 fn reap(joined: Result<(), tokio::task::JoinError>, summary: &mut WorkerSummary) {
     match joined {
         Ok(()) => summary.handled += 1,
@@ -348,6 +365,12 @@ async fn handle(
     if redriven {
         drop(permit);
         return finish_redriven(&queue, log, &dispatcher, receipt, &task, &config).await;
+    }
+    if let Some(n) = config.crash_before_send_at {
+        static RECEIPTS: AtomicU64 = AtomicU64::new(0);
+        if RECEIPTS.fetch_add(1, Ordering::SeqCst) + 1 == n {
+            crash_now(n);
+        }
     }
     let held = Arc::new(HeldLog::new(log.clone()));
     // The sending slot is held for the attempt only: the next delivery is sent while this one's

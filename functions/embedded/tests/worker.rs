@@ -116,6 +116,7 @@ fn test_config() -> WorkerConfig {
         shutdown_grace: ms(200),
         error_retry_delay: ms(200),
         idle_poll: secs(60),
+        crash_before_send_at: None,
     }
 }
 

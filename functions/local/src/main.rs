@@ -87,6 +87,10 @@ struct ServeArgs {
     /// The same in seconds, overriding `--auto-disable-after-hours` (tests compress time).
     #[arg(long, hide = true)]
     auto_disable_after_secs: Option<u64>,
+    /// Tests only (crash fidelity): SIGKILL this process at its n-th receipt of a delivery,
+    /// after receiving it and before sending it.
+    #[arg(long, hide = true)]
+    crash_before_send_at: Option<u64>,
     /// When `webhook.failing` is told again during one run of failures: two increasing
     /// numbers of seconds (operational notifications, `PUT /api/notifications`).
     #[arg(long, default_value = "3600,86400")]
@@ -110,6 +114,7 @@ impl ServeArgs {
             concurrency: 32,
             auto_disable_after_hours: 120,
             auto_disable_after_secs: None,
+            crash_before_send_at: None,
             failing_notice_after_secs: webhooks_core::notify::DEFAULT_FAILING_REPEATS_SECS.into(),
             max_in_flight_per_webhook: webhooks_core::flow::DEFAULT_MAX_IN_FLIGHT,
             no_circuit_breaker: false,
@@ -407,6 +412,7 @@ async fn serve(data_dir: &Path, secret: &[u8], args: ServeArgs) -> Result<()> {
     };
     let config = WorkerConfig {
         concurrency: args.concurrency.max(1),
+        crash_before_send_at: args.crash_before_send_at,
         ..WorkerConfig::for_sender_timeout(timeout)
     };
     let worker = tokio::spawn(run_worker(

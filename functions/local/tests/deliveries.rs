@@ -1,7 +1,7 @@
 //! The local mode delivering for real: the `dakkio-webhooks` binary (API + embedded queue +
 //! worker on SQLite) posting to `TestReceiver`s on 127.0.0.1, with the retry schedule, the
-//! dead-letter table, stats, the guide's signature checks in real `node` and `python3`, and a
-//! crash in the middle of a delivery.
+//! dead-letter table, stats, the guide's signature checks in real `node` and `python3`, a crash
+//! in the middle of a delivery, and one between a receipt and its send.
 
 mod common;
 
@@ -484,6 +484,77 @@ async fn a_crash_mid_delivery_loses_nothing_and_counts_once() {
         1,
         "still counted once"
     );
+    again.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_between_receipt_and_send_uses_no_attempt_the_receiver_sees_every_attempt_without_a_gap()
+ {
+    // GIVEN a receiver that always answers 500, a webhook with 2 retries 1 s apart, and the local
+    // mode set to SIGKILL itself at its 2nd receipt, once received and before sending (the
+    // receipt of attempt 1's retry)
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--delivery-timeout-secs", "1", "--no-circuit-breaker"];
+    let local = Local::start(
+        dir.path(),
+        &[&flags[..], &["--crash-before-send-at", "2"]].concat(),
+    );
+    let api = Api::new(&local.base);
+    let (rx, base) = TestReceiver::start().await;
+    rx.on("/fail", |_| status(500));
+    let user = local.token.clone();
+    let id = api
+        .create(
+            &user,
+            hook(
+                format!("{base}/fail"),
+                json!(["data.received"]),
+                json!({"maxRetries": 2, "initialDelaySeconds": 1, "backoffMultiplier": 1}),
+            ),
+        )
+        .await;
+    let producer = local.mint("ingest", Some("events:publish"));
+    api.call(
+        Method::POST,
+        "/api/events",
+        &producer,
+        Some(json!({"bucketId": BUCKET, "event": "data.received", "data": {"v": 1}})),
+    )
+    .await;
+
+    // WHEN attempt 1 fails and the process is killed at its retry's receipt
+    let mut local = local;
+    let exit = eventually(Duration::from_secs(30), "the SIGKILL", async || {
+        local.child.try_wait().expect("try_wait")
+    })
+    .await;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(exit.signal(), Some(9), "{exit}");
+    assert_eq!(rx.at("/fail").len(), 1, "killed before sending the retry");
+
+    // AND the local mode is started again (no hook)
+    let again = Local::start(dir.path(), &flags);
+    let api = Api::new(&again.base);
+
+    // THEN once the message comes back (after its visibility timeout) the delivery carries on
+    // from the attempt recorded: the receiver sees maxRetries + 1 = 3 attempts, 1, 2, 3, and
+    // the delivery is counted failed once
+    let w = eventually(
+        Duration::from_secs(60),
+        "the delivery to give up",
+        async || {
+            let w = api.webhook(&user, &id).await;
+            (w["stats"]["failedDeliveries"] == 1).then_some(w)
+        },
+    )
+    .await;
+    assert_eq!(w["stats"]["totalDeliveries"], 1);
+    let attempts: Vec<String> = rx
+        .at("/fail")
+        .iter()
+        .map(|r| r.headers["x-webhook-attempt"].clone())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
     again.stop();
 }
 
