@@ -300,6 +300,33 @@ await step('edit: PATCH url stays, description and retries change', async () => 
   check(await page.locator('#form-h').textContent() === 'New webhook', 'the form back to create');
 });
 
+await step('rate limit: set in the edit form, shown on the card and by the API; out of range refused; emptied, removed', async () => {
+  const hook = async () => {
+    const token = await page.evaluate(() => sessionStorage.getItem('dakkio.token'));
+    const res = await fetch(`${base}/api/webhooks`, { headers: { Authorization: `Bearer ${token}` } });
+    return (await res.json()).data.find((w) => w.url === HOOK_URL);
+  };
+  const rate = page.getByLabel('Rate limit, deliveries per second (optional, 1–10000)');
+  await button(card(HOOK_URL), 'Edit').click();
+  check(await rate.inputValue() === '', 'no limit yet: the field is empty');
+  await rate.fill('5');
+  await button(page, 'Save changes').click();
+  await until('the card shows the limit', async () => (await card(HOOK_URL).textContent()).includes('5 deliveries/s'));
+  check((await hook()).rateLimit === 5, 'the API has rateLimit 5');
+  // Out of range: the form does not submit (the field says why), nothing changes.
+  await button(card(HOOK_URL), 'Edit').click();
+  check(await rate.inputValue() === '5', 'the form prefilled with the limit');
+  await rate.fill('10001');
+  await button(page, 'Save changes').click();
+  check(!(await rate.evaluate((e) => e.validity.valid)), 'the browser refuses 10001');
+  check((await hook()).rateLimit === 5, 'still 5');
+  // Emptied: PATCH rateLimit null removes it.
+  await rate.fill('');
+  await button(page, 'Save changes').click();
+  await until('the card without a limit', async () => !(await card(HOOK_URL).textContent()).includes('deliveries/s'));
+  check((await hook()).rateLimit === null, 'the API has no rateLimit');
+});
+
 await step('disable (by keyboard): the card says Disabled, and a test send is refused in words', async () => {
   // By keyboard: Enter on the focused button; focus stays on the re-rendered Enable button.
   await button(card(HOOK_URL), 'Disable').focus();

@@ -269,6 +269,8 @@ function card(w) {
         el('dd', { className: 'stats', text: statsText(w) }),
         el('dt', { text: 'Last delivery' }), el('dd', { className: 'last' }, lastDelivery(w)),
         el('dt', { text: 'Retries' }), el('dd', { text: retryText(w.retryConfig) }),
+        w.rateLimit ? el('dt', { text: 'Rate limit' }) : null,
+        w.rateLimit ? el('dd', { className: 'rate', text: `${w.rateLimit} deliveries/s` }) : null,
         w.filter ? el('dt', { text: 'Filter' }) : null,
         w.filter ? el('dd', { className: 'mono', text: JSON.stringify(w.filter) }) : null,
         w.headers && w.headers.length ? el('dt', { text: 'Headers' }) : null,
@@ -364,6 +366,7 @@ function formBody(form) {
   return {
     body, description, secret: f.secret.value, format: f.format.value,
     filter: parseFilter(f.filter.value), headers: parseHeaders(f.headers.value),
+    rateLimit: f.rateLimit.value.trim() === '' ? null : Number(f.rateLimit.value),
   };
 }
 
@@ -415,7 +418,7 @@ async function onSubmitWebhook(ev) {
   ev.preventDefault();
   const form = ev.target;
   await run($('form-submit'), async () => {
-    const { body, description, secret, format, filter, headers } = formBody(form);
+    const { body, description, secret, format, filter, headers, rateLimit } = formBody(form);
     if (state.editing) {
       const w = state.hooks.find((h) => h.id === state.editing);
       body.description = description || null;
@@ -424,6 +427,8 @@ async function onSubmitWebhook(ev) {
       else if (Object.keys(headers).length) body.headers = headers;
       // Only APIs that know `format` show it on a webhook; send it only to those, when changed.
       if (w && 'format' in w && format !== w.format) body.format = format;
+      // null removes the limit; sent only when changed.
+      if (w && rateLimit !== (w.rateLimit ?? null)) body.rateLimit = rateLimit;
       const u = await api('PATCH', hookPath(state.editing), body);
       stopEdit();
       await loadWebhooks();
@@ -438,6 +443,7 @@ async function onSubmitWebhook(ev) {
     if (secret) body.secret = secret;
     if (format !== 'json') body.format = format;
     if (filter !== null) body.filter = filter;
+    if (rateLimit !== null) body.rateLimit = rateLimit;
     const given = Object.entries(headers).filter(([, v]) => v !== null);
     if (given.length) body.headers = Object.fromEntries(given);
     const created = await api('POST', '/api/webhooks', body);
@@ -458,6 +464,7 @@ function startEdit(w) {
   f.format.value = w.format || 'json';
   f.format.disabled = !('format' in w);
   f.filter.value = w.filter ? JSON.stringify(w.filter, null, 2) : '';
+  f.rateLimit.value = w.rateLimit ?? '';
   f.headers.value = '';
   f.clearHeaders.checked = false;
   $('clear-headers-field').hidden = !(w.headers && w.headers.length);
