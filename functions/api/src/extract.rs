@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Largest request body accepted (DESIGN.md §3).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest request body accepted (DESIGN.md §3): the largest queue message (core's
+/// `MAX_MESSAGE_BYTES`, SQS's limit), since a larger event could never be queued anyway.
+pub const MAX_BODY_BYTES: usize = webhooks_core::delivery::MAX_MESSAGE_BYTES;
 
 /// A JSON request body. Refuses: a missing or non-JSON `Content-Type` (415), a body over
 /// 256 KiB (413), malformed JSON (400 `malformed_json`), and JSON of the wrong shape — unknown

@@ -46,12 +46,15 @@ use webhooks_core::ports::{DeliveryQueue, EnqueueError};
 
 use crate::config::{SqsConfig, SqsWorkerConfig};
 
-/// SQS's limit on one message (body and attributes) and on one batch, in bytes.
-pub const MAX_SQS_MESSAGE_BYTES: usize = 256 * 1024;
+/// SQS's limit on one message (body and attributes) and on one batch, in bytes (core's
+/// [`MAX_MESSAGE_BYTES`](webhooks_core::delivery::MAX_MESSAGE_BYTES), the one home of it).
+pub const MAX_SQS_MESSAGE_BYTES: usize = webhooks_core::delivery::MAX_MESSAGE_BYTES;
 /// SQS's limit on the entries of one batch request.
 pub const MAX_BATCH_ENTRIES: usize = 10;
-/// SQS's longest visibility timeout (12 h), in seconds.
-pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+/// SQS's longest visibility timeout (12 h), in seconds (core's
+/// [`RetryConfig::MAX_DELAY_SECONDS`](webhooks_core::webhook::RetryConfig::MAX_DELAY_SECONDS),
+/// the one home of it).
+pub const MAX_VISIBILITY_SECS: u64 = webhooks_core::webhook::RetryConfig::MAX_DELAY_SECONDS;
 /// How many rounds `enqueue` sends (the first and the retries of what failed retryably).
 pub const ENQUEUE_ROUNDS: u32 = 4;
 /// How many `SendMessageBatch` requests `enqueue` has in flight at once: enough to queue 10,000

@@ -475,6 +475,45 @@ pub fn validate_secret(s: String) -> Result<Secret, ValidationError> {
 mod tests {
     use super::*;
 
+    /// The `minimum`/`maximum` of property `name` of `T`'s OpenAPI schema.
+    fn bounds<T: utoipa::PartialSchema>(name: &str) -> (f64, f64) {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        let p = &schema["properties"][name];
+        let n = |k: &str| {
+            p[k].as_f64()
+                .unwrap_or_else(|| panic!("{name} has no {k}: {p}"))
+        };
+        (n("minimum"), n("maximum"))
+    }
+
+    /// The schema attributes are literals (utoipa takes no constants there): this holds them to
+    /// the constants the validation uses, so the OpenAPI document cannot drift from the rules.
+    #[test]
+    fn the_openapi_bounds_are_the_validation_bounds() {
+        use crate::flow::{MAX_RATE_LIMIT, MIN_RATE_LIMIT};
+        let rate = (f64::from(MIN_RATE_LIMIT), f64::from(MAX_RATE_LIMIT));
+        assert_eq!(bounds::<CreateWebhook>("rateLimit"), rate);
+        assert_eq!(bounds::<UpdateWebhook>("rateLimit"), rate);
+        for retry in [
+            bounds::<RetryConfigInput>("maxRetries"),
+            bounds::<RetryConfig>("maxRetries"),
+        ] {
+            assert_eq!(retry, (0.0, f64::from(RetryConfig::MAX_RETRIES)));
+        }
+        for backoff in [
+            bounds::<RetryConfigInput>("backoffMultiplier"),
+            bounds::<RetryConfig>("backoffMultiplier"),
+        ] {
+            assert_eq!(backoff, (1.0, RetryConfig::MAX_BACKOFF));
+        }
+        for delay in [
+            bounds::<RetryConfigInput>("initialDelaySeconds"),
+            bounds::<RetryConfig>("initialDelaySeconds"),
+        ] {
+            assert_eq!(delay, (1.0, f64::from(RetryConfig::MAX_INITIAL_DELAY)));
+        }
+    }
+
     fn url(u: &str) -> Result<String, ValidationError> {
         validate_url(u, UrlPolicy::PRODUCTION)
     }

@@ -72,8 +72,9 @@ pub use lambda_runtime::Error;
 /// The `Function` dimension of this function's metric lines ([`webhooks_aws::emf`]).
 pub const METRICS_FUNCTION: &str = "delivery";
 
-/// SQS's longest visibility timeout.
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// SQS's longest visibility timeout (core's `RetryConfig::MAX_DELAY_SECONDS`, the one home of it).
+pub const MAX_VISIBILITY: Duration =
+    Duration::from_secs(webhooks_core::webhook::RetryConfig::MAX_DELAY_SECONDS);
 /// Room left below [`MAX_VISIBILITY`] for the time a message spent received before this handler
 /// ran (the event source's batching window, at most a few seconds in `template.yaml`): SQS
 /// refuses a visibility that would keep a message hidden more than 12 h after it was received.
