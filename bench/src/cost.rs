@@ -24,7 +24,7 @@
 //! | `1 KiB, 1 event/publish` | 1 | 200 | 1 |
 //! | `1 KiB, 100 events/publish` | 1 | 200 | 100 |
 //! | `fan-out to 10` | 10 | 200 | 1 |
-//! | `10 % failing, 3 retries` | 10, one answering 500 (`maxRetries` 3: 4 attempts, then the dead-letter queue) | | 1 |
+//! | `10 % failing, 3 retries` | 10, one answering 400 (`maxRetries` 3: 4 attempts, then the dead-letter queue; a 4xx keeps the circuit breaker closed, a 5xx would open it and defer the rest for minutes) | | 1 |
 //!
 //! Every delivery body is ~1 KiB; the receiver verifies both signatures of every request.
 //! The run checks that every delivery arrived (or, failing, was dead-lettered) and that the
@@ -441,7 +441,9 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
     }))?;
     let mut ids = Vec::new();
     for i in 0..s.webhooks {
-        let path = if i < s.failing { "f" } else { "h" };
+        // A failing receiver answers 400: retried like a 5xx, without the circuit breaker
+        // deferring its deliveries for 30 s–10 min (which a 5xx would, after 5 failures).
+        let path = if i < s.failing { "r" } else { "h" };
         let created = http_call(
             &mut api,
             CREATE_EVENT,

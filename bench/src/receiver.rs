@@ -1,7 +1,9 @@
 //! The receiver: a plain hyper HTTP/1.1 server on 127.0.0.1 (keep-alive, on the bench's
 //! multi-threaded runtime) that verifies every delivery's signatures and records its arrival.
 //!
-//! Paths: `/h/{i}` answers 200, `/f/{i}` answers 500 (a failing receiver), `/hang/{i}` answers
+//! Paths: `/h/{i}` answers 200, `/f/{i}` answers 500 (a failing receiver), `/r/{i}` answers 400
+//! (a receiver that rejects every delivery: retried like a 500, but the circuit breaker stays
+//! closed — the receiver is up — so every delivery gets all its attempts), `/hang/{i}` answers
 //! 200 only after [`Receiver::with_hang`]'s time (a hanging receiver: the noisy neighbour); `i`
 //! is the webhook's index, which gives its secret. Every request, on any path, is checked:
 //! - `X-Webhook-Signature` (the guide's `sha256=` HMAC of the raw body with the secret string),
@@ -71,7 +73,7 @@ pub struct Receiver {
     pub delivered: AtomicU64,
     /// Repeated arrivals of a delivery already received on a successful path.
     pub duplicates: AtomicU64,
-    /// Requests on a failing path.
+    /// Requests on a failing path (`/f/` or `/r/`).
     pub failing_requests: AtomicU64,
     /// Requests whose signatures or ids did not verify.
     pub signature_failures: AtomicU64,
@@ -194,11 +196,12 @@ impl Receiver {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let path = parts.uri.path();
         let hanging = path.strip_prefix("/hang/");
-        let (failing, index) = match (path.strip_prefix("/h/"), path.strip_prefix("/f/"), hanging) {
-            (Some(i), _, _) => (false, i.parse::<usize>().ok()),
-            (_, Some(i), _) => (true, i.parse::<usize>().ok()),
-            (_, _, Some(i)) => (false, i.parse::<usize>().ok()),
-            _ => (false, None),
+        let (failing, index) = match (path.get(..3).zip(path.get(3..)), hanging) {
+            (Some(("/h/", i)), _) => (None, i.parse::<usize>().ok()),
+            (Some(("/f/", i)), _) => (Some(StatusCode::INTERNAL_SERVER_ERROR), i.parse().ok()),
+            (Some(("/r/", i)), _) => (Some(StatusCode::BAD_REQUEST), i.parse().ok()),
+            (_, Some(i)) => (None, i.parse::<usize>().ok()),
+            _ => (None, None),
         };
         let Some(secret) = index.and_then(|i| self.secrets.get(i)) else {
             return answer(StatusCode::NOT_FOUND);
@@ -230,10 +233,10 @@ impl Receiver {
             tokio::time::sleep(self.hang).await;
             return answer(StatusCode::OK);
         }
-        if failing {
+        if let Some(status) = failing {
             self.failing_requests.fetch_add(1, Ordering::Relaxed);
             *self.seen().failing_attempts.entry(key).or_insert(0) += 1;
-            return answer(StatusCode::INTERNAL_SERVER_ERROR);
+            return answer(status);
         }
         let sent = sent_at_nanos(&body).filter(|s| *s > 0);
         let first = {
