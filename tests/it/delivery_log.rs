@@ -282,6 +282,97 @@ async fn a_batch_of_finishes_counts_each_delivery_once_with_one_stats_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocations_finishes_are_written_together_once_every_record_has_finished_or_ended() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    // GIVEN a webhook, the delivery function's coalescing log with a linger far longer than
+    // this test, and an invocation of five records
+    let tables = DeliveryTables::create().await;
+    let store = &tables.webhooks.store;
+    let owner = OwnerId::parse("user-scope").unwrap();
+    let w = sample_webhook(&owner, &BucketId::generate(1_740_000_000), 1_740_000_000);
+    store.create(&w).await.expect("create");
+    let log = Arc::new(
+        tables
+            .log
+            .clone()
+            .with_coalescing(Duration::from_secs(600), Duration::from_secs(60)),
+    );
+    let scope = log.finish_scope().expect("a coalescing log has a scope");
+    let mut records = scope.begin(5);
+    let still_sending = records.pop().expect("five records");
+
+    // WHEN four records finish 200 ms apart (their receivers answered apart) while the fifth
+    // is still sending
+    let success = |i: i64| AttemptRecord {
+        webhook_id: w.id.clone(),
+        delivery_id: DeliveryId::generate(1_740_000_100 + i),
+        generation: 0,
+        attempt: 1,
+        event: EventType::DataReceived,
+        status: AttemptStatus::Success,
+        status_code: Some(200),
+        duration_ms: 12,
+        error: None,
+        response_body: Some("ok".into()),
+        at: Timestamp::from_unix(1_740_000_200 + i),
+    };
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, record) in records.into_iter().enumerate() {
+        let (log, answered) = (log.clone(), answered.clone());
+        let a = success(i as i64);
+        calls.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200 * i as u64)).await;
+            let counted = log.finish_delivered(&a).await;
+            answered.fetch_add(1, Ordering::SeqCst);
+            drop(record);
+            counted
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // THEN nothing is written while a record of the invocation may still finish
+    assert_eq!(answered.load(Ordering::SeqCst), 0);
+    let stats = store.get(&w.id).await.expect("get").expect("webhook").stats;
+    assert_eq!(stats.total_deliveries, 0);
+
+    // WHEN the fifth record ends without finishing (its attempt failed: a retry)
+    drop(still_sending);
+
+    // THEN the four are written at once, not after the linger, each counted once
+    let counted = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut counted = 0;
+        while let Some(r) = calls.join_next().await {
+            if r.expect("task").expect("finish") {
+                counted += 1;
+            }
+        }
+        counted
+    })
+    .await
+    .expect("written once every record waited, long before the 600 s linger");
+    assert_eq!(counted, 4);
+    let stats = store.get(&w.id).await.expect("get").expect("webhook").stats;
+    assert_eq!(
+        (stats.total_deliveries, stats.successful_deliveries),
+        (4, 4)
+    );
+
+    // AND a later invocation's record that finishes alone is written without waiting for the
+    // linger either
+    let mut records = scope.begin(1);
+    let lone = success(50);
+    let counted = tokio::time::timeout(Duration::from_secs(120), log.finish_delivered(&lone))
+        .await
+        .expect("a lone record is written at once")
+        .expect("finish");
+    assert!(counted);
+    drop(records.pop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_writer_died_between_markers_and_count_is_counted_once_by_the_next_receipt() {
     use webhooks_aws::dynamodb::delivery_log::{BATCH, FINAL, batch_sk, final_sk};
     // GIVEN a writer that died after writing 2 of its 3 markers and before counting them: its

@@ -122,6 +122,7 @@ async fn world_on(db: &str, sqs: &str) -> World {
     );
     let mut deps = Deps::new(dispatcher, Arc::new(queues.worker.clone()));
     deps.error_retry_delay = Duration::from_secs(1);
+    deps.finish_scope = log.finish_scope();
     World {
         queues,
         receiver,

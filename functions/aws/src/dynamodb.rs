@@ -72,7 +72,7 @@ use self::item::{StatsItem, StoredHeaders, WebhookItem, attr, stats_id};
 use crate::config::DynamoDbConfig;
 use crate::kms::KmsKeyRing;
 
-pub use self::delivery_log::DynamoDbDeliveryLog;
+pub use self::delivery_log::{DynamoDbDeliveryLog, FinishScope, RecordInScope};
 
 /// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`.
 pub const BY_OWNER_INDEX: &str = "byOwner";

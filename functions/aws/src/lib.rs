@@ -44,5 +44,5 @@ pub use config::{
 pub use dynamodb::health::DynamoDbHealthStore;
 pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
 pub use dynamodb::notices::DynamoDbNoticeStore;
-pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
+pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore, FinishScope, RecordInScope};
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

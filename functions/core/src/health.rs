@@ -11,7 +11,8 @@
 //! The state is written only on transitions — never for a delivery to a healthy webhook — to a
 //! [`HealthStore`] of its own (not the webhook item, nor any index projected from it: the
 //! DynamoDB deliveries table or the SQLite `webhook_health` table), and read through
-//! [`Breaker`]'s per-instance cache of [`HEALTH_CACHE_TTL`]. Every transition is a
+//! [`Breaker`]'s per-instance cache of [`HEALTH_CACHE_TTL`] (one read per webhook per second
+//! however many records of a batch ask at once). Every transition is a
 //! compare-and-set on the state it was made from ([`HealthStore::replace`]), so two instances
 //! cannot both claim the probe of one open period, and a failure another instance counted first
 //! is counted again on the fresh state rather than lost. An instance may still send on a
@@ -22,14 +23,15 @@
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::{SendError, SenderResponse, StoreError};
+use crate::shared_read::SharedReads;
 use crate::{Timestamp, WebhookId};
 
 /// Consecutive failed attempts that open the breaker.
@@ -262,21 +264,21 @@ impl std::fmt::Debug for dyn HealthStore {
     }
 }
 
-/// When each webhook's health was read, and what it was.
-type HealthCache = HashMap<WebhookId, (Instant, Option<WebhookHealth>)>;
-
 /// The breaker of one instance (a Lambda instance, the local process): the [`HealthStore`]
-/// behind a cache of [`HEALTH_CACHE_TTL`]. Cheap to clone; clones share the cache.
+/// behind a cache of [`HEALTH_CACHE_TTL`] whose reads are shared (one read per webhook however
+/// many of a batch's records ask at once: [`SharedReads`]). Cheap to clone; clones share the
+/// cache.
 #[derive(Clone)]
 pub struct Breaker {
     store: Arc<dyn HealthStore>,
-    cache: Arc<Mutex<HealthCache>>,
-    ttl: Duration,
+    cache: Arc<SharedReads<Option<WebhookHealth>>>,
 }
 
 impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Breaker").field("ttl", &self.ttl).finish()
+        f.debug_struct("Breaker")
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -284,27 +286,18 @@ impl Breaker {
     pub fn new(store: Arc<dyn HealthStore>) -> Self {
         Self {
             store,
-            cache: Arc::default(),
-            ttl: HEALTH_CACHE_TTL,
+            cache: Arc::new(SharedReads::new(HEALTH_CACHE_TTL)),
         }
     }
 
-    /// The health of `webhook`, from the cache when fresh. A store failure reads as healthy
-    /// (logged): the breaker never holds deliveries back because its own store is down.
+    /// The health of `webhook`, from the cache when fresh (or from the read another record
+    /// started). A store failure reads as healthy (logged): the breaker never holds deliveries
+    /// back because its own store is down.
     pub async fn get(&self, webhook: &WebhookId) -> Option<WebhookHealth> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((at, h)) = cache.get(webhook)
-                && at.elapsed() < self.ttl
-            {
-                return h.clone();
-            }
-        }
-        match self.store.get(webhook).await {
-            Ok(h) => {
-                self.remember(webhook, h.clone());
-                h
-            }
+        let (store, id) = (self.store.clone(), webhook.clone());
+        let read = move || async move { store.get(&id).await.map_err(|e| e.to_string()) }.boxed();
+        match self.cache.get_or_read(webhook, read).await {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, %webhook, "reading the breaker state failed; sending");
                 None
@@ -391,12 +384,7 @@ impl Breaker {
     }
 
     fn remember(&self, webhook: &WebhookId, health: Option<WebhookHealth>) {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() > 10_000 {
-            let ttl = self.ttl;
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
-        }
-        cache.insert(webhook.clone(), (Instant::now(), health));
+        self.cache.put(webhook, health);
     }
 }
 

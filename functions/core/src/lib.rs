@@ -31,6 +31,7 @@
 //! - [`notify`]: operational notifications (`webhook.failing`/`disabled`/`recovered`): the
 //!   decision, the notice store port, the notification endpoint.
 //! - [`dispatch`]: `Dispatcher`: one attempt of one delivery and the [`Outcome`](dispatch::Outcome).
+//! - [`shared_read`]: per-instance reads by webhook, cached for a moment and single flight.
 //! - [`health`]: the circuit breaker per webhook, its `health`, and the `HealthStore` port.
 //! - [`flow`]: delivery settings (defaults, bounds), what an attempt is, and the one mapping
 //!   from an outcome to the queue's action that both runtimes carry out.
@@ -61,6 +62,7 @@ pub mod recovery;
 pub mod samples;
 pub mod sealing;
 pub mod service;
+pub mod shared_read;
 pub mod signing;
 pub mod time;
 pub mod validate;

@@ -21,7 +21,8 @@
 //! - **When**: the [`Dispatcher`](crate::dispatch::Dispatcher) calls [`Notifier::after_finish`]
 //!   after it finished a delivery (a success, or a final failure). A failure reads the webhook
 //!   again (its `failingSince`); a success reads only the notice, through a short per-process
-//!   cache ([`NOTICE_CACHE_TTL`]), so a healthy webhook costs no store read per delivery. A
+//!   cache ([`NOTICE_CACHE_TTL`]) whose reads a batch's records share, so a healthy webhook
+//!   costs no store read per delivery. A
 //!   notification never fails or delays the delivery that caused it: errors are logged. A
 //!   `webhook.failing` repeat is sent with the first failed delivery that finishes after the
 //!   threshold (nothing runs on a timer). Deliveries to a notification endpoint cause no
@@ -34,15 +35,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::delivery::{DeliveryTask, envelope};
 use crate::ports::{Clock, DeliveryQueue, StoreError, SubscriptionStore};
 use crate::service::{Caller, ServiceError};
+use crate::shared_read::SharedReads;
 use crate::validate::{UrlPolicy, validate_secret, validate_url};
 use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch};
 use crate::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
@@ -475,8 +478,9 @@ pub struct Notifier {
     clock: Arc<dyn Clock>,
     operators: Option<Arc<dyn OperatorAlerts>>,
     thresholds: Thresholds,
-    /// The notice last read or written per webhook, and when (see [`NOTICE_CACHE_TTL`]).
-    cache: Mutex<HashMap<WebhookId, (Instant, Option<Notice>)>>,
+    /// The notice last read or written per webhook (see [`NOTICE_CACHE_TTL`]); the records of a
+    /// batch that succeed at once share one read.
+    cache: SharedReads<Option<Notice>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -501,7 +505,7 @@ impl Notifier {
             clock,
             operators: None,
             thresholds: Thresholds::default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: SharedReads::new(NOTICE_CACHE_TTL),
         }
     }
 
@@ -515,27 +519,12 @@ impl Notifier {
         self
     }
 
-    fn cached(&self, id: &WebhookId) -> Option<Option<Notice>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(id)
-            .filter(|(at, _)| at.elapsed() < NOTICE_CACHE_TTL)
-            .map(|(_, n)| *n)
-    }
-
     fn remember(&self, id: &WebhookId, notice: Option<Notice>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() > 10_000 {
-            cache.retain(|_, (at, _)| at.elapsed() < NOTICE_CACHE_TTL);
-        }
-        cache.insert(id.clone(), (Instant::now(), notice));
+        self.cache.put(id, notice);
     }
 
     fn forget(&self, id: &WebhookId) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.cache.forget(id);
     }
 
     /// After `webhook`'s delivery finished with `status`: `webhook` as read at send time;
@@ -566,14 +555,15 @@ impl Notifier {
         let now = self.clock.now();
         let (told, observed, webhook) = match status {
             DeliveryStatus::Success => {
-                let told = match self.cached(&sent_to.id) {
-                    Some(n) => n,
-                    None => {
-                        let n = self.notices.notice(&sent_to.id).await?;
-                        self.remember(&sent_to.id, n);
-                        n
-                    }
+                let (notices, id) = (self.notices.clone(), sent_to.id.clone());
+                let read = move || {
+                    async move { notices.notice(&id).await.map_err(|e| e.to_string()) }.boxed()
                 };
+                let told = self
+                    .cache
+                    .get_or_read(&sent_to.id, read)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
                 if told.is_none() {
                     return Ok(());
                 }

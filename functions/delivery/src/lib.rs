@@ -60,7 +60,7 @@ use tracing::Instrument;
 use webhooks_aws::config::ConfigError;
 use webhooks_aws::emf::EmfSink;
 use webhooks_aws::{
-    DeliveryLogConfig, DynamoDbConfig, QueueError, SqsWorkerConfig, SqsWorkerQueue,
+    DeliveryLogConfig, DynamoDbConfig, FinishScope, QueueError, SqsWorkerConfig, SqsWorkerQueue,
 };
 use webhooks_core::delivery::QueueTask;
 use webhooks_core::dispatch::{Dispatcher, Outcome, Reconciled};
@@ -94,12 +94,16 @@ pub const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 /// of 8) without protecting anyone: on Lambda, what bounds one slow receiver's share is the event
 /// source's `MaximumConcurrency` and the time budget of each batch.
 pub const MAX_IN_FLIGHT_PER_WEBHOOK: usize = 10;
-/// How long the delivery log waits after a webhook's first finished delivery for the others of
-/// the batch before writing their outcomes as one transaction
-/// (`DynamoDbDeliveryLog::with_coalescing`): a batch's records are sent at once, so their
-/// answers come within a few milliseconds of each other; the wait adds at most this much to an
-/// invocation and turns ten stats updates of one webhook into one.
-pub const FINISH_LINGER: Duration = Duration::from_millis(10);
+/// The longest the delivery log waits after a webhook's first finished delivery for the others
+/// of the batch before writing their outcomes as one group
+/// (`DynamoDbDeliveryLog::with_coalescing`). It writes sooner, as soon as every record of the
+/// invocation still running waits for its finish ([`Deps::finish_scope`]), so this bound
+/// matters only while a record's receiver is slower: the invocation lasts until that record
+/// ends anyway, so the wait costs no Lambda time, and a batch's answers that arrive seconds
+/// apart (a loaded receiver) still make one group — ten stats updates of one webhook become
+/// one, and the batch protocol's fixed 5 units are shared by the whole batch. Well below the
+/// function's timeout, so a finish never waits into the deadline margin.
+pub const FINISH_LINGER: Duration = Duration::from_secs(1);
 /// How long one read of a webhook serves the deliveries of an instance
 /// (`DynamoDbSubscriptionStore::with_delivery_cache`): a batch's records to one webhook share a
 /// read, and a change to the webhook (disabled, new url or secret; a rotated secret keeps
@@ -223,6 +227,11 @@ pub struct Deps {
     pub metrics: Arc<Accumulator>,
     /// Where the batch's metric line goes: stdout (CloudWatch Logs) by default.
     pub emf: EmfSink,
+    /// The coalescing delivery log's view of the invocation's records
+    /// (`DynamoDbDeliveryLog::finish_scope`): with it, a batch's finishes of one webhook are
+    /// written together once every record has either finished or ended, rather than in groups
+    /// of whatever answered within [`FINISH_LINGER`] of each other.
+    pub finish_scope: Option<FinishScope>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -247,6 +256,7 @@ impl Deps {
             function_timeout: DEFAULT_FUNCTION_TIMEOUT,
             metrics,
             emf: EmfSink::stdout(METRICS_FUNCTION),
+            finish_scope: None,
         }
     }
 }
@@ -369,7 +379,12 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     let mut tasks = JoinSet::new();
     let mut ids = HashMap::new();
     let mut response = SqsBatchResponse::default();
-    for record in event.payload.records {
+    let records = event.payload.records;
+    let mut in_scope = match &deps.finish_scope {
+        Some(scope) => scope.begin(records.len()),
+        None => Vec::new(),
+    };
+    for record in records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let deps = deps.clone();
         let span = tracing::info_span!(
@@ -377,8 +392,16 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
             message_id = %message_id,
             delivery_id = tracing::field::Empty
         );
-        let handle = tasks
-            .spawn(async move { process_record(&record, &deps, started).await }.instrument(span));
+        // Held until the record ends (also when it panics or is cut off).
+        let in_scope = in_scope.pop();
+        let handle = tasks.spawn(
+            async move {
+                let outcome = process_record(&record, &deps, started).await;
+                drop(in_scope);
+                outcome
+            }
+            .instrument(span),
+        );
         ids.insert(handle.id(), message_id);
     }
 

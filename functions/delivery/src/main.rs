@@ -40,6 +40,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let log = DynamoDbDeliveryLog::from_config(&sdk, &config.log)
         // A batch record older than the function's timeout has no writer left.
         .with_coalescing(webhooks_delivery::FINISH_LINGER, config.function_timeout);
+    let finish_scope = log.finish_scope();
     let queue = SqsWorkerQueue::from_config(&sdk, &config.queues);
     let sender = ReqwestWebhookSender::new(SenderConfig {
         timeout: config.timeout,
@@ -77,6 +78,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_rate_limit_shares(config.rate_limit_shares);
     let deps = Deps {
         function_timeout: config.function_timeout,
+        finish_scope,
         ..Deps::new(dispatcher, Arc::new(queue))
     };
     tracing::info!(

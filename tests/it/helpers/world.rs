@@ -59,7 +59,10 @@ impl World {
             Arc::new(sender),
             Arc::new(SystemClock),
         );
-        let deps = Deps::new(dispatcher, Arc::new(queues.worker.clone()));
+        let deps = Deps {
+            finish_scope: log.finish_scope(),
+            ..Deps::new(dispatcher, Arc::new(queues.worker.clone()))
+        };
         Self {
             queues,
             receiver,

@@ -32,8 +32,10 @@
 //! attempt and its finish are one call ([`DeliveryLog::finish_delivered`]), so the marker carries
 //! the attempt (at most [`SUCCESS_EXCERPT_BYTES`] of the answer) and there is no separate
 //! attempt item. The delivery function's log coalesces ([`DynamoDbDeliveryLog::with_coalescing`]):
-//! the finishes of one webhook made within `linger` of each other are one group, and one
-//! instance writes one group of a webhook at a time (the next group waits and grows meanwhile):
+//! the finishes of one webhook wait until every record of the invocation that may still finish
+//! is waiting too ([`FinishScope`]: a batch's outcomes of one webhook are one group however far
+//! apart its receivers answered), or `linger` at most (a slow receiver's record); one instance
+//! writes one group of a webhook at a time (the next group waits and grows meanwhile):
 //! - **up to 3** deliveries: one `TransactWriteItems` — each marker's put, one update of the
 //!   webhook's stats item (`<id>#stats` in the webhooks table) adding all their outcomes, and one
 //!   `ADD` update per hour of the group (one, unless it straddles an hour) to the webhook's
@@ -1028,16 +1030,23 @@ impl DynamoDbDeliveryLog {
                 .unwrap_or(Ok(false));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let first = {
+        let flushed = {
             let mut groups = coalescer.groups.lock().unwrap_or_else(|e| e.into_inner());
             let group = groups.entry(webhook.clone()).or_default();
             group.push((f, tx));
-            group.len() == 1
+            // Subscribed before this finish can call for the flush, so the writer sees it.
+            (group.len() == 1).then(|| coalescer.flush.subscribe())
         };
-        if first {
+        coalescer.waiting(1);
+        if let Some(mut flushed) = flushed {
             let (log, coalescer, webhook) = (self.clone(), coalescer.clone(), webhook.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(coalescer.linger).await;
+                // Until every record of the invocation still running waits here (see
+                // `FinishScope`), or `linger` at most.
+                tokio::select! {
+                    () = tokio::time::sleep(coalescer.linger) => {}
+                    _ = flushed.changed() => {}
+                }
                 // One write per webhook at a time: the next group waits (and grows) meanwhile,
                 // and two groups of one webhook never conflict over its stats item.
                 let lock = coalescer.write_lock(&webhook);
@@ -1048,6 +1057,7 @@ impl DynamoDbDeliveryLog {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&webhook)
                     .unwrap_or_default();
+                coalescer.waiting(-(taken.len() as isize));
                 let mut rest = taken;
                 while !rest.is_empty() {
                     let tail = rest.split_off(rest.len().min(MAX_GROUP));
@@ -1071,9 +1081,10 @@ impl DynamoDbDeliveryLog {
     }
 
     /// Coalesces `finish` calls: those of one webhook made within `linger` of the first are
-    /// written as one transaction (see the module docs). For the delivery function, whose
-    /// batch's records finish at about the same time; each call still answers only when its
-    /// outcome is written.
+    /// written as one group (see the module docs) — or sooner, as soon as every record of the
+    /// invocation that may still finish is waiting to, when the handler tells the log about
+    /// its records ([`Self::finish_scope`]). For the delivery function, whose batch's records
+    /// finish at about the same time; each call still answers only when its outcome is written.
     ///
     /// `stale_after`: how old a batch record must be before someone else finishes it — longer
     /// than any invocation that writes one can run (the function's timeout).
@@ -1083,9 +1094,96 @@ impl DynamoDbDeliveryLog {
             stale_after,
             groups: Mutex::default(),
             writing: Mutex::default(),
+            scope: Mutex::default(),
+            flush: tokio::sync::watch::channel(0).0,
         }));
         self
     }
+
+    /// The handle through which the delivery handler tells this (coalescing) log which records
+    /// of the invocation under way may still finish ([`FinishScope`]); `None` when the log does
+    /// not coalesce.
+    pub fn finish_scope(&self) -> Option<FinishScope> {
+        self.coalescer
+            .clone()
+            .map(|coalescer| FinishScope { coalescer })
+    }
+}
+
+/// The records of the delivery function's invocation under way, for a coalescing log: a
+/// group of finishes is written as soon as every record that may still finish waits for its
+/// finish — a whole batch's outcomes of one webhook as one group however far apart its
+/// receivers answered — instead of after the log's `linger` (which stays the longest wait, for
+/// a record whose receiver is slow). An instance handles one invocation at a time:
+/// [`FinishScope::begin`] starts the next one and forgets what is left of the last (a record
+/// cut off at its deadline).
+#[derive(Clone)]
+pub struct FinishScope {
+    coalescer: Arc<Coalescer>,
+}
+
+impl std::fmt::Debug for FinishScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinishScope").finish_non_exhaustive()
+    }
+}
+
+impl FinishScope {
+    /// An invocation of `records` records starts. Each record holds the answer's guard until
+    /// it ends (dropping it, also by a panic or an abort, says it will not finish any more).
+    pub fn begin(&self, records: usize) -> Vec<RecordInScope> {
+        let epoch = {
+            let mut scope = self.coalescer.scope();
+            scope.epoch += 1;
+            scope.running = records;
+            scope.scoped = true;
+            scope.epoch
+        };
+        self.coalescer.maybe_flush();
+        (0..records)
+            .map(|_| RecordInScope {
+                coalescer: self.coalescer.clone(),
+                epoch,
+            })
+            .collect()
+    }
+}
+
+/// One record of the invocation under way ([`FinishScope::begin`]); dropped when it ends.
+pub struct RecordInScope {
+    coalescer: Arc<Coalescer>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for RecordInScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordInScope")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl Drop for RecordInScope {
+    fn drop(&mut self) {
+        {
+            let mut scope = self.coalescer.scope();
+            if scope.epoch != self.epoch {
+                return;
+            }
+            scope.running = scope.running.saturating_sub(1);
+        }
+        self.coalescer.maybe_flush();
+    }
+}
+
+/// How many records of the invocation may still finish, and how many finishes wait.
+#[derive(Debug, Default)]
+struct ScopeCount {
+    /// Set by the first [`FinishScope::begin`]: until then only `linger` ends a wait.
+    scoped: bool,
+    epoch: u64,
+    running: usize,
+    waiting: usize,
 }
 
 /// The most deliveries one `finish` group writes: DynamoDB's 100 actions per
@@ -1193,9 +1291,39 @@ struct Coalescer {
     groups: Mutex<HashMap<WebhookId, Vec<(Finishing, Answer)>>>,
     /// Held while a webhook's group is written.
     writing: Mutex<HashMap<WebhookId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The invocation's records ([`FinishScope`]).
+    scope: Mutex<ScopeCount>,
+    /// Bumped when every running record waits: the groups' writers stop lingering.
+    flush: tokio::sync::watch::Sender<u64>,
 }
 
 impl Coalescer {
+    fn scope(&self) -> std::sync::MutexGuard<'_, ScopeCount> {
+        self.scope.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` more (or, negative, fewer) finishes wait for their group's write.
+    fn waiting(&self, n: isize) {
+        {
+            let mut scope = self.scope();
+            scope.waiting = scope.waiting.saturating_add_signed(n);
+        }
+        if n > 0 {
+            self.maybe_flush();
+        }
+    }
+
+    /// Tells the writers to write now when every record still running waits for its finish.
+    fn maybe_flush(&self) {
+        let now = {
+            let scope = self.scope();
+            scope.scoped && scope.waiting > 0 && scope.waiting >= scope.running
+        };
+        if now {
+            self.flush.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     fn write_lock(&self, webhook: &WebhookId) -> Arc<tokio::sync::Mutex<()>> {
         self.writing
             .lock()
