@@ -244,10 +244,16 @@ pub fn after_attempt(
 /// otherwise — a compare-and-set, so two instances that saw the same state cannot both make a
 /// transition from it (one probe, not one per instance); `put` replaces the record whatever it
 /// was (tests and repairs); `delete` of a missing record is not an error. Written only on
-/// transitions, so no write per successful delivery.
+/// transitions, so no write per successful delivery. `get_recent` may answer a state up to a
+/// moment old (DynamoDB: an eventually consistent read, half the read units): what the
+/// breaker's gate reads through its cache, which is that old anyway; a compare-and-set that
+/// lost reads `get`.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
     async fn get(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError>;
+    async fn get_recent(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError> {
+        self.get(webhook).await
+    }
     async fn replace(
         &self,
         webhook: &WebhookId,
@@ -295,7 +301,8 @@ impl Breaker {
     /// back because its own store is down.
     pub async fn get(&self, webhook: &WebhookId) -> Option<WebhookHealth> {
         let (store, id) = (self.store.clone(), webhook.clone());
-        let read = move || async move { store.get(&id).await.map_err(|e| e.to_string()) }.boxed();
+        let read =
+            move || async move { store.get_recent(&id).await.map_err(|e| e.to_string()) }.boxed();
         match self.cache.get_or_read(webhook, read).await {
             Ok(h) => h,
             Err(e) => {

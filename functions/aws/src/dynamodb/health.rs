@@ -14,9 +14,11 @@
 //! Written only on the breaker's transitions (never for a delivery to a healthy webhook): each
 //! is one `PutItem` conditional on the state it was made from (`health = :expected`, or no item
 //! for a first failure), so two Lambda instances cannot both claim one probe. The compare is on
-//! the JSON this adapter wrote, which is deterministic (a struct's fields in order). Read with a
-//! strongly consistent `GetItem` (0.5 RCU), at most once a second per webhook and instance
-//! ([`webhooks_core::health::Breaker`]'s cache).
+//! the JSON this adapter wrote, which is deterministic (a struct's fields in order). The
+//! breaker's gate reads it eventually consistently (`get_recent`: 0.5 RCU), at most once a
+//! second per webhook and instance however many records ask ([`webhooks_core::health::Breaker`]'s
+//! cache, whose state is up to a second old anyway); after a lost compare-and-set, and for the
+//! API's `health`, strongly consistently (`get`: 1 RCU).
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
@@ -89,15 +91,20 @@ impl DynamoDbHealthStore {
     }
 }
 
-#[async_trait]
-impl HealthStore for DynamoDbHealthStore {
-    async fn get(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError> {
+impl DynamoDbHealthStore {
+    /// The item read consistently or not (half the read units; the breaker's gate, which reads
+    /// through a cache of its own, takes that).
+    async fn read(
+        &self,
+        webhook: &WebhookId,
+        consistent: bool,
+    ) -> Result<Option<WebhookHealth>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key_of(webhook).into_iter().collect()))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| unavailable("GetItem", e))?;
@@ -110,6 +117,17 @@ impl HealthStore for DynamoDbHealthStore {
                 "webhook health of {webhook}: no {HEALTH} attribute"
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl HealthStore for DynamoDbHealthStore {
+    async fn get(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError> {
+        self.read(webhook, true).await
+    }
+
+    async fn get_recent(&self, webhook: &WebhookId) -> Result<Option<WebhookHealth>, StoreError> {
+        self.read(webhook, false).await
     }
 
     async fn replace(
