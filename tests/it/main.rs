@@ -44,6 +44,7 @@ mod notifications;
 mod recovery;
 mod secrets;
 mod signatures;
+mod sns;
 mod sqs;
 mod template;
 mod thousand;

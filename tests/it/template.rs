@@ -836,6 +836,9 @@ fn functions_may_do_exactly_what_their_code_does() {
             ("sqs:ChangeMessageVisibility", "SlowQueue"),
             ("kms:GenerateDataKey", "SecretsKey"),
             ("kms:Decrypt", "SecretsKey"),
+            // operators' alerts, only when OperatorTopicArn is given (a policy under
+            // HasOperatorTopic)
+            ("sns:Publish", "OperatorTopicArn"),
         ])
     );
     // AND KMS only for the secrets' data keys: every KMS statement is bound to the encryption

@@ -26,6 +26,7 @@
 //! - [`emf`]: the functions' metrics as CloudWatch Embedded Metric Format lines.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
+//! - [`sns`]: operators' alerts (`webhook.disabled`) published to an SNS topic.
 //! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
 //!
 //! The table and queue designs are documented in their modules and declared in the repository's
@@ -36,6 +37,7 @@ pub mod dynamodb;
 pub mod emf;
 pub mod kms;
 pub mod secrets;
+pub mod sns;
 pub mod sqs;
 
 pub use config::{
@@ -45,4 +47,5 @@ pub use dynamodb::health::DynamoDbHealthStore;
 pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
 pub use dynamodb::notices::DynamoDbNoticeStore;
 pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore, FinishScope, RecordInScope};
+pub use sns::SnsOperatorAlerts;
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};

@@ -28,7 +28,8 @@
 //!   threshold (nothing runs on a timer). Deliveries to a notification endpoint cause no
 //!   notifications themselves.
 //! - **Operators** ([`OperatorAlerts`]): on AWS the delivery function also publishes
-//!   `webhook.disabled` to an SNS topic when one is configured.
+//!   `webhook.disabled` to an SNS topic when one is configured (`webhooks_aws::sns`,
+//!   template parameter `OperatorTopicArn`).
 //!
 //! Thresholds ([`Thresholds`]) are configuration so tests can compress time; the auto-disable
 //! age is the dispatcher's (`crate::flow::DEFAULT_AUTO_DISABLE_AFTER`).

@@ -769,6 +769,9 @@ pub struct DeliveryConfig {
     /// (`FAILING_NOTICE_AFTER_SECONDS`: two increasing numbers of seconds, default `3600,86400`,
     /// parsed and bounded by [`webhooks_core::notify::Thresholds::parse_secs`]).
     pub failing_notice: webhooks_core::notify::Thresholds,
+    /// The operators' SNS topic every `webhook.disabled` is published to
+    /// (`OPERATOR_TOPIC_ARN`, optional: none when absent or empty).
+    pub operator_topic_arn: Option<String>,
 }
 
 impl DeliveryConfig {
@@ -779,6 +782,7 @@ impl DeliveryConfig {
     pub const FUNCTION_TIMEOUT_ENV: &'static str = "FUNCTION_TIMEOUT_SECONDS";
     pub const RATE_LIMIT_SHARES_ENV: &'static str = "RATE_LIMIT_SHARES";
     pub const FAILING_NOTICE_ENV: &'static str = "FAILING_NOTICE_AFTER_SECONDS";
+    pub const OPERATOR_TOPIC_ENV: &'static str = "OPERATOR_TOPIC_ARN";
 
     pub fn from_env() -> Result<Self, DeliveryConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -849,6 +853,9 @@ impl DeliveryConfig {
             function_timeout,
             rate_limit_shares,
             failing_notice,
+            operator_topic_arn: lookup(Self::OPERATOR_TOPIC_ENV)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
             webhooks: DynamoDbConfig::from_lookup(&lookup)?,
             log: DeliveryLogConfig::from_lookup(&lookup)?,
             queues: SqsWorkerConfig::from_lookup(&lookup)?,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks_aws::{
     DynamoDbDeliveryLog, DynamoDbHealthStore, DynamoDbNoticeStore, DynamoDbSubscriptionStore,
-    SqsConfig, SqsDeliveryQueue, SqsWorkerQueue, load_sdk_config,
+    SnsOperatorAlerts, SqsConfig, SqsDeliveryQueue, SqsWorkerQueue, load_sdk_config,
 };
 use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::notify::Notifier;
@@ -55,13 +55,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             queue_url: config.queues.queue_url.clone(),
         },
     );
-    let notifier = Notifier::new(
+    let mut notifier = Notifier::new(
         Arc::new(DynamoDbNoticeStore::from_config(&sdk, &config.webhooks)),
         store.clone(),
         Arc::new(notify_queue),
         Arc::new(SystemClock),
     )
     .with_thresholds(config.failing_notice);
+    if let Some(topic) = &config.operator_topic_arn {
+        notifier = notifier.with_operators(Arc::new(SnsOperatorAlerts::from_config(&sdk, topic)));
+    }
     let dispatcher = Dispatcher::new(
         store,
         Arc::new(log),
@@ -85,6 +88,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         timeout_secs = config.timeout.as_secs(),
         allow_private = config.allow_private,
         slow_lane = config.queues.slow_queue_url.is_some(),
+        operator_topic = config.operator_topic_arn.is_some(),
         "delivery function ready"
     );
 

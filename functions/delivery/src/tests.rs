@@ -807,6 +807,13 @@ fn the_config_reads_the_templates_variables_with_a_30_second_default_timeout() {
         c.failing_notice.repeats,
         [Duration::from_secs(60), Duration::from_secs(600)]
     );
+    // The operators' topic: none unless set and not empty
+    assert_eq!(c.operator_topic_arn, None);
+    const ARN: &str = "arn:aws:sns:us-east-1:123456789012:ops";
+    let c = DeliveryConfig::from_lookup(base(&[("OPERATOR_TOPIC_ARN", ARN)])).unwrap();
+    assert_eq!(c.operator_topic_arn.as_deref(), Some(ARN));
+    let c = DeliveryConfig::from_lookup(base(&[("OPERATOR_TOPIC_ARN", " ")])).unwrap();
+    assert_eq!(c.operator_topic_arn, None);
     for bad in ["600,60", "0,60", "60", "1h,2h", "60,1209601"] {
         let err = DeliveryConfig::from_lookup(|n| {
             if n == "FAILING_NOTICE_AFTER_SECONDS" {
