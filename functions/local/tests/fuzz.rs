@@ -42,9 +42,10 @@ const USER_EXAMPLES: &str = "100";
 const PRODUCER_EXAMPLES: &str = "300";
 /// The fewest requests both runs must have sent together.
 const MIN_REQUESTS: usize = 1_000;
-/// One schemathesis run may take this long, so the test ends within 3 minutes on a 2-core
-/// machine (there the user's run takes about 15 s and the producer's about 7 s).
-const RUN_LIMIT: Duration = Duration::from_secs(80);
+/// One schemathesis run may take this long: a guard against a hung run, not a speed check. On
+/// a quiet 2-core machine the user's run takes about 15–25 s and the producer's about 7 s, but
+/// with a build beside it the user's run (19 operations, five phases) took over 80 s.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
 const BUCKET: &str = "507f1f77bcf86cd799439011";
 const OTHER_BUCKET: &str = "65a1b2c3d4e5f60718293a4b";
 /// Every check schemathesis has but `positive_data_acceptance` (see the module docs) and
