@@ -35,16 +35,7 @@ async fn a_delivery_to_a_200_receiver_is_acknowledged_and_counted_a_success() {
         .webhook(&world.receiver.url("/ok"), RetryConfig::default())
         .await;
     let task = world.task(&w);
-    world
-        .queues
-        .queue
-        .enqueue(std::slice::from_ref(&task))
-        .await
-        .expect("enqueue");
-    let records = world
-        .queues
-        .receive_exactly(1, Duration::from_secs(10))
-        .await;
+    let records = world.queued(&task).await;
 
     // WHEN the batch is handled
     let response = world.invoke(records).await;
@@ -768,16 +759,7 @@ async fn an_invocation_cut_off_by_its_deadline_uses_no_attempt_and_the_receiver_
         .webhook(&world.receiver.url("/hang"), every_second(2))
         .await;
     let task = world.task(&w);
-    world
-        .queues
-        .queue
-        .enqueue(std::slice::from_ref(&task))
-        .await
-        .expect("enqueue");
-    let records = world
-        .queues
-        .receive_exactly(1, Duration::from_secs(10))
-        .await;
+    let records = world.queued(&task).await;
 
     // WHEN the invocation's deadline comes 1.5 s after it starts: before the attempt can end
     let mut context = lambda_runtime::Context::default();

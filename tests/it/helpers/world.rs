@@ -12,7 +12,7 @@ use webhooks_aws::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore};
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{DeliveryTask, envelope};
 use webhooks_core::dispatch::Dispatcher;
-use webhooks_core::ports::{Clock, SubscriptionStore};
+use webhooks_core::ports::{Clock, DeliveryQueue, SubscriptionStore};
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{RetryConfig, Webhook};
 use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, jsjson};
@@ -132,6 +132,19 @@ impl World {
             body,
             created_at: now,
         }
+    }
+
+    /// Queues `task` through the API's adapter and receives it back as the event source would
+    /// hand it to the function (one record).
+    pub async fn queued(&self, task: &DeliveryTask) -> Vec<SqsMessage> {
+        self.queues
+            .queue
+            .enqueue(std::slice::from_ref(task))
+            .await
+            .expect("enqueue");
+        self.queues
+            .receive_exactly(1, Duration::from_secs(10))
+            .await
     }
 
     /// Invokes the handler with `records` (a `Context` without deadline), then does what the
