@@ -268,6 +268,28 @@ struct Ctx {
     data_parent: PathBuf,
 }
 
+impl Ctx {
+    /// `serve` as the flags say (concurrency, log level; 30 s delivery timeout) on a fresh data
+    /// directory `<prefix>…` under `data_parent`; the directory goes when the guard is dropped.
+    fn start_service(&self, prefix: &str) -> Result<(tempfile::TempDir, Service)> {
+        let data_dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.data_parent)?;
+        let svc = tokio::task::block_in_place(|| {
+            Service::start(
+                &self.bin,
+                data_dir.path(),
+                &ServeOptions {
+                    concurrency: self.args.concurrency,
+                    delivery_timeout_secs: 30,
+                    rust_log: self.args.service_log.clone(),
+                },
+            )
+        })?;
+        Ok((data_dir, svc))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -413,20 +435,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let receiver = Arc::new(Receiver::new(ctx.clock, secrets.clone()));
     let recv_addr = receiver.start().await?;
 
-    let data_dir = tempfile::Builder::new()
-        .prefix("webhooks-bench-")
-        .tempdir_in(&ctx.data_parent)?;
-    let svc = tokio::task::block_in_place(|| {
-        Service::start(
-            &ctx.bin,
-            data_dir.path(),
-            &ServeOptions {
-                concurrency: args.concurrency,
-                delivery_timeout_secs: 30,
-                rust_log: args.service_log.clone(),
-            },
-        )
-    })?;
+    let (_data_dir, svc) = ctx.start_service("webhooks-bench-")?;
     let pid = svc.pid.to_string();
     let api = reqwest::Client::builder().no_proxy().http1_only().build()?;
 

@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use webhooks_bench::receiver::{Receiver, Report};
 use webhooks_bench::report;
-use webhooks_bench::service::{self, Machine, ServeOptions, Service};
+use webhooks_bench::service::{self, Machine, Service};
 
 use super::{BUCKET, Ctx, Payload, PublishCounters, Publisher, pad_for, secret_for};
 
@@ -70,20 +70,7 @@ pub async fn run(ctx: &Ctx, machine: &Machine) -> Result<()> {
     let secrets = vec![secret_for(0), secret_for(1)];
     let receiver = Arc::new(Receiver::new(ctx.clock, secrets.clone()).with_hang(hang));
     let recv_addr = receiver.start().await?;
-    let data_dir = tempfile::Builder::new()
-        .prefix("webhooks-bench-noisy-")
-        .tempdir_in(&ctx.data_parent)?;
-    let svc = tokio::task::block_in_place(|| {
-        Service::start(
-            &ctx.bin,
-            data_dir.path(),
-            &ServeOptions {
-                concurrency: args.concurrency,
-                delivery_timeout_secs: 30,
-                rust_log: args.service_log.clone(),
-            },
-        )
-    })?;
+    let (_data_dir, svc) = ctx.start_service("webhooks-bench-noisy-")?;
     let api = reqwest::Client::builder().no_proxy().http1_only().build()?;
     for (i, (bucket, path)) in [(BUCKET, "h"), (NOISY_BUCKET, "hang")].iter().enumerate() {
         let body = serde_json::json!({
