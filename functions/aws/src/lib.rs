@@ -26,7 +26,8 @@
 //! - [`emf`]: the functions' metrics as CloudWatch Embedded Metric Format lines.
 //! - [`kms`]: [`KmsKeyRing`](kms::KmsKeyRing), the data keys that seal webhook secrets at rest.
 //! - [`secrets`]: the API function's JWT key read from Secrets Manager at cold start.
-//! - [`sns`]: operators' alerts (`webhook.disabled`) published to an SNS topic.
+//! - `sns` (feature `sns`, turned on by the delivery function only): operators' alerts
+//!   (`webhook.disabled`) published to an SNS topic.
 //! - [`sqs`]: the delivery queue (enqueue in batches) and the worker-side actions.
 //!
 //! The table and queue designs are documented in their modules and declared in the repository's
@@ -37,6 +38,7 @@ pub mod dynamodb;
 pub mod emf;
 pub mod kms;
 pub mod secrets;
+#[cfg(feature = "sns")]
 pub mod sns;
 pub mod sqs;
 
@@ -47,5 +49,6 @@ pub use dynamodb::health::DynamoDbHealthStore;
 pub use dynamodb::idempotency::DynamoDbIdempotencyStore;
 pub use dynamodb::notices::DynamoDbNoticeStore;
 pub use dynamodb::{DynamoDbDeliveryLog, DynamoDbSubscriptionStore, FinishScope, RecordInScope};
+#[cfg(feature = "sns")]
 pub use sns::SnsOperatorAlerts;
 pub use sqs::{QueueError, SqsDeliveryQueue, SqsWorkerQueue};
