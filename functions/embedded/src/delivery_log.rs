@@ -24,7 +24,8 @@ use webhooks_core::recovery::RecoverJob;
 use webhooks_core::webhook::DeliveryStatus;
 use webhooks_core::{DeliveryId, EventType, RecoverJobId, Timestamp, WebhookId};
 
-use crate::db::{Database, Failure, classify};
+use crate::db::Database;
+use crate::rows::{Columns, corrupt, store_error};
 
 /// How often (in the recorded attempts' time) the log prunes itself.
 const PRUNE_EVERY_SECS: i64 = 3600;
@@ -364,15 +365,7 @@ fn prune(conn: &Connection, now: Timestamp) -> Result<Pruned, StoreError> {
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
-    match classify(&e) {
-        Failure::Unavailable => StoreError::Unavailable(e.to_string()),
-        Failure::Unusable => StoreError::Corrupt(e.to_string()),
-    }
-}
-
-fn corrupt(what: &str, key: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
-    let key: String = key.chars().take(64).collect();
-    StoreError::Corrupt(format!("{what} {key:?}: column `{column}`: {why}"))
+    store_error("", &e)
 }
 
 fn attempt_status(s: AttemptStatus) -> &'static str {
@@ -389,48 +382,32 @@ fn count(key: &str, column: &str, v: u64) -> Result<i64, StoreError> {
 /// Decodes one row selected with [`ATTEMPT_COLUMNS`], strictly: a value this build cannot read
 /// back is `Corrupt`, naming the delivery and the column.
 fn read_attempt(row: &Row<'_>) -> Result<AttemptRecord, StoreError> {
-    let raw: String = row
-        .get("delivery_id")
-        .map_err(|e| corrupt("attempt of delivery", "?", "delivery_id", e))?;
-    let key = raw.as_str();
-    macro_rules! read {
-        ($column:literal) => {
-            row.get($column)
-                .map_err(|e| corrupt("attempt of delivery", key, $column, e))?
-        };
-    }
-    let webhook: String = read!("webhook_id");
-    let event: String = read!("event");
-    let status: String = read!("status");
-    let duration_ms: i64 = read!("duration_ms");
+    let c = Columns::keyed(row, "attempt of delivery", "delivery_id")?;
+    let key = c.key();
+    let webhook: String = c.get("webhook_id")?;
+    let event: String = c.get("event")?;
+    let status: String = c.get("status")?;
+    let duration_ms: i64 = c.get("duration_ms")?;
     Ok(AttemptRecord {
-        webhook_id: WebhookId::parse(&webhook)
-            .map_err(|e| corrupt("attempt of delivery", key, "webhook_id", e))?,
-        delivery_id: DeliveryId::parse(key)
-            .map_err(|e| corrupt("attempt of delivery", key, "delivery_id", e))?,
-        generation: read!("generation"),
-        attempt: read!("attempt"),
+        webhook_id: WebhookId::parse(&webhook).map_err(|e| c.corrupt("webhook_id", e))?,
+        delivery_id: DeliveryId::parse(key).map_err(|e| c.corrupt("delivery_id", e))?,
+        generation: c.get("generation")?,
+        attempt: c.get("attempt")?,
         event: event
             .parse::<EventType>()
-            .map_err(|e| corrupt("attempt of delivery", key, "event", e))?,
+            .map_err(|e| c.corrupt("event", e))?,
         status: match status.as_str() {
             "success" => AttemptStatus::Success,
             "failed" => AttemptStatus::Failed,
             _ => {
-                return Err(corrupt(
-                    "attempt of delivery",
-                    key,
-                    "status",
-                    "unknown status",
-                ));
+                return Err(c.corrupt("status", "unknown status"));
             }
         },
-        status_code: read!("status_code"),
-        duration_ms: u64::try_from(duration_ms)
-            .map_err(|e| corrupt("attempt of delivery", key, "duration_ms", e))?,
-        error: read!("error"),
-        response_body: read!("response_body"),
-        at: Timestamp::from_unix(read!("at")),
+        status_code: c.get("status_code")?,
+        duration_ms: u64::try_from(duration_ms).map_err(|e| c.corrupt("duration_ms", e))?,
+        error: c.get("error")?,
+        response_body: c.get("response_body")?,
+        at: Timestamp::from_unix(c.get("at")?),
     })
 }
 
@@ -449,23 +426,14 @@ fn query_attempts(
 }
 
 fn read_dead_letter(row: &Row<'_>) -> Result<DeadLetter, StoreError> {
-    let raw: String = row
-        .get("delivery_id")
-        .map_err(|e| corrupt("dead letter", "?", "delivery_id", e))?;
-    let key = raw.as_str();
-    macro_rules! read {
-        ($column:literal) => {
-            row.get($column)
-                .map_err(|e| corrupt("dead letter", key, $column, e))?
-        };
-    }
-    let task: String = read!("task");
+    let c = Columns::keyed(row, "dead letter", "delivery_id")?;
+    let task: String = c.get("task")?;
     Ok(DeadLetter {
         // serde_json's messages give a position and the expected type, not the body's text.
-        task: serde_json::from_str(&task).map_err(|e| corrupt("dead letter", key, "task", e))?,
-        error: read!("error"),
-        attempts: read!("attempts"),
-        at: Timestamp::from_unix(read!("at")),
+        task: serde_json::from_str(&task).map_err(|e| c.corrupt("task", e))?,
+        error: c.get("error")?,
+        attempts: c.get("attempts")?,
+        at: Timestamp::from_unix(c.get("at")?),
     })
 }
 

@@ -11,7 +11,8 @@ use webhooks_core::WebhookId;
 use webhooks_core::health::{HealthStore, WebhookHealth};
 use webhooks_core::ports::StoreError;
 
-use crate::db::{Database, DbError};
+use crate::db::Database;
+use crate::rows::store_error;
 
 /// The breakers' states in the embedded database. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl SqliteHealthStore {
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::from(DbError::from_sqlite("webhook health", &e))
+    store_error("webhook health", &e)
 }
 
 #[async_trait]

@@ -23,7 +23,8 @@ use webhooks_core::idempotency::{IdempotencyKey, IdempotencyRecord, IdempotencyS
 use webhooks_core::ports::StoreError;
 use webhooks_core::{OwnerId, Timestamp};
 
-use crate::db::{Database, DbError};
+use crate::db::Database;
+use crate::rows::store_error;
 
 /// Expired rows a claim deletes at most.
 pub const PRUNE_PER_CLAIM: usize = 100;
@@ -35,7 +36,7 @@ pub struct SqliteIdempotencyStore {
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::from(DbError::from_sqlite("idempotency keys", &e))
+    store_error("idempotency keys", &e)
 }
 
 fn to_json(r: &IdempotencyRecord) -> Result<String, StoreError> {

@@ -25,6 +25,8 @@
 //! - [`db`]: [`Database`], the file shared by every table's adapter: opening, pragmas, versioned
 //!   migrations (`PRAGMA user_version`), the writer thread that group-commits every write call, and
 //!   the read-only connections reads run on.
+//! - `rows`: what every table's adapter answers with the ports' `StoreError` (a rusqlite error
+//!   as that error, `Corrupt` naming the row and the column of a value this build cannot read).
 //! - [`secret_key`]: the `secret-key` file beside the database: the data key webhook secrets
 //!   and header values are sealed with at rest.
 //! - [`store`]: [`SqliteStore`], the [`SubscriptionStore`] on the `webhooks` table.
@@ -49,6 +51,7 @@ pub mod health;
 pub mod idempotency;
 pub mod notices;
 pub mod queue;
+mod rows;
 pub mod secret_key;
 pub mod store;
 pub mod worker;

@@ -11,7 +11,8 @@ use webhooks_core::notify::{Level, Notice, NoticeStore};
 use webhooks_core::ports::StoreError;
 use webhooks_core::{Timestamp, WebhookId};
 
-use crate::db::{Database, DbError};
+use crate::db::Database;
+use crate::rows::store_error;
 
 /// The notices in the embedded database. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl SqliteNoticeStore {
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::from(DbError::from_sqlite("webhook notices", &e))
+    store_error("webhook notices", &e)
 }
 
 fn read_row(level: String, since: i64) -> Result<Notice, StoreError> {

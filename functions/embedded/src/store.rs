@@ -35,8 +35,9 @@ use webhooks_core::webhook::{
 };
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
-use crate::db::{Database, DbError, Failure, classify};
+use crate::db::Database;
 use crate::delivery_log::{count_outcome_in, purge_webhook_in};
+use crate::rows::{self, Columns, store_error};
 
 /// The columns every read selects. [`read_webhook`] reads them by name, so their order here is
 /// only for the human reading the SQL.
@@ -100,28 +101,13 @@ impl SqliteStore {
     }
 }
 
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Unavailable(m) => StoreError::Unavailable(m),
-            DbError::Unusable(m) => StoreError::Corrupt(m),
-        }
-    }
-}
-
-/// A rusqlite error as the port's error. `StoreError` has no "internal" variant; anything that is
-/// not the database being unavailable means the data or the schema is not what this build
-/// expects, which is what `Corrupt` says.
+/// A rusqlite error as the port's error (see [`store_error`]).
 fn sql(e: rusqlite::Error) -> StoreError {
-    match classify(&e) {
-        Failure::Unavailable => StoreError::Unavailable(e.to_string()),
-        Failure::Unusable => StoreError::Corrupt(e.to_string()),
-    }
+    store_error("", &e)
 }
 
 fn corrupt(id: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
-    let id: String = id.chars().take(64).collect();
-    StoreError::Corrupt(format!("webhook {id:?}: column `{column}`: {why}"))
+    rows::corrupt("webhook", id, column, why)
 }
 
 /// Decodes one row selected with [`COLUMNS`], opening its sealed values with `key`. Error messages
@@ -129,21 +115,15 @@ fn corrupt(id: &str, column: &str, why: impl std::fmt::Display) -> StoreError {
 /// (rusqlite's and our messages for it give only its type), and other quoted values (ids, event
 /// names) are not secret.
 fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
-    let raw_id: String = row.get("id").map_err(|e| corrupt("?", "id", e))?;
-    let id = raw_id.as_str();
-    // Typed reads through rusqlite's `FromSql`, which checks type and range.
-    macro_rules! read {
-        ($column:literal) => {
-            row.get($column).map_err(|e| corrupt(id, $column, e))?
-        };
-    }
+    let c = Columns::keyed(row, "webhook", "id")?;
+    let id = c.key();
 
-    let events: String = read!("events");
+    let events: String = c.get("events")?;
     let events: Vec<EventType> =
         serde_json::from_str(&events).map_err(|e| corrupt(id, "events", e))?;
-    let owner: String = read!("owner_id");
-    let bucket: String = read!("bucket_id");
-    let status: Option<String> = read!("last_delivery_status");
+    let owner: String = c.get("owner_id")?;
+    let bucket: String = c.get("bucket_id")?;
+    let status: Option<String> = c.get("last_delivery_status")?;
     let last_delivery_status = match status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -151,15 +131,15 @@ fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
                 .ok_or_else(|| corrupt(id, "last_delivery_status", "unknown status"))?,
         ),
     };
-    let last_delivery_at: Option<i64> = read!("last_delivery_at");
-    let secret: String = read!("secret");
+    let last_delivery_at: Option<i64> = c.get("last_delivery_at")?;
+    let secret: String = c.get("secret")?;
     let secret = open(key, id, "secret", &secret)?;
-    let format: String = read!("format");
+    let format: String = c.get("format")?;
     let format: Format = format
         .parse()
         .map_err(|e: String| corrupt(id, "format", e))?;
-    let previous: Option<String> = read!("previous_secret");
-    let previous_until: Option<i64> = read!("previous_secret_expires_at");
+    let previous: Option<String> = c.get("previous_secret")?;
+    let previous_until: Option<i64> = c.get("previous_secret_expires_at")?;
     let previous_secret = match (previous, previous_until) {
         (Some(s), Some(t)) => Some(PreviousSecret {
             secret: Secret::new(open(key, id, "previous_secret", &s)?),
@@ -174,8 +154,8 @@ fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
             ));
         }
     };
-    let failing_since: Option<i64> = read!("failing_since");
-    let headers: Option<String> = read!("headers");
+    let failing_since: Option<i64> = c.get("failing_since")?;
+    let headers: Option<String> = c.get("headers")?;
     // The message names the column only: a header value must not end up in an error.
     let headers = headers
         .map(|h| open(key, id, "headers", &h))
@@ -185,7 +165,7 @@ fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
         .transpose()
         .map_err(|e| corrupt(id, "headers", e.code))?
         .unwrap_or_default();
-    let filter: Option<String> = read!("filter");
+    let filter: Option<String> = c.get("filter")?;
     let filter = filter
         .as_deref()
         .map(Filter::from_json)
@@ -196,32 +176,32 @@ fn read_webhook(row: &Row<'_>, key: &DataKey) -> Result<Webhook, StoreError> {
         id: WebhookId::parse(id).map_err(|e| corrupt(id, "id", e))?,
         owner_id: OwnerId::parse(&owner).map_err(|e| corrupt(id, "owner_id", e))?,
         bucket_id: BucketId::parse(&bucket).map_err(|e| corrupt(id, "bucket_id", e))?,
-        url: read!("url"),
+        url: c.get("url")?,
         events,
-        description: read!("description"),
-        active: read!("active"),
+        description: c.get("description")?,
+        active: c.get("active")?,
         retry_config: RetryConfig {
-            max_retries: read!("max_retries"),
-            backoff_multiplier: read!("backoff_multiplier"),
-            initial_delay_seconds: read!("initial_delay_seconds"),
+            max_retries: c.get("max_retries")?,
+            backoff_multiplier: c.get("backoff_multiplier")?,
+            initial_delay_seconds: c.get("initial_delay_seconds")?,
         },
         secret: Secret::new(secret),
         previous_secret,
         format,
         filter,
         headers,
-        rate_limit: read!("rate_limit"),
+        rate_limit: c.get("rate_limit")?,
         failing_since: failing_since.map(Timestamp::from_unix),
-        disabled_reason: read!("disabled_reason"),
+        disabled_reason: c.get("disabled_reason")?,
         stats: DeliveryStats {
-            total_deliveries: read!("total_deliveries"),
-            successful_deliveries: read!("successful_deliveries"),
-            failed_deliveries: read!("failed_deliveries"),
+            total_deliveries: c.get("total_deliveries")?,
+            successful_deliveries: c.get("successful_deliveries")?,
+            failed_deliveries: c.get("failed_deliveries")?,
         },
         last_delivery_at: last_delivery_at.map(Timestamp::from_unix),
         last_delivery_status,
-        created_at: Timestamp::from_unix(read!("created_at")),
-        updated_at: Timestamp::from_unix(read!("updated_at")),
+        created_at: Timestamp::from_unix(c.get("created_at")?),
+        updated_at: Timestamp::from_unix(c.get("updated_at")?),
     })
 }
 
