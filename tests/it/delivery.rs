@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter, DeliveryTask, QueueTask};
+use webhooks_core::delivery_service::DeliveryService;
 use webhooks_core::flow::Lane;
 use webhooks_core::ports::Clock;
 use webhooks_core::ports::{DeliveryLog, DeliveryQueue, SubscriptionStore};
-use webhooks_core::publish::DeliveryService;
-use webhooks_core::service::Caller;
 use webhooks_core::signing::guide_signature;
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig};
+use webhooks_core::webhook_service::Caller;
 
 use crate::helpers::lambda::{Emulator, aws_env, function_binary};
 use crate::helpers::receiver::closing_url;
@@ -771,7 +771,7 @@ async fn an_invocation_cut_off_by_its_deadline_uses_no_attempt_and_the_receiver_
         + (webhooks_delivery::DEADLINE_MARGIN + Duration::from_millis(1500)).as_millis() as u64;
     let response = webhooks_delivery::handle(
         lambda_runtime::LambdaEvent::new(crate::helpers::sqs::event_of(records.clone()), context),
-        &world.deps,
+        &world.ports,
     )
     .await
     .expect("the handler answers");

@@ -475,21 +475,21 @@ async fn a_corrupt_webhook_item_is_skipped_at_publish_and_the_others_are_queued(
         .send()
         .await
         .expect("raw put");
-    let service = webhooks_core::publish::DeliveryService::new(
+    let service = webhooks_core::delivery_service::DeliveryService::new(
         world.store.clone(),
         world.log.clone(),
         Arc::new(world.queues.queue.clone()),
         Arc::new(webhooks_core::time::SystemClock),
     )
     .with_budget(Duration::from_secs(60));
-    let caller = webhooks_core::service::Caller {
+    let caller = webhooks_core::webhook_service::Caller {
         owner: world.owner.clone(),
         buckets: None,
     };
-    let skipped_before = webhooks_core::publish::unreadable_webhooks_skipped();
+    let skipped_before = webhooks_core::delivery_service::unreadable_webhooks_skipped();
 
     // WHEN an alert is published to the bucket
-    let event = webhooks_core::publish::ValidEvent {
+    let event = webhooks_core::delivery_service::ValidEvent {
         bucket_id: world.bucket.clone(),
         event: webhooks_core::EventType::AlertTriggered,
         data: serde_json::json!({"alertId": "507f1f77bcf86cd799439013"}),
@@ -507,7 +507,7 @@ async fn a_corrupt_webhook_item_is_skipped_at_publish_and_the_others_are_queued(
     assert_eq!(got, good);
     assert_eq!(world.queues.counts(&world.queues.url).await, (3, 0));
     // AND the skip is counted
-    assert!(webhooks_core::publish::unreadable_webhooks_skipped() > skipped_before);
+    assert!(webhooks_core::delivery_service::unreadable_webhooks_skipped() > skipped_before);
     // AND the store's fan-out names the item it skipped
     let found = world
         .store

@@ -29,7 +29,7 @@ use webhooks_aws::DynamoDbSubscriptionStore;
 use webhooks_aws::config::sdk_timeouts;
 use webhooks_aws::sqs::ENQUEUE_CONCURRENCY;
 use webhooks_core::BucketId;
-use webhooks_core::publish::PUBLISH_BUDGET;
+use webhooks_core::delivery_service::PUBLISH_BUDGET;
 use webhooks_core::time::SystemClock;
 
 use crate::helpers::api::{Api, delivery_ids, subscribe};

@@ -43,7 +43,7 @@ use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::ports::DeliveryQueue;
 use webhooks_core::time::SystemClock;
 use webhooks_core::{BucketId, OwnerId};
-use webhooks_delivery::Deps;
+use webhooks_delivery::Ports as DeliveryPorts;
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
 use crate::helpers::api::{Api, delivery_ids, subscribe};
@@ -120,15 +120,15 @@ async fn world_on(db: &str, sqs: &str) -> World {
         Arc::new(sender),
         Arc::new(SystemClock),
     );
-    let mut deps = Deps::new(dispatcher, Arc::new(queues.worker.clone()));
-    deps.error_retry_delay = Duration::from_secs(1);
-    deps.finish_scope = log.finish_scope();
+    let mut ports = DeliveryPorts::new(dispatcher, Arc::new(queues.worker.clone()));
+    ports.error_retry_delay = Duration::from_secs(1);
+    ports.finish_scope = log.finish_scope();
     World {
         queues,
         receiver,
         store,
         log,
-        deps,
+        ports,
         owner: OwnerId::parse(OWNER).unwrap(),
         bucket: BucketId::generate(1_760_000_000),
     }

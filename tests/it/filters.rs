@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use webhooks_core::delivery_service::{DeliveryService, ValidEvent};
 use webhooks_core::filter::Filter;
 use webhooks_core::ports::SubscriptionStore;
-use webhooks_core::publish::{DeliveryService, ValidEvent};
-use webhooks_core::service::Caller;
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{RetryConfig, WebhookPatch};
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{EventType, Timestamp};
 
 use crate::helpers::world::World;

@@ -58,7 +58,7 @@ async fn the_lambda_breaker_opens_after_five_failures_defers_without_sending_and
         allow_private: true,
     })
     .expect("sender");
-    world.deps.dispatcher = Dispatcher::new(
+    world.ports.dispatcher = Dispatcher::new(
         world.store.clone(),
         world.log.clone(),
         Arc::new(sender),
@@ -194,7 +194,7 @@ async fn a_timing_out_webhooks_deliveries_move_to_the_slow_lane_without_an_attem
         allow_private: true,
     })
     .expect("sender");
-    world.deps.dispatcher = Dispatcher::new(
+    world.ports.dispatcher = Dispatcher::new(
         world.store.clone(),
         world.log.clone(),
         Arc::new(sender),

@@ -10,12 +10,14 @@ use std::time::Duration;
 use serde_json::json;
 use webhooks_aws::DynamoDbIdempotencyStore;
 use webhooks_core::delivery::DeliveryTask;
+use webhooks_core::delivery_service::{
+    DeliveryService, PublishError, PublishEvent, QueuedDelivery,
+};
 use webhooks_core::idempotency::{IdempotencyKey, tests_support};
 use webhooks_core::ports::{DeliveryQueue, EnqueueError};
-use webhooks_core::publish::{DeliveryService, PublishError, PublishEvent, QueuedDelivery};
-use webhooks_core::service::Caller;
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::RetryConfig;
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{DeliveryId, WebhookId};
 
 use crate::helpers::dynamo::{DeliveryTables, moto_client};

@@ -8,9 +8,9 @@ use std::time::Duration;
 use webhooks_aws::DynamoDbNoticeStore;
 use webhooks_core::notify::{NotificationService, Notifier, PutNotifications, conformance};
 use webhooks_core::ports::DeliveryQueue;
-use webhooks_core::service::Caller;
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
+use webhooks_core::webhook_service::Caller;
 
 use crate::helpers::dynamo::{WebhooksTable, moto_client};
 use crate::helpers::world::{World, every_second};
@@ -36,8 +36,8 @@ async fn a_failed_delivery_on_aws_queues_webhook_failing_to_the_owners_endpoint_
     ));
     let queue = Arc::new(world.queues.queue.clone());
     let notifier = Notifier::new(notices, world.store.clone(), queue, clock.clone());
-    world.deps.dispatcher = world
-        .deps
+    world.ports.dispatcher = world
+        .ports
         .dispatcher
         .clone()
         .with_notifier(Arc::new(notifier));

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use webhooks_core::Timestamp;
-use webhooks_core::publish::{DeliveryService, ValidEvent};
-use webhooks_core::service::Caller;
+use webhooks_core::delivery_service::{DeliveryService, ValidEvent};
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{RetryConfig, Secret};
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{EventType, ports::SubscriptionStore};
 
 use crate::helpers::world::{World, failures};

@@ -247,7 +247,7 @@ fn deliveries_table_declares_the_keys_and_ttl_the_delivery_log_uses() {
 #[test]
 fn a_publish_and_every_sdk_call_end_before_the_functions_time_out() {
     use webhooks_aws::config::{SDK_OPERATION_TIMEOUT, sdk_timeouts};
-    use webhooks_core::publish::PUBLISH_BUDGET;
+    use webhooks_core::delivery_service::PUBLISH_BUDGET;
     // GIVEN the functions' timeouts in the template
     let secs = |f: &str| {
         std::time::Duration::from_secs(function_setting(f, "Timeout").as_u64().expect("Timeout"))

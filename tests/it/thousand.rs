@@ -13,10 +13,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use webhooks_core::publish::{DeliveryService, ValidEvent};
-use webhooks_core::service::Caller;
+use webhooks_core::delivery_service::{DeliveryService, ValidEvent};
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::RetryConfig;
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{EventType, Timestamp};
 
 use crate::helpers::world::World;

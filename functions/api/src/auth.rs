@@ -21,7 +21,7 @@ use axum::http::{StatusCode, header};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use webhooks_core::service::Caller;
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{BucketId, OwnerId};
 
 use crate::error::ApiError;

@@ -5,11 +5,11 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use webhooks_core::delivery_service::PublishError;
 use webhooks_core::idempotency::RETRY_AFTER_SECS;
 use webhooks_core::ports::{EnqueueError, StoreError};
-use webhooks_core::publish::PublishError;
-use webhooks_core::service::ServiceError;
 use webhooks_core::validate::ValidationError;
+use webhooks_core::webhook_service::ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -113,7 +113,7 @@ impl From<ServiceError> for ApiError {
                 format!(
                     "bucket {b} holds {} webhooks (all users together), the most a bucket may \
                      have; delete one first",
-                    webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
+                    webhooks_core::webhook_service::MAX_WEBHOOKS_PER_BUCKET
                 ),
             ),
             ServiceError::Store(s) => s.into(),

@@ -29,10 +29,10 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use webhooks_core::delivery_service::DeliveryService;
 use webhooks_core::ports::{Clock, DeliveryLog, DeliveryQueue, SubscriptionStore};
-use webhooks_core::publish::DeliveryService;
-use webhooks_core::service::WebhookService;
 use webhooks_core::validate::UrlPolicy;
+use webhooks_core::webhook_service::WebhookService;
 
 use crate::auth::{Authenticator, TokenRules};
 use crate::cursor::CursorCodec;

@@ -609,7 +609,7 @@ async fn a_full_bucket_answers_409_bucket_full_whoever_asks_and_stores_nothing()
     // GIVEN a bucket filled by two users
     let app = app();
     let body = json!({"bucketId": BUCKET, "url": "https://example.com/hook", "events": ["alert.triggered"]});
-    for i in 0..webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET {
+    for i in 0..webhooks_core::webhook_service::MAX_WEBHOOKS_PER_BUCKET {
         let who = if i % 2 == 0 { "alice" } else { "bob" };
         let (s, _) = app
             .call(
@@ -635,7 +635,7 @@ async fn a_full_bucket_answers_409_bucket_full_whoever_asks_and_stores_nothing()
     assert_eq!(b["error"]["code"], "bucket_full");
     assert_eq!(
         app.store.len(),
-        webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
+        webhooks_core::webhook_service::MAX_WEBHOOKS_PER_BUCKET
     );
 }
 

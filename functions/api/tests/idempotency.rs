@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhooks_api::auth::{Authenticator, Claims, Scope, TokenRules};
 use webhooks_api::{AppState, Ports, router};
+use webhooks_core::delivery_service::PublishEvent;
 use webhooks_core::idempotency::{
     IdempotencyKey, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, request_hash,
 };
 use webhooks_core::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
-use webhooks_core::publish::PublishEvent;
 use webhooks_core::time::SystemClock;
 use webhooks_core::validate::UrlPolicy;
 use webhooks_core::{OwnerId, Timestamp};

@@ -18,7 +18,7 @@ pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one SDK call may take with its retries. Below both functions' deadlines with room
 /// to spare: the API function's `Timeout` is 15 s (a publish answers within its 10 s budget,
-/// `webhooks_core::publish::PUBLISH_BUDGET`), the delivery function's 60 s; so one hung call can
+/// `webhooks_core::delivery_service::PUBLISH_BUDGET`), the delivery function's 60 s; so one hung call can
 /// never eat a whole invocation, and the caller still has time to answer or to report.
 pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -230,7 +230,7 @@ mod tests {
         // AND a hung call ends before a publish's budget (itself below the API function's
         // 15 s timeout; tests/it/template.rs checks that against template.yaml)
         assert!(SDK_ATTEMPT_TIMEOUT < SDK_OPERATION_TIMEOUT);
-        assert!(SDK_OPERATION_TIMEOUT < webhooks_core::publish::PUBLISH_BUDGET);
+        assert!(SDK_OPERATION_TIMEOUT < webhooks_core::delivery_service::PUBLISH_BUDGET);
     }
 
     #[test]

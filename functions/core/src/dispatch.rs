@@ -1034,7 +1034,7 @@ mod tests {
             clock.clone(),
         );
         let dispatcher = f.dispatcher.clone().with_notifier(Arc::new(notifier));
-        let caller = crate::service::Caller {
+        let caller = crate::webhook_service::Caller {
             owner: f.webhook.owner_id.clone(),
             buckets: None,
         };

@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::delivery_service::{PublishEvent, QueuedDelivery};
 use crate::ports::StoreError;
-use crate::publish::{PublishEvent, QueuedDelivery};
 use crate::validate::ValidationError;
 use crate::{DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
 

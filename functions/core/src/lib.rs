@@ -18,11 +18,11 @@
 //! - [`ports`]: the ports the adapters implement — `SubscriptionStore`, `DeliveryQueue`,
 //!   `DeliveryLog`, `WebhookSender`, `Clock` — and their error types (`HealthStore` is in
 //!   [`health`]).
-//! - [`service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
+//! - [`webhook_service`]: `WebhookService`, the use cases behind the HTTP API (ownership, bucket access).
 //! - [`jsjson`]: JSON written exactly as JavaScript's `JSON.stringify` writes it (delivery bodies).
 //! - [`signing`]: the guide's `sha256=` signature and Standard Webhooks' `v1,` signature.
 //! - [`delivery`]: queue tasks, the envelope, request headers, retry schedule, attempt records.
-//! - [`publish`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
+//! - [`delivery_service`]: `DeliveryService`: fan-out of published events, test sends, redelivery, history.
 //! - [`hourly`]: a webhook's hourly delivery aggregates (outcomes, a fixed latency histogram,
 //!   p50/p95) that the stores keep as deliveries finish, and the 24 h chart made of them.
 //! - [`recovery`]: recovery jobs: every dead letter of a time window redelivered, in steps.
@@ -43,6 +43,7 @@
 //! - [`samples`]: the guide's example payloads, for test sends.
 
 pub mod delivery;
+pub mod delivery_service;
 pub mod dispatch;
 pub mod event;
 pub mod filter;
@@ -57,16 +58,15 @@ pub mod jsjson;
 pub mod metrics;
 pub mod notify;
 pub mod ports;
-pub mod publish;
 pub mod recovery;
 pub mod samples;
 pub mod sealing;
-pub mod service;
 pub mod shared_read;
 pub mod signing;
 pub mod time;
 pub mod validate;
 pub mod webhook;
+pub mod webhook_service;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

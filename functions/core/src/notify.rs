@@ -45,10 +45,10 @@ use serde_json::{Value, json};
 
 use crate::delivery::{DeliveryTask, envelope};
 use crate::ports::{Clock, DeliveryQueue, StoreError, SubscriptionStore};
-use crate::service::{Caller, ServiceError};
 use crate::shared_read::SharedReads;
 use crate::validate::{UrlPolicy, validate_secret, validate_url};
 use crate::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Secret, Webhook, WebhookPatch};
+use crate::webhook_service::{Caller, ServiceError};
 use crate::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
 
 /// The reserved bucket of notification endpoints: no token may use it (see

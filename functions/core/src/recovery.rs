@@ -24,7 +24,7 @@
 //!   restarted) starts a task again.
 //! - **AWS**: the API Lambda can do no work after answering, so each request on the job — the
 //!   `POST` (repeated: same window, same job) and every `GET` of a running job — runs one step
-//!   of at most [`PUBLISH_BUDGET`](crate::publish::PUBLISH_BUDGET) before it answers. A client
+//!   of at most [`PUBLISH_BUDGET`](crate::delivery_service::PUBLISH_BUDGET) before it answers. A client
 //!   polling the job drives it to completion; nothing else is deployed for it.
 //!
 //! ## Idempotency
@@ -47,16 +47,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::DeadLetter;
+use crate::delivery_service::{DeliveryService, PublishError, QueuedDelivery};
 use crate::ports::DeadLetterQuery;
-use crate::publish::{DeliveryService, PublishError, QueuedDelivery};
-use crate::service::{Caller, ServiceError};
 use crate::validate::ValidationError;
+use crate::webhook_service::{Caller, ServiceError};
 use crate::{RecoverJobId, Timestamp, WebhookId};
 
 /// Dead letters read and redelivered per page of a job (and the page size of counting them).
 pub const RECOVER_PAGE: usize = 100;
 /// How long a step holds a job before another runner may take it over (a runner that died).
-/// Longer than any step: a step's budget is at most [`crate::publish::PUBLISH_BUDGET`].
+/// Longer than any step: a step's budget is at most [`crate::delivery_service::PUBLISH_BUDGET`].
 pub const RECOVER_LEASE: Duration = Duration::from_secs(60);
 /// However late a page's claims end, its letters get this long to be queued (past the step's
 /// budget if need be: the API function's timeout leaves 5 s beyond it). A send cut off in

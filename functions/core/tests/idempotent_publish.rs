@@ -9,15 +9,17 @@ use async_trait::async_trait;
 use serde_json::json;
 use webhooks_core::conformance::sample_webhook;
 use webhooks_core::delivery::DeliveryTask;
+use webhooks_core::delivery_service::{
+    DeliveryService, PublishError, PublishEvent, QueuedDelivery,
+};
 use webhooks_core::idempotency::{
     IdempotencyKey, IdempotencyRecord, IdempotencyStore, KeyState, LEASE_SECS,
     MemoryIdempotencyStore, request_hash,
 };
 use webhooks_core::ports::memory::{MemoryLog, MemoryStore};
 use webhooks_core::ports::{DeliveryQueue, EnqueueError, SubscriptionStore};
-use webhooks_core::publish::{DeliveryService, PublishError, PublishEvent, QueuedDelivery};
-use webhooks_core::service::Caller;
 use webhooks_core::time::FixedClock;
+use webhooks_core::webhook_service::Caller;
 use webhooks_core::{BucketId, DeliveryId, OwnerId, Timestamp, WebhookId};
 
 /// A queue that keeps what was enqueued (and through which call), refuses the tasks of the

@@ -23,7 +23,7 @@ use webhooks_core::ports::memory::{MemoryLog, MemoryStore, RecordingSender};
 use webhooks_core::ports::{OutgoingRequest, SendError, SenderResponse, WebhookSender};
 use webhooks_core::time::SystemClock;
 use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, WebhookId};
-use webhooks_delivery::{Deps, QueueActionError, QueueActions, handle};
+use webhooks_delivery::{Ports, QueueActionError, QueueActions, handle};
 
 /// Answers 200 after `delay` (none: at once).
 struct DelayedSender {
@@ -113,7 +113,7 @@ fn batch(webhook: &WebhookId) -> LambdaEvent<SqsEvent> {
     LambdaEvent::new(event, Context::default())
 }
 
-fn deps(rt: &tokio::runtime::Runtime, delay: Duration) -> (Deps, WebhookId) {
+fn ports(rt: &tokio::runtime::Runtime, delay: Duration) -> (Ports, WebhookId) {
     let store = Arc::new(MemoryStore::new());
     let log = Arc::new(MemoryLog::new(store.clone()));
     let webhook = sample_webhook(
@@ -128,7 +128,7 @@ fn deps(rt: &tokio::runtime::Runtime, delay: Duration) -> (Deps, WebhookId) {
         Arc::new(DelayedSender { delay }),
         Arc::new(SystemClock),
     );
-    (Deps::new(dispatcher, Arc::new(NoQueueActions)), webhook.id)
+    (Ports::new(dispatcher, Arc::new(NoQueueActions)), webhook.id)
 }
 
 fn handler(c: &mut Criterion) {
@@ -148,14 +148,14 @@ fn handler(c: &mut Criterion) {
             // history, which would otherwise grow with every iteration.
             b.iter_batched(
                 || {
-                    let (deps, webhook) = deps(&rt, delay);
+                    let (ports, webhook) = ports(&rt, delay);
                     let event = batch(&webhook);
-                    (deps, event)
+                    (ports, event)
                 },
-                |(deps, event)| {
-                    let response = rt.block_on(handle(event, &deps)).unwrap();
+                |(ports, event)| {
+                    let response = rt.block_on(handle(event, &ports)).unwrap();
                     assert!(response.batch_item_failures.is_empty());
-                    deps
+                    ports
                 },
                 BatchSize::SmallInput,
             )

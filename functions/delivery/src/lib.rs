@@ -97,7 +97,7 @@ pub const MAX_IN_FLIGHT_PER_WEBHOOK: usize = 10;
 /// The longest the delivery log waits after a webhook's first finished delivery for the others
 /// of the batch before writing their outcomes as one group
 /// (`DynamoDbDeliveryLog::with_coalescing`). It writes sooner, as soon as every record of the
-/// invocation still running waits for its finish ([`Deps::finish_scope`]), so this bound
+/// invocation still running waits for its finish ([`Ports::finish_scope`]), so this bound
 /// matters only while a record's receiver is slower: the invocation lasts until that record
 /// ends anyway, so the wait costs no Lambda time, and a batch's answers that arrive seconds
 /// apart (a loaded receiver) still make one group — ten stats updates of one webhook become
@@ -213,7 +213,7 @@ impl QueueActions for SqsWorkerQueue {
 
 /// What the handler needs, built once per cold start.
 #[derive(Clone)]
-pub struct Deps {
+pub struct Ports {
     pub dispatcher: Dispatcher,
     pub queue: Arc<dyn QueueActions>,
     /// When the dispatcher could not process a message (store unavailable), it comes back after
@@ -222,7 +222,7 @@ pub struct Deps {
     /// The function's timeout: the time an invocation has when the runtime's deadline is
     /// unusable ([`time_left`]).
     pub function_timeout: Duration,
-    /// Sums the dispatcher's measurements of a batch ([`Deps::new`] hands it to the
+    /// Sums the dispatcher's measurements of a batch ([`Ports::new`] hands it to the
     /// dispatcher); [`handle`] writes them to [`emf`](Self::emf) as one line per batch.
     pub metrics: Arc<Accumulator>,
     /// Where the batch's metric line goes: stdout (CloudWatch Logs) by default.
@@ -234,17 +234,17 @@ pub struct Deps {
     pub finish_scope: Option<FinishScope>,
 }
 
-impl std::fmt::Debug for Deps {
+impl std::fmt::Debug for Ports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deps")
+        f.debug_struct("Ports")
             .field("error_retry_delay", &self.error_retry_delay)
             .field("function_timeout", &self.function_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl Deps {
-    /// Deps with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]) and function timeout
+impl Ports {
+    /// Ports with the default error retry delay ([`flow::ERROR_RETRY_DELAY`]) and function timeout
     /// ([`DEFAULT_FUNCTION_TIMEOUT`]).
     /// The dispatcher's metrics are summed per batch and written as EMF to stdout.
     pub fn new(dispatcher: Dispatcher, queue: Arc<dyn QueueActions>) -> Self {
@@ -360,12 +360,15 @@ impl RecordOutcome {
 
 /// The Lambda handler: every record of the batch concurrently; the records whose message must
 /// stay on the queue are returned as batch item failures.
-pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+pub async fn handle(
+    event: LambdaEvent<SqsEvent>,
+    ports: &Ports,
+) -> Result<SqsBatchResponse, Error> {
     let started = Instant::now();
     let (left, trusted) = time_left(
         event.context.deadline,
         SystemTime::now(),
-        deps.function_timeout,
+        ports.function_timeout,
     );
     if !trusted {
         tracing::debug!(
@@ -380,13 +383,13 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     let mut ids = HashMap::new();
     let mut response = SqsBatchResponse::default();
     let records = event.payload.records;
-    let mut in_scope = match &deps.finish_scope {
+    let mut in_scope = match &ports.finish_scope {
         Some(scope) => scope.begin(records.len()),
         None => Vec::new(),
     };
     for record in records {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let deps = deps.clone();
+        let ports = ports.clone();
         let span = tracing::info_span!(
             "record",
             message_id = %message_id,
@@ -396,7 +399,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
         let in_scope = in_scope.pop();
         let handle = tasks.spawn(
             async move {
-                let outcome = process_record(&record, &deps, started).await;
+                let outcome = process_record(&record, &ports, started).await;
                 drop(in_scope);
                 outcome
             }
@@ -453,22 +456,22 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     );
     // One EMF line for the batch (records cut off by the deadline are not in it: they come
     // back and are measured then).
-    deps.emf.record(&deps.metrics.take());
+    ports.emf.record(&ports.metrics.take());
     Ok(response)
 }
 
 /// One record: parse, dispatch, act on the outcome. `started` is when the batch's handling
 /// began (to keep a retry's visibility within SQS's 12 h since receipt).
-pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) -> RecordOutcome {
+pub async fn process_record(record: &SqsMessage, ports: &Ports, started: Instant) -> RecordOutcome {
     if record
         .event_source_arn
         .as_deref()
-        .is_some_and(|arn| deps.queue.is_dead_letter_queue(arn))
+        .is_some_and(|arn| ports.queue.is_dead_letter_queue(arn))
     {
-        return reconcile_record(record, deps).await;
+        return reconcile_record(record, ports).await;
     }
     let receive_count = receive_count(record);
-    let lane = deps
+    let lane = ports
         .queue
         .lane_of(record.event_source_arn.as_deref().unwrap_or_default());
     let body = record.body.as_deref().unwrap_or_default();
@@ -484,16 +487,16 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                 .and_then(|a| a.string_value.as_deref());
             // Nothing was sent: no attempt made (the `attempts` attribute counts attempts, a
             // request the receiver could have seen, never receives).
-            return dead_letter(deps, body, error, 0, delivery_id).await;
+            return dead_letter(ports, body, error, 0, delivery_id).await;
         }
     };
     let delivery = task.delivery();
     tracing::Span::current().record("delivery_id", delivery.delivery_id.as_str());
-    let result = deps
+    let result = ports
         .dispatcher
         .process_in(delivery, receive_count, lane)
         .await;
-    let action = QueueAction::for_result(&result, deps.error_retry_delay, lane);
+    let action = QueueAction::for_result(&result, ports.error_retry_delay, lane);
     let outcome = match (result, action) {
         (Ok(Outcome::Drop { reason }), _) => RecordOutcome::Dropped { reason },
         (_, QueueAction::Ack) => RecordOutcome::Delivered,
@@ -511,7 +514,7 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                 attempts_made,
                 reason,
             };
-            queue_again(deps, delivery, lane, receipt, again).await
+            queue_again(ports, delivery, lane, receipt, again).await
         }
         (
             Ok(Outcome::Defer { reason, .. }),
@@ -526,7 +529,7 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                 attempts_made,
                 reason,
             };
-            queue_again(deps, delivery, lane, receipt, again).await
+            queue_again(ports, delivery, lane, receipt, again).await
         }
         (
             result,
@@ -541,7 +544,7 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
                     .saturating_sub(RECEIPT_MARGIN)
                     .saturating_sub(started.elapsed()),
             );
-            let visibility_changed = change_visibility(deps, lane, receipt, after).await;
+            let visibility_changed = change_visibility(ports, lane, receipt, after).await;
             match result {
                 Ok(Outcome::Retry { error, .. }) => {
                     tracing::info!(%error, after_secs = after.as_secs(), "attempt failed; retry scheduled");
@@ -564,7 +567,7 @@ pub async fn process_record(record: &SqsMessage, deps: &Deps, started: Instant) 
         }
         (_, QueueAction::DeadLetter { error, attempts }) => {
             let id = delivery.delivery_id.as_str();
-            dead_letter(deps, body, error, attempts, Some(id)).await
+            dead_letter(ports, body, error, attempts, Some(id)).await
         }
     };
     tracing::info!(
@@ -593,7 +596,7 @@ struct Again {
 /// the delay (nothing lost); a send whose answer was lost makes a copy, which the delivery's
 /// final marker counts once.
 async fn queue_again(
-    deps: &Deps,
+    ports: &Ports,
     delivery: &webhooks_core::delivery::DeliveryTask,
     lane: Lane,
     receipt: Option<&str>,
@@ -611,7 +614,7 @@ async fn queue_again(
     })
     .to_json();
     let id = delivery.delivery_id.as_str();
-    match deps.queue.send_again(to, &body, delay, id).await {
+    match ports.queue.send_again(to, &body, delay, id).await {
         Ok(()) if to != lane => {
             tracing::info!(%reason, after_secs = delay.as_secs(), "moved to the slow lane");
             RecordOutcome::MovedToSlowLane { after: delay }
@@ -622,7 +625,7 @@ async fn queue_again(
         }
         Err(e) => {
             tracing::warn!(error = %e, %reason, "could not queue the deferral; it comes back");
-            let visibility_changed = change_visibility(deps, lane, receipt, delay).await;
+            let visibility_changed = change_visibility(ports, lane, receipt, delay).await;
             RecordOutcome::RetryScheduled {
                 after: delay,
                 visibility_changed,
@@ -638,7 +641,7 @@ async fn queue_again(
 /// redelivers), then acknowledged. A body that is not a `QueueTask` stays on the dead-letter
 /// queue for inspection (a batch item failure: it comes back after the queue's visibility
 /// timeout until its retention ends); a store failure leaves the record to come back too.
-async fn reconcile_record(record: &SqsMessage, deps: &Deps) -> RecordOutcome {
+async fn reconcile_record(record: &SqsMessage, ports: &Ports) -> RecordOutcome {
     let body = record.body.as_deref().unwrap_or_default();
     let task = match QueueTask::from_json(body) {
         Ok(t) => t,
@@ -657,7 +660,7 @@ async fn reconcile_record(record: &SqsMessage, deps: &Deps) -> RecordOutcome {
     {
         RecordOutcome::Reconciled { recorded: false }
     } else {
-        match deps.dispatcher.reconcile(delivery).await {
+        match ports.dispatcher.reconcile(delivery).await {
             Ok(Reconciled::DeadLettered { attempts }) => {
                 tracing::warn!(
                     attempts,
@@ -694,7 +697,7 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
 /// Best effort: a failure is logged, and the message comes back after the queue's own
 /// visibility timeout instead. Returns whether the change was made.
 async fn change_visibility(
-    deps: &Deps,
+    ports: &Ports,
     lane: Lane,
     receipt: Option<&str>,
     after: Duration,
@@ -703,7 +706,7 @@ async fn change_visibility(
         tracing::warn!("record without a receipt handle: its visibility cannot be changed");
         return false;
     };
-    match deps.queue.change_visibility(lane, receipt, after).await {
+    match ports.queue.change_visibility(lane, receipt, after).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "could not change the message's visibility");
@@ -713,13 +716,13 @@ async fn change_visibility(
 }
 
 async fn dead_letter(
-    deps: &Deps,
+    ports: &Ports,
     body: &str,
     error: String,
     attempts: u32,
     delivery_id: Option<&str>,
 ) -> RecordOutcome {
-    match deps
+    match ports
         .queue
         .send_to_dead_letter(body, &error, attempts, delivery_id)
         .await

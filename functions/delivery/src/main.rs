@@ -12,7 +12,7 @@ use webhooks_aws::{
 use webhooks_core::dispatch::Dispatcher;
 use webhooks_core::notify::Notifier;
 use webhooks_core::time::SystemClock;
-use webhooks_delivery::{DeliveryConfig, Deps, handle};
+use webhooks_delivery::{DeliveryConfig, Ports, handle};
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
 #[tokio::main]
@@ -79,10 +79,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_notifier(Arc::new(notifier))
     .with_max_in_flight(webhooks_delivery::MAX_IN_FLIGHT_PER_WEBHOOK)
     .with_rate_limit_shares(config.rate_limit_shares);
-    let deps = Deps {
+    let ports = Ports {
         function_timeout: config.function_timeout,
         finish_scope,
-        ..Deps::new(dispatcher, Arc::new(queue))
+        ..Ports::new(dispatcher, Arc::new(queue))
     };
     tracing::info!(
         timeout_secs = config.timeout.as_secs(),
@@ -92,5 +92,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         "delivery function ready"
     );
 
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handle(event, &deps))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handle(event, &ports))).await
 }

@@ -216,7 +216,7 @@ struct Fixture {
     store: Arc<MemoryStore>,
     log: Arc<MemoryLog>,
     queue: Arc<FakeQueue>,
-    deps: Deps,
+    ports: Ports,
 }
 
 fn fixture_with(sender: Arc<dyn WebhookSender>) -> Fixture {
@@ -229,12 +229,12 @@ fn fixture_on(sender: Arc<dyn WebhookSender>, queue: FakeQueue) -> Fixture {
     let queue = Arc::new(queue);
     let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
     let dispatcher = Dispatcher::new(store.clone(), log.clone(), sender, clock);
-    let deps = Deps::new(dispatcher, queue.clone());
+    let ports = Ports::new(dispatcher, queue.clone());
     Fixture {
         store,
         log,
         queue,
-        deps,
+        ports,
     }
 }
 
@@ -296,7 +296,7 @@ impl Fixture {
     async fn run_with(&self, records: Vec<SqsMessage>, context: Context) -> Vec<String> {
         let mut event = SqsEvent::default();
         event.records = records;
-        let response = handle(LambdaEvent::new(event, context), &self.deps)
+        let response = handle(LambdaEvent::new(event, context), &self.ports)
             .await
             .expect("the handler never fails a whole batch");
         let mut failed: Vec<String> = response
@@ -491,7 +491,7 @@ async fn an_unavailable_store_keeps_the_message_and_retries_it_shortly() {
     let queue = Arc::new(FakeQueue::default());
     let clock = Arc::new(FixedClock::at(Timestamp::from_unix(1_700_000_000)));
     let sender = Arc::new(RecordingSender::new());
-    let deps = Deps::new(
+    let ports = Ports::new(
         Dispatcher::new(store, log, sender.clone(), clock),
         queue.clone(),
     );
@@ -505,7 +505,7 @@ async fn an_unavailable_store_keeps_the_message_and_retries_it_shortly() {
         created_at: Timestamp::from_unix(1),
     };
     // WHEN handled
-    let outcome = process_record(&task_record("m1", &task, 1), &deps, Instant::now()).await;
+    let outcome = process_record(&task_record("m1", &task, 1), &ports, Instant::now()).await;
     // THEN the message stays, visible again after the error delay, nothing sent
     assert!(outcome.keeps_message());
     assert!(matches!(outcome, RecordOutcome::Failed { ref error } if error.contains("timed out")));
@@ -847,7 +847,7 @@ async fn a_deferred_delivery_is_queued_again_as_a_new_message_with_its_attempts_
     let sender = Arc::new(RecordingSender::new());
     let health = Arc::new(webhooks_core::ports::memory::MemoryHealth::new());
     let mut f = fixture(&sender);
-    f.deps.dispatcher = f.deps.dispatcher.clone().with_breaker(health.clone());
+    f.ports.dispatcher = f.ports.dispatcher.clone().with_breaker(health.clone());
     let (w, mut task) = f.webhook_and_task("https://example.com/down").await;
     task.attempts_made = 2;
     let open = webhooks_core::health::WebhookHealth {
@@ -904,7 +904,7 @@ async fn with_a_slow_lane_an_open_breaker_moves_main_records_there_and_slow_reco
         ..Default::default()
     };
     let mut f = fixture_on(sender.clone(), queue);
-    f.deps.dispatcher = f.deps.dispatcher.clone().with_breaker(health.clone());
+    f.ports.dispatcher = f.ports.dispatcher.clone().with_breaker(health.clone());
     let (w, mut task) = f.webhook_and_task("https://example.com/down").await;
     task.attempts_made = 1;
     let open = webhooks_core::health::WebhookHealth {
@@ -921,7 +921,7 @@ async fn with_a_slow_lane_an_open_breaker_moves_main_records_there_and_slow_reco
         .unwrap();
     // WHEN its record comes from the main queue
     let started = Instant::now();
-    let moved = process_record(&task_record("m1", &task, 2), &f.deps, started).await;
+    let moved = process_record(&task_record("m1", &task, 2), &f.ports, started).await;
     // THEN it is queued on the slow lane with its attempts, for the open period, and
     // acknowledged; nothing is sent
     assert_eq!(
@@ -938,7 +938,7 @@ async fn with_a_slow_lane_an_open_breaker_moves_main_records_there_and_slow_reco
     assert_eq!(*delay, Duration::from_secs(60));
     assert_eq!(QueueTask::from_json(body).unwrap().delivery(), &task);
     // WHEN the moved message comes from the slow queue while the breaker is still open
-    let again = process_record(&slow_record("s1", &task, 1), &f.deps, started).await;
+    let again = process_record(&slow_record("s1", &task, 1), &f.ports, started).await;
     // THEN it is deferred on the slow queue itself, never moved again
     assert_eq!(
         again,
@@ -950,7 +950,7 @@ async fn with_a_slow_lane_an_open_breaker_moves_main_records_there_and_slow_reco
     assert!(sender.requests().is_empty());
     // WHEN the slow lane cannot be sent to
     *f.queue.fail_slow_sends.lock().unwrap() = true;
-    let kept = process_record(&task_record("m2", &task, 3), &f.deps, started).await;
+    let kept = process_record(&task_record("m2", &task, 3), &f.ports, started).await;
     // THEN the received message is kept (it comes back after the wait): nothing is lost
     assert!(kept.keeps_message(), "{kept:?}");
     assert_eq!(
@@ -993,7 +993,7 @@ async fn a_batch_writes_one_emf_line_whose_counts_match_the_deliveries_made() {
     let sender = Arc::new(RecordingSender::new());
     let mut f = fixture(&sender);
     let (emf, captured) = webhooks_aws::emf::EmfSink::capturing(METRICS_FUNCTION);
-    f.deps.emf = emf;
+    f.ports.emf = emf;
     let (w, first) = f.webhook_and_task("https://example.com/ok").await;
     let second = DeliveryTask {
         delivery_id: DeliveryId::generate(1_699_999_990),

@@ -355,7 +355,7 @@ trait WriteJob: Send {
     /// commit's error (and a call that succeeded is then reported as failed: nothing was kept).
     fn complete(self: Box<Self>, commit: Result<(), &DbError>);
     fn mode(&self) -> Mode;
-    /// Whether the call runs in its own savepoint (see [`Database::write_unguarded`]).
+    /// Whether the call runs in its own savepoint (see [`Database::write_without_savepoint`]).
     fn guarded(&self) -> bool;
 }
 
@@ -364,7 +364,7 @@ trait WriteJob: Send {
 enum Mode {
     /// [`Database::write`].
     Commit,
-    /// [`Database::write_before_commit`]: answered as soon as it has run.
+    /// [`Database::write_answered_before_commit`]: answered as soon as it has run.
     BeforeCommit,
     /// [`Database::write_bulk`]: at most [`BULK_PER_GROUP`] of these per group.
     Bulk,
@@ -511,7 +511,7 @@ impl Database {
     /// call fails anyway with the transaction still open, the whole group's transaction is rolled
     /// back (the other calls of the group that were to commit get an `Unavailable` error and
     /// changed nothing), so a failed call never leaves half its changes behind.
-    pub(crate) async fn write_unguarded<T, E, F>(&self, f: F) -> Result<T, E>
+    pub(crate) async fn write_without_savepoint<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -544,8 +544,8 @@ impl Database {
     /// own savepoint. For the queue's receive, where losing
     /// it only means the message is received again later, and where waiting for the commit
     /// before sending would add a commit's latency to every delivery. Runs without its own
-    /// savepoint, as [`write_unguarded`](Self::write_unguarded) calls do.
-    pub(crate) async fn write_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
+    /// savepoint, as [`write_without_savepoint`](Self::write_without_savepoint) calls do.
+    pub(crate) async fn write_answered_before_commit<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -1197,7 +1197,7 @@ mod tests {
             let db = db.clone();
             calls.spawn(async move {
                 let result = db
-                    .write_unguarded(move |c| {
+                    .write_without_savepoint(move |c| {
                         c.execute("INSERT INTO t (n) VALUES (?1)", [n])
                             .map_err(test_err)?;
                         if n == 50 {
@@ -1254,12 +1254,12 @@ mod tests {
             .await
             .unwrap()
             .expect("the writer runs the holding call");
-        let mut receipt = std::pin::pin!(db.write_before_commit(|c| {
+        let mut receipt = std::pin::pin!(db.write_answered_before_commit(|c| {
             c.execute("INSERT INTO t (n) VALUES (1)", [])
                 .map(|_| ())
                 .map_err(test_err)
         }));
-        let mut failing = std::pin::pin!(db.write_unguarded(|c| {
+        let mut failing = std::pin::pin!(db.write_without_savepoint(|c| {
             c.execute("INSERT INTO t (n) VALUES (2)", [])
                 .map_err(test_err)?;
             c.execute("INSERT INTO t (n) VALUES (0)", [])

@@ -61,6 +61,6 @@ pub use delivery_log::SqliteDeliveryLog;
 pub use health::SqliteHealthStore;
 pub use idempotency::SqliteIdempotencyStore;
 pub use notices::SqliteNoticeStore;
-pub use queue::{MAX_RECEIVE_COUNT, QueueDeadLetter, Receipt, Received, SqliteQueue};
+pub use queue::{DlqMessage, MAX_RECEIVE_COUNT, Receipt, Received, SqliteQueue};
 pub use store::SqliteStore;
 pub use worker::{Worker, WorkerConfig, WorkerSummary, run_worker};

@@ -8,12 +8,12 @@
 //! | `ApproximateReceiveCount` | `receive_count`, +1 on every receive |
 //! | `DeleteMessage` | [`SqliteQueue::ack`] |
 //! | `ChangeMessageVisibility` | [`SqliteQueue::retry_after`] |
-//! | send to the DLQ + delete | [`SqliteQueue::dead_letter`]: one transaction |
-//! | redrive policy (`maxReceiveCount`) + the DLQ's consumer | [`MAX_RECEIVE_COUNT`], checked on receive: the message is handed out marked [`Received::redriven`], and the worker finishes it (`Dispatcher::reconcile`: counted failed once, a dead letter with the reason) before moving it to the dead-letter table |
+//! | send to the DLQ + delete | [`SqliteQueue::move_to_dlq`]: one transaction |
+//! | redrive policy (`maxReceiveCount`) + the DLQ's consumer | [`MAX_RECEIVE_COUNT`], checked on receive: the message is handed out marked [`Received::redriven`], and the worker finishes it (`Dispatcher::reconcile`: counted failed once, a dead letter with the reason) before moving it to the DLQ table |
 //!
 //! A message a worker received but never acknowledged (the worker crashed or was stopped) becomes
 //! visible again when its visibility timeout passes, with a higher receive count: nothing is lost.
-//! A body that cannot be read as a [`QueueTask`] is moved to the dead-letter table with the
+//! A body that cannot be read as a [`QueueTask`] is moved to the DLQ table with the
 //! reason, never dropped and never a panic.
 //!
 //! Time is passed in explicitly (`now`) so tests control it; it is stored as unix milliseconds.
@@ -22,6 +22,11 @@
 //! Every receipt carries the receive count it was issued for: a worker whose message was received
 //! again by another (its visibility timeout passed) can no longer acknowledge, delay or
 //! dead-letter it.
+//!
+//! Names: the `queue_dead_letters` table holds [`DlqMessage`]s, what the AWS dead-letter queue
+//! holds (the message as it was queued, and why it left); a *dead letter* is the delivery log's row
+//! that the API lists and redelivers (`DeliveryLog::put_dead_letter`), written when a delivery
+//! gives up on either runtime.
 //!
 //! Must not depend on the AWS SDK or the Lambda runtime.
 
@@ -36,7 +41,7 @@ use webhooks_core::ports::{DeliveryQueue, EnqueueError};
 
 use crate::db::{Database, DbError};
 
-/// A message received more than this many times is moved to the dead-letter table instead of
+/// A message received more than this many times is moved to the DLQ table instead of
 /// being handed out again (SQS's `maxReceiveCount`; the arithmetic is the core's, see
 /// [`webhooks_core::flow::MAX_RECEIVE_COUNT`]): it only catches messages the worker keeps failing
 /// to act on (crashes, a store that stays unavailable), never a normal retry schedule.
@@ -104,15 +109,15 @@ pub struct Received {
     pub receive_count: u32,
     /// Caught by the redrive guard (received more than [`MAX_RECEIVE_COUNT`] times): not to be
     /// delivered but finished as the AWS dead-letter queue's consumer finishes what SQS's
-    /// redrive moved there (`Dispatcher::reconcile`), then moved to the dead-letter table with
-    /// [`SqliteQueue::dead_letter`]. Until that, it comes back like any unacknowledged message.
+    /// redrive moved there (`Dispatcher::reconcile`), then moved to the DLQ table with
+    /// [`SqliteQueue::move_to_dlq`]. Until that, it comes back like any unacknowledged message.
     pub redriven: bool,
 }
 
 /// A message moved out of the queue: given up by the dispatcher, caught by the redrive guard, or
 /// unreadable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDeadLetter {
+pub struct DlqMessage {
     pub message_id: i64,
     /// The message body exactly as enqueued.
     pub body: String,
@@ -160,9 +165,9 @@ fn count(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
-/// Moves message `id` to the dead-letter table, when it is still there (and, with `receipt_count`,
+/// Moves message `id` to the DLQ table, when it is still there (and, with `receipt_count`,
 /// still at that receive count). Returns whether it moved.
-fn move_to_dead_letters(
+fn move_to_dlq_table(
     tx: &Connection,
     id: i64,
     receipt_count: Option<u32>,
@@ -199,7 +204,7 @@ pub(crate) enum Action {
     /// given back (the receive count goes down by one), so deferrals never reach the redrive
     /// guard ([`MAX_RECEIVE_COUNT`]).
     DeferTo(i64),
-    /// Move it to the dead-letter table with this error, at this time (unix ms).
+    /// Move it to the DLQ table with this error, at this time (unix ms).
     DeadLetter { error: String, at: i64 },
 }
 
@@ -212,7 +217,7 @@ impl Action {
         Action::DeferTo(millis(now).saturating_add(duration_ms(delay)))
     }
 
-    pub(crate) fn dead_letter(error: &str, now: SystemTime) -> Self {
+    pub(crate) fn move_to_dlq(error: &str, now: SystemTime) -> Self {
         Action::DeadLetter {
             error: error.to_owned(),
             at: millis(now),
@@ -250,7 +255,7 @@ pub(crate) fn act_in(
             .execute(params![r.message_id, r.receive_count, at])
             .map_err(sql)?,
         Action::DeadLetter { error, at } => {
-            return move_to_dead_letters(conn, r.message_id, Some(r.receive_count), error, *at);
+            return move_to_dlq_table(conn, r.message_id, Some(r.receive_count), error, *at);
         }
     };
     Ok(changed > 0)
@@ -362,7 +367,7 @@ impl SqliteQueue {
     }
 
     /// [`receive`](Self::receive), answered before the receipts are committed (see
-    /// `Database::write_before_commit`): the messages are the caller's at once — no other
+    /// `Database::write_answered_before_commit`): the messages are the caller's at once — no other
     /// receiver can take them, since the commit that makes them invisible holds the write lock
     /// until then — and the commit follows within one group. Until it, reads still show the
     /// messages as visible and not received; if the process dies (or the commit fails) before
@@ -370,7 +375,7 @@ impl SqliteQueue {
     /// least once, as always). Any outcome the caller records for a message is a later write,
     /// so it commits with or after the receipt. What the worker uses: a receive costs no
     /// commit latency.
-    pub async fn receive_before_commit(
+    pub async fn receive_answered_before_commit(
         &self,
         max: usize,
         visibility: Duration,
@@ -423,7 +428,7 @@ impl SqliteQueue {
             Ok(taken)
         };
         let taken: Vec<(i64, String, u32)> = if before_commit {
-            self.db.write_before_commit(take).await?
+            self.db.write_answered_before_commit(take).await?
         } else {
             self.db.write(take).await?
         };
@@ -451,9 +456,9 @@ impl SqliteQueue {
                         category = ?e.classify(),
                         line = e.line(),
                         column = e.column(),
-                        "unreadable message moved to the dead-letter table"
+                        "unreadable message moved to the DLQ table"
                     );
-                    self.dead_letter(&receipt, &error, from_millis(now)).await?;
+                    self.move_to_dlq(&receipt, &error, from_millis(now)).await?;
                 }
             }
         }
@@ -484,29 +489,29 @@ impl SqliteQueue {
             .await
     }
 
-    /// Moves the message to the dead-letter table with `error`, in one transaction. `false` when
+    /// Moves the message to the DLQ table with `error`, in one transaction. `false` when
     /// the receipt is stale.
-    pub async fn dead_letter(
+    pub async fn move_to_dlq(
         &self,
         receipt: &Receipt,
         error: &str,
         now: SystemTime,
     ) -> Result<bool, DbError> {
         let r = *receipt;
-        let action = Action::dead_letter(error, now);
+        let action = Action::move_to_dlq(error, now);
         self.db
             .write(move |conn: &mut Connection| act_in(conn, &r, &action))
             .await
     }
 
-    /// Messages in the queue, visible or in flight (dead letters excluded).
+    /// Messages in the queue, visible or in flight (DLQ messages excluded).
     pub async fn len(&self) -> Result<usize, DbError> {
         self.scalar("SELECT count(*) FROM queue_messages", None)
             .await
             .map(count)
     }
 
-    /// Whether the queue holds no message (dead letters excluded).
+    /// Whether the queue holds no message (DLQ messages excluded).
     pub async fn is_empty(&self) -> Result<bool, DbError> {
         Ok(self.len().await? == 0)
     }
@@ -521,15 +526,15 @@ impl SqliteQueue {
         .map(count)
     }
 
-    /// Messages in the dead-letter table.
-    pub async fn dead_letter_count(&self) -> Result<usize, DbError> {
+    /// Messages in the DLQ table.
+    pub async fn dlq_len(&self) -> Result<usize, DbError> {
         self.scalar("SELECT count(*) FROM queue_dead_letters", None)
             .await
             .map(count)
     }
 
-    /// Up to `limit` dead letters, oldest first.
-    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<QueueDeadLetter>, DbError> {
+    /// Up to `limit` DLQ messages, oldest first.
+    pub async fn dlq_messages(&self, limit: usize) -> Result<Vec<DlqMessage>, DbError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.read(move |conn: &Connection| {
             let mut stmt = conn
@@ -540,7 +545,7 @@ impl SqliteQueue {
                 .map_err(sql)?;
             let rows = stmt
                 .query_map([limit], |r| {
-                    Ok(QueueDeadLetter {
+                    Ok(DlqMessage {
                         message_id: r.get(0)?,
                         body: r.get(1)?,
                         error: r.get(2)?,

@@ -229,7 +229,7 @@ impl Worker {
             // How long to wait before looking again, when there is nothing to start now.
             let mut wait = config.idle_poll;
             match queue
-                .receive_before_commit(
+                .receive_answered_before_commit(
                     permits.len(),
                     config.visibility_timeout,
                     crate::queue::queue_now(),
@@ -407,13 +407,13 @@ async fn handle(
         QueueAction::Defer { delay, .. } | QueueAction::MoveToSlowLane { delay, .. } => {
             Action::defer(delay, now)
         }
-        QueueAction::DeadLetter { error, .. } => Action::dead_letter(&error, now),
+        QueueAction::DeadLetter { error, .. } => Action::move_to_dlq(&error, now),
     };
     let held = held.take();
     let acted = if held.is_empty() {
         queue
             .database()
-            .write_unguarded(move |conn| act_in(conn, &receipt, &action))
+            .write_without_savepoint(move |conn| act_in(conn, &receipt, &action))
             .await
     } else {
         complete(&queue, log, receipt, held, action, config.error_retry_delay).await
@@ -455,7 +455,7 @@ async fn finish_redriven(
                 ?reconciled,
                 "redrive: finished and moved to the dead letters"
             );
-            Action::dead_letter(&webhooks_core::dispatch::redriven_error(), now)
+            Action::move_to_dlq(&webhooks_core::dispatch::redriven_error(), now)
         }
         Err(e) => {
             tracing::warn!(error = %e, "redrive: could not finish the delivery; will try again");
@@ -464,7 +464,7 @@ async fn finish_redriven(
     };
     if let Err(e) = queue
         .database()
-        .write_unguarded(move |conn| act_in(conn, &receipt, &action))
+        .write_without_savepoint(move |conn| act_in(conn, &receipt, &action))
         .await
     {
         tracing::warn!(error = %e, "updating the queue failed; the message comes back after its visibility timeout");
@@ -486,7 +486,7 @@ async fn complete(
 ) -> Result<bool, crate::DbError> {
     let written = queue
         .database()
-        .write_unguarded(move |conn| {
+        .write_without_savepoint(move |conn| {
             for attempt in &held.attempts {
                 log.record_attempt_in(conn, attempt)?;
             }

@@ -107,7 +107,7 @@ async fn a_message_not_acknowledged_reappears_after_its_visibility_timeout_with_
     // AND the dead worker's stale receipt can no longer act on it; the new one can
     assert!(!q.ack(&first.receipt).await.unwrap());
     assert!(!q.retry_after(&first.receipt, secs(1), t0()).await.unwrap());
-    assert!(!q.dead_letter(&first.receipt, "stale", t0()).await.unwrap());
+    assert!(!q.move_to_dlq(&first.receipt, "stale", t0()).await.unwrap());
     assert_eq!(q.len().await.unwrap(), 1);
     assert!(q.ack(&again[0].receipt).await.unwrap());
     assert_eq!(q.len().await.unwrap(), 0);
@@ -149,15 +149,15 @@ async fn dead_letter_moves_the_message_to_the_dead_letter_table_with_its_error()
 
     // WHEN the worker dead-letters it
     let moved = q
-        .dead_letter(&got.receipt, "receiver answered HTTP 500", t0() + secs(2))
+        .move_to_dlq(&got.receipt, "receiver answered HTTP 500", t0() + secs(2))
         .await
         .unwrap();
 
     // THEN it left the queue and is in the dead-letter table, body unchanged
     assert!(moved);
     assert_eq!(q.len().await.unwrap(), 0);
-    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
-    let dead = q.dead_letters(10).await.unwrap().remove(0);
+    assert_eq!(q.dlq_len().await.unwrap(), 1);
+    let dead = q.dlq_messages(10).await.unwrap().remove(0);
     assert_eq!(dead.message_id, got.receipt.message_id());
     assert_eq!(dead.body, QueueTask::DeliveryV1(t).to_json());
     assert_eq!(dead.error, "receiver answered HTTP 500");
@@ -194,12 +194,12 @@ async fn the_redrive_guard_marks_a_message_received_more_than_the_limit_for_fini
     assert_eq!(got[0].receive_count, MAX_RECEIVE_COUNT + 1);
     let reason = webhooks_core::dispatch::redriven_error();
     assert!(
-        q.dead_letter(&got[0].receipt, &reason, t0() + secs(3600))
+        q.move_to_dlq(&got[0].receipt, &reason, t0() + secs(3600))
             .await
             .unwrap()
     );
     assert_eq!(q.len().await.unwrap(), 0);
-    let dead = q.dead_letters(10).await.unwrap();
+    let dead = q.dlq_messages(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].receive_count, MAX_RECEIVE_COUNT + 1);
     assert!(dead[0].error.contains("redrive"), "{}", dead[0].error);
@@ -233,7 +233,7 @@ async fn an_unreadable_message_is_dead_lettered_with_the_reason_and_the_rest_del
     // THEN it gets only the good one; the others are kept, unchanged, with the reason
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].task, good);
-    let dead = q.dead_letters(10).await.unwrap();
+    let dead = q.dlq_messages(10).await.unwrap();
     let mut bodies: Vec<&str> = dead.iter().map(|d| d.body.as_str()).collect();
     bodies.sort();
     let mut want = bad.to_vec();
@@ -344,7 +344,7 @@ async fn queued_and_in_flight_messages_and_dead_letters_survive_closing_and_reop
     let got = q.receive(2, VISIBILITY, t0()).await.unwrap();
     assert_eq!(got.len(), 2);
     assert!(
-        q.dead_letter(&got[1].receipt, "gave up", t0())
+        q.move_to_dlq(&got[1].receipt, "gave up", t0())
             .await
             .unwrap()
     );
@@ -359,7 +359,7 @@ async fn queued_and_in_flight_messages_and_dead_letters_survive_closing_and_reop
     // THEN the waiting message is there at once, the in-flight one after its visibility
     // timeout (with its receive count kept), and the dead letter is kept
     assert_eq!(q.len().await.unwrap(), 2);
-    assert_eq!(q.dead_letter_count().await.unwrap(), 1);
+    assert_eq!(q.dlq_len().await.unwrap(), 1);
     let now = q.receive(10, VISIBILITY, t0() + secs(1)).await.unwrap();
     assert_eq!(now.len(), 1);
     assert_eq!((&now[0].task, now[0].receive_count), (&waiting, 1));
@@ -382,7 +382,10 @@ async fn receipts_answered_before_their_commit_are_still_exclusive_and_then_dura
         receivers.spawn(async move {
             let mut got = Vec::new();
             loop {
-                let batch = q.receive_before_commit(7, VISIBILITY, t0()).await.unwrap();
+                let batch = q
+                    .receive_answered_before_commit(7, VISIBILITY, t0())
+                    .await
+                    .unwrap();
                 if batch.is_empty() {
                     return got;
                 }

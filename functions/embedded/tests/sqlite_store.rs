@@ -601,20 +601,20 @@ async fn a_publish_skips_a_corrupt_row_and_queues_the_bucket_s_other_deliveries(
             [ids[1].as_str()],
         )
         .unwrap();
-    let service = webhooks_core::publish::DeliveryService::new(
+    let service = webhooks_core::delivery_service::DeliveryService::new(
         store.clone(),
         Arc::new(webhooks_embedded::SqliteDeliveryLog::new(db)),
         queue.clone(),
         Arc::new(webhooks_core::time::SystemClock),
     );
-    let caller = webhooks_core::service::Caller {
+    let caller = webhooks_core::webhook_service::Caller {
         owner: me.clone(),
         buckets: None,
     };
-    let skipped_before = webhooks_core::publish::unreadable_webhooks_skipped();
+    let skipped_before = webhooks_core::delivery_service::unreadable_webhooks_skipped();
 
     // WHEN an alert is published to the bucket
-    let event = webhooks_core::publish::ValidEvent {
+    let event = webhooks_core::delivery_service::ValidEvent {
         bucket_id: bucket.clone(),
         event: EventType::AlertTriggered,
         data: serde_json::json!({"alertId": "507f1f77bcf86cd799439013"}),
@@ -630,7 +630,7 @@ async fn a_publish_skips_a_corrupt_row_and_queues_the_bucket_s_other_deliveries(
     assert_eq!(got, vec![ids[0].clone(), ids[2].clone()]);
     assert_eq!(queue.len().await.unwrap(), 2);
     // AND the skip is counted
-    assert!(webhooks_core::publish::unreadable_webhooks_skipped() > skipped_before);
+    assert!(webhooks_core::delivery_service::unreadable_webhooks_skipped() > skipped_before);
 }
 
 #[tokio::test]
@@ -638,7 +638,7 @@ async fn the_bucket_bound_is_counted_across_owners_on_the_file() {
     // GIVEN a bucket holding the bound of webhooks of two owners on the real file
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("webhooks.db")).expect("open"));
-    let service = webhooks_core::service::WebhookService::new(
+    let service = webhooks_core::webhook_service::WebhookService::new(
         store.clone(),
         Arc::new(webhooks_core::time::SystemClock),
         webhooks_core::validate::UrlPolicy::PRODUCTION,
@@ -652,11 +652,11 @@ async fn the_bucket_bound_is_counted_across_owners_on_the_file() {
         }))
         .unwrap()
     };
-    let caller = |sub: &str| webhooks_core::service::Caller {
+    let caller = |sub: &str| webhooks_core::webhook_service::Caller {
         owner: owner(sub),
         buckets: None,
     };
-    for i in 0..webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET {
+    for i in 0..webhooks_core::webhook_service::MAX_WEBHOOKS_PER_BUCKET {
         let who = if i % 2 == 0 { "alice" } else { "bob" };
         service.create(&caller(who), body()).await.unwrap();
     }
@@ -664,12 +664,15 @@ async fn the_bucket_bound_is_counted_across_owners_on_the_file() {
     let err = service.create(&caller("carol"), body()).await.unwrap_err();
     // THEN it is refused and the bucket still holds the bound
     assert!(
-        matches!(err, webhooks_core::service::ServiceError::BucketFull(_)),
+        matches!(
+            err,
+            webhooks_core::webhook_service::ServiceError::BucketFull(_)
+        ),
         "{err:?}"
     );
     let b = BucketId::parse(bucket).unwrap();
     assert_eq!(
         store.count_in_bucket(&b, 1_000).await.unwrap(),
-        webhooks_core::service::MAX_WEBHOOKS_PER_BUCKET
+        webhooks_core::webhook_service::MAX_WEBHOOKS_PER_BUCKET
     );
 }

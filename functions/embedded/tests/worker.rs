@@ -246,7 +246,7 @@ async fn a_delivery_answered_200_is_sent_once_acknowledged_and_counted() {
         (attempts[0].status, attempts[0].status_code),
         (AttemptStatus::Success, Some(200))
     );
-    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(app.queue.dlq_len().await.unwrap(), 0);
     assert_eq!(
         summary,
         WorkerSummary {
@@ -289,7 +289,7 @@ async fn a_receiver_failing_every_attempt_is_retried_then_dead_lettered_and_coun
 
     // THEN after 4 attempts it lands in the queue's dead-letter table
     eventually("the message to be dead-lettered", wait_long(), || async {
-        app.queue.dead_letter_count().await.unwrap() == 1
+        app.queue.dlq_len().await.unwrap() == 1
     })
     .await;
     let elapsed = started.elapsed();
@@ -299,7 +299,7 @@ async fn a_receiver_failing_every_attempt_is_retried_then_dead_lettered_and_coun
         "three 1 s waits between 4 attempts: {elapsed:?}"
     );
     assert_eq!(app.queue.len().await.unwrap(), 0);
-    let queue_dead = app.queue.dead_letters(10).await.unwrap().remove(0);
+    let queue_dead = app.queue.dlq_messages(10).await.unwrap().remove(0);
     assert_eq!(queue_dead.error, "receiver answered HTTP 500");
     assert_eq!(queue_dead.receive_count, 4);
 
@@ -418,7 +418,7 @@ async fn a_worker_stopped_mid_delivery_leaves_it_to_the_next_worker_which_counts
             .collect::<Vec<_>>(),
         vec![(1, AttemptStatus::Success)]
     );
-    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(app.queue.dlq_len().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -554,7 +554,7 @@ async fn a_store_outage_keeps_the_message_queued_until_it_can_be_delivered() {
     worker.stop().await;
     assert_eq!(sender.requests().len(), 1);
     assert_eq!(app.stats(&w).await.successful_deliveries, 1);
-    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(app.queue.dlq_len().await.unwrap(), 0);
 }
 
 /// Answers 200 to every request; the first one only after `delay`.
@@ -693,7 +693,7 @@ async fn a_hanging_receiver_holds_at_most_its_cap_of_sending_slots_and_its_other
         assert!(attempts.is_empty(), "a deferral records no attempt");
     }
     assert_eq!(app.queue.len().await.unwrap(), 10, "the slow ones wait");
-    assert_eq!(app.queue.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(app.queue.dlq_len().await.unwrap(), 0);
     // AND a deferred message's receipt was given back: received again, it is a first receipt
     worker.stop().await;
     let received = app
@@ -785,7 +785,7 @@ async fn a_message_caught_by_the_redrive_guard_is_finished_counted_failed_once_a
     )
     .await;
     eventually("the message to leave the queue", wait_long(), || async {
-        app.queue.is_empty().await.unwrap() && app.queue.dead_letter_count().await.unwrap() == 1
+        app.queue.is_empty().await.unwrap() && app.queue.dlq_len().await.unwrap() == 1
     })
     .await;
     assert_eq!(
@@ -804,13 +804,13 @@ async fn a_message_caught_by_the_redrive_guard_is_finished_counted_failed_once_a
     assert!(dead[0].error.contains("redrive"), "{}", dead[0].error);
 
     // AND it can be redelivered like any dead letter: sent once, as a new generation
-    let service = webhooks_core::publish::DeliveryService::new(
+    let service = webhooks_core::delivery_service::DeliveryService::new(
         Arc::new(app.store.clone()),
         Arc::new(app.log.clone()),
         Arc::new(app.queue.clone()),
         Arc::new(SystemClock),
     );
-    let caller = webhooks_core::service::Caller {
+    let caller = webhooks_core::webhook_service::Caller {
         owner: w.owner_id.clone(),
         buckets: None,
     };

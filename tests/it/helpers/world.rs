@@ -16,7 +16,7 @@ use webhooks_core::ports::{Clock, DeliveryQueue, SubscriptionStore};
 use webhooks_core::time::SystemClock;
 use webhooks_core::webhook::{RetryConfig, Webhook};
 use webhooks_core::{BucketId, DeliveryId, EventType, OwnerId, Timestamp, jsjson};
-use webhooks_delivery::{Deps, handle};
+use webhooks_delivery::{Ports, handle};
 use webhooks_sender::{ReqwestWebhookSender, SenderConfig};
 
 use super::dynamo::DeliveryTables;
@@ -29,7 +29,7 @@ pub struct World {
     pub receiver: Receiver,
     pub store: Arc<DynamoDbSubscriptionStore>,
     pub log: Arc<DynamoDbDeliveryLog>,
-    pub deps: Deps,
+    pub ports: Ports,
     pub owner: OwnerId,
     pub bucket: BucketId,
 }
@@ -59,16 +59,16 @@ impl World {
             Arc::new(sender),
             Arc::new(SystemClock),
         );
-        let deps = Deps {
+        let ports = Ports {
             finish_scope: log.finish_scope(),
-            ..Deps::new(dispatcher, Arc::new(queues.worker.clone()))
+            ..Ports::new(dispatcher, Arc::new(queues.worker.clone()))
         };
         Self {
             queues,
             receiver,
             store,
             log,
-            deps,
+            ports,
             owner: OwnerId::parse("user-delivery-tests").unwrap(),
             bucket: BucketId::generate(1_760_000_000),
         }
@@ -159,7 +159,7 @@ impl World {
     pub async fn handle(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
         handle(
             LambdaEvent::new(event_of(records), Context::default()),
-            &self.deps,
+            &self.ports,
         )
         .await
         .expect("the handler answers every batch")

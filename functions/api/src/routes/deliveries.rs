@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{AttemptRecord, AttemptStatus, DeadLetter};
+use webhooks_core::delivery_service::QueuedDelivery;
 use webhooks_core::hourly::HourPoint;
 use webhooks_core::ports::{AttemptQuery, DeadLetterQuery};
-use webhooks_core::publish::QueuedDelivery;
 use webhooks_core::recovery::{JobState, RecoverJob, RecoverWindow, StepEnd};
 use webhooks_core::{DeliveryId, EventType, OwnerId, RecoverJobId, Timestamp, WebhookId};
 
@@ -521,7 +521,7 @@ pub async fn recover(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
     let window = RecoverWindow::parse(&body.since, body.until.as_deref(), state.deliveries.now())
-        .map_err(webhooks_core::service::ServiceError::from)?;
+        .map_err(webhooks_core::webhook_service::ServiceError::from)?;
     let (job, created) = state
         .deliveries
         .start_recover(&auth.caller, &id, window)
@@ -591,7 +591,7 @@ async fn advance(state: &AppState, job: RecoverJob) -> Result<RecoverJob, ApiErr
 /// Steps a job until it completes, another runner holds it, or the store keeps failing (a
 /// later `GET` starts a runner again).
 fn spawn_runner(
-    deliveries: webhooks_core::publish::DeliveryService,
+    deliveries: webhooks_core::delivery_service::DeliveryService,
     webhook: WebhookId,
     job: RecoverJobId,
 ) {

@@ -7,12 +7,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use webhooks_core::idempotency::IdempotencyKey;
-use webhooks_core::metrics::Measurements;
-use webhooks_core::publish::{
+use webhooks_core::delivery_service::{
     MAX_EVENTS_PER_PUBLISH, PublishBatch, PublishError, PublishEvent, QueuedDelivery,
     validate_events,
 };
+use webhooks_core::idempotency::IdempotencyKey;
+use webhooks_core::metrics::Measurements;
 
 use crate::AppState;
 use crate::auth::Producer;

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use webhooks_core::notify::{Endpoint, PutNotifications};
-use webhooks_core::service::ServiceError;
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, Webhook};
+use webhooks_core::webhook_service::ServiceError;
 use webhooks_core::{Timestamp, WebhookId};
 
 use crate::AppState;

@@ -7,9 +7,9 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use webhooks_core::format::Format;
 use webhooks_core::health::WebhookHealth;
-use webhooks_core::service::{FilterTest, FilterTestResult};
 use webhooks_core::validate::{CreateWebhook, UpdateWebhook};
 use webhooks_core::webhook::{DeliveryStats, DeliveryStatus, RetryConfig, Webhook};
+use webhooks_core::webhook_service::{FilterTest, FilterTestResult};
 use webhooks_core::{BucketId, EventType, Timestamp, WebhookId};
 
 use crate::AppState;

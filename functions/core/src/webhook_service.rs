@@ -409,7 +409,7 @@ impl WebhookService {
             None => webhook.filter.clone(),
         };
         let now = self.clock.now();
-        let sample = crate::publish::PublishEvent {
+        let sample = crate::delivery_service::PublishEvent {
             bucket_id: webhook.bucket_id.to_string(),
             event: body.event.event,
             data: body.event.data,

@@ -18,9 +18,9 @@ use crate::ports::{
     AttemptQuery, Clock, DeadLetterQuery, DeliveryLog, DeliveryQueue, EnqueueError, LogPage,
     SubscriptionStore,
 };
-use crate::service::{Caller, ServiceError};
 use crate::validate::ValidationError;
 use crate::webhook::Webhook;
+use crate::webhook_service::{Caller, ServiceError};
 use crate::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
 /// Most events in one publish call.
