@@ -16,6 +16,7 @@
 //! bodies to the same receiver at the same concurrency.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -439,34 +440,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
     let pid = svc.pid.to_string();
     let api = reqwest::Client::builder().no_proxy().http1_only().build()?;
 
-    // The webhooks.
-    let mut ids = Vec::new();
-    for (i, secret) in secrets.iter().enumerate() {
-        let failing = s.is_failing(i);
-        let mut body = serde_json::json!({
-            "bucketId": BUCKET,
-            "url": format!("http://{recv_addr}/{}/{i}", if failing { "f" } else { "h" }),
-            "events": ["data.received"],
-            "secret": secret.expose(),
-        });
-        if failing {
-            body["retryConfig"] = serde_json::json!({"maxRetries": 1, "initialDelaySeconds": 1});
-        }
-        let res = api
-            .post(format!("{}/api/webhooks", svc.base))
-            .bearer_auth(&svc.user_token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = res.status();
-        let text = res.text().await?;
-        if status.as_u16() != 201 {
-            bail!("creating webhook {i}: HTTP {status}: {text}");
-        }
-        let v: Value = serde_json::from_str(&text)?;
-        ids.push(v["id"].as_str().context("no id")?.to_owned());
-    }
+    let ids = create_webhooks(&api, &svc, s, &secrets, recv_addr).await?;
 
     // Publishing.
     let pad = pad_for(s.payload.body_bytes())?;
@@ -526,37 +500,17 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
 
     // Waiting for the deliveries: every one to a succeeding receiver arrives; then every
     // webhook's stats show all its deliveries final (failing ones: after their retry).
-    let expected_success = accepted * s.succeeding() as u64;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let mut complete = true;
-    while receiver.delivered.load(Ordering::SeqCst) < expected_success {
-        if Instant::now() > deadline {
-            complete = false;
-            eprintln!("timed out waiting for the deliveries");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut final_total = 0;
-    let mut failed_final = 0;
-    if complete {
-        loop {
-            let (total, failed, all_final) = stats(&api, &svc, &ids, accepted)
-                .await
-                .context("reading stats")?;
-            final_total = total;
-            failed_final = failed;
-            if all_final {
-                break;
-            }
-            if Instant::now() > deadline {
-                complete = false;
-                eprintln!("timed out waiting for the stats to show every delivery final");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let (complete, final_total, failed_final) = wait_until_final(
+        &api,
+        &svc,
+        &ids,
+        &receiver,
+        accepted,
+        accepted * s.succeeding() as u64,
+        deadline,
+    )
+    .await?;
     let cpu_after = service::cpu_ticks(&pid).context("reading the service's /proc stat")?;
     let bench_cpu_after = service::cpu_ticks("self").unwrap_or(0);
     let machine_after = service::machine_ticks().unwrap_or((0, 0)).0;
@@ -629,16 +583,113 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
         r.signature_failures
     );
 
-    // The ceiling, with the service stopped: the same receiver, the same kind of bodies.
+    measure_ceiling(ctx, s, &secrets, recv_addr, pad, &receiver, &mut o).await?;
+    Ok(o)
+}
+
+/// The scenario's webhooks, one per secret, on the receiver's succeeding (`/h/<i>`) or failing
+/// (`/f/<i>`, one retry after 1 s) path; their ids in order.
+async fn create_webhooks(
+    api: &reqwest::Client,
+    svc: &Service,
+    s: &Scenario,
+    secrets: &[Secret],
+    recv_addr: SocketAddr,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let failing = s.is_failing(i);
+        let mut body = serde_json::json!({
+            "bucketId": BUCKET,
+            "url": format!("http://{recv_addr}/{}/{i}", if failing { "f" } else { "h" }),
+            "events": ["data.received"],
+            "secret": secret.expose(),
+        });
+        if failing {
+            body["retryConfig"] = serde_json::json!({"maxRetries": 1, "initialDelaySeconds": 1});
+        }
+        let res = api
+            .post(format!("{}/api/webhooks", svc.base))
+            .bearer_auth(&svc.user_token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = res.status();
+        let text = res.text().await?;
+        if status.as_u16() != 201 {
+            bail!("creating webhook {i}: HTTP {status}: {text}");
+        }
+        let v: Value = serde_json::from_str(&text)?;
+        ids.push(v["id"].as_str().context("no id")?.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Waits until the receiver has `expected_success` deliveries and then until every webhook's
+/// stats show `accepted` final deliveries, or until `deadline`. Answers whether all arrived and
+/// the stats' Σ totalDeliveries and Σ failedDeliveries.
+async fn wait_until_final(
+    api: &reqwest::Client,
+    svc: &Service,
+    ids: &[String],
+    receiver: &Receiver,
+    accepted: u64,
+    expected_success: u64,
+    deadline: Instant,
+) -> Result<(bool, u64, u64)> {
+    let mut complete = true;
+    while receiver.delivered.load(Ordering::SeqCst) < expected_success {
+        if Instant::now() > deadline {
+            complete = false;
+            eprintln!("timed out waiting for the deliveries");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut final_total = 0;
+    let mut failed_final = 0;
+    if complete {
+        loop {
+            let (total, failed, all_final) = stats(api, svc, ids, accepted)
+                .await
+                .context("reading stats")?;
+            final_total = total;
+            failed_final = failed;
+            if all_final {
+                break;
+            }
+            if Instant::now() > deadline {
+                complete = false;
+                eprintln!("timed out waiting for the stats to show every delivery final");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok((complete, final_total, failed_final))
+}
+
+/// The ceiling, with the service stopped: the same receiver, the same kind of bodies (best of
+/// three rounds, into `o` with how busy the rest of the machine was).
+async fn measure_ceiling(
+    ctx: &Ctx,
+    s: &Scenario,
+    secrets: &[Secret],
+    recv_addr: SocketAddr,
+    pad: usize,
+    receiver: &Receiver,
+    o: &mut Outcome,
+) -> Result<()> {
     receiver.reset();
-    service::wait_quiet(args.wait_quiet_secs.min(120)).await;
+    service::wait_quiet(ctx.args.wait_quiet_secs.min(120)).await;
     let machine_before = service::machine_ticks().unwrap_or((0, 0)).0;
     let bench_cpu_before = service::cpu_ticks("self").unwrap_or(0);
     let started = Instant::now();
     // Three rounds, the best one counts: the ceiling is what the machine can do, and a round
     // can be disturbed (by other processes, or the kernel still writing back the run's data).
     for _ in 0..3 {
-        let rps = ceiling(ctx, s, &secrets, recv_addr, pad).await?;
+        let rps = ceiling(ctx, s, secrets, recv_addr, pad).await?;
         o.ceiling_rounds.push(rps);
         o.ceiling_rps = o.ceiling_rps.max(rps);
     }
@@ -662,7 +713,7 @@ async fn run_scenario(ctx: &Ctx, s: &Scenario) -> Result<Outcome> {
         cr.signature_failures
     );
     o.signature_failures += cr.signature_failures;
-    Ok(o)
+    Ok(())
 }
 
 #[derive(Debug, Default)]
