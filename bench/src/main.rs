@@ -1093,17 +1093,8 @@ fn write_section(
     } else {
         key
     };
-    let begin = format!("<!-- webhooks-bench:begin {key} -->");
-    let end = format!("<!-- webhooks-bench:end {key} -->");
-    let mut sec = String::new();
-    let _ = writeln!(sec, "{begin}");
-    let _ = writeln!(sec, "### `{key}`\n");
-    let _ = writeln!(sec, "- command: `{cmd}`");
-    let _ = writeln!(
-        sec,
-        "- date: {}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
+    let mut section = report::Section::new(&key, &cmd);
+    let sec = &mut section.text;
     let _ = writeln!(
         sec,
         "- machine: {} × {} (nproc {}), {:.1} GiB memory, Linux {}; data directory on {}",
@@ -1154,6 +1145,5 @@ fn write_section(
             o.max_ms
         );
     }
-    let _ = writeln!(sec, "{end}");
-    report::write_section(path, &begin, &end, &sec)
+    section.write_to(path)
 }

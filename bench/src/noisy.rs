@@ -127,17 +127,8 @@ pub async fn run(ctx: &Ctx, machine: &Machine) -> Result<()> {
     );
     if let Some(path) = &args.write {
         let (cmd, key) = service::command_line("cargo run -p webhooks-bench --", &[]);
-        let begin = format!("<!-- webhooks-bench:begin {key} -->");
-        let end = format!("<!-- webhooks-bench:end {key} -->");
-        let mut sec = String::new();
-        let _ = writeln!(sec, "{begin}");
-        let _ = writeln!(sec, "### `{key}`\n");
-        let _ = writeln!(sec, "- command: `{cmd}`");
-        let _ = writeln!(
-            sec,
-            "- date: {}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-        );
+        let mut section = report::Section::new(&key, &cmd);
+        let sec = &mut section.text;
         let _ = writeln!(
             sec,
             "- machine: {} × {} (nproc {}), {:.1} GiB memory, Linux {}; service: `{}`, `serve --concurrency {}`",
@@ -153,9 +144,9 @@ pub async fn run(ctx: &Ctx, machine: &Machine) -> Result<()> {
         sec.push_str(&table);
         let _ = writeln!(
             sec,
-            "\nHealthy p99 with the neighbour / solo: **{ratio:.2}**.\n{end}"
+            "\nHealthy p99 with the neighbour / solo: **{ratio:.2}**."
         );
-        report::write_section(path, &begin, &end, &sec)?;
+        section.write_to(path)?;
         eprintln!("wrote the results to {}", path.display());
     }
     Ok(())
