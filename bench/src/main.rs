@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
@@ -608,20 +608,11 @@ async fn create_webhooks(
         if failing {
             body["retryConfig"] = serde_json::json!({"maxRetries": 1, "initialDelaySeconds": 1});
         }
-        let res = api
-            .post(format!("{}/api/webhooks", svc.base))
-            .bearer_auth(&svc.user_token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = res.status();
-        let text = res.text().await?;
-        if status.as_u16() != 201 {
-            bail!("creating webhook {i}: HTTP {status}: {text}");
-        }
-        let v: Value = serde_json::from_str(&text)?;
-        ids.push(v["id"].as_str().context("no id")?.to_owned());
+        let id = svc
+            .create_webhook(api, &body)
+            .await
+            .with_context(|| format!("webhook {i}"))?;
+        ids.push(id);
     }
     Ok(ids)
 }

@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use anyhow::{Context, Result};
 use webhooks_bench::receiver::{Receiver, Report};
 use webhooks_bench::report;
 use webhooks_bench::service::{self, Machine, Service};
@@ -79,19 +78,9 @@ pub async fn run(ctx: &Ctx, machine: &Machine) -> Result<()> {
             "events": ["data.received"],
             "secret": secrets[i].expose(),
         });
-        let res = api
-            .post(format!("{}/api/webhooks", svc.base))
-            .bearer_auth(&svc.user_token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = res.status();
-        let text = res.text().await?;
-        if status.as_u16() != 201 {
-            bail!("creating webhook {i}: HTTP {status}: {text}");
-        }
-        let _: Value = serde_json::from_str(&text)?;
+        svc.create_webhook(&api, &body)
+            .await
+            .with_context(|| format!("webhook {i}"))?;
     }
 
     let result = async {

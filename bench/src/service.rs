@@ -147,6 +147,29 @@ impl Service {
         Ok(service)
     }
 
+    /// Creates a webhook (`POST /api/webhooks` with the user's token); its id. Anything but 201 is
+    /// an error with the answer's status and body.
+    pub async fn create_webhook(
+        &self,
+        api: &reqwest::Client,
+        body: &serde_json::Value,
+    ) -> Result<String> {
+        let res = api
+            .post(format!("{}/api/webhooks", self.base))
+            .bearer_auth(&self.user_token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = res.status();
+        let text = res.text().await?;
+        if status.as_u16() != 201 {
+            bail!("creating a webhook: HTTP {status}: {text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(v["id"].as_str().context("no id in the answer")?.to_owned())
+    }
+
     /// SIGTERM, then (after 20 s) SIGKILL; waits for the exit.
     pub fn stop(mut self) -> Result<()> {
         let _ = Command::new("kill")
