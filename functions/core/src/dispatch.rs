@@ -44,6 +44,13 @@ pub enum Outcome {
         slow: bool,
         /// Attempts made so far (for a queue that re-sends the message as a new one).
         attempts_made: u32,
+        /// Every delivery of this webhook received before `after` would be deferred too (its
+        /// breaker is open, or its in-flight cap is held by attempts running for longer than
+        /// [`IN_FLIGHT_DEFER`](crate::flow::IN_FLIGHT_DEFER)): a queue that can hold back all of
+        /// the webhook's messages at once need not receive each one to defer it
+        /// ([`crate::flow`], parking). `false` for a rate limit's slot, which is this
+        /// delivery's own.
+        webhook_wide: bool,
     },
 }
 
@@ -277,12 +284,15 @@ impl Dispatcher {
 
         // Flow control (DESIGN.md §7): nothing is sent, no attempt used, when the webhook has
         // its cap of attempts in flight here or its breaker is open.
-        let defer = |after: Duration, reason: String, slow: bool| Outcome::Defer {
-            after,
-            reason,
-            slow,
-            attempts_made: last,
-        };
+        // `slow` and `webhook_wide` as in `Outcome::Defer`.
+        let defer =
+            |after: Duration, reason: String, slow: bool, webhook_wide: bool| Outcome::Defer {
+                after,
+                reason,
+                slow,
+                attempts_made: last,
+                webhook_wide,
+            };
         let _in_flight = match self.in_flight.try_acquire(&task.webhook_id) {
             Ok(guard) => guard,
             Err(wait) => {
@@ -290,7 +300,11 @@ impl Dispatcher {
                     "{} attempts already in flight to this webhook",
                     self.in_flight.limit()
                 );
-                return Ok(defer(wait, reason, false));
+                // Held by attempts that have run for more than the shortest wait: a receiver
+                // that is slow or hangs, whose whole backlog may wait (a fast receiver's cap
+                // frees within milliseconds: only this delivery waits).
+                let webhook_wide = wait > crate::flow::IN_FLIGHT_DEFER;
+                return Ok(defer(wait, reason, false, webhook_wide));
             }
         };
         let now = self.clock.now();
@@ -305,7 +319,7 @@ impl Dispatcher {
                         Some(until) => format!("circuit breaker open until {until}"),
                         None => "circuit breaker open".to_owned(),
                     };
-                    return Ok(defer(wait.max(Duration::from_secs(1)), reason, true));
+                    return Ok(defer(wait.max(Duration::from_secs(1)), reason, true, true));
                 }
                 Gate::Probe { rearmed } => probe = Some(rearmed),
             }
@@ -319,7 +333,7 @@ impl Dispatcher {
                     "timing out ({}): moved to the slow lane",
                     h.last_error.as_deref().unwrap_or("timeout")
                 );
-                return Ok(defer(Duration::ZERO, reason, true));
+                return Ok(defer(Duration::ZERO, reason, true, false));
             }
         }
         // The rate limit (after the breaker's wait, so a delivery it holds takes no slot).
@@ -327,7 +341,7 @@ impl Dispatcher {
             && let Err(wait) = self.rate.check(&task.webhook_id, rate)
         {
             let reason = format!("over the webhook's rate limit of {rate}/s");
-            return Ok(defer(wait, reason, false));
+            return Ok(defer(wait, reason, false, false));
         }
         if let Some(breaker) = &self.breaker {
             match probe {
@@ -351,11 +365,17 @@ impl Dispatcher {
                                     wait.max(Duration::from_secs(1)),
                                     reason.to_owned(),
                                     true,
+                                    true,
                                 ));
                             }
                             Gate::Probe { .. } => {
                                 let reason = "circuit breaker open: its state is changing";
-                                return Ok(defer(Duration::from_secs(1), reason.to_owned(), true));
+                                return Ok(defer(
+                                    Duration::from_secs(1),
+                                    reason.to_owned(),
+                                    true,
+                                    true,
+                                ));
                             }
                         },
                     }
@@ -1307,7 +1327,7 @@ mod tests {
         // THEN both are deferred at once with `slow` (moved), carrying the attempts made, and
         // nothing is sent nor recorded
         assert!(
-            matches!(&retry, Outcome::Defer { after, slow: true, attempts_made: 1, reason } if after.is_zero() && reason.contains("slow lane")),
+            matches!(&retry, Outcome::Defer { after, slow: true, attempts_made: 1, reason, webhook_wide: false } if after.is_zero() && reason.contains("slow lane")),
             "{retry:?}"
         );
         assert!(
@@ -1401,12 +1421,13 @@ mod tests {
             assert_eq!((h.state, h.consecutive_failures), (want, n as u32));
             assert_eq!(h.last_error.as_deref(), Some("receiver answered HTTP 500"));
         }
-        // AND a delivery meanwhile is deferred: nothing sent, no attempt used, slow lane
+        // AND a delivery meanwhile is deferred: nothing sent, no attempt used, slow lane, and
+        // the webhook's other deliveries with it (a queue may park them all)
         let sent = f.sender.requests().len();
         let held = task_of(&f, 6);
         let out = dispatcher.process(&held, 1).await.unwrap();
         assert!(
-            matches!(out, Outcome::Defer { after, slow: true, attempts_made: 0, .. } if after == Duration::from_secs(30)),
+            matches!(out, Outcome::Defer { after, slow: true, attempts_made: 0, webhook_wide: true, .. } if after == Duration::from_secs(30)),
             "{out:?}"
         );
         assert_eq!(f.sender.requests().len(), sent);
@@ -1512,11 +1533,22 @@ mod tests {
         while sender.started.load(std::sync::atomic::Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
-        // WHEN a third delivery to it comes THEN it is deferred, nothing sent nor recorded
+        // WHEN a third delivery to it comes THEN it is deferred, nothing sent nor recorded;
+        // only it waits (the attempts in flight have just started: a fast receiver's cap frees
+        // within milliseconds)
         let third = task_of(&f, 3);
         let out = dispatcher.process(&third, 1).await.unwrap();
         assert!(
-            matches!(out, Outcome::Defer { slow: false, after, .. } if after == crate::flow::IN_FLIGHT_DEFER),
+            matches!(out, Outcome::Defer { slow: false, after, webhook_wide: false, .. } if after == crate::flow::IN_FLIGHT_DEFER),
+            "{out:?}"
+        );
+        // AND once they have run for longer than the shortest wait (a slow or hanging
+        // receiver), a delivery waits as long as the oldest has run, and the webhook's whole
+        // backlog with it
+        std::thread::sleep(crate::flow::IN_FLIGHT_DEFER + Duration::from_millis(100));
+        let out = dispatcher.process(&third, 1).await.unwrap();
+        assert!(
+            matches!(out, Outcome::Defer { slow: false, after, webhook_wide: true, .. } if after > crate::flow::IN_FLIGHT_DEFER),
             "{out:?}"
         );
         assert_eq!(sender.started.load(std::sync::atomic::Ordering::SeqCst), 2);

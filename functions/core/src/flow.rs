@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `Ack` | left out of `batchItemFailures` (Lambda deletes it) | deleted |
 //! | `RetryAfter` | `ChangeMessageVisibility` + batch item failure | visible again after the delay |
-//! | `Defer` | queued again as a new message on the queue it came from (`DelaySeconds` ≤ 15 min, carrying `attemptsMade`), then acknowledged | visible again after the delay, the receipt given back |
+//! | `Defer` | queued again as a new message on the queue it came from (`DelaySeconds` ≤ 15 min, carrying `attemptsMade`), then acknowledged | visible again after the delay, the receipt given back; `webhook_wide`: the webhook parked until then |
 //! | `MoveToSlowLane` | sent to the slow lane's queue (as `Defer`, but there), then acknowledged | (never: one queue, [`Lane::Only`]) |
 //! | `DeadLetter` | sent to the dead-letter queue with its error, then acknowledged | moved to the dead-letter table |
 //!
@@ -35,6 +35,18 @@
 //! Nothing is sent and no attempt is used by the move. On the slow lane the same receipt is
 //! sent (or, breaker open, deferred on the slow queue): it is never moved again. The local mode
 //! has one queue ([`Lane::Only`]) and gets the same effect from per-webhook scheduling.
+//!
+//! **Parking** (the local mode's per-webhook scheduling). A deferral that holds back every
+//! delivery of its webhook for a while — the breaker is open (until its open period ends), or
+//! the in-flight cap is full of attempts that have run longer than [`IN_FLIGHT_DEFER`] (a slow
+//! or hanging receiver) — is `webhook_wide`. The embedded queue then parks the webhook: all of
+//! its queued messages, and those enqueued meanwhile, become visible only when the deferral
+//! ends, so a hanging receiver's backlog of thousands is not received, deferred and given back
+//! one message at a time while other webhooks' deliveries wait behind it. Parking uses no
+//! attempt and no receipt, and the first message visible when the open period ends is the
+//! probe, on time. A rate limit's deferral is never webhook-wide: each delivery has its own
+//! slot. SQS has no such operation: on AWS the slow lane keeps those receipts off the main
+//! queue's concurrency instead.
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
 
@@ -311,10 +323,17 @@ pub enum QueueAction {
     /// The flow control held the delivery back (nothing sent, no attempt used): it comes back
     /// after `delay`. `slow`: the webhook is timing out or its breaker is open. `attempts_made`:
     /// the attempts made so far, for a queue that re-sends the message as a new one.
+    ///
+    /// `webhook_wide`: every delivery of the webhook would be deferred as long (its breaker is
+    /// open, or its in-flight cap is held by a slow receiver): a queue that can (the embedded
+    /// one) parks all of the webhook's queued messages until then, so they are not received one
+    /// by one only to be deferred ([module docs](self), parking). SQS cannot: each is deferred
+    /// when received (from the slow lane, whose concurrency is its own).
     Defer {
         delay: Duration,
         slow: bool,
         attempts_made: u32,
+        webhook_wide: bool,
     },
     /// A delivery received from [`Lane::Main`] whose webhook is timing out or whose breaker is
     /// open: queue it on the slow lane (visible after `delay`, carrying `attempts_made`), then
@@ -352,11 +371,13 @@ impl QueueAction {
                 after,
                 slow,
                 attempts_made,
+                webhook_wide,
                 ..
             }) => QueueAction::Defer {
                 delay: *after,
                 slow: *slow,
                 attempts_made: *attempts_made,
+                webhook_wide: *webhook_wide,
             },
             Err(_) => QueueAction::RetryAfter {
                 delay: error_retry_delay,
@@ -464,11 +485,13 @@ mod tests {
                     reason: "circuit breaker open".into(),
                     slow: true,
                     attempts_made: 2,
+                    webhook_wide: true,
                 }),
                 QueueAction::Defer {
                     delay: Duration::from_secs(30),
                     slow: true,
                     attempts_made: 2,
+                    webhook_wide: true,
                 },
             ),
             (
@@ -494,7 +517,8 @@ mod tests {
             QueueAction::Defer {
                 delay: d,
                 slow: false,
-                attempts_made: 0
+                attempts_made: 0,
+                webhook_wide: false,
             }
             .delay(),
             Some(ERROR_RETRY_DELAY)
@@ -509,6 +533,7 @@ mod tests {
                 reason: "r".into(),
                 slow,
                 attempts_made: 3,
+                webhook_wide: slow,
             })
         };
         let d = ERROR_RETRY_DELAY;
@@ -532,7 +557,8 @@ mod tests {
                 QueueAction::Defer {
                     delay: Duration::from_secs(7),
                     slow,
-                    attempts_made: 3
+                    attempts_made: 3,
+                    webhook_wide: slow,
                 },
                 "{slow} {lane:?}"
             );

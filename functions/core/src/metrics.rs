@@ -327,6 +327,7 @@ mod tests {
                     reason: "breaker open".into(),
                     slow: true,
                     attempts_made: 1,
+                    webhook_wide: true,
                 }),
                 DeliveryOutcome::Deferred,
             ),

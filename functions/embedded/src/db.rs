@@ -231,6 +231,19 @@ const MIGRATIONS: &[&str] = &[
         latency    TEXT    NOT NULL,
         PRIMARY KEY (webhook_id, hour)
     ) STRICT, WITHOUT ROWID;",
+    // 13: parking (`webhooks_core::flow`, parking; `queue::SqliteQueue::park`): each message's
+    // webhook (read from the body at enqueue; NULL if unreadable), indexed by itself only, so a
+    // receipt's change of `visible_at` does not touch it; and the webhooks whose messages are
+    // held back until a time (a row per parked webhook, removed once past).
+    "ALTER TABLE queue_messages ADD COLUMN webhook_id TEXT;
+    UPDATE queue_messages SET webhook_id = json_extract(body, '$.webhookId')
+        WHERE json_valid(body) AND json_type(body, '$.webhookId') = 'text';
+    CREATE INDEX queue_messages_by_webhook ON queue_messages (webhook_id);
+    CREATE TABLE queue_parked (
+        webhook_id TEXT    NOT NULL PRIMARY KEY,
+        -- unix milliseconds: its messages are visible from then on
+        until      INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.
@@ -963,6 +976,41 @@ mod tests {
     }
 
     #[test]
+    fn messages_queued_before_version_13_get_their_webhook_for_parking() {
+        // GIVEN a file at version 12 with a queued delivery and an unreadable message
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Database::open_with(&path, &MIGRATIONS[..12]).expect("open v12"));
+        raw(&path)
+            .execute_batch(
+                r#"INSERT INTO queue_messages (body, delivery_id, visible_at, enqueued_at) VALUES
+                   ('{"type":"delivery.v1","webhookId":"w1","deliveryId":"d1"}', 'd1', 0, 0),
+                   ('not json', NULL, 0, 0),
+                   ('{"webhookId":7}', NULL, 0, 0);"#,
+            )
+            .unwrap();
+
+        // WHEN this build opens it
+        let db = Database::open(&path).expect("open latest");
+
+        // THEN the readable message names its webhook, the others none, and nothing is parked
+        assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+        let conn = raw(&path);
+        let webhooks: Vec<Option<String>> = conn
+            .prepare("SELECT webhook_id FROM queue_messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(webhooks, [Some("w1".to_owned()), None, None]);
+        let parked: i64 = conn
+            .query_row("SELECT count(*) FROM queue_parked", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(parked, 0);
+    }
+
+    #[test]
     fn attempts_written_before_version_4_are_kept_under_the_new_key() {
         // GIVEN a file at version 3 with two attempts of one delivery and a queued message
         let dir = tempfile::tempdir().unwrap();
@@ -1024,6 +1072,7 @@ mod tests {
                 "delivery_attempts_recent",
                 "idempotency_keys_by_expiry",
                 "queue_messages_by_visibility",
+                "queue_messages_by_webhook",
                 "webhooks_by_bucket",
                 "webhooks_by_owner"
             ]

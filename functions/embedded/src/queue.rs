@@ -10,6 +10,21 @@
 //! | `ChangeMessageVisibility` | [`SqliteQueue::retry_after`] |
 //! | send to the DLQ + delete | [`SqliteQueue::move_to_dlq`]: one transaction |
 //! | redrive policy (`maxReceiveCount`) + the DLQ's consumer | [`MAX_RECEIVE_COUNT`], checked on receive: the message is handed out marked [`Received::redriven`], and the worker finishes it (`Dispatcher::reconcile`: counted failed once, a dead letter with the reason) before moving it to the DLQ table |
+//! | (none) | [`SqliteQueue::park`]: all of one webhook's messages held back until a time |
+//!
+//! **Parking** (`webhooks_core::flow`, parking). When the dispatcher defers a delivery because
+//! its webhook's breaker is open or its in-flight cap is held by a slow receiver, every other
+//! delivery of that webhook would be deferred too: the worker then parks the webhook in the
+//! same write as the deferral. Its messages that would become visible sooner are moved to the
+//! park's end (one `UPDATE` through the messages' webhook index), and a message enqueued for it
+//! meanwhile is visible from the park's end only (`queue_parked`, read by primary key at
+//! enqueue). Receiving is unchanged: parked messages lie past `now` in the visibility index, so
+//! a receive never reads them, and a hanging receiver's backlog of thousands costs nothing
+//! until its park ends (then the first message received is the breaker's probe). A park moves
+//! only visibility times: receive counts, bodies and attempts are untouched, it survives a
+//! restart (both are in the file), and a retry that falls inside it waits for its end, as it
+//! would have been deferred then. A delivery delivered to the webhook ends its park for the
+//! messages enqueued from then on ([`unpark_in`]).
 //!
 //! A message a worker received but never acknowledged (the worker crashed or was stopped) becomes
 //! visible again when its visibility timeout passes, with a higher receive count: nothing is lost.
@@ -34,8 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
+use webhooks_core::WebhookId;
 use webhooks_core::delivery::{DeliveryTask, MAX_MESSAGE_BYTES, QueueTask};
 use webhooks_core::ports::{DeliveryQueue, EnqueueError};
 
@@ -46,6 +62,27 @@ use crate::db::{Database, DbError};
 /// [`webhooks_core::flow::MAX_RECEIVE_COUNT`]): it only catches messages the worker keeps failing
 /// to act on (crashes, a store that stays unavailable), never a normal retry schedule.
 pub use webhooks_core::flow::MAX_RECEIVE_COUNT;
+
+/// A webhook already parked until at most this long before a new park's end is left as it is
+/// (the deferred message itself still comes back at its own time): the deferrals of one batch
+/// each ask for a slightly later end, and every new end moves the webhook's queued messages.
+pub const PARK_SLACK: Duration = Duration::from_secs(1);
+
+/// The insert of one message: visible from `?3`, or from the end of its webhook's park.
+const INSERT_MESSAGE: &str = "INSERT INTO queue_messages
+         (body, delivery_id, webhook_id, receive_count, visible_at, enqueued_at)
+     VALUES (?1, ?2, ?4, 0,
+             max(?3, coalesce((SELECT until FROM queue_parked WHERE webhook_id = ?4), ?3)),
+             ?3)";
+
+/// The messages a receive takes: through the visibility index, from the oldest visible, so
+/// messages parked (or waiting for a retry) past `now` are never read.
+const RECEIVE_CANDIDATES: &str = "SELECT id, receive_count FROM queue_messages
+     WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2";
+
+/// A park's move of one webhook's messages (through the webhook index: only its messages).
+const PARK_MESSAGES: &str =
+    "UPDATE queue_messages SET visible_at = ?2 WHERE webhook_id = ?1 AND visible_at < ?2";
 
 /// The queue's time for a running process: the wall clock read once (the anchor), then moved
 /// on by the monotonic clock ([`Instant`]). Visibility times are stored as wall time (so they
@@ -204,6 +241,9 @@ pub(crate) enum Action {
     /// given back (the receive count goes down by one), so deferrals never reach the redrive
     /// guard ([`MAX_RECEIVE_COUNT`]).
     DeferTo(i64),
+    /// [`DeferTo`](Self::DeferTo) `at`, and the message's `webhook` parked until then
+    /// ([`park_in`]) as of `now` (unix ms).
+    Park { at: i64, webhook: String, now: i64 },
     /// Move it to the DLQ table with this error, at this time (unix ms).
     DeadLetter { error: String, at: i64 },
 }
@@ -215,6 +255,14 @@ impl Action {
 
     pub(crate) fn defer(delay: Duration, now: SystemTime) -> Self {
         Action::DeferTo(millis(now).saturating_add(duration_ms(delay)))
+    }
+
+    pub(crate) fn park(webhook: &WebhookId, delay: Duration, now: SystemTime) -> Self {
+        Action::Park {
+            at: millis(now).saturating_add(duration_ms(delay)),
+            webhook: webhook.as_str().to_owned(),
+            now: millis(now),
+        }
     }
 
     pub(crate) fn move_to_dlq(error: &str, now: SystemTime) -> Self {
@@ -254,11 +302,67 @@ pub(crate) fn act_in(
             .map_err(sql)?
             .execute(params![r.message_id, r.receive_count, at])
             .map_err(sql)?,
+        Action::Park { at, webhook, now } => {
+            let deferred = act_in(conn, receipt, &Action::DeferTo(*at))?;
+            if deferred {
+                park_in(conn, webhook, *at, *now)?;
+            }
+            return Ok(deferred);
+        }
         Action::DeadLetter { error, at } => {
             return move_to_dlq_table(conn, r.message_id, Some(r.receive_count), error, *at);
         }
     };
     Ok(changed > 0)
+}
+
+/// Parks `webhook` until `until` (unix ms) inside a write call, as of `now`: its messages that
+/// would be visible before then are visible from then on, and so are those enqueued until
+/// then (see the [module docs](self)). Nothing else about a message changes. A park that
+/// already lasts until [`PARK_SLACK`] before `until` or later is kept as it is. Returns how many
+/// messages were moved.
+pub(crate) fn park_in(
+    conn: &Connection,
+    webhook: &str,
+    until: i64,
+    now: i64,
+) -> Result<usize, DbError> {
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT until FROM queue_parked WHERE webhook_id = ?1")
+        .map_err(sql)?
+        .query_row([webhook], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    if current.is_some_and(|c| c > now && c.saturating_add(duration_ms(PARK_SLACK)) >= until) {
+        return Ok(0);
+    }
+    // Parks that are over go, so the table holds the webhooks parked now (a few rows).
+    conn.prepare_cached("DELETE FROM queue_parked WHERE until <= ?1")
+        .map_err(sql)?
+        .execute([now])
+        .map_err(sql)?;
+    conn.prepare_cached(
+        "INSERT INTO queue_parked (webhook_id, until) VALUES (?1, ?2)
+         ON CONFLICT (webhook_id) DO UPDATE SET until = max(until, excluded.until)",
+    )
+    .map_err(sql)?
+    .execute(params![webhook, until])
+    .map_err(sql)?;
+    conn.prepare_cached(PARK_MESSAGES)
+        .map_err(sql)?
+        .execute(params![webhook, until])
+        .map_err(sql)
+}
+
+/// Ends `webhook`'s park inside a write call (a delivery to it was delivered): messages
+/// enqueued for it from now on are visible at once. The messages the park moved keep their
+/// time (a retry among them cannot be told from them).
+pub(crate) fn unpark_in(conn: &Connection, webhook: &str) -> Result<(), DbError> {
+    conn.prepare_cached("DELETE FROM queue_parked WHERE webhook_id = ?1")
+        .map_err(sql)?
+        .execute([webhook])
+        .map_err(sql)?;
+    Ok(())
 }
 
 impl SqliteQueue {
@@ -299,7 +403,11 @@ impl SqliteQueue {
             if body.len() > MAX_MESSAGE_BYTES {
                 too_large.push(task.delivery_id.clone());
             } else {
-                rows.push((task.delivery_id.as_str().to_owned(), body));
+                rows.push((
+                    task.delivery_id.as_str().to_owned(),
+                    task.webhook_id.as_str().to_owned(),
+                    body,
+                ));
             }
         }
         let at = millis(now);
@@ -310,16 +418,10 @@ impl SqliteQueue {
                 .write_bulk(move |conn: &mut Connection| {
                     let tx = conn.savepoint().map_err(sql)?;
                     {
-                        let mut insert = tx
-                            .prepare_cached(
-                                "INSERT INTO queue_messages
-                                     (body, delivery_id, receive_count, visible_at, enqueued_at)
-                                 VALUES (?1, ?2, 0, ?3, ?3)",
-                            )
-                            .map_err(sql)?;
-                        for (delivery_id, body) in &rows {
+                        let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(sql)?;
+                        for (delivery_id, webhook_id, body) in &rows {
                             insert
-                                .execute(params![body, delivery_id, at])
+                                .execute(params![body, delivery_id, at, webhook_id])
                                 .map_err(sql)?;
                         }
                     }
@@ -399,12 +501,7 @@ impl SqliteQueue {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let take = move |conn: &mut Connection| {
             let candidates: Vec<(i64, u32)> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT id, receive_count FROM queue_messages
-                             WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
-                    )
-                    .map_err(sql)?;
+                let mut stmt = conn.prepare_cached(RECEIVE_CANDIDATES).map_err(sql)?;
                 let rows = stmt
                     .query_map(params![now, max], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(sql)?;
@@ -502,6 +599,42 @@ impl SqliteQueue {
         self.db
             .write(move |conn: &mut Connection| act_in(conn, &r, &action))
             .await
+    }
+
+    /// Parks `webhook` until `until`, as of `now` (see the [module docs](self)): its messages
+    /// that would be visible sooner, and those enqueued meanwhile, are visible from `until`.
+    /// The worker parks in the write that defers a delivery (breaker open, in-flight cap held
+    /// by a slow receiver); this is that write on its own. Returns how many messages moved.
+    pub async fn park(
+        &self,
+        webhook: &WebhookId,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<usize, DbError> {
+        let (webhook, until, now) = (webhook.as_str().to_owned(), millis(until), millis(now));
+        self.db
+            .write(move |conn: &mut Connection| park_in(conn, &webhook, until, now))
+            .await
+    }
+
+    /// Until when `webhook` is parked, as of `now`; `None` when it is not.
+    pub async fn parked_until(
+        &self,
+        webhook: &WebhookId,
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, DbError> {
+        let (webhook, now) = (webhook.as_str().to_owned(), millis(now));
+        self.db
+            .read(move |conn: &Connection| {
+                conn.prepare_cached(
+                    "SELECT until FROM queue_parked WHERE webhook_id = ?1 AND until > ?2",
+                )
+                .map_err(sql)?
+                .query_row(params![webhook, now], |r| r.get::<_, i64>(0))
+                .optional()
+                .map_err(sql)
+            })
+            .map(|until| until.map(from_millis))
     }
 
     /// Messages in the queue, visible or in flight (DLQ messages excluded).
@@ -622,14 +755,17 @@ impl SqliteQueue {
             if body.len() > MAX_MESSAGE_BYTES {
                 too_large.push(task.delivery_id.clone());
             } else {
-                rows.push((task.delivery_id.as_str().to_owned(), body));
+                rows.push((
+                    task.delivery_id.as_str().to_owned(),
+                    task.webhook_id.as_str().to_owned(),
+                    body,
+                ));
             }
         }
         let at = millis(now);
         if !rows.is_empty() {
-            let ids =
-                serde_json::Value::from(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
-                    .to_string();
+            let ids = serde_json::Value::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
+                .to_string();
             let result = self
                 .db
                 .write_bulk(move |conn: &mut Connection| {
@@ -650,22 +786,16 @@ impl SqliteQueue {
                                 "SELECT 1 FROM delivery_attempts WHERE delivery_id = ?1 LIMIT 1",
                             )
                             .map_err(sql)?;
-                        let mut insert = tx
-                            .prepare_cached(
-                                "INSERT INTO queue_messages
-                                     (body, delivery_id, receive_count, visible_at, enqueued_at)
-                                 VALUES (?1, ?2, 0, ?3, ?3)",
-                            )
-                            .map_err(sql)?;
+                        let mut insert = tx.prepare_cached(INSERT_MESSAGE).map_err(sql)?;
                         let mut added = 0;
-                        for (delivery_id, body) in &rows {
+                        for (delivery_id, webhook_id, body) in &rows {
                             if queued.contains(delivery_id)
                                 || attempted.exists([delivery_id]).map_err(sql)?
                             {
                                 continue;
                             }
                             insert
-                                .execute(params![body, delivery_id, at])
+                                .execute(params![body, delivery_id, at, webhook_id])
                                 .map_err(sql)?;
                             added += 1;
                         }
@@ -748,6 +878,41 @@ mod tests {
         // AND its visibility ends when the monotonic clock says so
         let later = start + Duration::from_secs(3600 + 31);
         assert_eq!(clock.at(later), wall + Duration::from_secs(3631));
+    }
+
+    #[test]
+    fn receiving_parking_and_enqueueing_read_only_what_they_need() {
+        // (the query plans: a receive must never walk a parked backlog of thousands)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        drop(Database::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let plan = |text: &str| -> String {
+            // (its parameters left unbound: NULL)
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+            let mut rows = stmt.raw_query();
+            let mut steps = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                steps.push(row.get::<_, String>(3).unwrap());
+            }
+            steps.join("; ")
+        };
+        let receive = plan(RECEIVE_CANDIDATES);
+        assert!(
+            receive.contains("USING INDEX queue_messages_by_visibility (visible_at<?)")
+                && !receive.contains("TEMP B-TREE"),
+            "{receive}"
+        );
+        let park = plan(PARK_MESSAGES);
+        assert!(
+            park.contains("USING INDEX queue_messages_by_webhook (webhook_id=?)"),
+            "{park}"
+        );
+        let insert = plan(INSERT_MESSAGE);
+        assert!(
+            insert.contains("SEARCH queue_parked USING PRIMARY KEY (webhook_id=?)"),
+            "{insert}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `Ack` | acknowledge (delete) |
 //! | `RetryAfter { delay }` | visible again after `delay` (`ChangeMessageVisibility`) |
 //! | `Defer { delay, .. }` | visible again after `delay`, the receipt given back (the receive count goes down by one: flow-control deferrals never reach the redrive guard) |
+//! | `Defer { webhook_wide: true, .. }` | as `Defer`, and the webhook parked until then in the same write ([`SqliteQueue::park`]): its other messages are not received one by one only to be deferred |
 //! | `DeadLetter { error, .. }` | moved to the dead-letter table |
 //!
 //! A message the queue's redrive guard hands out ([`Received::redriven`]: received more than
@@ -41,6 +42,9 @@
 //! by an earlier version is still honoured). A stale receipt (the message was received again
 //! meanwhile) records its attempt but counts nothing: the newer receipt decides.
 //!
+//! A delivered delivery ends its webhook's park, if any, in the write that counts it, so a
+//! receiver that recovered gets its new deliveries at once.
+//!
 //! Logs name messages, deliveries and webhooks by id and never carry a secret or a body.
 //!
 //! Must not depend on the AWS SDK, the Lambda runtime or an HTTP server.
@@ -63,7 +67,7 @@ use webhooks_core::webhook::DeliveryStatus;
 use webhooks_core::{DeliveryId, RecoverJobId, Timestamp, WebhookId};
 
 use crate::delivery_log::{SqliteDeliveryLog, count_outcome_in, is_finished_in};
-use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in};
+use crate::queue::{Action, Receipt, Received, SqliteQueue, act_in, unpark_in};
 
 /// Messages in flight per sending slot: the others have been sent and wait for their outcome's
 /// commit (which the writer groups: the more waiting, the fewer commits per delivery).
@@ -403,6 +407,12 @@ async fn handle(
     let action = match queue_action {
         QueueAction::Ack => Action::Ack,
         QueueAction::RetryAfter { delay } => Action::retry_after(delay, now),
+        // Every delivery of the webhook would wait as long: park them all (no receipt each).
+        QueueAction::Defer {
+            delay,
+            webhook_wide: true,
+            ..
+        } => Action::park(&task.webhook_id, delay, now),
         // (one queue: nothing moves; both are a deferral)
         QueueAction::Defer { delay, .. } | QueueAction::MoveToSlowLane { delay, .. } => {
             Action::defer(delay, now)
@@ -507,6 +517,9 @@ async fn complete(
                             })
                             .map(|a| a.duration_ms);
                         count_outcome_in(conn, &f.webhook, f.status, f.at, latency)?;
+                    }
+                    if f.status == DeliveryStatus::Success {
+                        unpark_in(conn, f.webhook.as_str())?;
                     }
                 }
             }

@@ -419,3 +419,141 @@ async fn receipts_answered_before_their_commit_are_still_exclusive_and_then_dura
         .unwrap();
     assert_eq!(on_disk, 49);
 }
+
+#[tokio::test]
+async fn a_parked_webhooks_messages_are_not_handed_out_until_the_park_ends_and_others_are() {
+    // GIVEN webhook A with three queued messages (one waiting, one in flight, one waiting for
+    // its retry at t0 + 5 s) and webhook B with two
+    let (_dir, _path, q) = new_queue();
+    let (a, b) = (
+        webhooks_core::WebhookId::generate(1_700_000_001),
+        webhooks_core::WebhookId::generate(1_700_000_002),
+    );
+    let a_tasks: Vec<DeliveryTask> = (1..=3).map(|n| common::task_for(&a, n)).collect();
+    q.enqueue_at(&a_tasks, t0()).await.unwrap();
+    let taken = q.receive(2, VISIBILITY, t0()).await.unwrap();
+    assert!(
+        q.retry_after(&taken[1].receipt, secs(5), t0())
+            .await
+            .unwrap()
+    );
+    let b_tasks: Vec<DeliveryTask> = (4..=5).map(|n| common::task_for(&b, n)).collect();
+    q.enqueue_at(&b_tasks, t0()).await.unwrap();
+
+    // WHEN A is parked until t0 + 20 s, and a message for A is enqueued meanwhile
+    let until = t0() + secs(20);
+    let moved = q.park(&a, until, t0() + secs(1)).await.unwrap();
+    assert_eq!(
+        moved, 2,
+        "the waiting one and the retry; not the one in flight"
+    );
+    let during = common::task_for(&a, 6);
+    q.enqueue_at(std::slice::from_ref(&during), t0() + secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        q.parked_until(&a, t0() + secs(2)).await.unwrap(),
+        Some(until)
+    );
+    assert_eq!(q.parked_until(&b, t0() + secs(2)).await.unwrap(), None);
+
+    // THEN only B's messages are handed out before then, however long one waits
+    let before = q.receive(10, VISIBILITY, t0() + secs(6)).await.unwrap();
+    assert_eq!(ids_of(&before), ids(&b_tasks));
+    assert!(
+        q.receive(10, VISIBILITY, until - ms(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(q.next_visible_at().await.unwrap(), Some(until));
+
+    // AND at its end A's three come back, none of its receipts used by parking (the retried
+    // one on its second receipt), and the one in flight stays in flight
+    let after = q.receive(10, VISIBILITY, until).await.unwrap();
+    let mut got: Vec<(String, u32)> = after
+        .iter()
+        .map(|m| (m.task.delivery_id.to_string(), m.receive_count))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (a_tasks[1].delivery_id.to_string(), 2),
+        (a_tasks[2].delivery_id.to_string(), 1),
+        (during.delivery_id.to_string(), 1),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(q.ack(&taken[0].receipt).await.unwrap(), "still its receipt");
+    assert_eq!(q.parked_until(&a, until).await.unwrap(), None, "over");
+    q.enqueue_at(&[common::task_for(&a, 7)], until)
+        .await
+        .unwrap();
+    assert_eq!(q.receive(10, VISIBILITY, until).await.unwrap().len(), 1);
+}
+
+fn ids_of(received: &[webhooks_embedded::Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|m| m.task.delivery_id.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_park_survives_a_restart_and_only_a_later_end_moves_it() {
+    // GIVEN webhook A parked until t0 + 20 s with a queued message
+    let (_dir, path, q) = new_queue();
+    let a = webhooks_core::WebhookId::generate(1_700_000_001);
+    q.enqueue_at(&[common::task_for(&a, 1)], t0())
+        .await
+        .unwrap();
+    assert_eq!(q.park(&a, t0() + secs(20), t0()).await.unwrap(), 1);
+    drop(q);
+
+    // WHEN the process restarts and enqueues another message for A
+    let q = open(&path);
+    q.enqueue_at(&[common::task_for(&a, 2)], t0() + secs(1))
+        .await
+        .unwrap();
+
+    // THEN both wait for the park's end
+    assert!(
+        q.receive(10, VISIBILITY, t0() + secs(19))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(q.next_visible_at().await.unwrap(), Some(t0() + secs(20)));
+
+    // AND a park ending sooner, or within the slack, changes nothing; a later one moves both
+    assert_eq!(
+        q.park(&a, t0() + secs(10), t0() + secs(2)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        q.park(
+            &a,
+            t0() + secs(20) + webhooks_embedded::queue::PARK_SLACK,
+            t0() + secs(2)
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(
+        q.parked_until(&a, t0() + secs(2)).await.unwrap(),
+        Some(t0() + secs(20))
+    );
+    assert_eq!(
+        q.park(&a, t0() + secs(40), t0() + secs(3)).await.unwrap(),
+        2
+    );
+    assert!(
+        q.receive(10, VISIBILITY, t0() + secs(39))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let back = q.receive(10, VISIBILITY, t0() + secs(40)).await.unwrap();
+    assert_eq!(back.len(), 2);
+    assert!(back.iter().all(|m| m.receive_count == 1));
+}

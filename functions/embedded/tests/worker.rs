@@ -836,3 +836,229 @@ async fn the_sqlite_health_store_meets_the_contract() {
     let store = webhooks_embedded::SqliteHealthStore::new(Database::open(&path).unwrap());
     webhooks_core::health::tests_support::check(&store).await;
 }
+
+/// Answers 500 to `failing`, and to `slow` after `hold` for its first `held` requests; 200 to
+/// everything else at once. Records every request.
+#[derive(Debug, Default)]
+struct ScriptedSender {
+    failing: String,
+    slow: String,
+    hold: Duration,
+    held: AtomicUsize,
+    /// Set once a held request has been answered.
+    answered_slow: std::sync::atomic::AtomicBool,
+    requests: Mutex<Vec<OutgoingRequest>>,
+}
+
+impl ScriptedSender {
+    fn to(&self, url: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|r| r.url == url).count()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for ScriptedSender {
+    async fn send(&self, request: &OutgoingRequest) -> Result<SenderResponse, SendError> {
+        self.requests.lock().unwrap().push(request.clone());
+        if request.url == self.failing {
+            return RecordingSender::status(500);
+        }
+        if request.url == self.slow
+            && self
+                .held
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            tokio::time::sleep(self.hold).await;
+            self.answered_slow.store(true, Ordering::SeqCst);
+        }
+        RecordingSender::status(200)
+    }
+}
+
+/// A webhook of a bucket of its own, created at `at`, to `url`.
+async fn webhook_at(app: &App, at: i64, url: &str) -> Webhook {
+    let mut w = sample_webhook(
+        &OwnerId::parse("user_worker").unwrap(),
+        &BucketId::generate(at),
+        at,
+    );
+    w.url = url.into();
+    app.store.create(&w).await.unwrap();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_breaker_parks_its_webhooks_backlog_until_the_probe_instead_of_receiving_each_message()
+ {
+    // GIVEN a worker with the breaker, and a webhook whose receiver fails: 5 deliveries open
+    // its breaker, and their retries, deferred, park it
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let bad = webhook_at(&app, 1_700_000_010, "https://example.com/fails").await;
+    let good = webhook_at(&app, 1_700_000_011, "https://example.com/ok").await;
+    let sender = Arc::new(ScriptedSender {
+        failing: bad.url.clone(),
+        ..Default::default()
+    });
+    let health = Arc::new(webhooks_embedded::SqliteHealthStore::new(
+        app.queue.database().clone(),
+    ));
+    let metrics = Arc::new(webhooks_core::metrics::Accumulator::default());
+    let dispatcher = Dispatcher::new(
+        Arc::new(app.store.clone()),
+        Arc::new(app.log.clone()),
+        sender.clone(),
+        Arc::new(SystemClock),
+    )
+    .with_breaker(health.clone())
+    .with_metrics(metrics.clone());
+    let mut config = test_config();
+    config.visibility_timeout = secs(60);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(run_worker(app.queue.clone(), dispatcher, config, stopped));
+    let worker = Running { stop, handle };
+    let first: Vec<DeliveryTask> = (1..=5).map(|n| task_for(&bad.id, n)).collect();
+    app.queue.enqueue(&first).await.unwrap();
+    eventually("the failing webhook to be parked", wait_long(), || async {
+        let now = std::time::SystemTime::now();
+        app.queue
+            .parked_until(&bad.id, now)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let parked = app
+        .queue
+        .parked_until(&bad.id, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    use webhooks_core::health::{HealthState, HealthStore};
+    let open = health.get(&bad.id).await.unwrap().expect("a health state");
+    assert_eq!(open.state, HealthState::Open);
+    // parked until the open period ends (to the second the breaker counts in): the first
+    // message visible then is the probe, on time
+    let open_until = std::time::UNIX_EPOCH + secs(open.open_until.unwrap().unix() as u64);
+    let parked = parked.expect("still parked");
+    // (the queue's clock and the breaker's may differ by a few ms)
+    assert!(
+        parked + ms(100) >= open_until && parked <= open_until + secs(1),
+        "{parked:?} vs {open_until:?}"
+    );
+
+    // WHEN 300 more deliveries to it and 20 to a healthy webhook are published
+    let _ = metrics.take();
+    let backlog: Vec<DeliveryTask> = (10..310).map(|n| task_for(&bad.id, n)).collect();
+    app.queue.enqueue(&backlog).await.unwrap();
+    let healthy: Vec<DeliveryTask> = (310..330).map(|n| task_for(&good.id, n)).collect();
+    app.queue.enqueue(&healthy).await.unwrap();
+
+    // THEN the healthy ones are delivered, and the backlog is not received at all: no receipt
+    // deferred one by one (at most a straggler of the first retries), nothing sent to the
+    // failing receiver beyond its 5 attempts, no attempt recorded
+    eventually("the healthy deliveries", wait_long(), || async {
+        app.stats(&good).await.successful_deliveries == 20
+    })
+    .await;
+    tokio::time::sleep(ms(300)).await;
+    let deferred = metrics
+        .take()
+        .count(webhooks_core::metrics::DeliveryOutcome::Deferred);
+    assert!(deferred < 5, "{deferred} receipts deferred while parked");
+    assert_eq!(sender.to(&bad.url), 5);
+    for t in &backlog {
+        assert!(
+            app.log
+                .attempts_of(&bad.id, &t.delivery_id, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    worker.stop().await;
+    // AND all 305 are still queued (nothing lost), none visible before the park ends, every
+    // one visible at its end with no receipt used by parking
+    assert_eq!(app.queue.len().await.unwrap(), 305);
+    assert!(
+        app.queue
+            .receive(1000, secs(1), parked - ms(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let back = app.queue.receive(1000, secs(1), parked).await.unwrap();
+    assert_eq!(back.len(), 305);
+    assert!(back.iter().all(|m| m.task.webhook_id == bad.id));
+    assert!(
+        back.iter()
+            .filter(|m| m.task.created_at.unix() >= 1_700_000_010)
+            .all(|m| m.receive_count == 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_receiver_holding_its_in_flight_cap_parks_its_backlog_and_a_delivery_ends_the_park()
+{
+    // GIVEN a cap of 2 attempts in flight per webhook, and a receiver whose first 2 requests
+    // take 3 s (then it answers at once)
+    let (_dir, path) = db_path();
+    let app = App::open(&path);
+    let slow = webhook_at(&app, 1_700_000_020, "https://example.com/slow").await;
+    let sender = Arc::new(ScriptedSender {
+        slow: slow.url.clone(),
+        hold: secs(3),
+        held: AtomicUsize::new(2),
+        ..Default::default()
+    });
+    let dispatcher = Dispatcher::new(
+        Arc::new(app.store.clone()),
+        Arc::new(app.log.clone()),
+        sender.clone(),
+        Arc::new(SystemClock),
+    )
+    .with_max_in_flight(2);
+    let mut config = test_config();
+    config.visibility_timeout = secs(60);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(run_worker(app.queue.clone(), dispatcher, config, stopped));
+    let worker = Running { stop, handle };
+
+    // WHEN 20 deliveries to it are published
+    let tasks: Vec<DeliveryTask> = (1..=20).map(|n| task_for(&slow.id, n)).collect();
+    app.queue.enqueue(&tasks).await.unwrap();
+
+    // THEN once the 2 in flight have run longer than the shortest wait, the webhook is
+    // parked; and the first delivery delivered ends the park before its time (the messages
+    // it moved keep theirs)
+    let mut last_until = None;
+    let mut ended_early = false;
+    let deadline = Instant::now() + wait_long();
+    while Instant::now() < deadline && !ended_early {
+        let now = std::time::SystemTime::now();
+        let answered = sender.answered_slow.load(Ordering::SeqCst);
+        match app.queue.parked_until(&slow.id, now).await.unwrap() {
+            Some(until) => last_until = Some(until),
+            None => ended_early = answered && last_until.is_some_and(|u| now < u),
+        }
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(last_until.is_some(), "never parked");
+    assert!(ended_early, "the park was not ended by the delivery");
+    // AND all 20 are delivered, each on attempt 1 (parking uses no attempt), none dead
+    eventually("all 20 delivered", wait_long(), || async {
+        app.stats(&slow).await.successful_deliveries == 20
+    })
+    .await;
+    for t in &tasks {
+        let attempts = app
+            .log
+            .attempts_of(&slow.id, &t.delivery_id, 0)
+            .await
+            .unwrap();
+        assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1]);
+    }
+    assert_eq!(app.queue.dlq_len().await.unwrap(), 0);
+    worker.stop().await;
+}
