@@ -1064,6 +1064,7 @@ fn every_alarm_notifies_the_alarm_topic_and_the_dashboard_and_ratio_read_the_emi
     for name in [
         "DeadLetterQueueAlarm",
         "DeliveryQueueAgeAlarm",
+        "SlowQueueAgeAlarm",
         "FunctionErrorsAlarm",
         "FunctionThrottlesAlarm",
         "SuccessRatioAlarm",
@@ -1078,17 +1079,37 @@ fn every_alarm_notifies_the_alarm_topic_and_the_dashboard_and_ratio_read_the_emi
             "{name} has no target: {actions}"
         );
     }
-    // AND the queue-age alarm watches the delivery queue's oldest message
-    let age = &resource("DeliveryQueueAgeAlarm")["Properties"];
-    assert_eq!(
-        age["MetricName"].as_str(),
-        Some("ApproximateAgeOfOldestMessage")
-    );
-    assert!(
-        serde_yaml::to_string(&age["Dimensions"])
-            .unwrap()
-            .contains("DeliveryQueue")
-    );
+    // AND the queue-age alarms watch each lane's oldest message, against a parameter of each
+    for (alarm, queue, threshold) in [
+        (
+            "DeliveryQueueAgeAlarm",
+            "DeliveryQueue",
+            "QueueAgeAlarmSeconds",
+        ),
+        ("SlowQueueAgeAlarm", "SlowQueue", "SlowQueueAgeAlarmSeconds"),
+    ] {
+        let age = &resource(alarm)["Properties"];
+        assert_eq!(
+            age["MetricName"].as_str(),
+            Some("ApproximateAgeOfOldestMessage"),
+            "{alarm}"
+        );
+        assert_eq!(
+            serde_yaml::to_string(&age["Dimensions"]).unwrap(),
+            format!("- Name: QueueName\n  Value: !GetAtt {queue}.QueueName\n"),
+            "{alarm}"
+        );
+        assert_eq!(
+            serde_yaml::to_string(&age["Threshold"]).unwrap(),
+            format!("!Ref {threshold}\n"),
+            "{alarm}"
+        );
+        assert!(
+            t["Parameters"][threshold]["Default"]
+                .as_u64()
+                .is_some_and(|s| s >= 60)
+        );
+    }
     // AND errors and throttles cover both functions
     for (alarm, metric) in [
         ("FunctionErrorsAlarm", "Errors"),
@@ -1123,7 +1144,7 @@ fn every_alarm_notifies_the_alarm_topic_and_the_dashboard_and_ratio_read_the_emi
     };
     let json: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
     let widgets = json["widgets"].as_array().unwrap();
-    assert_eq!(widgets.len(), 6);
+    assert_eq!(widgets.len(), 7);
     for o in DeliveryOutcome::ALL {
         assert!(
             body.contains(&format!("\"{}\"", o.metric())),
@@ -1139,6 +1160,7 @@ fn every_alarm_notifies_the_alarm_topic_and_the_dashboard_and_ratio_read_the_emi
         "\"p95\"",
         "ApproximateAgeOfOldestMessage",
         "${DeadLetterQueue.QueueName}",
+        "${SlowQueue.QueueName}",
         "\"Errors\"",
         "\"Throttles\"",
     ] {
