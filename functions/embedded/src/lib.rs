@@ -22,9 +22,9 @@
 //!   ourselves.
 //!
 //! ## Layout
-//! - [`db`]: [`Database`], the file shared by every table's adapter: opening, pragmas, versioned
-//!   migrations (`PRAGMA user_version`), the writer thread that group-commits every write call, and
-//!   the read-only connections reads run on.
+//! - [`db`]: [`Database`], the file shared by every table's adapter: opening, pragmas, the writer
+//!   thread that group-commits every write call, and the read-only connections reads run on;
+//!   `db/schema.rs` the versioned migrations (`PRAGMA user_version`), `db/error.rs` [`DbError`].
 //! - `rows`: what every table's adapter answers with the ports' `StoreError` (a rusqlite error
 //!   as that error, `Corrupt` naming the row and the column of a value this build cannot read).
 //! - [`secret_key`]: the `secret-key` file beside the database: the data key webhook secrets
