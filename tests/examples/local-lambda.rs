@@ -111,6 +111,7 @@ async fn main() -> Result<()> {
         &DynamoDbConfig {
             table_name: webhooks_table.clone(),
             secrets_key_arn: secrets_key.clone(),
+            owner_index: None,
         },
     );
     let log = DynamoDbDeliveryLog::from_config(

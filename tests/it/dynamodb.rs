@@ -10,6 +10,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use webhooks_aws::dynamodb::item::WebhookItem;
+use webhooks_aws::dynamodb::{BY_BUCKET_INDEX, BY_OWNER_INDEX, FAN_OUT_ATTRIBUTES};
 use webhooks_aws::{DynamoDbConfig, DynamoDbSubscriptionStore};
 use webhooks_core::conformance::{run_all, sample_webhook};
 use webhooks_core::headers::CustomHeaders;
@@ -121,6 +122,175 @@ async fn owner_list_filtered_by_bucket_finds_matches_spread_over_many_pages() {
 }
 
 #[tokio::test]
+async fn lists_read_ids_from_the_narrow_indexes_then_the_webhooks_and_the_fan_out_reads_its_index_alone()
+ {
+    // GIVEN 60 webhooks of one owner in one bucket (more than one BatchGetItem's 50), one with
+    // a format, a filter, a header and a previous secret, some with outcomes counted
+    let table = WebhooksTable::create().await;
+    let store = &table.store;
+    let owner = OwnerId::parse("owner-of-sixty").unwrap();
+    let bucket = BucketId::generate(1_700_300_000);
+    let mut all = Vec::new();
+    for i in 0..60 {
+        let mut w = sample_webhook(&owner, &bucket, 1_700_300_000 + i);
+        if i == 17 {
+            w.format = webhooks_core::format::Format::Slack;
+            w.filter = Some(
+                webhooks_core::filter::Filter::parse(
+                    serde_json::json!({"data.value": {"$gt": 30}}),
+                )
+                .unwrap(),
+            );
+            w.headers =
+                CustomHeaders::parse([("X-Api-Key".to_owned(), "key-17".to_owned())]).unwrap();
+            w.previous_secret = Some(PreviousSecret {
+                secret: Secret::new("whsec_old".into()),
+                expires_at: Timestamp::from_unix(1_900_000_000),
+            });
+        }
+        store.create(&w).await.expect("create");
+        all.push(w);
+    }
+    for w in all.iter().step_by(7) {
+        store
+            .record_outcome(
+                &w.id,
+                webhooks_core::webhook::DeliveryStatus::Success,
+                Timestamp::from_unix(1_700_400_000),
+            )
+            .await
+            .expect("outcome");
+    }
+    let mut newest_first = Vec::new();
+    for w in all.iter().rev() {
+        newest_first.push(store.get(&w.id).await.expect("get").expect("exists"));
+    }
+
+    // WHEN the owner lists them in one page of 100, and in pages of 55
+    let list = |after: Option<WebhookId>, limit: usize| {
+        let q = ListQuery {
+            owner: owner.clone(),
+            bucket: None,
+            after,
+            limit,
+        };
+        async move { store.list(&q).await.expect("list") }
+    };
+    let whole = list(None, 100).await;
+    let first = list(None, 55).await;
+    let rest = list(first.next_after.clone(), 55).await;
+
+    // THEN each page is the webhooks as `get` answers them (stats included), newest first
+    assert_eq!(whole.items, newest_first);
+    assert_eq!(whole.next_after, None);
+    assert_eq!(first.items, newest_first[..55]);
+    assert_eq!(first.next_after, Some(newest_first[54].id.clone()));
+    assert_eq!(rest.items, newest_first[55..]);
+    assert_eq!(rest.next_after, None);
+    assert!(whole.items.iter().any(|w| w.stats.total_deliveries == 1));
+    // AND the fan-out answers every subscriber, oldest first, as the whole webhook makes it
+    // (format and filter included) from the index alone
+    let found = store
+        .list_for_bucket_event(&bucket, webhooks_core::EventType::AlertTriggered)
+        .await
+        .expect("fan-out");
+    let want: Vec<_> = all.iter().map(|w| w.subscriber()).collect();
+    assert_eq!(found.webhooks, want);
+    // AND the indexes hold nothing but their keys and the fan-out's attributes
+    for (index, allowed) in [
+        (BY_OWNER_INDEX, vec!["id", "ownerId"]),
+        (BY_BUCKET_INDEX, {
+            let mut a = vec!["id", "bucketId"];
+            a.extend(FAN_OUT_ATTRIBUTES);
+            a
+        }),
+    ] {
+        let out = table
+            .client
+            .scan()
+            .table_name(&table.name)
+            .index_name(index)
+            .send()
+            .await
+            .expect("scan");
+        let items = out.items.unwrap_or_default();
+        assert_eq!(items.len(), 60, "{index}");
+        for item in items {
+            for name in item.keys() {
+                assert!(allowed.contains(&name.as_str()), "{index} holds {name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fan_out_cache_shares_a_query_for_its_ttl_and_forgets_it_on_its_own_writes() {
+    // GIVEN an API instance whose store caches fan-outs for 10 minutes, another instance on the
+    // same table without a cache, and a webhook created through the first
+    let table = WebhooksTable::create().await;
+    let other = table.store.clone();
+    let cached = table
+        .store
+        .clone()
+        .with_fan_out_cache(Duration::from_secs(600));
+    let owner = OwnerId::parse("owner-cached").unwrap();
+    let bucket = BucketId::generate(1_700_500_000);
+    let hook = |i: i64| sample_webhook(&owner, &bucket, 1_700_500_000 + i);
+    let ids = |store: &DynamoDbSubscriptionStore| {
+        let (store, bucket) = (store.clone(), bucket.clone());
+        async move {
+            store
+                .list_for_bucket_event(&bucket, webhooks_core::EventType::AlertTriggered)
+                .await
+                .expect("fan-out")
+                .webhooks
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b, c, d) = (hook(1), hook(2), hook(3), hook(4));
+    cached.create(&a).await.expect("create a");
+    assert_eq!(ids(&cached).await, vec![a.id.clone()]);
+
+    // WHEN the other instance creates a webhook THEN the cached answer stands for its TTL
+    other.create(&b).await.expect("create b");
+    assert_eq!(
+        ids(&cached).await,
+        vec![a.id.clone()],
+        "served from the cache"
+    );
+    assert_eq!(ids(&other).await, [a.id.clone(), b.id.clone()]);
+    // WHEN the cached instance writes (create, update, delete) THEN its next fan-out reads again
+    cached.create(&c).await.expect("create c");
+    assert_eq!(
+        ids(&cached).await,
+        [a.id.clone(), b.id.clone(), c.id.clone()]
+    );
+    let off = WebhookPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    let now = Timestamp::from_unix(1_700_500_100);
+    cached
+        .update(&owner, &a.id, &off, now)
+        .await
+        .expect("update");
+    assert_eq!(ids(&cached).await, [b.id.clone(), c.id.clone()]);
+    cached.delete(&owner, &b.id).await.expect("delete");
+    assert_eq!(ids(&cached).await, vec![c.id.clone()]);
+    // AND with a short TTL another instance's write is seen once it has passed
+    let short = table
+        .store
+        .clone()
+        .with_fan_out_cache(Duration::from_millis(200));
+    assert_eq!(ids(&short).await, vec![c.id.clone()]);
+    other.create(&d).await.expect("create d");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ids(&short).await, [c.id.clone(), d.id.clone()]);
+}
+
+#[tokio::test]
 async fn a_store_pointed_at_a_closed_port_answers_unavailable_quickly() {
     // GIVEN a store whose endpoint is a port nothing listens on, with retries off and short
     // timeouts (no moto needed)
@@ -144,6 +314,7 @@ async fn a_store_pointed_at_a_closed_port_answers_unavailable_quickly() {
         &DynamoDbConfig {
             table_name: "nowhere".into(),
             secrets_key_arn: "arn:aws:kms:us-east-1:123456789012:key/nowhere".into(),
+            owner_index: None,
         },
     );
     let owner = OwnerId::parse("user-unreachable").unwrap();
@@ -224,7 +395,7 @@ async fn an_item_with_a_bad_events_value_is_reported_corrupt_by_get() {
 /// table or a backup of it would see them), and of both indexes (Scan of each).
 async fn everything_in(table: &WebhooksTable) -> String {
     let mut all = String::new();
-    for index in [None, Some("byOwner"), Some("byBucket")] {
+    for index in [None, Some(BY_OWNER_INDEX), Some(BY_BUCKET_INDEX)] {
         let out = table
             .client
             .scan()
@@ -283,7 +454,8 @@ async fn secrets_and_header_values_are_stored_sealed_in_the_table_and_both_index
     ] {
         assert!(!raw.contains(needle), "{needle} is stored in clear");
     }
-    assert!(raw.matches("sealed:v1:").count() >= 3 * 3, "{raw}");
+    // (sealed in the table's item only: the indexes hold no secret and no header at all)
+    assert_eq!(raw.matches("sealed:v1:").count(), 3, "{raw}");
     // AND the store opens them (what signing and sending use)
     let back = table.store.get_for_delivery(&w.id).await.unwrap().unwrap();
     assert_eq!(

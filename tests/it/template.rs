@@ -9,9 +9,11 @@
 
 use serde_yaml::Value;
 use webhooks_aws::DynamoDbConfig;
-use webhooks_aws::dynamodb::{BY_BUCKET_INDEX, BY_OWNER_INDEX};
+use webhooks_aws::dynamodb::{
+    BY_BUCKET_INDEX, BY_OWNER_INDEX, FAN_OUT_ATTRIBUTES, LEGACY_BY_OWNER_INDEX,
+};
 
-use crate::helpers::template::{TableProperties, properties, resource, template};
+use crate::helpers::template::{TableProperties, properties, resource, template, with_parameters};
 
 fn tag_of(v: &Value) -> Option<(String, &Value)> {
     match v {
@@ -92,8 +94,8 @@ fn template_parses_with_its_cloudformation_tags_and_is_a_sam_template() {
 }
 
 #[test]
-fn webhooks_table_declares_the_indexes_the_store_queries() {
-    // GIVEN the table definition
+fn webhooks_table_declares_the_indexes_the_store_queries_projecting_only_what_they_read() {
+    // GIVEN the table definition (a new stack: every parameter at its default)
     let props: TableProperties = properties("WebhooksTable");
     // THEN its key is `id`, and both indexes the store queries exist, keyed as the store expects
     assert_eq!(props.key_schema.len(), 1);
@@ -110,7 +112,20 @@ fn webhooks_table_declares_the_indexes_the_store_queries() {
             .map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))
             .collect();
         assert_eq!(keys, [(hash, "HASH"), ("id", "RANGE")], "{index}");
-        assert_eq!(gsi.projection.projection_type, "ALL", "{index}");
+        // AND the owner index holds keys only, the fan-out index exactly what the fan-out
+        // decodes (FAN_OUT_ATTRIBUTES, held to the decoder by the aws crate's item tests):
+        // no url, secret or header value is copied into either
+        let mut projected = gsi.projection.non_key_attributes.clone();
+        projected.sort();
+        if index == BY_OWNER_INDEX {
+            assert_eq!(gsi.projection.projection_type, "KEYS_ONLY", "{index}");
+            assert!(projected.is_empty(), "{index}");
+        } else {
+            assert_eq!(gsi.projection.projection_type, "INCLUDE", "{index}");
+            let mut want: Vec<String> = FAN_OUT_ATTRIBUTES.map(str::to_owned).to_vec();
+            want.sort();
+            assert_eq!(projected, want, "{index}");
+        }
     }
     let table = &resource("WebhooksTable")["Properties"];
     assert_eq!(
@@ -121,6 +136,59 @@ fn webhooks_table_declares_the_indexes_the_store_queries() {
         table["SSESpecification"]["SSEEnabled"].as_bool(),
         Some(true)
     );
+}
+
+#[test]
+fn the_index_upgrade_changes_one_index_per_deploy_and_lists_from_an_index_that_exists() {
+    // GIVEN the upgrade's steps in order, from a stack of the old template (byOwner and
+    // byBucket, projection ALL)
+    let indexes_at = |step: Option<&str>| -> Vec<String> {
+        let props = &resource("WebhooksTable")["Properties"];
+        let set: Vec<(&str, &str)> = step
+            .map(|s| vec![("WebhookIndexUpgrade", s)])
+            .unwrap_or_default();
+        let resolved = with_parameters(props, &set);
+        let props: TableProperties = serde_yaml::from_value(resolved).expect("table");
+        let mut names: Vec<String> = props
+            .global_secondary_indexes
+            .into_iter()
+            .map(|g| g.index_name)
+            .collect();
+        names.sort();
+        names
+    };
+    let owner_index_at = |step: &str| -> Option<String> {
+        let vars = &resource("ApiFunction")["Properties"]["Environment"]["Variables"];
+        let resolved = with_parameters(vars, &[("WebhookIndexUpgrade", step)]);
+        resolved
+            .get(DynamoDbConfig::OWNER_INDEX_ENV)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut before = vec![LEGACY_BY_OWNER_INDEX.to_owned(), "byBucket".to_owned()];
+    for step in ["1", "2", "3", "done"] {
+        let after = indexes_at(Some(step));
+        // THEN each deploy creates or deletes exactly one index (CloudFormation's limit)
+        let added: Vec<&String> = after.iter().filter(|i| !before.contains(i)).collect();
+        let dropped: Vec<&String> = before.iter().filter(|i| !after.contains(i)).collect();
+        assert_eq!(
+            added.len() + dropped.len(),
+            1,
+            "step {step}: +{added:?} -{dropped:?}"
+        );
+        // AND the fan-out index the code reads exists from the first step on
+        assert!(after.contains(&BY_BUCKET_INDEX.to_owned()), "step {step}");
+        // AND the API lists from an owner index the table has at that step
+        let owner = owner_index_at(step).unwrap_or_else(|| BY_OWNER_INDEX.to_owned());
+        assert!(after.contains(&owner), "step {step}: lists from {owner}");
+        before = after;
+    }
+    // AND the default is the last step: only the two narrow indexes
+    assert_eq!(indexes_at(None), before);
+    let mut want = vec![BY_BUCKET_INDEX.to_owned(), BY_OWNER_INDEX.to_owned()];
+    want.sort();
+    assert_eq!(before, want);
+    assert_eq!(owner_index_at("done"), None);
 }
 
 #[test]

@@ -38,6 +38,15 @@ use crate::auth::{Authenticator, TokenRules};
 use crate::cursor::CursorCodec;
 use crate::error::ApiError;
 
+/// How long one fan-out query serves an API Lambda instance's publishes
+/// (`DynamoDbSubscriptionStore::with_fan_out_cache`): publishes of one instance to a bucket
+/// share a `Query` of the fan-out index (0.5 read units, most of what a one-event publish reads)
+/// per event type per second. The instance's own webhook writes are seen by its next publish;
+/// a webhook created, changed or deleted through another instance is seen at most this much
+/// later, a moment like the index's own lag (a deleted or disabled webhook's deliveries queued
+/// meanwhile are dropped or dead-lettered when sent, as for any pending delivery).
+pub const SUBSCRIBERS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What every handler may use. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {

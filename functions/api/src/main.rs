@@ -31,10 +31,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let log_config = DeliveryLogConfig::from_env()?;
     let ports = Ports {
-        store: Arc::new(DynamoDbSubscriptionStore::from_config(
-            &sdk,
-            &DynamoDbConfig::from_env()?,
-        )),
+        store: Arc::new(
+            DynamoDbSubscriptionStore::from_config(&sdk, &DynamoDbConfig::from_env()?)
+                .with_fan_out_cache(webhooks_api::SUBSCRIBERS_CACHE_TTL),
+        ),
         log: Arc::new(DynamoDbDeliveryLog::from_config(&sdk, &log_config)),
         queue: Arc::new(SqsDeliveryQueue::from_config(&sdk, &SqsConfig::from_env()?)),
         clock: Arc::new(SystemClock),

@@ -81,6 +81,10 @@ pub struct DynamoDbConfig {
     /// The KMS key (ARN, id or alias) whose data keys seal webhook secrets and header values
     /// (`SecretsKey` in `template.yaml`; see [`crate::kms`]).
     pub secrets_key_arn: String,
+    /// The index an owner's list is read from when it is not the current one
+    /// ([`crate::dynamodb::BY_OWNER_INDEX`]): `byOwner` while a stack is between the steps of
+    /// the index upgrade (`template.yaml`, parameter `WebhookIndexUpgrade`), otherwise `None`.
+    pub owner_index: Option<String>,
 }
 
 impl DynamoDbConfig {
@@ -89,6 +93,8 @@ impl DynamoDbConfig {
     pub const TABLE_ENV: &'static str = "WEBHOOKS_TABLE";
     /// The variable holding the secrets key's ARN (`!GetAtt SecretsKey.Arn`).
     pub const SECRETS_KEY_ENV: &'static str = "SECRETS_KEY_ARN";
+    /// The variable naming the owner index to list from during the index upgrade, optional.
+    pub const OWNER_INDEX_ENV: &'static str = "WEBHOOKS_OWNER_INDEX";
 
     /// Reads [`Self::TABLE_ENV`] from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -105,6 +111,9 @@ impl DynamoDbConfig {
                 Self::SECRETS_KEY_ENV,
                 "the KMS key webhook secrets are sealed under",
             )?,
+            owner_index: lookup(Self::OWNER_INDEX_ENV)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
         })
     }
 }
@@ -245,8 +254,15 @@ mod tests {
             Ok(DynamoDbConfig {
                 table_name: "t1".into(),
                 secrets_key_arn: "arn:aws:kms:us-east-1:1:key/k".into(),
+                owner_index: None,
             })
         );
+        // AND the owner index of an upgrade in progress is read when set
+        let upgrading = DynamoDbConfig::from_lookup(|n| match n {
+            "WEBHOOKS_OWNER_INDEX" => Some(" byOwner ".into()),
+            _ => Some("x".into()),
+        });
+        assert_eq!(upgrading.unwrap().owner_index.as_deref(), Some("byOwner"));
         // AND without the secrets key the function does not start: it would store secrets in
         // clear
         let err = DynamoDbConfig::from_lookup(|n| (n == "WEBHOOKS_TABLE").then(|| "t1".into()))

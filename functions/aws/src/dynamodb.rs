@@ -6,15 +6,32 @@
 //! | | HASH | RANGE | used for |
 //! |---|---|---|---|
 //! | table | `id` (S) | | `get`, every write; a webhook's stats item (`<id>#stats`) |
-//! | GSI `byOwner` (projection ALL) | `ownerId` (S) | `id` (S) | an owner's list, newest first |
-//! | GSI `byBucket` (projection ALL) | `bucketId` (S) | `id` (S) | fan-out; an owner's list of one bucket |
+//! | GSI `byOwnerKeys` (`KEYS_ONLY`) | `ownerId` (S) | `id` (S) | an owner's list, newest first |
+//! | GSI `byBucketFanOut` (`INCLUDE` [`FAN_OUT_ATTRIBUTES`]) | `bucketId` (S) | `id` (S) | fan-out; an owner's list of one bucket |
+//!
+//! **The indexes hold only what their queries read.** The fan-out decodes a [`Subscriber`]
+//! (id, format, filter) straight from `byBucketFanOut`, which projects that, the `active` and
+//! `events` its query filters on and the `ownerId` the bucket list filters on — never the url,
+//! the secrets or the header values (the delivery side reads those from the webhook item when
+//! it sends). A list reads only ids from its index (`byOwnerKeys` holds nothing else; the bucket
+//! list filters `byBucketFanOut` by owner) and then the page's webhook items and their stats
+//! items with `BatchGetItem` (consistent, 100 keys a request, unprocessed keys asked again), in
+//! the index's order: a webhook deleted in between is left out of the page, the cursor still
+//! follows the index. An index entry is written on create, patch and delete only.
+//!
+//! **Upgrading a stack whose indexes are `byOwner`/`byBucket` (projection `ALL`)**: a
+//! projection cannot change in place and CloudFormation creates or deletes at most one index
+//! per stack update, so `template.yaml`'s parameter `WebhookIndexUpgrade` takes the table there
+//! in four deploys (`1`: add `byBucketFanOut`, the API still lists from `byOwner`
+//! ([`DynamoDbConfig::owner_index`]); `2`: add `byOwnerKeys` and list from it; `3`: drop
+//! `byOwner`; `done`: drop `byBucket`). CloudFormation builds an index before it updates the
+//! functions that read it, and this code reads only the new fan-out index, so every step serves.
 //!
 //! A webhook's outcome counters (`stats`, `lastDelivery*`, `failingSince`) are in its **stats
 //! item** ([`StatsItem`], see [`item`]), not on the webhook item: the delivery side writes only
-//! that item, so a delivery never rewrites the webhook item or its two index entries, and the
-//! indexes can project the whole webhook (the fan-out and the lists decode all of it) at the cost
-//! of a copy per create, patch or delete only. `get`, `list` and `update` read the stats items
-//! and add them in (`get`: two `GetItem`s at once; `list`: one `BatchGetItem` per page);
+//! that item, so a delivery never rewrites the webhook item or its two index entries. `get`,
+//! `list` and `update` read the stats items and add them in (`get`: two `GetItem`s at once;
+//! `list`: the page's items and stats items in one `BatchGetItem` per 50 webhooks);
 //! `get_for_delivery` reads the webhook item alone (its counters may be out of date, as the port
 //! allows). `create` puts an empty stats item after the webhook; a webhook without one (created
 //! before stats items existed, or by a `create` that stopped in between) gets it from the first
@@ -63,21 +80,26 @@ use webhooks_core::ports::{
     Unreadable,
 };
 use webhooks_core::sealing::{SecretCipher, is_sealed};
-use webhooks_core::webhook::{DeliveryStatus, Secret, Webhook, WebhookPatch};
+use webhooks_core::webhook::{DeliveryStatus, Secret, Subscriber, Webhook, WebhookPatch};
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 use self::error::{condition_failed, corrupt, id_taken, redact, redact_str, unavailable};
 use self::expr::SealedPatch;
-use self::item::{StatsItem, StoredHeaders, WebhookItem, attr, stats_id};
+pub use self::item::FAN_OUT_ATTRIBUTES;
+use self::item::{StatsItem, StoredHeaders, SubscriberItem, WebhookItem, attr, stats_id};
 use crate::config::DynamoDbConfig;
 use crate::kms::KmsKeyRing;
 
 pub use self::delivery_log::{DynamoDbDeliveryLog, FinishScope, RecordInScope};
 
-/// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`.
-pub const BY_OWNER_INDEX: &str = "byOwner";
-/// The GSI of a bucket's webhooks: HASH `bucketId`, RANGE `id`.
-pub const BY_BUCKET_INDEX: &str = "byBucket";
+/// The GSI of an owner's webhooks: HASH `ownerId`, RANGE `id`, keys only.
+pub const BY_OWNER_INDEX: &str = "byOwnerKeys";
+/// The GSI of a bucket's webhooks: HASH `bucketId`, RANGE `id`, projecting
+/// [`FAN_OUT_ATTRIBUTES`].
+pub const BY_BUCKET_INDEX: &str = "byBucketFanOut";
+/// The owner index of stacks from before the narrow projections (`ALL`), listed from while a
+/// stack is between the upgrade's steps (see the module docs).
+pub const LEGACY_BY_OWNER_INDEX: &str = "byOwner";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -87,8 +109,34 @@ pub struct DynamoDbSubscriptionStore {
     client: Client,
     table: String,
     cipher: SecretCipher,
+    /// The index an owner's list reads ids from: [`BY_OWNER_INDEX`] unless an upgrade says
+    /// otherwise ([`Self::with_owner_index`]).
+    owner_index: String,
     /// Set by [`Self::with_delivery_cache`].
     delivery_cache: Option<Arc<DeliveryCache>>,
+    /// Set by [`Self::with_fan_out_cache`].
+    fan_out_cache: Option<Arc<FanOutCache>>,
+}
+
+/// One fan-out query shared by the publishes that need it within a moment (see
+/// [`DynamoDbSubscriptionStore::with_fan_out_cache`]).
+type SharedFanOut = Arc<tokio::sync::OnceCell<Subscribers>>;
+
+/// `list_for_bucket_event`'s answers of the last `ttl`, per bucket and event.
+#[derive(Debug)]
+struct FanOutCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<HashMap<(BucketId, EventType), (std::time::Instant, SharedFanOut)>>,
+}
+
+impl FanOutCache {
+    /// Forgets every answer: the next publish reads again (after this instance's own writes).
+    fn forget(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// One webhook read shared by the deliveries that need it within a moment (see
@@ -110,8 +158,39 @@ impl DynamoDbSubscriptionStore {
             client,
             table: table.into(),
             cipher,
+            owner_index: BY_OWNER_INDEX.to_owned(),
             delivery_cache: None,
+            fan_out_cache: None,
         }
+    }
+
+    /// `list_for_bucket_event` answers from one query per (bucket, event) per `ttl` (the
+    /// publishes of an instance to one bucket share a single `Query` of the fan-out index;
+    /// concurrent ones wait for it): for the API function, where that query is most of a
+    /// publish's read units. Every create, update or delete made through this store forgets
+    /// what it holds, so this instance's next publish sees its own writes; a write made through
+    /// another instance reaches this one's publishes at most `ttl` later (plus the index's own
+    /// lag). A failed query is not kept.
+    pub fn with_fan_out_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.fan_out_cache = Some(Arc::new(FanOutCache {
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }));
+        self
+    }
+
+    /// Forgets the fan-out cache's answers (after a write through this store).
+    fn forget_fan_outs(&self) {
+        if let Some(cache) = &self.fan_out_cache {
+            cache.forget();
+        }
+    }
+
+    /// Lists an owner's webhooks from `index` (HASH `ownerId`, RANGE `id`, any projection)
+    /// instead of [`BY_OWNER_INDEX`]: [`LEGACY_BY_OWNER_INDEX`] during the index upgrade.
+    pub fn with_owner_index(mut self, index: impl Into<String>) -> Self {
+        self.owner_index = index.into();
+        self
     }
 
     /// `get_for_delivery` answers from one read per webhook per `ttl` (the records of a batch
@@ -148,11 +227,15 @@ impl DynamoDbSubscriptionStore {
     /// do at cold start): secrets sealed with data keys of the configured KMS key.
     pub fn from_config(sdk: &SdkConfig, config: &DynamoDbConfig) -> Self {
         let ring = KmsKeyRing::from_config(sdk, config.secrets_key_arn.clone());
-        Self::new(
+        let store = Self::new(
             Client::new(sdk),
             config.table_name.clone(),
             SecretCipher::new(Arc::new(ring)),
-        )
+        );
+        match &config.owner_index {
+            Some(index) => store.with_owner_index(index.clone()),
+            None => store,
+        }
     }
 
     /// `plaintext` sealed for webhook `id`. A key service that cannot answer (or refuses the
@@ -294,12 +377,17 @@ impl DynamoDbSubscriptionStore {
         HashMap::from([(attr::ID.to_owned(), AttributeValue::S(id.to_string()))])
     }
 
-    /// The stats items of `ids` (one `BatchGetItem` per 100, consistent), by webhook id.
-    async fn stats_of(&self, ids: &[WebhookId]) -> Result<HashMap<String, StatsItem>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<Item> = chunk.iter().map(|id| stats_key(id.as_str())).collect();
-            // Unprocessed keys (throttling) are asked again; DynamoDB always makes progress.
+    /// The webhooks `ids` with their stats added in, in the order of `ids`, leaving out any
+    /// that no longer exists: their items and stats items read consistently, 50 webhooks (100
+    /// keys) per `BatchGetItem`; unprocessed keys (throttling) are asked again.
+    async fn webhooks_of(&self, ids: &[WebhookId]) -> Result<Vec<Webhook>, StoreError> {
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for chunk in ids.chunks(50) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .flat_map(|id| [Self::key(id), stats_key(id.as_str())])
+                .collect();
+            // DynamoDB always makes progress on a batch, so this ends.
             while !keys.is_empty() {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut keys)))
@@ -318,13 +406,9 @@ impl DynamoDbSubscriptionStore {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    let stats = decode_stats(raw)?;
-                    let id = stats
-                        .id
-                        .strip_suffix(item::STATS_SUFFIX)
-                        .unwrap_or_default()
-                        .to_owned();
-                    found.insert(id, stats);
+                    if let Some(AttributeValue::S(id)) = raw.get(attr::ID) {
+                        found.insert(id.clone(), raw);
+                    }
                 }
                 keys = out
                     .unprocessed_keys
@@ -333,7 +417,18 @@ impl DynamoDbSubscriptionStore {
                     .unwrap_or_default();
             }
         }
-        Ok(found)
+        let mut webhooks = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(raw) = found.remove(id.as_str()) else {
+                continue;
+            };
+            let stats = found
+                .remove(&stats_id(id.as_str()))
+                .map(decode_stats)
+                .transpose()?;
+            webhooks.push(with_stats(self.decode(raw).await?, stats.as_ref())?);
+        }
+        Ok(webhooks)
     }
 
     /// The stats item of `id`, if it has one.
@@ -350,18 +445,18 @@ impl DynamoDbSubscriptionStore {
         out.item.map(decode_stats).transpose()
     }
 
-    /// Queries `index` with `key_condition`, newest first, following pages until `want` items
-    /// passed the filter or the index is exhausted. `Limit` counts items *before* the filter, so a
-    /// filtered query may need many pages to find `want` matches.
-    async fn query_newest_first(
+    /// The ids `index` holds under `key_condition`, newest first, following pages until `want`
+    /// passed the filter or the index is exhausted. `Limit` counts items *before* the filter, so
+    /// a filtered query may need many pages to find `want` matches.
+    async fn ids_newest_first(
         &self,
-        index: &'static str,
+        index: &str,
         key_condition: String,
         filter: Option<String>,
         names: HashMap<String, String>,
         values: Item,
         want: usize,
-    ) -> Result<Vec<Webhook>, StoreError> {
+    ) -> Result<Vec<WebhookId>, StoreError> {
         let mut found = Vec::new();
         let mut start_key: Option<Item> = None;
         loop {
@@ -381,7 +476,11 @@ impl DynamoDbSubscriptionStore {
                 .await
                 .map_err(|e| unavailable("Query", e))?;
             for raw in out.items.unwrap_or_default() {
-                found.push(self.decode(raw).await?);
+                let id = match raw.get(attr::ID) {
+                    Some(AttributeValue::S(id)) => id,
+                    _ => return Err(corrupt("<no id>", format!("an entry of index {index}"))),
+                };
+                found.push(WebhookId::parse(id).map_err(|e| corrupt(id, e))?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() && found.len() < want => start_key = Some(k),
@@ -389,11 +488,77 @@ impl DynamoDbSubscriptionStore {
             }
         }
     }
+
+    /// The fan-out query itself (see [`SubscriptionStore::list_for_bucket_event`]).
+    async fn query_subscribers(
+        &self,
+        bucket: &BucketId,
+        event: EventType,
+    ) -> Result<Subscribers, StoreError> {
+        // The oldest bound-many of the bucket's index entries: `Limit` counts the items read
+        // before the filter, so the pages together read at most the bound, active or not.
+        let mut found = Subscribers::default();
+        let mut read = 0usize;
+        let mut start_key: Option<Item> = None;
+        while read < MAX_WEBHOOKS_PER_BUCKET {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_BUCKET_INDEX)
+                .key_condition_expression("#bucketId = :bucket")
+                .filter_expression("#active = :true AND contains(#events, :event)")
+                .set_expression_attribute_names(Some(names([
+                    attr::BUCKET_ID,
+                    attr::ACTIVE,
+                    attr::EVENTS,
+                ])))
+                .expression_attribute_values(":bucket", s(bucket.as_str()))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":event", s(event.as_str()))
+                .limit(i32::try_from(MAX_WEBHOOKS_PER_BUCKET - read).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            let items = out.items.unwrap_or_default();
+            let scanned = usize::try_from(out.scanned_count).unwrap_or(0);
+            // At least one per page, so the loop ends whatever the backend reports.
+            read += scanned.max(items.len()).max(1);
+            for raw in items {
+                let id = match raw.get(attr::ID) {
+                    Some(AttributeValue::S(id)) => id.clone(),
+                    _ => "<no id>".to_owned(),
+                };
+                // A corrupt entry is skipped and reported.
+                match decode_subscriber(raw) {
+                    Ok(w) => found.webhooks.push(w),
+                    Err(e) => found.unreadable.push(Unreadable::from_error(&id, e)?),
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start_key = Some(k),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The key of webhook `id`'s stats item.
 fn stats_key(id: &str) -> Item {
     HashMap::from([(attr::ID.to_owned(), AttributeValue::S(stats_id(id)))])
+}
+
+/// A fan-out index entry as the [`Subscriber`] it holds, or `Corrupt` (it holds no secret, so
+/// the message may quote what serde says).
+fn decode_subscriber(raw: Item) -> Result<Subscriber, StoreError> {
+    let id = match raw.get(attr::ID) {
+        Some(AttributeValue::S(id)) => id.clone(),
+        _ => "<no id>".to_owned(),
+    };
+    let item: SubscriberItem = serde_dynamo::from_item(raw).map_err(|e| corrupt(&id, e))?;
+    Subscriber::try_from(item).map_err(|e| corrupt(&id, e))
 }
 
 /// A stats item as read back, or `Corrupt`.
@@ -519,6 +684,7 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     redact(unavailable("PutItem", e), &webhook.secret)
                 }
             })?;
+        self.forget_fan_outs();
         // If this fails, the first outcome puts it (ensure_stats): the webhook is created.
         if let Err(e) = put_empty_stats(&self.client, &self.table, &webhook.id).await {
             tracing::warn!(webhook_id = %webhook.id, error = %e, "stats item not created; the first outcome will create it");
@@ -570,39 +736,28 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
             }
             None => "",
         };
-        let mut items = match &q.bucket {
+        let mut ids = match &q.bucket {
             None => {
                 let cond = format!("#ownerId = :owner{after}");
-                self.query_newest_first(BY_OWNER_INDEX, cond, None, names, values, want)
+                self.ids_newest_first(&self.owner_index, cond, None, names, values, want)
                     .await?
             }
             Some(bucket) => {
-                // byBucket has the bucket in its key; the owner can only be a filter, which
-                // DynamoDB applies after `Limit`, hence the page loop in query_newest_first.
+                // The bucket index has the bucket in its key; the owner can only be a filter,
+                // which DynamoDB applies after `Limit`, hence the page loop in ids_newest_first.
                 values.insert(":bucket".to_owned(), s(bucket.as_str()));
                 names.insert("#bucketId".to_owned(), attr::BUCKET_ID.to_owned());
                 let cond = format!("#bucketId = :bucket{after}");
                 let filter = Some("#ownerId = :owner".to_owned());
-                self.query_newest_first(BY_BUCKET_INDEX, cond, filter, names, values, want)
+                self.ids_newest_first(BY_BUCKET_INDEX, cond, filter, names, values, want)
                     .await?
             }
         };
-        let more = items.len() > q.limit;
-        items.truncate(q.limit);
-        let ids: Vec<WebhookId> = items.iter().map(|w| w.id.clone()).collect();
-        let stats = self.stats_of(&ids).await?;
-        let items = items
-            .into_iter()
-            .map(|w| {
-                let s = stats.get(w.id.as_str());
-                with_stats(w, s)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_after = if more {
-            items.last().map(|w| w.id.clone())
-        } else {
-            None
-        };
+        let more = ids.len() > q.limit;
+        ids.truncate(q.limit);
+        // The cursor follows the index, also past a webhook deleted since it was read there.
+        let next_after = if more { ids.last().cloned() } else { None };
+        let items = self.webhooks_of(&ids).await?;
         Ok(Page { items, next_after })
     }
 
@@ -611,53 +766,23 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
         bucket: &BucketId,
         event: EventType,
     ) -> Result<Subscribers, StoreError> {
-        // The oldest bound-many of the bucket's index entries: `Limit` counts the items read
-        // before the filter, so the pages together read at most the bound, active or not.
-        let mut found = Subscribers::default();
-        let mut read = 0usize;
-        let mut start_key: Option<Item> = None;
-        while read < MAX_WEBHOOKS_PER_BUCKET {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_BUCKET_INDEX)
-                .key_condition_expression("#bucketId = :bucket")
-                .filter_expression("#active = :true AND contains(#events, :event)")
-                .set_expression_attribute_names(Some(names([
-                    attr::BUCKET_ID,
-                    attr::ACTIVE,
-                    attr::EVENTS,
-                ])))
-                .expression_attribute_values(":bucket", s(bucket.as_str()))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":event", s(event.as_str()))
-                .limit(i32::try_from(MAX_WEBHOOKS_PER_BUCKET - read).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
-            let items = out.items.unwrap_or_default();
-            let scanned = usize::try_from(out.scanned_count).unwrap_or(0);
-            // At least one per page, so the loop ends whatever the backend reports.
-            read += scanned.max(items.len()).max(1);
-            for raw in items {
-                let id = match raw.get(attr::ID) {
-                    Some(AttributeValue::S(id)) => id.clone(),
-                    _ => "<no id>".to_owned(),
-                };
-                // A corrupt item is skipped and reported; KMS not answering fails the query.
-                match self.decode(raw).await {
-                    Ok(w) => found.webhooks.push(w),
-                    Err(e) => found.unreadable.push(Unreadable::from_error(&id, e)?),
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start_key = Some(k),
-                _ => break,
-            }
-        }
-        Ok(found)
+        let Some(cache) = &self.fan_out_cache else {
+            return self.query_subscribers(bucket, event).await;
+        };
+        let shared = {
+            let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.retain(|_, (at, _)| at.elapsed() < cache.ttl);
+            entries
+                .entry((bucket.clone(), event))
+                .or_insert_with(|| (std::time::Instant::now(), SharedFanOut::default()))
+                .1
+                .clone()
+        };
+        // A failed query leaves the cell empty: the next caller queries again.
+        shared
+            .get_or_try_init(|| self.query_subscribers(bucket, event))
+            .await
+            .cloned()
     }
 
     async fn count_in_bucket(&self, bucket: &BucketId, up_to: usize) -> Result<usize, StoreError> {
@@ -721,6 +846,7 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     None => err,
                 }
             })?;
+        self.forget_fan_outs();
         let webhook = match out.attributes {
             Some(attributes) if !attributes.is_empty() => {
                 self.reseal_legacy(id, &attributes).await;
@@ -750,6 +876,7 @@ impl SubscriptionStore for DynamoDbSubscriptionStore {
                     unavailable("DeleteItem", err)
                 }
             })?;
+        self.forget_fan_outs();
         // The webhook is gone; a stats item left behind (this failing) is never read again.
         if let Err(e) = self
             .client

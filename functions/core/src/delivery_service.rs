@@ -19,7 +19,7 @@ use crate::ports::{
     SubscriptionStore,
 };
 use crate::validate::ValidationError;
-use crate::webhook::Webhook;
+use crate::webhook::Subscriber;
 use crate::webhook_service::{Caller, ServiceError};
 use crate::{BucketId, DeliveryId, EventType, Timestamp, WebhookId, jsjson};
 
@@ -297,7 +297,7 @@ impl DeliveryService {
         let mut tasks = Vec::new();
         // The subscribers of each (bucket, event) are read once per call: a batch is usually
         // many events of one bucket.
-        let mut subscribers: HashMap<(BucketId, EventType), Vec<Webhook>> = HashMap::new();
+        let mut subscribers: HashMap<(BucketId, EventType), Vec<Subscriber>> = HashMap::new();
         for (index, ev) in events.into_iter().enumerate() {
             // Rendering a large fan-out is CPU work with no await in it: let other tasks (the
             // delivery worker, other requests) run between events.
@@ -827,7 +827,7 @@ mod tests {
     use crate::ports::StoreError;
     use crate::ports::memory::{MemoryLog, MemoryQueue, MemoryStore};
     use crate::time::FixedClock;
-    use crate::webhook::DeliveryStatus;
+    use crate::webhook::{DeliveryStatus, Webhook};
     use crate::{OwnerId, Timestamp};
 
     /// A log whose dead-letter reads wait at a barrier after reading, so two redeliveries both

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::webhook::{DeliveryStatus, Webhook, WebhookPatch};
+use crate::webhook::{DeliveryStatus, Subscriber, Webhook, WebhookPatch};
 use crate::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
 pub mod memory;
@@ -55,8 +55,8 @@ pub struct ListQuery {
 /// What a fan-out query ([`SubscriptionStore::list_for_bucket_event`]) found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subscribers {
-    /// The webhooks to deliver to, oldest first.
-    pub webhooks: Vec<Webhook>,
+    /// The webhooks to deliver to, oldest first, as the fan-out needs them.
+    pub webhooks: Vec<Subscriber>,
     /// Records of the bucket that could not be decoded, skipped.
     pub unreadable: Vec<Unreadable>,
 }

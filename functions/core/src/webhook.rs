@@ -222,6 +222,15 @@ impl Webhook {
         self.filter.as_ref().is_none_or(|f| f.matches(envelope))
     }
 
+    /// What a publish's fan-out needs of this webhook (see [`Subscriber`]).
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            id: self.id.clone(),
+            format: self.format,
+            filter: self.filter.clone(),
+        }
+    }
+
     /// The secrets deliveries are signed with at `now`: the current one, then the previous one
     /// while its grace period lasts.
     pub fn signing_secrets(&self, now: Timestamp) -> Vec<&Secret> {
@@ -230,6 +239,24 @@ impl Webhook {
             v.push(&p.secret);
         }
         v
+    }
+}
+
+/// A webhook as a publish's fan-out sees it: which webhook, the body's format and its filter —
+/// nothing more, so a store may answer the fan-out from an index that holds only these (on
+/// DynamoDB the url, secrets and header values are not copied into the fan-out index; the
+/// delivery side reads them from the webhook when it sends).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscriber {
+    pub id: WebhookId,
+    pub format: Format,
+    pub filter: Option<Filter>,
+}
+
+impl Subscriber {
+    /// Whether an event, as its envelope, passes the filter (always, without one).
+    pub fn wants(&self, envelope: &serde_json::Value) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(envelope))
     }
 }
 

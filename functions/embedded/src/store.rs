@@ -410,7 +410,7 @@ impl SubscriptionStore for SqliteStore {
             let mut found = Subscribers::default();
             while let Some(row) = rows.next().map_err(sql)? {
                 match read_webhook(row, &key) {
-                    Ok(w) if w.subscribes_to(event) => found.webhooks.push(w),
+                    Ok(w) if w.subscribes_to(event) => found.webhooks.push(w.subscriber()),
                     Ok(_) => {}
                     Err(e) => {
                         let id = row.get::<_, String>("id").unwrap_or_else(|_| "?".into());

@@ -185,6 +185,7 @@ pub async fn store_config(table: &str) -> DynamoDbConfig {
     DynamoDbConfig {
         table_name: table.to_owned(),
         secrets_key_arn: secrets_key().await,
+        owner_index: None,
     }
 }
 
@@ -249,6 +250,7 @@ impl DeliveryTables {
             DynamoDbConfig {
                 table_name: table,
                 secrets_key_arn: key,
+                owner_index: None,
             }
         })
         .await;

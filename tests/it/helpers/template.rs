@@ -27,12 +27,101 @@ pub fn resource(logical_id: &str) -> &'static Value {
         .unwrap_or_else(|| panic!("template.yaml declares no resource {logical_id}"))
 }
 
-/// `Resources.<logical_id>.Properties` deserialized as `T` (fields `T` does not name are ignored).
+/// `Resources.<logical_id>.Properties` deserialized as `T` (fields `T` does not name are ignored),
+/// as a stack with every parameter at its default gets them ([`at_defaults`]).
 pub fn properties<T: for<'de> Deserialize<'de>>(logical_id: &str) -> T {
     let props = resource(logical_id)
         .get("Properties")
         .unwrap_or_else(|| panic!("{logical_id} has no Properties"));
-    serde_yaml::from_value(props.clone()).unwrap_or_else(|e| panic!("{logical_id}.Properties: {e}"))
+    serde_yaml::from_value(at_defaults(props))
+        .unwrap_or_else(|e| panic!("{logical_id}.Properties: {e}"))
+}
+
+/// `value` as CloudFormation resolves it with every parameter at its default: each
+/// `!If [Condition, a, b]` is the branch its condition takes, and a list element that is
+/// `!Ref AWS::NoValue` is dropped. Conditions may use `!Equals`, `!Not`, `!Or`, `!And` and
+/// `!Condition` over `!Ref <Parameter>` and literals; anything else panics (teach it).
+pub fn at_defaults(value: &Value) -> Value {
+    with_parameters(value, &[])
+}
+
+/// [`at_defaults`] with the parameters of `set` (name, value) set instead.
+pub fn with_parameters(value: &Value, set: &[(&str, &str)]) -> Value {
+    let no_value = |v: &Value| matches!(v, Value::Tagged(t) if t.tag == "!Ref" && t.value.as_str() == Some("AWS::NoValue"));
+    match value {
+        Value::Tagged(t) if t.tag == "!If" => {
+            let args = t.value.as_sequence().expect("!If [Condition, then, else]");
+            let name = args[0].as_str().expect("!If names a condition");
+            with_parameters(&args[if holds(condition(name), set) { 1 } else { 2 }], set)
+        }
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .iter()
+                .map(|v| with_parameters(v, set))
+                .filter(|v| !no_value(v))
+                .collect(),
+        ),
+        Value::Mapping(m) => Value::Mapping(
+            m.iter()
+                .map(|(k, v)| (k.clone(), with_parameters(v, set)))
+                .filter(|(_, v)| !no_value(v))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `Conditions.<name>`.
+fn condition(name: &str) -> &'static Value {
+    template()
+        .get("Conditions")
+        .and_then(|c| c.get(name))
+        .unwrap_or_else(|| panic!("template.yaml declares no condition {name}"))
+}
+
+fn holds(c: &Value, set: &[(&str, &str)]) -> bool {
+    let Value::Tagged(t) = c else {
+        panic!("a condition {c:?}: teach the harness");
+    };
+    let args = || t.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
+    if t.tag == "!Equals" {
+        scalar(&args()[0], set) == scalar(&args()[1], set)
+    } else if t.tag == "!Not" {
+        !holds(&args()[0], set)
+    } else if t.tag == "!Or" {
+        args().iter().any(|c| holds(c, set))
+    } else if t.tag == "!And" {
+        args().iter().all(|c| holds(c, set))
+    } else if t.tag == "!Condition" {
+        holds(condition(t.value.as_str().expect("!Condition name")), set)
+    } else {
+        panic!("condition function {}: teach the harness", t.tag)
+    }
+}
+
+/// A literal, or a parameter's value (`set`, else its default), as text.
+fn scalar(v: &Value, set: &[(&str, &str)]) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("{other:?}: teach the harness"),
+    };
+    match v {
+        Value::Tagged(t) if t.tag == "!Ref" => {
+            let name = t.value.as_str().expect("!Ref name");
+            if let Some((_, value)) = set.iter().find(|(n, _)| *n == name) {
+                return (*value).to_owned();
+            }
+            let default = template()
+                .get("Parameters")
+                .and_then(|p| p.get(name))
+                .and_then(|p| p.get("Default"))
+                .unwrap_or_else(|| panic!("parameter {name} has no default"));
+            text(default)
+        }
+        other => text(other),
+    }
 }
 
 /// The parts of an `AWS::DynamoDB::Table` an emulator table is built from.

@@ -8,8 +8,8 @@
 //! | attribute | type | note |
 //! |---|---|---|
 //! | `id` | S | table HASH key; RANGE key of both indexes |
-//! | `ownerId` | S | HASH key of `byOwner` |
-//! | `bucketId` | S | HASH key of `byBucket` |
+//! | `ownerId` | S | HASH key of `byOwnerKeys` |
+//! | `bucketId` | S | HASH key of `byBucketFanOut` |
 //! | `url` | S | |
 //! | `secret`, `previousSecret` | S | sealed (`sealed:v1:…`, [`webhooks_core::sealing`]) by the store; a value without the prefix is a legacy plaintext one |
 //! | `events` | L of S | sorted event names; the fan-out filters with `contains(events, :e)` |
@@ -21,7 +21,11 @@
 //! | `createdAt`, `updatedAt` | S | RFC 3339 |
 //! | `headers` | S | custom headers, a JSON array of `{name, value}` (values are credentials, like `secret`), sealed like it; absent when there are none |
 //! | `rateLimit` | N | deliveries per second; absent when there is no limit |
-//! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none; kept on the base item only (the fan-out reads it from there) |
+//! | `filter` | S | the payload filter as the user wrote it (JSON text), absent when there is none |
+//!
+//! Indexes: `byOwnerKeys` (HASH `ownerId`) holds keys only; `byBucketFanOut` (HASH `bucketId`)
+//! holds the keys and [`FAN_OUT_ATTRIBUTES`], what the fan-out decodes ([`SubscriberItem`]).
+//! Neither holds the url, the secrets, the header values or anything the delivery side writes.
 //!
 //! **The outcome counters live in their own item**, [`StatsItem`], id `<webhookId>#stats` in the
 //! same table (no `ownerId` or `bucketId`, so it is in no index): the delivery side adds every
@@ -35,7 +39,7 @@ use webhooks_core::filter::Filter;
 use webhooks_core::format::Format;
 use webhooks_core::headers::CustomHeaders;
 use webhooks_core::webhook::{
-    DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Webhook,
+    DeliveryStats, DeliveryStatus, PreviousSecret, RetryConfig, Secret, Subscriber, Webhook,
 };
 use webhooks_core::{BucketId, EventType, OwnerId, Timestamp, WebhookId};
 
@@ -197,6 +201,97 @@ impl StatsItem {
     }
 }
 
+/// A webhook as the fan-out index holds it (see [`FAN_OUT_ATTRIBUTES`]): its keys and what the
+/// fan-out filters and decodes, never the url, secrets or header values. Decoded from a
+/// `Query` of that index into a [`Subscriber`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriberItem {
+    pub id: String,
+    pub bucket_id: String,
+    pub owner_id: String,
+    pub active: bool,
+    pub events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+/// The non-key attributes the fan-out index (`byBucketFanOut`, `INCLUDE`) projects: exactly
+/// what [`SubscriberItem`] reads and the fan-out and the bucket list filter on (`active`,
+/// `events`, `ownerId`). Its keys (`bucketId`, `id`) come with every index. `template.yaml`
+/// lists the same names (a test holds the two together, and another holds [`SubscriberItem`]
+/// to this list), so a field the fan-out starts to read cannot silently be missing from it.
+pub const FAN_OUT_ATTRIBUTES: [&str; 5] = [
+    attr::OWNER_ID,
+    attr::ACTIVE,
+    attr::EVENTS,
+    attr::FORMAT,
+    attr::FILTER,
+];
+
+impl From<&Webhook> for SubscriberItem {
+    fn from(w: &Webhook) -> Self {
+        let item = WebhookItem::from(w);
+        Self {
+            id: item.id,
+            bucket_id: item.bucket_id,
+            owner_id: item.owner_id,
+            active: item.active,
+            events: item.events,
+            format: item.format,
+            filter: item.filter,
+        }
+    }
+}
+
+impl TryFrom<SubscriberItem> for Subscriber {
+    type Error = ItemError;
+
+    fn try_from(i: SubscriberItem) -> Result<Self, ItemError> {
+        // Read as the webhook item's are, so an entry the webhook would be refused for is
+        // reported at publish too, not only when a delivery reads the webhook.
+        events_of(&i.events)?;
+        Ok(Subscriber {
+            id: WebhookId::parse(&i.id).map_err(|e| ItemError::new(attr::ID, e))?,
+            format: format_of(i.format.as_deref())?,
+            filter: filter_of(i.filter.as_deref())?,
+        })
+    }
+}
+
+/// The `events` attribute: known event names, at least one.
+fn events_of(events: &[String]) -> Result<Vec<EventType>, ItemError> {
+    let events = events
+        .iter()
+        .map(|e| e.parse::<EventType>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ItemError::new(attr::EVENTS, e))?;
+    if events.is_empty() {
+        return Err(ItemError::new(attr::EVENTS, "empty list"));
+    }
+    Ok(events)
+}
+
+/// The `format` attribute (absent on items written before formats existed: json).
+fn format_of(format: Option<&str>) -> Result<Format, ItemError> {
+    match format {
+        None => Ok(Format::Json),
+        Some(f) => f
+            .parse()
+            .map_err(|e: String| ItemError::new(attr::FORMAT, e)),
+    }
+}
+
+/// The `filter` attribute (JSON text), if any.
+fn filter_of(filter: Option<&str>) -> Result<Option<Filter>, ItemError> {
+    filter
+        .map(Filter::from_json)
+        .transpose()
+        .map_err(|e| ItemError::new(attr::FILTER, e))
+}
+
 /// The `retryConfig` map of a [`WebhookItem`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -276,27 +371,14 @@ impl TryFrom<WebhookItem> for Webhook {
     type Error = ItemError;
 
     fn try_from(i: WebhookItem) -> Result<Self, ItemError> {
-        let events = i
-            .events
-            .iter()
-            .map(|e| e.parse::<EventType>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ItemError::new(attr::EVENTS, e))?;
-        if events.is_empty() {
-            return Err(ItemError::new(attr::EVENTS, "empty list"));
-        }
+        let events = events_of(&i.events)?;
         let last_delivery_status = match i.last_delivery_status.as_deref() {
             None => None,
             Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
                 ItemError::new(attr::LAST_DELIVERY_STATUS, format!("unknown status {s:?}"))
             })?),
         };
-        let format = match i.format.as_deref() {
-            None => Format::Json,
-            Some(f) => f
-                .parse()
-                .map_err(|e: String| ItemError::new(attr::FORMAT, e))?,
-        };
+        let format = format_of(i.format.as_deref())?;
         let previous_secret = match (i.previous_secret, i.previous_secret_expires_at.as_deref()) {
             (Some(secret), Some(t)) => Some(PreviousSecret {
                 secret,
@@ -310,12 +392,7 @@ impl TryFrom<WebhookItem> for Webhook {
                 ));
             }
         };
-        let filter = i
-            .filter
-            .as_deref()
-            .map(Filter::from_json)
-            .transpose()
-            .map_err(|e| ItemError::new(attr::FILTER, e))?;
+        let filter = filter_of(i.filter.as_deref())?;
         // The error names the attribute and the problem's code, never a header value.
         let headers = i
             .headers
@@ -470,5 +547,55 @@ mod tests {
             assert_eq!(err.attribute, "events");
             assert!(!err.to_string().contains("your_webhook_secret"));
         }
+    }
+
+    #[test]
+    fn the_fan_out_decodes_only_what_its_index_projects() {
+        // GIVEN a webhook with every field the fan-out may need set (format, filter) and the
+        // credentials it must never see (previous secret, headers)
+        let mut w = sample();
+        w.format = Format::Slack;
+        w.filter = Some(Filter::parse(serde_json::json!({"data.value": {"$gt": 30}})).unwrap());
+        w.headers = CustomHeaders::parse([("X-Api-Key".to_owned(), "key-1".to_owned())]).unwrap();
+        w.previous_secret = Some(PreviousSecret {
+            secret: Secret::new("old".into()),
+            expires_at: Timestamp::from_unix(1_900_000_000),
+        });
+        let full: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(WebhookItem::from(&w)).unwrap();
+        // WHEN the item is cut to what the fan-out index holds (its keys and the INCLUDE list)
+        let projected: HashMap<String, AttributeValue> = full
+            .into_iter()
+            .filter(|(k, _)| {
+                [attr::ID, attr::BUCKET_ID].contains(&k.as_str())
+                    || FAN_OUT_ATTRIBUTES.contains(&k.as_str())
+            })
+            .collect();
+        // THEN it decodes to the subscriber the whole webhook makes
+        let item: SubscriberItem = serde_dynamo::from_item(projected.clone()).unwrap();
+        assert_eq!(Subscriber::try_from(item.clone()).unwrap(), w.subscriber());
+        // AND the decoder names no attribute outside the projection, and the projection holds
+        // no credential
+        let written: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item).unwrap();
+        let mut names: Vec<&str> = written.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut projected_names: Vec<&str> = projected.keys().map(String::as_str).collect();
+        projected_names.sort_unstable();
+        assert_eq!(names, projected_names);
+        for credential in [
+            attr::SECRET,
+            attr::PREVIOUS_SECRET,
+            attr::HEADERS,
+            attr::URL,
+        ] {
+            assert!(!FAN_OUT_ATTRIBUTES.contains(&credential), "{credential}");
+        }
+        // AND a bad format or event is refused naming the attribute
+        let mut bad = item.clone();
+        bad.format = Some("xml".into());
+        assert_eq!(Subscriber::try_from(bad).unwrap_err().attribute, "format");
+        let mut bad = item;
+        bad.events = vec!["alert.fired".into()];
+        assert_eq!(Subscriber::try_from(bad).unwrap_err().attribute, "events");
     }
 }

@@ -84,7 +84,7 @@ impl SubscriptionStore for MemoryStore {
             .filter(|w| &w.bucket_id == bucket)
             .take(MAX_WEBHOOKS_PER_BUCKET)
             .filter(|w| w.active && w.subscribes_to(event))
-            .cloned()
+            .map(Webhook::subscriber)
             .collect();
         Ok(Subscribers {
             webhooks,
