@@ -437,6 +437,57 @@ await step('rotate and revoke the old secret now (after confirming): a new secre
   check(!(await page.evaluate((s) => document.documentElement.outerHTML.includes(s), revoked)), 'the new secret gone from the page');
 });
 
+await step('notifications: none set; a bad secret refused in words, nothing set; set → generated secret once; a typed one not echoed; removed after confirming', async () => {
+  const NOTIFY_URL = `${receiver}/notify`;
+  const get = async () => {
+    const token = await page.evaluate(() => sessionStorage.getItem('dakkio.token'));
+    const res = await fetch(`${base}/api/notifications`, { headers: { Authorization: `Bearer ${token}` } });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  };
+  const stateText = () => page.locator('#notify-state').textContent();
+  const facts = () => page.locator('#notify-facts').textContent();
+  await until('none set', async () => /No notification endpoint is set/.test(await stateText()));
+  check(await button(page, 'Remove notification endpoint').count() === 0, 'no Remove button while none is set');
+  // A secret the API refuses: its message in the alert region, nothing stored.
+  await page.getByLabel('Notification endpoint URL').fill(NOTIFY_URL);
+  await page.getByLabel('Notification secret (optional)').fill('short');
+  await button(page, 'Set notification endpoint').click();
+  await until('the invalid_secret message', async () => /secret must be 8 to 512 characters/.test(await alertText()));
+  check((await get()).status === 404, 'nothing set after the refused request');
+  // Set with no secret: a generated one is shown once, then gone.
+  await page.getByLabel('Notification secret (optional)').fill('');
+  await button(page, 'Set notification endpoint').click();
+  await page.locator('#secret-panel').waitFor({ state: 'visible' });
+  const generated = await page.locator('#secret-value').textContent();
+  check(/^whsec_[A-Za-z0-9+/=]+$/.test(generated), `a generated whsec_ secret, got ${generated}`);
+  check(await alertText() === '', 'the earlier error cleared');
+  await button(page, 'I have stored it, hide it').click();
+  await page.locator('#secret-panel').waitFor({ state: 'hidden' });
+  check(await page.evaluate(() => document.activeElement.id) === 'notify-h', 'focus back on the notifications heading');
+  await until('the endpoint shown', async () => (await facts()).includes(NOTIFY_URL));
+  for (const want of ['Active', generated.slice(-4), '0 total, 0 succeeded, 0 failed']) {
+    check((await facts()).includes(want), `shows ${JSON.stringify(want)}: ${await facts()}`);
+  }
+  let got = await get();
+  check(got.status === 200 && got.body.url === NOTIFY_URL && !('secret' in got.body)
+    && got.body.secretHint.endsWith(generated.slice(-4)), `the API has it, without the secret: ${JSON.stringify(got)}`);
+  check(!(await page.evaluate((x) => document.documentElement.outerHTML.includes(x), generated)), 'the secret gone from the page');
+  // A typed secret replaces it and is not shown back.
+  await page.getByLabel('Notification secret (optional)').fill('my-notify-secret-1');
+  await button(page, 'Save notification endpoint').click();
+  await until('status says saved', async () => /Notifications go to/.test(await statusText()));
+  check(await page.locator('#secret-panel').isHidden(), 'a typed secret is not shown back');
+  await until('the new hint', async () => (await facts()).includes('et-1'));
+  got = await get();
+  check(got.body.secretHint.endsWith('et-1'), `the API's hint is the typed secret's: ${JSON.stringify(got.body)}`);
+  check(await page.getByLabel('Notification secret (optional)').inputValue() === '', 'the secret field emptied');
+  // Removed after confirming.
+  page.once('dialog', (d) => d.accept());
+  await button(page, 'Remove notification endpoint').click();
+  await until('none set again', async () => /No notification endpoint is set/.test(await stateText()));
+  check((await get()).status === 404, 'the API has none');
+});
+
 await step('delete (after confirming): the webhooks are gone from the list', async () => {
   for (const url of [HOOK_URL, FAIL_URL]) {
     page.once('dialog', (d) => d.accept());

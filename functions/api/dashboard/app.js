@@ -8,7 +8,9 @@ const BUCKETS_KEY = 'dakkio.recentBuckets';
 const AUTO_REFRESH_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
-const state = { bucket: null, hooks: [], editing: null, open: null, timer: null, shown: '', chart: '' };
+const state = {
+  bucket: null, hooks: [], editing: null, open: null, timer: null, shown: '', chart: '', notify: null, secretBack: null,
+};
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -495,7 +497,9 @@ function stopEdit() {
 
 // ---- the one-time secret --------------------------------------------------------------------
 
-function showSecret(secret) {
+// `back`: the heading focused when the secret is dismissed (the list's by default).
+function showSecret(secret, back = 'list-h') {
+  state.secretBack = back;
   $('secret-value').textContent = secret || '(the API returned no secret)';
   $('secret-panel').hidden = false;
   $('secret-h').focus();
@@ -505,7 +509,7 @@ function dismissSecret() {
   $('secret-value').textContent = '';
   $('secret-panel').hidden = true;
   say('The secret is hidden and no longer kept by this page.');
-  $('list-h').focus();
+  $(state.secretBack || 'list-h').focus();
 }
 
 async function copySecret() {
@@ -515,6 +519,74 @@ async function copySecret() {
   } catch {
     showError(new Error('Could not copy: select the secret and copy it by hand.'));
   }
+}
+
+// ---- the notification endpoint (one per user: /api/notifications) --------------------------
+
+function renderNotifications(n) {
+  state.notify = n;
+  $('notify-remove').hidden = !n;
+  $('notify-save').textContent = n ? 'Save notification endpoint' : 'Set notification endpoint';
+  if (!n) {
+    $('notify-state').textContent = 'No notification endpoint is set: nobody is told when a webhook fails or is disabled.';
+    $('notify-facts').replaceChildren();
+    $('notify-facts').hidden = true;
+    return;
+  }
+  $('notify-state').textContent = n.active
+    ? 'Notifications are sent to this endpoint.'
+    : `Disabled by the service${n.disabledReason ? `: ${n.disabledReason}` : ''}. Saving it again enables it.`;
+  $('notify-facts').replaceChildren(
+    el('dt', { text: 'URL' }), el('dd', { className: 'url', text: n.url }),
+    el('dt', { text: 'State' }), el('dd', {}, n.active
+      ? el('span', { className: 'badge on', text: 'Active' })
+      : el('span', { className: 'badge off', text: 'Disabled' })),
+    el('dt', { text: 'Secret' }), el('dd', { text: n.secretHint || '' }),
+    el('dt', { text: 'Deliveries' }), el('dd', { text: statsText(n) }),
+    el('dt', { text: 'Last delivery' }), el('dd', {}, lastDelivery(n)));
+  $('notify-facts').hidden = false;
+  if (!$('n-url').value) $('n-url').value = n.url;
+}
+
+// The endpoint, or null when none is set (the API answers 404).
+async function loadNotifications() {
+  try {
+    renderNotifications(await api('GET', '/api/notifications'));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return renderNotifications(null);
+    throw e;
+  }
+}
+
+async function onSubmitNotifications(ev) {
+  ev.preventDefault();
+  await run($('notify-save'), async () => {
+    const url = $('n-url').value.trim();
+    const secret = $('n-secret').value;
+    const body = { url };
+    if (secret) body.secret = secret;
+    const n = await api('PUT', '/api/notifications', body);
+    $('n-secret').value = '';
+    // The API answers the secret only when this request set it; one the user typed is not
+    // shown back, a generated one is shown this once.
+    const generated = !secret && n.secret;
+    delete n.secret;
+    renderNotifications(n);
+    if (generated) showSecret(generated, 'notify-h');
+    say(`Notifications go to ${n.url}${generated ? '; store its new signing secret now' : ''}.`);
+  });
+}
+
+async function removeNotifications() {
+  await run($('notify-remove'), async () => {
+    const n = state.notify;
+    if (!n || !window.confirm(`Stop notifications to ${n.url}? Notifications queued for it are dropped.`)) return;
+    await api('DELETE', '/api/notifications');
+    $('n-url').value = '';
+    renderNotifications(null);
+    say(`Notifications to ${n.url} are removed.`);
+    $('notify-h').focus();
+  });
 }
 
 // ---- deliveries and dead letters ------------------------------------------------------------
@@ -742,16 +814,28 @@ function init() {
     setToken(t);
     clearError();
     say('Token set.');
-    if (state.bucket) run(null, loadWebhooks);
+    run(null, async () => {
+      await loadNotifications();
+      if (state.bucket) await loadWebhooks();
+    });
   });
   $('dev-token').addEventListener('click', (ev) => run(ev.currentTarget, async () => {
     const r = await fetch('/dashboard/dev-token');
     if (!r.ok) throw new Error('No development token here (it exists in the local mode only).');
     setToken((await r.json()).token);
     say('Using the development token (user dev-user).');
+    await loadNotifications();
     if (state.bucket) await loadWebhooks();
   }));
-  $('forget-token').addEventListener('click', () => { setToken(null); say('Token forgotten.'); });
+  $('forget-token').addEventListener('click', () => {
+    setToken(null);
+    state.notify = null;
+    $('notify-facts').replaceChildren();
+    $('notify-facts').hidden = true;
+    $('notify-remove').hidden = true;
+    $('notify-state').textContent = 'Sign in to see your notification endpoint.';
+    say('Token forgotten.');
+  });
 
   $('bucket-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -786,6 +870,10 @@ function init() {
   });
   $('dead').addEventListener('click', onDeadClick);
   $('redeliver-all').addEventListener('click', redeliverAll);
+  $('notify-form').addEventListener('submit', onSubmitNotifications);
+  $('notify-remove').addEventListener('click', removeNotifications);
+
+  if (token()) run(null, loadNotifications);
 
   const recent = recentBuckets()[0];
   if (recent) {
