@@ -626,7 +626,7 @@ pub mod delivery_log {
         a_dead_letter_is_claimed_once_and_only_in_its_generation(&*store, log.clone()).await;
         pages_list_every_match_once_with_filters(&*store, &*log).await;
         recover_jobs_are_created_once_and_written_by_compare_and_set(&*log).await;
-        purging_a_webhook_removes_its_dead_letters_and_jobs_only(&*log).await;
+        purging_a_webhook_removes_its_dead_letters_jobs_and_aggregates_only(&*store, &*log).await;
         hourly_aggregates_count_each_finish_once_in_its_hour(&*store, &*log).await;
     }
 
@@ -876,6 +876,20 @@ pub mod delivery_log {
             .await
             .expect("count");
         assert_eq!(count, 10);
+        let count = log
+            .count_dead_letters(
+                &w.id,
+                &DeadLetterQuery {
+                    event: Some(EventType::AlertTriggered),
+                    since: Some(since),
+                    after: Some("ignored".into()),
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("count by event");
+        assert_eq!(count, want.len() as u64, "a count ignores after and limit");
         // AND removing listed letters while walking does not disturb the walk
         let mut q = DeadLetterQuery {
             limit: 4,
@@ -943,13 +957,31 @@ pub mod delivery_log {
         assert!(data.iter().all(|a| a.event == EventType::DataReceived));
     }
 
-    /// What a deleted webhook leaves behind is removed, in pages (more than DynamoDB's 25 per
-    /// batch), and nothing of another webhook's.
-    pub async fn purging_a_webhook_removes_its_dead_letters_and_jobs_only(log: &dyn DeliveryLog) {
+    /// What a deleted webhook leaves behind (dead letters, recovery jobs, hourly aggregates) is
+    /// removed, in pages (more than DynamoDB's 25 per batch), and nothing of another webhook's.
+    pub async fn purging_a_webhook_removes_its_dead_letters_jobs_and_aggregates_only(
+        store: &dyn SubscriptionStore,
+        log: &dyn DeliveryLog,
+    ) {
+        use crate::hourly::hour_of;
         let t0 = 1_741_000_000;
         let gone = sample_webhook(&fresh_owner(), &fresh_bucket(), t0);
         let kept = sample_webhook(&fresh_owner(), &fresh_bucket(), t0 + 1);
+        let hours = hour_of(Timestamp::from_unix(t0)) - 1..=hour_of(Timestamp::from_unix(t0)) + 2;
         for (w, n) in [(&gone, 30), (&kept, 2)] {
+            // Deliveries finished in two hours: two hourly aggregates each.
+            store.create(w).await.expect("create");
+            for t in [t0, t0 + 3600] {
+                let a = attempt(&w.id, &DeliveryId::generate(t), 0, 1, true, t);
+                assert!(log.finish_delivered(&a).await.expect("finish"));
+            }
+            assert_eq!(
+                log.hourly_stats(&w.id, hours.clone())
+                    .await
+                    .expect("hourly")
+                    .len(),
+                2
+            );
             for i in 0..n {
                 let d = DeadLetter {
                     task: task(&w.id, t0 + i),
@@ -986,6 +1018,21 @@ pub mod delivery_log {
         );
         let job = RecoverJobId::derive(gone.id.as_str());
         assert_eq!(log.recover_job(&gone.id, &job).await.expect("job"), None);
+        assert_eq!(
+            log.hourly_stats(&gone.id, hours.clone())
+                .await
+                .expect("hourly"),
+            vec![],
+            "the gone webhook's hourly aggregates"
+        );
+        assert_eq!(
+            log.hourly_stats(&kept.id, hours.clone())
+                .await
+                .expect("hourly")
+                .len(),
+            2,
+            "the other webhook's hourly aggregates are kept"
+        );
         assert_eq!(
             log.dead_letters(&kept.id, 100).await.expect("list").len(),
             2

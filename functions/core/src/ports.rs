@@ -427,10 +427,11 @@ pub trait DeliveryLog: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Removes everything kept for a webhook that is deleted: its dead letters (which hold
-    /// delivery bodies and would otherwise be kept forever) and its recovery jobs. Attempts and
-    /// final markers expire by themselves. Idempotent; called after the webhook is deleted
-    /// (the SQLite store also does it in the delete's own transaction).
-    /// The default removes the dead letters one by one, page by page.
+    /// delivery bodies and would otherwise be kept forever), its recovery jobs and its hourly
+    /// aggregates ([`Self::hourly_stats`]). Attempts and final markers expire by themselves.
+    /// Idempotent; called after the webhook is deleted (the SQLite store also does it in the
+    /// delete's own transaction). The default removes the dead letters one by one, page by
+    /// page (an adapter that keeps jobs or aggregates overrides it).
     async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
         loop {
             let page = self.dead_letters(webhook, 100).await?;

@@ -93,8 +93,7 @@
 //! (at most 21 attempts × 12 h) or in the dead-letter queue (14 days), so a late duplicate still
 //! finds its marker. Dead letters never expire: they hold the only copy of the body for a
 //! redelivery; the user removes them by redelivering them, and deleting a webhook removes its
-//! dead letters and recovery jobs ([`DeliveryLog::purge_webhook`]); its hourly aggregates
-//! expire by themselves within 49 hours.
+//! dead letters, recovery jobs and hourly aggregates ([`DeliveryLog::purge_webhook`]).
 //!
 //! Must not depend on axum or the Lambda runtime; SDK types never leave this module.
 
@@ -108,8 +107,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, Select, TransactWriteItem,
+    Update, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 use webhooks_core::delivery::{
@@ -1451,39 +1450,19 @@ impl DynamoDbDeliveryLog {
                 range.prefix
             )));
         }
-        let upper = format!(
-            "{}{}",
-            range.prefix,
-            range.upper.as_deref().unwrap_or("g") // above every hex id
-        );
         let mut start: Option<Item> = after.map(|a| Self::key(webhook, a.to_owned()));
         let mut found: Vec<Item> = Vec::new();
         for _ in 0..MAX_QUERIES_PER_PAGE {
             // One more than is wanted: if it comes, there is a next page.
             let want = i32::try_from(limit - found.len() + 1).unwrap_or(i32::MAX);
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #rk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#pk", key::WEBHOOK_ID)
-                .expression_attribute_names("#rk", key::SK)
-                .expression_attribute_values(":pk", s(webhook.as_str()))
-                .expression_attribute_values(":lo", s(range.prefix))
-                .expression_attribute_values(":hi", s(upper.clone()))
+            let out = self
+                .range_query(webhook, range, &filter)
                 .scan_index_forward(forward)
                 .limit(want)
-                .set_exclusive_start_key(start.take());
-            if !filter.conditions.is_empty() {
-                query = query.filter_expression(filter.conditions.join(" AND "));
-                for (n, v) in &filter.names {
-                    query = query.expression_attribute_names(*n, *v);
-                }
-                for (n, v) in &filter.values {
-                    query = query.expression_attribute_values(*n, v.clone());
-                }
-            }
-            let out = query.send().await.map_err(|e| unavailable("Query", e))?;
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
             found.extend(out.items.unwrap_or_default());
             if found.len() > limit {
                 found.truncate(limit);
@@ -1498,6 +1477,56 @@ impl DynamoDbDeliveryLog {
         // Read enough for one request: continue where the reading stopped.
         let next = start.as_ref().and_then(sk_of);
         Ok((found, next))
+    }
+
+    /// A `Query` of `webhook`'s sort keys in `range`, with `filter` (order, limit and start are
+    /// the caller's).
+    fn range_query(
+        &self,
+        webhook: &WebhookId,
+        range: &SkRange,
+        filter: &Filter,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let upper = format!(
+            "{}{}",
+            range.prefix,
+            range.upper.as_deref().unwrap_or("g") // above every hex id
+        );
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #rk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", key::WEBHOOK_ID)
+            .expression_attribute_names("#rk", key::SK)
+            .expression_attribute_values(":pk", s(webhook.as_str()))
+            .expression_attribute_values(":lo", s(range.prefix))
+            .expression_attribute_values(":hi", s(upper));
+        if !filter.conditions.is_empty() {
+            query = query.filter_expression(filter.conditions.join(" AND "));
+            for (n, v) in &filter.names {
+                query = query.expression_attribute_names(*n, *v);
+            }
+            for (n, v) in &filter.values {
+                query = query.expression_attribute_values(*n, v.clone());
+            }
+        }
+        query
+    }
+
+    /// The sort keys and the filter of the dead letters `q` asks for (its position and limit
+    /// aside). A letter given up before `until` belongs to a delivery created before it.
+    fn dead_letter_scope(q: &DeadLetterQuery) -> (SkRange, Filter) {
+        let mut filter = Filter::default();
+        if let Some(e) = q.event {
+            filter.add("#fev = :fev", ("#fev", "event"), (":fev", s(e.as_str())));
+        }
+        filter.window(q.since, q.until);
+        let range = SkRange {
+            prefix: "D#",
+            upper: q.until.map(time_prefix),
+        };
+        (range, filter)
     }
 }
 
@@ -1853,17 +1882,8 @@ impl DeliveryLog for DynamoDbDeliveryLog {
         webhook: &WebhookId,
         q: &DeadLetterQuery,
     ) -> Result<LogPage<DeadLetter>, StoreError> {
-        // Ascending sort keys: oldest delivery first. A letter given up before `until` belongs to
-        // a delivery created before it.
-        let mut filter = Filter::default();
-        if let Some(e) = q.event {
-            filter.add("#fev = :fev", ("#fev", "event"), (":fev", s(e.as_str())));
-        }
-        filter.window(q.since, q.until);
-        let range = SkRange {
-            prefix: "D#",
-            upper: q.until.map(time_prefix),
-        };
+        // Ascending sort keys: oldest delivery first.
+        let (range, filter) = Self::dead_letter_scope(q);
         let (items, next_after) = self
             .query_page(webhook, &range, true, filter, q.after.as_deref(), q.limit)
             .await?;
@@ -1874,6 +1894,33 @@ impl DeliveryLog for DynamoDbDeliveryLog {
                 .collect::<Result<_, _>>()?,
             next_after,
         })
+    }
+
+    async fn count_dead_letters(
+        &self,
+        webhook: &WebhookId,
+        q: &DeadLetterQuery,
+    ) -> Result<u64, StoreError> {
+        // `Select: COUNT`: DynamoDB reads (and charges for) the same items, but answers only
+        // their number, up to 1 MB of them per call (a few thousand dead letters) instead of
+        // pages of whole items.
+        let (range, filter) = Self::dead_letter_scope(q);
+        let mut start: Option<Item> = None;
+        let mut n = 0u64;
+        loop {
+            let out = self
+                .range_query(webhook, &range, &filter)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            n += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(n),
+            }
+        }
     }
 
     async fn dead_letter(
@@ -1926,8 +1973,9 @@ impl DeliveryLog for DynamoDbDeliveryLog {
 
     async fn purge_webhook(&self, webhook: &WebhookId) -> Result<(), StoreError> {
         // Keys only (a dead letter holds a whole body), a page at a time, deleted 25 per
-        // BatchWriteItem; dead letters (`D#`) and recovery jobs (`J#`).
-        for prefix in ["D#", "J#"] {
+        // BatchWriteItem; dead letters (`D#`), recovery jobs (`J#`) and hourly aggregates (`H#`,
+        // at most 49 of them, which would expire by themselves within 49 hours).
+        for prefix in ["D#", "J#", "H#"] {
             let mut start_key: Option<Item> = None;
             loop {
                 let out = self
