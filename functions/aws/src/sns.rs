@@ -1,8 +1,9 @@
 //! [`SnsOperatorAlerts`]: the core's [`OperatorAlerts`] on SNS. When `template.yaml`'s
-//! `OperatorTopicArn` is given, the delivery function publishes every `webhook.disabled` there
-//! (`OPERATOR_TOPIC_ARN`; the function may `sns:Publish` to that topic only): one `Publish` per
-//! disable, the subject naming the webhook, the message the event's JSON envelope — what the
-//! owner's endpoint gets, never a secret. Operators subscribe what they like (email, chat,
+//! `OperatorTopicArn` is given, the delivery function publishes there every `webhook.disabled`
+//! and every `webhook.failing` of a run that reached the last repeat (24 h by default; the rule
+//! is `webhooks_core::notify::operator_subject`) (`OPERATOR_TOPIC_ARN`; the function may
+//! `sns:Publish` to that topic only): one `Publish` per event, the subject naming the webhook,
+//! the message the event's JSON envelope — what the owner's endpoint gets, never a secret. Operators subscribe what they like (email, chat,
 //! a queue).
 //!
 //! Errors name the SNS error code only; the caller logs them and carries on (a notification

@@ -28,8 +28,9 @@
 //!   threshold (nothing runs on a timer). Deliveries to a notification endpoint cause no
 //!   notifications themselves.
 //! - **Operators** ([`OperatorAlerts`]): on AWS the delivery function also publishes
-//!   `webhook.disabled` to an SNS topic when one is configured (`webhooks_aws::sns`,
-//!   template parameter `OperatorTopicArn`).
+//!   `webhook.disabled`, and `webhook.failing` once a run of failures reaches the last repeat
+//!   (24 h by default), to an SNS topic when one is configured (`webhooks_aws::sns`, template
+//!   parameter `OperatorTopicArn`); which ones is [`operator_subject`]'s rule.
 //!
 //! Thresholds ([`Thresholds`]) are configuration so tests can compress time; the auto-disable
 //! age is the dispatcher's (`crate::flow::DEFAULT_AUTO_DISABLE_AFTER`).
@@ -422,11 +423,29 @@ pub trait NoticeStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
-/// Operators' channel (SNS on AWS): told every `webhook.disabled`, as the JSON of its
-/// envelope. Errors are the adapter's message; the caller logs them.
+/// Operators' channel (SNS on AWS): told what [`operator_subject`] names, as the JSON of the
+/// event's envelope. Errors are the adapter's message; the caller logs them.
 #[async_trait]
 pub trait OperatorAlerts: Send + Sync + 'static {
     async fn publish(&self, subject: &str, message: &str) -> Result<(), String>;
+}
+
+/// Whether the operators are told `told` about `webhook` as well as its owner, and the
+/// subject when they are: a disable, and a run of failures that reached the last repeat
+/// ([`Level::FailingLonger`], 24 h by default) — a day of failures is worth an operator's look
+/// before the auto-disable; the earlier levels are the owner's alone.
+pub fn operator_subject(webhook: &WebhookId, told: &Told) -> Option<String> {
+    match told {
+        Told::Disabled { .. } => Some(format!("dakkio webhook {webhook} disabled")),
+        Told::Failing {
+            level: Level::FailingLonger,
+            since,
+        } => Some(format!(
+            "dakkio webhook {webhook} failing since {}",
+            since.to_rfc3339()
+        )),
+        Told::Failing { .. } | Told::Recovered { .. } => None,
+    }
 }
 
 /// Notices in memory (unit tests; the router's tests).
@@ -471,7 +490,8 @@ impl NoticeStore for MemoryNotices {
 }
 
 /// Carries out [`decide`] after a delivery finished: reads and replaces the notice, queues the
-/// event to the owner's endpoint (when there is one) and tells the operators of disables.
+/// event to the owner's endpoint (when there is one) and tells the operators what
+/// [`operator_subject`] names.
 pub struct Notifier {
     notices: Arc<dyn NoticeStore>,
     store: Arc<dyn SubscriptionStore>,
@@ -624,13 +644,11 @@ impl Notifier {
         self.remember(&webhook.id, decision.next);
         let endpoint_id = endpoint_id(&webhook.owner_id);
         let task = notice_task(&endpoint_id, &webhook, &send, now, last_error);
-        if let Told::Disabled { .. } = send
-            && let Some(ops) = &self.operators
+        if let Some(ops) = &self.operators
+            && let Some(subject) = operator_subject(&webhook.id, &send)
+            && let Err(e) = ops.publish(&subject, &task.body).await
         {
-            let subject = format!("dakkio webhook {} disabled", webhook.id);
-            if let Err(e) = ops.publish(&subject, &task.body).await {
-                tracing::warn!(webhook_id = %webhook.id, error = %e, "operator alert not published");
-            }
+            tracing::warn!(webhook_id = %webhook.id, error = %e, "operator alert not published");
         }
         let endpoint = self
             .store
@@ -1194,6 +1212,95 @@ mod tests {
             .after_finish(&endpoint.webhook, DeliveryStatus::Failed, None, None)
             .await;
         assert_eq!(f.queue.tasks().len(), 2);
+    }
+
+    /// Operators' alerts, recorded.
+    #[derive(Default)]
+    struct RecordedAlerts(Mutex<Vec<(String, String)>>);
+
+    #[async_trait]
+    impl OperatorAlerts for RecordedAlerts {
+        async fn publish(&self, subject: &str, message: &str) -> Result<(), String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((subject.to_owned(), message.to_owned()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn operators_are_told_a_day_of_failures_and_the_disable_once_each_not_the_earlier_levels()
+    {
+        // GIVEN a webhook failing since t0, and an operators' channel (no owner's endpoint)
+        let f = fx();
+        let alerts = Arc::new(RecordedAlerts::default());
+        let notifier = Notifier::new(
+            Arc::new(MemoryNotices::new()),
+            f.store.clone(),
+            f.queue.clone(),
+            f.clock.clone(),
+        )
+        .with_operators(alerts.clone());
+        let mut w = Webhook::for_tests(f.caller.owner.clone(), t(-10));
+        w.failing_since = Some(t(0));
+        f.store.create(&w).await.unwrap();
+
+        // WHEN failures finish at the start, after 1 h, twice after 24 h, and then the service
+        // disables it
+        let mut now = 0;
+        for at in [0, 3_601, 86_401, 86_500] {
+            f.clock.advance(at - now);
+            now = at;
+            notifier
+                .after_finish(&w, DeliveryStatus::Failed, None, Some("HTTP 500"))
+                .await;
+        }
+        notifier
+            .after_finish(
+                &w,
+                DeliveryStatus::Failed,
+                Some("failing for 5 days".into()),
+                None,
+            )
+            .await;
+
+        // THEN the operators got the 24 h failing and the disable, once each, as the event's
+        // envelope
+        let got = alerts.0.lock().unwrap().clone();
+        let subjects: Vec<&str> = got.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            subjects,
+            [
+                format!(
+                    "dakkio webhook {} failing since {}",
+                    w.id,
+                    t(0).to_rfc3339()
+                ),
+                format!("dakkio webhook {} disabled", w.id),
+            ]
+        );
+        let failing: Value = serde_json::from_str(&got[0].1).unwrap();
+        assert_eq!(failing["event"], "webhook.failing");
+        assert_eq!(failing["data"]["level"], "failingLonger");
+        assert_eq!(failing["webhookId"], w.id.to_string());
+        let disabled: Value = serde_json::from_str(&got[1].1).unwrap();
+        assert_eq!(disabled["event"], "webhook.disabled");
+        assert_eq!(disabled["data"]["reason"], "failing for 5 days");
+        // AND the rule names nothing else
+        for told in [
+            Told::Failing {
+                level: Level::Failing,
+                since: t(0),
+            },
+            Told::Failing {
+                level: Level::FailingLong,
+                since: t(0),
+            },
+            Told::Recovered { since: t(0) },
+        ] {
+            assert_eq!(operator_subject(&w.id, &told), None, "{told:?}");
+        }
     }
 
     #[tokio::test]

@@ -772,8 +772,8 @@ pub struct DeliveryConfig {
     /// (`FAILING_NOTICE_AFTER_SECONDS`: two increasing numbers of seconds, default `3600,86400`,
     /// parsed and bounded by [`webhooks_core::notify::Thresholds::parse_secs`]).
     pub failing_notice: webhooks_core::notify::Thresholds,
-    /// The operators' SNS topic every `webhook.disabled` is published to
-    /// (`OPERATOR_TOPIC_ARN`, optional: none when absent or empty).
+    /// The operators' SNS topic (`OPERATOR_TOPIC_ARN`, optional: none when absent or empty):
+    /// what `webhooks_core::notify::operator_subject` names is published to it.
     pub operator_topic_arn: Option<String>,
 }
 
