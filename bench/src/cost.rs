@@ -12,9 +12,10 @@
 //! [`aws_meter`]: a recording proxy that prices every call the functions make (item sizes, read
 //! and write units, index writes, transactions, SQS 64 KiB chunks; its module docs give the
 //! rules). This process stands in for API Gateway (one `POST /api/events` per publish call) and
-//! for the SQS event source mapping: it receives up to `--batch-size` messages (`ReceiveMessage`,
+//! for the SQS event source mappings (the delivery queue's and the slow lane's, polled in turn):
+//! it receives up to `--batch-size` messages (`ReceiveMessage`,
 //! at most 10 per call), invokes the delivery function with them, and deletes the ones it did not
-//! report in `batchItemFailures` (`DeleteMessageBatch`), until the queue holds nothing (visible,
+//! report in `batchItemFailures` (`DeleteMessageBatch`), until both queues hold nothing (visible,
 //! in flight or delayed; a copy SQS made or a deferral is processed too, not mistaken for a
 //! finished delivery); those calls go through the meter too, as the mapping's. Each scenario runs on its own tables and queues, created as `template.yaml`
 //! defines them:
@@ -45,7 +46,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use clap::Parser;
 use serde_json::{Value, json};
 use webhooks_core::webhook::Secret;
@@ -55,6 +55,7 @@ use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
 use webhooks_bench::moto::{self, Moto, Resources};
 use webhooks_bench::receiver::{BenchClock, Receiver};
 use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::sqs::{SqsClient, sqs_event};
 use webhooks_bench::{report, service};
 
 /// us-east-1 list prices, read on 2026-12-01 from the pages named with each.
@@ -516,28 +517,45 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
     }
     let deliveries = (events * s.webhooks) as u64;
 
-    // The event source mapping: receive, invoke, delete what succeeded — until the queue holds
-    // nothing at all (visible, in flight or delayed). Counting acknowledged receipts instead
-    // would stop early: a copy SQS made (a publish `SendMessageBatch` retried under load) or a
-    // deferral (queued again as a new message, then acknowledged) is acknowledged too.
+    // The event source mappings: receive, invoke, delete what succeeded — until both queues
+    // hold nothing at all (visible, in flight or delayed). Counting acknowledged receipts
+    // instead would stop early: a copy SQS made (a publish `SendMessageBatch` retried under
+    // load) or a deferral (queued again as a new message, then acknowledged) is acknowledged
+    // too. The slow lane (SlowQueue: deliveries of webhooks timing out or whose breaker is
+    // open, moved there by the function) is the second mapping: its records carry its ARN.
     let sqs = SqsClient::new(&ctx.endpoints.esm)?;
+    let lanes = [
+        (res.queue_url.as_str(), res.queue_arn.as_str()),
+        (res.slow_queue_url.as_str(), res.slow_queue_arn.as_str()),
+    ];
     let (mut attempts, mut delivery_invocations, mut delivery_ms) = (0u64, 0u64, 0.0);
     let mut seen: HashSet<String> = HashSet::new();
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let mut body_bytes = 0;
+    let mut lane = 0;
     loop {
         let mut messages = Vec::new();
-        while messages.len() < args.batch_size {
-            let want = (args.batch_size - messages.len()).min(10);
-            let got = sqs.receive(&res.queue_url, want).await?;
-            if got.is_empty() {
-                break;
+        let mut polled = 0;
+        // The lane polled first alternates, so neither waits behind the other's backlog.
+        while messages.is_empty() && polled < lanes.len() {
+            lane = (lane + 1) % lanes.len();
+            polled += 1;
+            while messages.len() < args.batch_size {
+                let want = (args.batch_size - messages.len()).min(10);
+                let got = sqs.receive(lanes[lane].0, want).await?;
+                if got.is_empty() {
+                    break;
+                }
+                messages.extend(got);
             }
-            messages.extend(got);
         }
+        let (queue_url, queue_arn) = lanes[lane];
         if messages.is_empty() {
             // Not metered: moto asked directly.
-            let left = ctx.moto.queue_total(&res.queue_url).await?;
+            let mut left = 0;
+            for (url, _) in lanes {
+                left += ctx.moto.queue_total(url).await?;
+            }
             if left == 0 {
                 break;
             }
@@ -551,7 +569,7 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let event = sqs_event(&messages, &res.queue_arn);
+        let event = sqs_event(&messages, queue_arn);
         let t = Instant::now();
         let reply = delivery
             .invoke(event, Duration::from_secs(120))
@@ -586,7 +604,7 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
             }
         }
         for chunk in done.chunks(10) {
-            sqs.delete_batch(&res.queue_url, chunk).await?;
+            sqs.delete_batch(queue_url, chunk).await?;
         }
     }
     if seen.len() as u64 != deliveries {
@@ -732,114 +750,6 @@ fn delivery_body_len(m: &Value) -> usize {
         .and_then(|b| serde_json::from_str::<Value>(b).ok())
         .and_then(|t| t["body"].as_str().map(str::len))
         .unwrap_or(0)
-}
-
-/// The few SQS calls the event source mapping makes, in AWS's JSON protocol.
-struct SqsClient {
-    endpoint: String,
-    client: reqwest::Client,
-}
-
-impl SqsClient {
-    fn new(endpoint: &str) -> Result<Self> {
-        Ok(Self {
-            endpoint: endpoint.to_owned(),
-            client: reqwest::Client::builder().no_proxy().build()?,
-        })
-    }
-
-    async fn call(&self, op: &str, body: &Value) -> Result<Value> {
-        let res = self
-            .client
-            .post(&self.endpoint)
-            .header("x-amz-target", format!("AmazonSQS.{op}"))
-            .header("content-type", "application/x-amz-json-1.0")
-            .header(
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
-            )
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = res.status();
-        let text = res.text().await?;
-        if !status.is_success() {
-            bail!("{op}: HTTP {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    async fn receive(&self, queue: &str, max: usize) -> Result<Vec<Value>> {
-        let out = self
-            .call(
-                "ReceiveMessage",
-                &json!({
-                    "QueueUrl": queue,
-                    "MaxNumberOfMessages": max,
-                    "AttributeNames": ["All"],
-                    "MessageAttributeNames": ["All"],
-                    "WaitTimeSeconds": 0,
-                }),
-            )
-            .await?;
-        Ok(out["Messages"].as_array().cloned().unwrap_or_default())
-    }
-
-    async fn delete_batch(&self, queue: &str, messages: &[&Value]) -> Result<()> {
-        let entries: Vec<Value> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| json!({"Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"]}))
-            .collect();
-        let out = self
-            .call(
-                "DeleteMessageBatch",
-                &json!({"QueueUrl": queue, "Entries": entries}),
-            )
-            .await?;
-        if out["Failed"].as_array().is_some_and(|f| !f.is_empty()) {
-            bail!("DeleteMessageBatch failed: {out}");
-        }
-        Ok(())
-    }
-}
-
-/// The SQS event the mapping would hand the function for `messages`.
-fn sqs_event(messages: &[Value], queue_arn: &str) -> Bytes {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let attributes = m["Attributes"].clone();
-            let message_attributes: serde_json::Map<String, Value> = m["MessageAttributes"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        json!({
-                            "stringValue": v["StringValue"],
-                            "stringListValues": [],
-                            "binaryListValues": [],
-                            "dataType": v["DataType"],
-                        }),
-                    )
-                })
-                .collect();
-            json!({
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": attributes,
-                "messageAttributes": message_attributes,
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    Bytes::from(json!({ "Records": records }).to_string())
 }
 
 /// The results as Markdown.

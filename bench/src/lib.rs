@@ -9,6 +9,7 @@
 //! - [`runtime_api`]: a minimal Lambda Runtime API driving a function binary as a process.
 //! - [`functions`]: the Lambda environment, the API's tokens, one HTTP call through the API.
 //! - [`receiver`]: the webhook receiver that verifies every delivery's signatures.
+//! - [`sqs`]: the SQS event source mapping's calls and the event it hands a function.
 //! - [`service`]: the local mode as a process, the machine's description, the command line.
 //! - [`report`]: a section of BENCHMARKS.md, appended or replaced in place.
 
@@ -19,3 +20,4 @@ pub mod receiver;
 pub mod report;
 pub mod runtime_api;
 pub mod service;
+pub mod sqs;

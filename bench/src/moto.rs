@@ -178,6 +178,8 @@ impl Moto {
             deliveries_table: get(&names, "DeliveriesTable")?,
             queue_url: get(&names, "DeliveryQueue")?,
             queue_arn: get(&arns, "DeliveryQueue")?,
+            slow_queue_url: get(&names, "SlowQueue")?,
+            slow_queue_arn: get(&arns, "SlowQueue")?,
             dlq_url: get(&names, "DeadLetterQueue")?,
             names,
         })
@@ -393,6 +395,10 @@ pub struct Resources {
     pub deliveries_table: String,
     pub queue_url: String,
     pub queue_arn: String,
+    /// The slow lane (`SlowQueue`, `SLOW_QUEUE_URL`): its records carry this ARN as their
+    /// `eventSourceARN`, which is how the delivery function tells the lanes apart.
+    pub slow_queue_url: String,
+    pub slow_queue_arn: String,
     pub dlq_url: String,
 }
 
