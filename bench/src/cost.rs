@@ -54,7 +54,7 @@ use webhooks_bench::aws_meter::{Call, Meter};
 use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
 use webhooks_bench::moto::{self, Moto, Resources};
 use webhooks_bench::receiver::{BenchClock, Receiver};
-use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::runtime_api::FunctionProcess;
 use webhooks_bench::sqs::{SqsClient, sqs_event};
 use webhooks_bench::{report, service};
 
@@ -579,20 +579,7 @@ async fn run_scenario(args: &Args, s: &Scenario, ctx: &Ctx<'_>) -> Result<Outcom
         invocations.push(("delivery", t, Instant::now()));
         delivery_invocations += 1;
         attempts += messages.len() as u64;
-        let out = match reply {
-            Reply::Response(b) => b,
-            Reply::Error(b) => bail!(
-                "{DELIVERY} reported an error: {}",
-                String::from_utf8_lossy(&b)
-            ),
-        };
-        let v: Value = serde_json::from_slice(&out)?;
-        let failed: HashSet<&str> = v["batchItemFailures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f["itemIdentifier"].as_str())
-            .collect();
+        let failed = reply.batch_item_failures(DELIVERY)?;
         let done: Vec<&Value> = messages
             .iter()
             .filter(|m| !failed.contains(m["MessageId"].as_str().unwrap_or_default()))

@@ -55,7 +55,7 @@ use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
 use webhooks_bench::moto::{self, Moto, Resources};
 use webhooks_bench::receiver::{BenchClock, Receiver};
 use webhooks_bench::report;
-use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::runtime_api::FunctionProcess;
 use webhooks_bench::service::{self, Machine};
 
 const API: &str = "webhooks-api";
@@ -424,23 +424,11 @@ async fn run(
             .await
             .with_context(|| format!("SQS batch {b}"))?;
         batch_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let out = match reply {
-            Reply::Response(body) => body,
-            Reply::Error(body) => bail!(
-                "SQS batch {b}: {DELIVERY} reported an error: {}",
-                String::from_utf8_lossy(&body)
-            ),
-        };
-        let v: Value = serde_json::from_slice(&out)
-            .with_context(|| format!("SQS batch {b}: the response is not JSON"))?;
-        let failures = v["batchItemFailures"]
-            .as_array()
-            .with_context(|| format!("SQS batch {b}: no batchItemFailures in {v}"))?;
+        let failures = reply
+            .batch_item_failures(DELIVERY)
+            .with_context(|| format!("SQS batch {b}"))?;
         if !failures.is_empty() {
-            bail!(
-                "SQS batch {b}: batchItemFailures {}",
-                Value::from(failures.clone())
-            );
+            bail!("SQS batch {b}: batchItemFailures {failures:?}");
         }
     }
     let expected = (args.batches * args.batch_size) as u64;

@@ -43,7 +43,7 @@ use webhooks_core::webhook::Secret;
 use webhooks_bench::functions::{JWT_SECRET, function_env, http_call, mint};
 use webhooks_bench::moto::{self, Moto};
 use webhooks_bench::receiver::{BenchClock, Receiver, Report};
-use webhooks_bench::runtime_api::{FunctionProcess, Reply};
+use webhooks_bench::runtime_api::FunctionProcess;
 use webhooks_bench::sqs::{SqsClient, sqs_event};
 use webhooks_bench::{report, service};
 
@@ -498,26 +498,13 @@ impl Mapping {
                     .long_invocations
                     .fetch_add(1, Ordering::SeqCst);
             }
-            let out = match reply {
-                Reply::Response(b) => b,
-                Reply::Error(b) => bail!(
-                    "{DELIVERY} reported an error: {}",
-                    String::from_utf8_lossy(&b)
-                ),
-            };
-            let v: Value = serde_json::from_slice(&out)?;
-            let failed: Vec<&str> = v["batchItemFailures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f["itemIdentifier"].as_str())
-                .collect();
+            let failed = reply.batch_item_failures(DELIVERY)?;
             self.counters
                 .failed_records
                 .fetch_add(failed.len() as u64, Ordering::SeqCst);
             let done: Vec<&Value> = messages
                 .iter()
-                .filter(|m| !failed.contains(&m["MessageId"].as_str().unwrap_or_default()))
+                .filter(|m| !failed.contains(m["MessageId"].as_str().unwrap_or_default()))
                 .collect();
             for chunk in done.chunks(10) {
                 self.sqs.delete_batch(&self.queue_url, chunk).await?;

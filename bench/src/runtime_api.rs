@@ -46,6 +46,35 @@ pub enum Reply {
     Error(Bytes),
 }
 
+impl Reply {
+    /// An SQS-triggered `function`'s answer as the event source mapping reads it: the message ids
+    /// it reported in `batchItemFailures` (left in the queue; every other record is deleted). An
+    /// error reply, or an answer that is not a batch response, is an error.
+    pub fn batch_item_failures(self, function: &str) -> Result<std::collections::HashSet<String>> {
+        let out = match self {
+            Reply::Response(b) => b,
+            Reply::Error(b) => bail!(
+                "{function} reported an error: {}",
+                String::from_utf8_lossy(&b)
+            ),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .with_context(|| format!("{function}'s answer is not JSON"))?;
+        let failures = v["batchItemFailures"]
+            .as_array()
+            .with_context(|| format!("no batchItemFailures in {function}'s answer {v}"))?;
+        failures
+            .iter()
+            .map(|f| {
+                f["itemIdentifier"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("a batch item failure without itemIdentifier: {f}"))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 struct Invocation {
     id: String,
@@ -354,5 +383,34 @@ impl FunctionProcess {
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         format!("; the end of its log ({}):\n{tail}", self.log.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answer_gives_its_failed_message_ids_and_anything_else_is_an_error() {
+        let reply = |b: &str| Reply::Response(Bytes::from(b.to_owned()));
+        let failed =
+            reply(r#"{"batchItemFailures":[{"itemIdentifier":"m-2"},{"itemIdentifier":"m-5"}]}"#)
+                .batch_item_failures("f")
+                .unwrap();
+        assert_eq!(failed, ["m-2".to_owned(), "m-5".to_owned()].into());
+        assert!(
+            reply(r#"{"batchItemFailures":[]}"#)
+                .batch_item_failures("f")
+                .unwrap()
+                .is_empty()
+        );
+        for bad in [
+            Reply::Error(Bytes::from_static(b"{\"errorType\":\"boom\"}")),
+            reply("{}"),
+            reply("not json"),
+            reply(r#"{"batchItemFailures":[{}]}"#),
+        ] {
+            assert!(bad.batch_item_failures("f").is_err());
+        }
     }
 }
